@@ -1,0 +1,100 @@
+//! Load + change + save (with fsync) of a gateway state holding many forwards: the part of the
+//! `add-port` budget (≤ 20 ms until live at 10,000 forwards) that the state file costs.
+//! Run: `cargo bench -p roamgw-common --bench state_io`. Prints p50/p95 per size.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use roamgw_common::fsutil::{write_atomic, DirLock, PRIVATE_FILE_MODE};
+use roamgw_common::state::{
+    Backend, Forward, GatewaySettings, GatewayState, RoamerEntry, WireguardMode, STATE_VERSION,
+};
+use roamgw_common::{PortRange, PortSpec, PrivateKey, Protocols};
+
+fn state_with(forwards: usize) -> GatewayState {
+    let key = PrivateKey::generate().expect("random").public_key();
+    GatewayState {
+        version: STATE_VERSION,
+        gateway: GatewaySettings {
+            public_ip: Ipv4Addr::new(203, 0, 113, 10),
+            endpoint: "203.0.113.10:51820".parse().expect("endpoint"),
+            floating_ip: Some(Ipv4Addr::new(203, 0, 113, 50)),
+            anchor_ip: Ipv4Addr::new(10, 16, 0, 5),
+            listen_port: 51820,
+            subnet: "192.168.32.0/24".parse().expect("net"),
+            address: Ipv4Addr::new(192, 168, 32, 1),
+            backend: Backend::Nftables,
+            wireguard: WireguardMode::Auto,
+            interface: "roamgw0".parse().expect("if"),
+            mtu: 1420,
+            public_key: key,
+            anchor_passthrough: false,
+        },
+        roamers: vec![RoamerEntry {
+            name: "laptop".parse().expect("name"),
+            address: Ipv4Addr::new(192, 168, 32, 2),
+            public_key: key,
+        }],
+        forwards: (0..forwards)
+            .map(|i| {
+                let port = 20000 + i as u16;
+                let range = PortRange::single(port).expect("port");
+                Forward {
+                    spec: PortSpec {
+                        public: range,
+                        local: range,
+                        protocols: Protocols::Tcp,
+                    },
+                    to: "laptop".parse().expect("name"),
+                    allow_from: Vec::new(),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.toml");
+    println!("| forwards | file size | load+change+save p50 | p95 |");
+    println!("|---:|---:|---:|---:|");
+    for size in [10usize, 1_000, 10_000] {
+        let initial = state_with(size);
+        write_atomic(&path, initial.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
+        let bytes = std::fs::metadata(&path).expect("stat").len();
+        let mut samples = Vec::new();
+        for round in 0..30u16 {
+            let start = Instant::now();
+            let _lock = DirLock::acquire(dir.path()).expect("lock");
+            let text = std::fs::read_to_string(&path).expect("read");
+            let mut state = GatewayState::from_toml(&text).expect("parse");
+            let range = PortRange::single(1000 + round).expect("port");
+            state.forwards.push(Forward {
+                spec: PortSpec {
+                    public: range,
+                    local: range,
+                    protocols: Protocols::Udp,
+                },
+                to: "laptop".parse().expect("name"),
+                allow_from: Vec::new(),
+            });
+            state.validate().expect("valid");
+            write_atomic(&path, state.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
+            samples.push(start.elapsed());
+        }
+        let p50 = percentile(&mut samples, 0.5);
+        let p95 = percentile(&mut samples, 0.95);
+        println!(
+            "| {size} | {} KiB | {:.2} ms | {:.2} ms |",
+            bytes / 1024,
+            p50.as_secs_f64() * 1e3,
+            p95.as_secs_f64() * 1e3
+        );
+    }
+}

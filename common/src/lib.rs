@@ -1,0 +1,15 @@
+//! Shared building blocks of roamgw (gateway) and roamer (laptop): keys, names, port specs,
+//! the typed state and configs, wg-quick files and crash-safe file handling.
+
+pub mod cli;
+pub mod fsutil;
+pub mod keys;
+pub mod names;
+pub mod portspec;
+pub mod routes;
+pub mod state;
+pub mod wgquick;
+
+pub use keys::{PresharedKey, PrivateKey, PublicKey};
+pub use names::{Endpoint, InterfaceName, RoamerName};
+pub use portspec::{PortRange, PortSpec, Protocol, Protocols};

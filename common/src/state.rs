@@ -1,0 +1,535 @@
+//! The gateway's desired state (`gateway.toml`) and the roamer's config (`roamer.toml`).
+//!
+//! Both are strict TOML (`deny_unknown_fields`, a `version` field) followed by a semantic
+//! validation pass that names the offending entry. A file that fails either is an error, never
+//! "empty": a crash or a typo must not silently drop forwards.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use crate::names::{Endpoint, InterfaceName, RoamerName};
+use crate::portspec::{PortSpec, Protocol};
+
+pub const STATE_VERSION: u32 = 1;
+pub const ROAMER_CONFIG_VERSION: u32 = 1;
+
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+pub const DEFAULT_SUBNET: &str = "192.168.32.0/24";
+pub const DEFAULT_INTERFACE: &str = "roamgw0";
+/// WireGuard over IPv4 costs 60 bytes: 1500 - 60 - 20 (room for an IPv6 outer path).
+pub const DEFAULT_MTU: u16 = 1420;
+/// Below the 12 s that the most forgetful CGNATs keep an idle UDP mapping; the manual setup used 10 too.
+pub const DEFAULT_KEEPALIVE_SECS: u16 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Nftables,
+    Firewalld,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Nftables => "nftables",
+            Backend::Firewalld => "firewalld",
+        })
+    }
+}
+
+/// Who runs the WireGuard interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WireguardMode {
+    /// Kernel if the kernel can create a `wireguard` link, else userspace.
+    #[default]
+    Auto,
+    Kernel,
+    Userspace,
+    /// Someone else (e.g. wg-quick) runs the interface; roamgw manages the rules only.
+    External,
+}
+
+impl fmt::Display for WireguardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WireguardMode::Auto => "auto",
+            WireguardMode::Kernel => "kernel",
+            WireguardMode::Userspace => "userspace",
+            WireguardMode::External => "external",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The droplet's own public address: its services there are never touched.
+    pub public_ip: Ipv4Addr,
+    /// What roamers dial.
+    pub endpoint: Endpoint,
+    /// The provider's floating IP (informational: the droplet only sees the anchor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating_ip: Option<Ipv4Addr>,
+    /// The private address the provider 1:1-NATs the floating IP to; forwards match on it.
+    pub anchor_ip: Ipv4Addr,
+    pub listen_port: u16,
+    pub subnet: Ipv4Net,
+    /// The gateway's address inside `subnet`.
+    pub address: Ipv4Addr,
+    pub backend: Backend,
+    pub wireguard: WireguardMode,
+    pub interface: InterfaceName,
+    pub mtu: u16,
+    pub public_key: PublicKey,
+    /// Let the droplet's own services answer on the anchor address too (default: only forwards do).
+    #[serde(default)]
+    pub anchor_passthrough: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoamerEntry {
+    pub name: RoamerName,
+    pub address: Ipv4Addr,
+    pub public_key: PublicKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    pub spec: PortSpec,
+    pub to: RoamerName,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<Ipv4Net>,
+}
+
+impl Forward {
+    /// The text that identifies this forward to `remove-port` and in listings.
+    pub fn key(&self) -> String {
+        self.spec.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayState {
+    pub version: u32,
+    pub gateway: GatewaySettings,
+    #[serde(default, rename = "roamer", skip_serializing_if = "Vec::is_empty")]
+    pub roamers: Vec<RoamerEntry>,
+    #[serde(default, rename = "forward", skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<Forward>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("version {found} is not supported (this roamgw reads version {supported}); upgrade roamgw or restore a matching file")]
+    Version { found: u32, supported: u32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> StateError {
+    StateError::Invalid(message.into())
+}
+
+/// One line out of a toml error (its Display spans several lines with a caret drawing).
+fn toml_error_line(err: &toml::de::Error, text: &str) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Checks the `version` field before anything else so an old or new file gets the right message.
+fn check_version(text: &str, supported: u32) -> Result<(), StateError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: Option<toml::Value>,
+    }
+    let probe: VersionOnly =
+        toml::from_str(text).map_err(|e| StateError::Toml(toml_error_line(&e, text)))?;
+    match probe.version {
+        None => Err(invalid(format!(
+            "missing 'version = {supported}' at the top"
+        ))),
+        Some(toml::Value::Integer(v)) if v == i64::from(supported) => Ok(()),
+        Some(toml::Value::Integer(v)) => Err(StateError::Version {
+            found: u32::try_from(v).unwrap_or(u32::MAX),
+            supported,
+        }),
+        Some(_) => Err(invalid(format!("'version' must be the number {supported}"))),
+    }
+}
+
+/// Parses once (the state may be large); only a file that fails to parse is probed for its
+/// version, so an old or new file gets a message about the version rather than a field.
+fn parse_versioned<T: serde::de::DeserializeOwned>(
+    text: &str,
+    supported: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<T, StateError> {
+    match toml::from_str::<T>(text) {
+        Ok(value) if version_of(&value) == supported => Ok(value),
+        Ok(value) => Err(StateError::Version {
+            found: version_of(&value),
+            supported,
+        }),
+        Err(e) => {
+            check_version(text, supported)?;
+            Err(StateError::Toml(toml_error_line(&e, text)))
+        }
+    }
+}
+
+impl GatewayState {
+    pub fn from_toml(text: &str) -> Result<Self, StateError> {
+        let state: GatewayState =
+            parse_versioned(text, STATE_VERSION, |s: &GatewayState| s.version)?;
+        state.validate()?;
+        Ok(state)
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        toml::to_string(self).unwrap_or_else(|e| unreachable!("state serializes: {e}"))
+    }
+
+    pub fn roamer(&self, name: &RoamerName) -> Option<&RoamerEntry> {
+        self.roamers.iter().find(|r| &r.name == name)
+    }
+
+    /// The semantic checks that TOML types cannot express. Each message names the entry.
+    pub fn validate(&self) -> Result<(), StateError> {
+        let g = &self.gateway;
+        if g.listen_port == 0 {
+            return Err(invalid(
+                "gateway.listen_port 0 is not a port: use 1-65535 (default 51820)",
+            ));
+        }
+        if !(1280..=9000).contains(&g.mtu) {
+            return Err(invalid(format!(
+                "gateway.mtu {} is out of range: use 1280-9000 (default {DEFAULT_MTU})",
+                g.mtu
+            )));
+        }
+        check_subnet(g.subnet)?;
+        if !host_in(g.subnet, g.address) {
+            return Err(invalid(format!(
+                "gateway.address {} is not a host address of gateway.subnet {}",
+                g.address, g.subnet
+            )));
+        }
+        let mut addresses = HashMap::from([(g.address, "the gateway".to_string())]);
+        let mut names = BTreeSet::new();
+        for roamer in &self.roamers {
+            if !names.insert(&roamer.name) {
+                return Err(invalid(format!("roamer '{}' appears twice", roamer.name)));
+            }
+            if !host_in(g.subnet, roamer.address) {
+                return Err(invalid(format!(
+                    "roamer '{}' has address {} outside the tunnel subnet {}",
+                    roamer.name, roamer.address, g.subnet
+                )));
+            }
+            if let Some(owner) =
+                addresses.insert(roamer.address, format!("roamer '{}'", roamer.name))
+            {
+                return Err(invalid(format!(
+                    "roamer '{}' has address {}, already used by {owner}",
+                    roamer.name, roamer.address
+                )));
+            }
+        }
+        for forward in &self.forwards {
+            if !names.contains(&forward.to) {
+                return Err(invalid(format!(
+                    "forward {} points to roamer '{}', which does not exist",
+                    forward.spec, forward.to
+                )));
+            }
+            check_forward_ports(&forward.spec, g.listen_port)?;
+        }
+        if let Some((a, b)) = first_overlap(self.forwards.iter().map(|f| &f.spec)) {
+            return Err(invalid(format!("forward {b} overlaps forward {a}")));
+        }
+        Ok(())
+    }
+
+    /// The lowest host address of the subnet that neither the gateway nor a roamer uses.
+    pub fn next_free_address(&self) -> Option<Ipv4Addr> {
+        let used: BTreeSet<Ipv4Addr> = self
+            .roamers
+            .iter()
+            .map(|r| r.address)
+            .chain([self.gateway.address])
+            .collect();
+        self.gateway.subnet.hosts().find(|a| !used.contains(a))
+    }
+}
+
+/// The first pair of specs that share a (protocol, public port), in O(n log n): the state may
+/// hold thousands of forwards and is validated on every command.
+pub fn first_overlap<'a>(
+    specs: impl Iterator<Item = &'a PortSpec>,
+) -> Option<(PortSpec, PortSpec)> {
+    let mut by_protocol: Vec<(Protocol, PortSpec)> = specs
+        .flat_map(|spec| spec.protocols.iter().map(move |p| (p, *spec)))
+        .collect();
+    by_protocol.sort_unstable_by_key(|(p, spec)| (*p, spec.public.first(), spec.public.last()));
+    // Sorted by start, and with no overlap so far, a range overlaps an earlier one iff it
+    // starts at or before the end of the one just before it.
+    let mut previous: Option<(Protocol, PortSpec)> = None;
+    for (protocol, spec) in by_protocol {
+        match previous {
+            Some((p, prev)) if p == protocol && spec.public.first() <= prev.public.last() => {
+                return Some((prev, spec));
+            }
+            _ => previous = Some((protocol, spec)),
+        }
+    }
+    None
+}
+
+/// Refuses subnets that cannot hold a gateway and a roamer.
+pub fn check_subnet(subnet: Ipv4Net) -> Result<(), StateError> {
+    if subnet.prefix_len() > 30 {
+        return Err(invalid(format!(
+            "tunnel subnet {subnet} is too small: use a /30 or larger (default {DEFAULT_SUBNET})"
+        )));
+    }
+    if subnet.network() != subnet.addr() {
+        return Err(invalid(format!(
+            "tunnel subnet {subnet} has host bits set: write it as {}",
+            subnet.trunc()
+        )));
+    }
+    Ok(())
+}
+
+fn host_in(subnet: Ipv4Net, address: Ipv4Addr) -> bool {
+    subnet.contains(&address) && address != subnet.network() && address != subnet.broadcast()
+}
+
+/// A UDP forward must not capture the gateway's own WireGuard port (roamers may dial the
+/// floating IP, which arrives on the anchor address).
+pub fn check_forward_ports(spec: &PortSpec, listen_port: u16) -> Result<(), StateError> {
+    if spec.protocols.contains(Protocol::Udp) && spec.public.contains(listen_port) {
+        return Err(invalid(format!(
+            "forward {spec} covers udp port {listen_port}, the gateway's own WireGuard port: \
+             pick other ports or move WireGuard with `roamgw init --listen-port`"
+        )));
+    }
+    Ok(())
+}
+
+/// The roamer's side of the tunnel: what `roamgw show-config NAME --format roamer` prints and
+/// `roamer run --config` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoamerConfig {
+    pub version: u32,
+    pub name: RoamerName,
+    pub interface: InterfaceName,
+    /// The roamer's tunnel address with the subnet's prefix length.
+    pub address: Ipv4Net,
+    /// Inline key; the file is 0600. Exactly one of `private_key` and `private_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PrivateKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<PathBuf>,
+    pub mtu: u16,
+    pub gateway: RoamerGateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoamerGateway {
+    pub endpoint: Endpoint,
+    pub public_key: PublicKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preshared_key: Option<PresharedKey>,
+    /// What goes through the tunnel; by default only the tunnel subnet, so updates and
+    /// browsing go straight out.
+    pub allowed_ips: Vec<Ipv4Net>,
+    /// Seconds; 0 turns keepalive off.
+    pub persistent_keepalive: u16,
+}
+
+impl RoamerConfig {
+    pub fn from_toml(text: &str) -> Result<Self, StateError> {
+        let config: RoamerConfig =
+            parse_versioned(text, ROAMER_CONFIG_VERSION, |c: &RoamerConfig| c.version)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| unreachable!("config serializes: {e}"))
+    }
+
+    pub fn validate(&self) -> Result<(), StateError> {
+        match (&self.private_key, &self.private_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "both private_key and private_key_file are set: keep one",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "no private key: set private_key, or private_key_file to a 0600 file holding `wg genkey` output",
+                ))
+            }
+            _ => {}
+        }
+        if !(1280..=9000).contains(&self.mtu) {
+            return Err(invalid(format!(
+                "mtu {} is out of range: use 1280-9000 (default {DEFAULT_MTU})",
+                self.mtu
+            )));
+        }
+        if self.address.prefix_len() > 30 || !host_in(self.address.trunc(), self.address.addr()) {
+            return Err(invalid(format!(
+                "address {} is not a host address with its subnet's prefix (e.g. 192.168.32.2/24)",
+                self.address
+            )));
+        }
+        if self.gateway.allowed_ips.is_empty() {
+            return Err(invalid(format!(
+                "gateway.allowed_ips is empty: nothing would use the tunnel; use [\"{}\"]",
+                self.address.trunc()
+            )));
+        }
+        if self.gateway.persistent_keepalive > 3600 {
+            return Err(invalid(format!(
+                "gateway.persistent_keepalive {} is too long: use 0 (off) or 1-3600 seconds (default {DEFAULT_KEEPALIVE_SECS})",
+                self.gateway.persistent_keepalive
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_state() -> GatewayState {
+        let key = PrivateKey::generate().expect("random");
+        GatewayState {
+            version: STATE_VERSION,
+            gateway: GatewaySettings {
+                public_ip: Ipv4Addr::new(203, 0, 113, 10),
+                endpoint: "203.0.113.10:51820".parse().expect("endpoint"),
+                floating_ip: Some(Ipv4Addr::new(203, 0, 113, 50)),
+                anchor_ip: Ipv4Addr::new(10, 16, 0, 5),
+                listen_port: 51820,
+                subnet: DEFAULT_SUBNET.parse().expect("subnet"),
+                address: Ipv4Addr::new(192, 168, 32, 1),
+                backend: Backend::Nftables,
+                wireguard: WireguardMode::Auto,
+                interface: DEFAULT_INTERFACE.parse().expect("ifname"),
+                mtu: DEFAULT_MTU,
+                public_key: key.public_key(),
+                anchor_passthrough: false,
+            },
+            roamers: vec![RoamerEntry {
+                name: "laptop".parse().expect("name"),
+                address: Ipv4Addr::new(192, 168, 32, 2),
+                public_key: key.public_key(),
+            }],
+            forwards: vec![Forward {
+                spec: "22".parse().expect("spec"),
+                to: "laptop".parse().expect("name"),
+                allow_from: vec!["192.0.2.0/24".parse().expect("cidr")],
+            }],
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_toml() {
+        let state = sample_state();
+        let text = state.to_toml();
+        assert_eq!(GatewayState::from_toml(&text).expect("parse"), state);
+        assert!(text.starts_with("version = 1\n"), "{text}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_a_line() {
+        let text = sample_state().to_toml().replace("mtu = ", "mtuu = ");
+        let err = GatewayState::from_toml(&text).expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `mtuu`"), "{err}");
+        assert!(err.to_string().starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn wrong_version_says_so() {
+        let text = sample_state()
+            .to_toml()
+            .replace("version = 1", "version = 7");
+        assert_eq!(
+            GatewayState::from_toml(&text),
+            Err(StateError::Version {
+                found: 7,
+                supported: 1
+            })
+        );
+    }
+
+    #[test]
+    fn semantic_errors_name_the_entry() {
+        let mut s = sample_state();
+        s.forwards[0].to = "desktop".parse().expect("name");
+        assert!(s
+            .validate()
+            .expect_err("unknown roamer")
+            .to_string()
+            .contains("'desktop'"));
+
+        let mut s = sample_state();
+        s.forwards.push(s.forwards[0].clone());
+        assert!(s
+            .validate()
+            .expect_err("overlap")
+            .to_string()
+            .contains("overlaps"));
+
+        let mut s = sample_state();
+        s.roamers[0].address = Ipv4Addr::new(192, 168, 32, 1);
+        assert!(s
+            .validate()
+            .expect_err("dup")
+            .to_string()
+            .contains("already used by the gateway"));
+
+        let mut s = sample_state();
+        s.forwards[0].spec = "51800-51900/udp".parse().expect("spec");
+        assert!(s
+            .validate()
+            .expect_err("wg port")
+            .to_string()
+            .contains("WireGuard port"));
+    }
+
+    #[test]
+    fn next_free_address_skips_used() {
+        let mut s = sample_state();
+        assert_eq!(s.next_free_address(), Some(Ipv4Addr::new(192, 168, 32, 3)));
+        s.gateway.subnet = "192.168.32.0/30".parse().expect("net");
+        assert_eq!(s.next_free_address(), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! The `roamgw` command line. One meaning per command and flag (docs/design.md).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
+use roamgw_common::state::{Backend, WireguardMode};
+use roamgw_common::{InterfaceName, PortSpec, PublicKey, RoamerName};
+
+use crate::store::DEFAULT_CONFIG_DIR;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "roamgw",
+    version,
+    about = "Give a laptop behind CGNAT a static public IP for chosen ports, through this droplet",
+    long_about = "roamgw runs on the droplet. It forwards chosen ports of the droplet's floating IP \
+                  through a WireGuard tunnel to a roaming laptop (a \"roamer\"), and never touches \
+                  traffic to the droplet's own public IP.",
+    after_help = "Walkthrough:\n  \
+                  roamgw init --public-ip 203.0.113.10 --floating-ip 203.0.113.50\n  \
+                  roamgw add-roamer laptop\n  \
+                  roamgw add-port 22\n  \
+                  roamgw show-config laptop --format roamer > roamer.toml   # copy to the laptop\n\n\
+                  Changes are saved to the state at once; they go live with `roamgw up` or `roamgw run`."
+)]
+pub struct Cli {
+    /// Directory of the state (gateway.toml) and keys.
+    #[arg(long, global = true, env = "ROAMGW_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR, value_name = "DIR")]
+    pub config_dir: PathBuf,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up this droplet: keys, addresses and the empty list of roamers and forwards.
+    #[command(after_help = "Examples:\n  \
+        roamgw init                                   # detect public IP and anchor from the interfaces\n  \
+        roamgw init --public-ip 203.0.113.10 --anchor-ip 10.16.0.5 --floating-ip 203.0.113.50\n  \
+        roamgw init --endpoint droplet.example.com --wireguard external --interface wgnet0")]
+    Init(InitArgs),
+
+    /// Add a roamer (a laptop): a tunnel address, keys and a preshared key.
+    #[command(after_help = "Examples:\n  \
+        roamgw add-roamer laptop\n  \
+        roamgw add-roamer laptop --public-key \"$(ssh laptop 'wg pubkey < /etc/roamgw/roamer.key')\"\n\n\
+        Then: roamgw show-config laptop --format roamer")]
+    AddRoamer(AddRoamerArgs),
+
+    /// Remove a roamer and its keys.
+    #[command(after_help = "Examples:\n  \
+        roamgw remove-roamer laptop\n  \
+        roamgw remove-roamer laptop --force   # also removes the forwards that point at it")]
+    RemoveRoamer(RemoveRoamerArgs),
+
+    /// List the roamers.
+    #[command(after_help = "Examples:\n  roamgw roamers\n  roamgw roamers --json")]
+    Roamers(JsonArgs),
+
+    /// Forward ports of the floating IP to a roamer.
+    #[command(
+        after_help = "SPEC = PUBLIC[:LOCAL][/PROTOCOL]; PROTOCOL is tcp (default), udp or tcp+udp.\n\n\
+        Examples:\n  \
+        roamgw add-port 22                          # floating-IP:22/tcp -> the only roamer's port 22\n  \
+        roamgw add-port 2222:22 --to laptop         # public 2222 -> local 22\n  \
+        roamgw add-port 60000-60100/udp             # a range (mosh)\n  \
+        roamgw add-port 53/tcp+udp\n  \
+        roamgw add-port 8000-8010:9000-9010         # an equal-length range remap\n  \
+        roamgw add-port 22 --allow-from 192.0.2.0/24 --allow-from 198.51.100.7"
+    )]
+    AddPort(AddPortArgs),
+
+    /// Stop forwarding ports; give the spec as it was added.
+    #[command(
+        after_help = "Examples:\n  roamgw remove-port 22\n  roamgw remove-port 60000-60100/udp"
+    )]
+    RemovePort(RemovePortArgs),
+
+    /// List the forwards.
+    #[command(after_help = "Examples:\n  roamgw list\n  roamgw list --json")]
+    List(JsonArgs),
+
+    /// Print a roamer's config (for the laptop), or the gateway side as a stock wg-quick file.
+    #[command(after_help = "Examples:\n  \
+        roamgw show-config laptop --format roamer > roamer.toml     # for `roamer run --config`\n  \
+        roamgw show-config laptop --format wg-quick > wgnet0.conf   # for stock wg-quick\n  \
+        roamgw show-config --gateway --format wg-quick              # the droplet side, as wg-quick\n\n\
+        The output holds secrets: store it 0600.")]
+    ShowConfig(ShowConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The droplet's own public IPv4 address; roamgw never touches traffic to it. Default: the
+    /// one public address on the default-route interface.
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<Ipv4Addr>,
+
+    /// What roamers dial, HOST[:PORT]; may be a DNS name. Default: the public IP and --listen-port.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub endpoint: Option<String>,
+
+    /// The provider's floating IP (shown in listings; the droplet itself only sees the anchor).
+    #[arg(long, value_name = "IP")]
+    pub floating_ip: Option<Ipv4Addr>,
+
+    /// The private address the floating IP is 1:1-NATed to on the public interface. Default:
+    /// the one private address beside the public one.
+    #[arg(long, value_name = "IP")]
+    pub anchor_ip: Option<Ipv4Addr>,
+
+    /// UDP port WireGuard listens on.
+    #[arg(long, default_value_t = roamgw_common::state::DEFAULT_LISTEN_PORT, value_name = "PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub listen_port: u16,
+
+    /// Tunnel subnet; the gateway takes its first address, roamers the next free ones.
+    #[arg(long, default_value = roamgw_common::state::DEFAULT_SUBNET, value_name = "CIDR")]
+    pub subnet: Ipv4Net,
+
+    /// Firewall backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Nftables)]
+    pub backend: BackendArg,
+
+    /// Who runs the WireGuard interface: auto (kernel if available, else userspace), kernel,
+    /// userspace (embedded), or external (you run it, e.g. wg-quick; roamgw manages rules only).
+    #[arg(long, value_enum, default_value_t = WireguardArg::Auto)]
+    pub wireguard: WireguardArg,
+
+    /// WireGuard interface name.
+    #[arg(long, default_value = roamgw_common::state::DEFAULT_INTERFACE, value_name = "NAME")]
+    pub interface: InterfaceName,
+
+    /// Tunnel MTU (1420 fits a 1500-byte path; lower it for PPPoE or nested tunnels).
+    #[arg(long, default_value_t = roamgw_common::state::DEFAULT_MTU, value_name = "BYTES",
+          value_parser = clap::value_parser!(u16).range(1280..=9000))]
+    pub mtu: u16,
+
+    /// Let the droplet's own services answer on the floating IP too (default: only forwards do).
+    #[arg(long)]
+    pub anchor_passthrough: bool,
+
+    /// Replace an existing setup: new gateway keys, no roamers, no forwards.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Nftables,
+    Firewalld,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Nftables => Backend::Nftables,
+            BackendArg::Firewalld => Backend::Firewalld,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WireguardArg {
+    Auto,
+    Kernel,
+    Userspace,
+    External,
+}
+
+impl From<WireguardArg> for WireguardMode {
+    fn from(w: WireguardArg) -> Self {
+        match w {
+            WireguardArg::Auto => WireguardMode::Auto,
+            WireguardArg::Kernel => WireguardMode::Kernel,
+            WireguardArg::Userspace => WireguardMode::Userspace,
+            WireguardArg::External => WireguardMode::External,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AddRoamerArgs {
+    /// Roamer name: 1-32 of a-z 0-9 - _ (e.g. laptop).
+    pub name: RoamerName,
+
+    /// The roamer's public key (`wg pubkey`): its private key then never exists on the droplet.
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<PublicKey>,
+
+    /// Tunnel address; default: the next free one in the subnet.
+    #[arg(long, value_name = "IP")]
+    pub address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveRoamerArgs {
+    pub name: RoamerName,
+
+    /// Also remove the forwards that point at this roamer.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddPortArgs {
+    /// PUBLIC[:LOCAL][/PROTOCOL], e.g. 22, 53/udp, 2222:22, 60000-60100/udp, 53/tcp+udp.
+    pub spec: PortSpec,
+
+    /// The roamer to forward to; may be omitted when there is exactly one.
+    #[arg(long, value_name = "ROAMER")]
+    pub to: Option<RoamerName>,
+
+    /// Only these sources may connect (repeat for several); an address means /32. Default: anyone.
+    #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_cidr)]
+    pub allow_from: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemovePortArgs {
+    /// The spec as it was added (as `roamgw list` shows it).
+    pub spec: PortSpec,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ConfigFormat {
+    /// roamer.toml for `roamer run --config`.
+    Roamer,
+    /// A stock wg-quick .conf.
+    WgQuick,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowConfigArgs {
+    /// The roamer whose config to print.
+    #[arg(required_unless_present = "gateway", conflicts_with = "gateway")]
+    pub name: Option<RoamerName>,
+
+    /// Print the gateway side (needs --format wg-quick).
+    #[arg(long)]
+    pub gateway: bool,
+
+    #[arg(long, value_enum, default_value_t = ConfigFormat::Roamer)]
+    pub format: ConfigFormat,
+}
+
+/// A CIDR or a bare address (/32). Host bits must be clear so what is stored is what is meant.
+pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
+    let net = text
+        .parse::<Ipv4Net>()
+        .or_else(|_| text.parse::<Ipv4Addr>().map(Ipv4Net::from))
+        .map_err(|_| {
+            format!("'{text}' is not an IPv4 address or CIDR (e.g. 192.0.2.0/24 or 198.51.100.7)")
+        })?;
+    if net != net.trunc() {
+        return Err(format!("{text} has host bits set: write {}", net.trunc()));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_help_has_an_example() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("roamgw "),
+                "`roamgw {}` --help has no example",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn config_dir_is_accepted_before_and_after_the_subcommand() {
+        for args in [
+            vec!["roamgw", "--config-dir", "/x", "list"],
+            vec!["roamgw", "list", "--config-dir", "/x"],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parse");
+            assert_eq!(cli.config_dir, PathBuf::from("/x"));
+        }
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(
+            parse_cidr("198.51.100.7").expect("ip").to_string(),
+            "198.51.100.7/32"
+        );
+        assert!(parse_cidr("192.0.2.5/24")
+            .expect_err("host bits")
+            .contains("192.0.2.0/24"));
+        assert!(parse_cidr("nope").is_err());
+    }
+}

@@ -1,0 +1,570 @@
+//! What each `roamgw` subcommand does. Every handler returns the text for stdout; notes and
+//! warnings go to the log (stderr). A failing handler changes nothing on disk.
+
+use std::fmt::Write as _;
+
+use ipnet::Ipv4Net;
+use roamgw_common::names::Endpoint;
+use roamgw_common::state::{
+    check_forward_ports, check_subnet, Forward, GatewaySettings, GatewayState, RoamerEntry,
+    STATE_VERSION,
+};
+use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::cli::{
+    AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
+    ShowConfigArgs,
+};
+use crate::detect;
+use crate::render;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad input or a refused change: the message says what is wrong and how to fix it.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Detect(#[from] detect::DetectError),
+    #[error(transparent)]
+    Key(#[from] roamgw_common::keys::KeyError),
+}
+
+fn refused(message: impl Into<String>) -> CommandError {
+    CommandError::Refused(message.into())
+}
+
+type Result<T> = std::result::Result<T, CommandError>;
+
+/// Whether a saved change is already in effect. Until the data plane runs, changes are saved
+/// and pending; `roamgw up` / `roamgw run` apply them.
+fn pending_note() -> &'static str {
+    "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)"
+}
+
+pub fn init(store: &Store, args: InitArgs) -> Result<String> {
+    if store.is_initialized() && !args.force {
+        return Err(refused(format!(
+            "a gateway is already set up in {}: pass --force to replace it (new keys; every roamer then needs its new config)",
+            store.dir().display()
+        )));
+    }
+    check_subnet(args.subnet).map_err(|e| refused(e.to_string()))?;
+    let (public_ip, anchor_ip) = match (args.public_ip, args.anchor_ip) {
+        (Some(public), Some(anchor)) => (public, anchor),
+        (public, anchor) => {
+            let addrs = detect::system_addrs()?;
+            let found = detect::detect_addresses(&addrs, &detect::system_routes(), public)?;
+            info!(
+                interface = %found.interface,
+                public_ip = %found.public_ip,
+                anchor_ip = %found.anchor_ip,
+                "detected the public interface"
+            );
+            (found.public_ip, anchor.unwrap_or(found.anchor_ip))
+        }
+    };
+    if public_ip == anchor_ip {
+        return Err(refused(format!(
+            "--public-ip and --anchor-ip are both {public_ip}: the anchor is the private address the floating IP maps to"
+        )));
+    }
+    let endpoint = match &args.endpoint {
+        Some(text) => Endpoint::parse_with_default_port(text, args.listen_port)
+            .map_err(|e| refused(e.to_string()))?,
+        None => Endpoint {
+            host: public_ip.to_string(),
+            port: args.listen_port,
+        },
+    };
+    let collisions: Vec<String> = detect::colliding_routes(
+        &detect::system_routes(),
+        args.subnet,
+        args.interface.as_str(),
+    )
+    .into_iter()
+    .map(|r| format!("{} on {}", r.destination, r.interface))
+    .collect();
+    if !collisions.is_empty() {
+        warn!(
+            subnet = %args.subnet,
+            routes = %collisions.join(", "),
+            "the tunnel subnet overlaps routes this droplet already has; pick another with --subnet"
+        );
+    }
+    let address = args.subnet.hosts().next().ok_or_else(|| {
+        refused(format!(
+            "tunnel subnet {} has no host addresses",
+            args.subnet
+        ))
+    })?;
+    let key = PrivateKey::generate()?;
+    let state = GatewayState {
+        version: STATE_VERSION,
+        gateway: GatewaySettings {
+            public_ip,
+            endpoint,
+            floating_ip: args.floating_ip,
+            anchor_ip,
+            listen_port: args.listen_port,
+            subnet: args.subnet,
+            address,
+            backend: args.backend.into(),
+            wireguard: args.wireguard.into(),
+            interface: args.interface,
+            mtu: args.mtu,
+            public_key: key.public_key(),
+            anchor_passthrough: args.anchor_passthrough,
+        },
+        roamers: Vec::new(),
+        forwards: Vec::new(),
+    };
+    state.validate().map_err(|e| refused(e.to_string()))?;
+
+    store.create_dirs()?;
+    let _lock = store.lock()?;
+    if let Ok(old) = store.load() {
+        for roamer in &old.roamers {
+            store.remove_roamer_keys(&roamer.name)?;
+        }
+    }
+    store.write_private_key(&store.gateway_key_path(), &key)?;
+    store.save(&state)?;
+
+    let g = &state.gateway;
+    let floating = g
+        .floating_ip
+        .map(|ip| format!(" (floating IP {ip})"))
+        .unwrap_or_default();
+    Ok(format!(
+        "initialized {dir}\n  public IP {public} (never touched)\n  anchor {anchor}{floating}\n  \
+         WireGuard {iface} ({mode}) {addr}/{prefix}, listening on udp {port}; roamers dial {endpoint}\n  \
+         backend {backend}\nnext: roamgw add-roamer laptop\n",
+        dir = store.dir().display(),
+        public = g.public_ip,
+        anchor = g.anchor_ip,
+        iface = g.interface,
+        mode = g.wireguard,
+        addr = g.address,
+        prefix = g.subnet.prefix_len(),
+        port = g.listen_port,
+        endpoint = g.endpoint,
+        backend = g.backend,
+    ))
+}
+
+pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let mut state = store.load()?;
+    if state.roamer(&args.name).is_some() {
+        return Err(refused(format!(
+            "roamer '{}' already exists: pick another name, or `roamgw remove-roamer {}` first",
+            args.name, args.name
+        )));
+    }
+    let address = match args.address {
+        Some(address) => address,
+        None => state.next_free_address().ok_or_else(|| {
+            refused(format!(
+                "tunnel subnet {} is full: remove a roamer, or start over with a larger --subnet",
+                state.gateway.subnet
+            ))
+        })?,
+    };
+    let (private_key, public_key) = match args.public_key {
+        Some(public) => (None, public),
+        None => {
+            let key = PrivateKey::generate()?;
+            let public = key.public_key();
+            (Some(key), public)
+        }
+    };
+    if let Some(other) = state.roamers.iter().find(|r| r.public_key == public_key) {
+        return Err(refused(format!(
+            "roamer '{}' already uses this public key: each roamer needs its own key",
+            other.name
+        )));
+    }
+    state.roamers.push(RoamerEntry {
+        name: args.name.clone(),
+        address,
+        public_key,
+    });
+    state.validate().map_err(|e| refused(e.to_string()))?;
+
+    let psk = PresharedKey::generate()?;
+    if let Some(key) = &private_key {
+        store.write_private_key(&store.roamer_key_path(&args.name), key)?;
+    }
+    store.write_psk(&store.roamer_psk_path(&args.name), &psk)?;
+    if let Err(e) = store.save(&state) {
+        let _ = store.remove_roamer_keys(&args.name);
+        return Err(e.into());
+    }
+    let held = if private_key.is_some() {
+        "its private key is kept here until you remove the roamer"
+    } else {
+        "its private key stays on the laptop"
+    };
+    Ok(format!(
+        "added roamer {name}: tunnel address {address}, public key {public_key} ({held})\n\
+         next: roamgw show-config {name} --format roamer > roamer.toml   # copy to the laptop, 0600\n      \
+         roamgw add-port 22{to}\n",
+        name = args.name,
+        to = if state.roamers.len() > 1 {
+            format!(" --to {}", args.name)
+        } else {
+            String::new()
+        },
+    ))
+}
+
+pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let mut state = store.load()?;
+    if state.roamer(&args.name).is_none() {
+        return Err(refused(format!(
+            "no roamer '{}' ({})",
+            args.name,
+            roamer_names(&state)
+        )));
+    }
+    let forwards: Vec<String> = state
+        .forwards
+        .iter()
+        .filter(|f| f.to == args.name)
+        .map(Forward::key)
+        .collect();
+    if !forwards.is_empty() && !args.force {
+        return Err(refused(format!(
+            "roamer '{}' still has forwards ({}): remove them, or pass --force to remove them too",
+            args.name,
+            forwards.join(", ")
+        )));
+    }
+    state.forwards.retain(|f| f.to != args.name);
+    state.roamers.retain(|r| r.name != args.name);
+    store.save(&state)?;
+    store.remove_roamer_keys(&args.name)?;
+    let dropped = if forwards.is_empty() {
+        String::new()
+    } else {
+        format!(" and its forwards {}", forwards.join(", "))
+    };
+    Ok(format!(
+        "removed roamer {}{dropped}; {}\n",
+        args.name,
+        pending_note()
+    ))
+}
+
+fn roamer_names(state: &GatewayState) -> String {
+    if state.roamers.is_empty() {
+        return "there are none yet: add one with `roamgw add-roamer NAME`".into();
+    }
+    let names: Vec<&str> = state.roamers.iter().map(|r| r.name.as_str()).collect();
+    format!("roamers: {}", names.join(", "))
+}
+
+#[derive(Serialize)]
+struct RoamerView<'a> {
+    name: &'a str,
+    address: String,
+    public_key: String,
+    private_key_on_gateway: bool,
+    forwards: Vec<String>,
+}
+
+pub fn roamers(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let mut views = Vec::new();
+    for roamer in &state.roamers {
+        views.push(RoamerView {
+            name: roamer.name.as_str(),
+            address: roamer.address.to_string(),
+            public_key: roamer.public_key.to_string(),
+            private_key_on_gateway: store.roamer_key_path(&roamer.name).exists(),
+            forwards: state
+                .forwards
+                .iter()
+                .filter(|f| f.to == roamer.name)
+                .map(Forward::key)
+                .collect(),
+        });
+    }
+    if json {
+        return Ok(to_json(&views));
+    }
+    if views.is_empty() {
+        return Ok("no roamers; add one with `roamgw add-roamer NAME`\n".into());
+    }
+    let mut table = Table::new(["NAME", "ADDRESS", "PUBLIC KEY", "KEY HELD BY", "FORWARDS"]);
+    for v in &views {
+        table.row([
+            v.name.to_string(),
+            v.address.clone(),
+            v.public_key.clone(),
+            if v.private_key_on_gateway {
+                "gateway+roamer"
+            } else {
+                "roamer"
+            }
+            .into(),
+            if v.forwards.is_empty() {
+                "-".into()
+            } else {
+                v.forwards.join(" ")
+            },
+        ]);
+    }
+    Ok(table.render())
+}
+
+fn resolve_roamer(state: &GatewayState, to: Option<RoamerName>) -> Result<RoamerName> {
+    match to {
+        Some(name) if state.roamer(&name).is_some() => Ok(name),
+        Some(name) => Err(refused(format!(
+            "no roamer '{name}' ({})",
+            roamer_names(state)
+        ))),
+        None => match state.roamers.as_slice() {
+            [one] => Ok(one.name.clone()),
+            [] => Err(refused(
+                "no roamer yet: add one with `roamgw add-roamer NAME` first",
+            )),
+            _ => Err(refused(format!(
+                "say which roamer with --to NAME ({})",
+                roamer_names(state)
+            ))),
+        },
+    }
+}
+
+pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let mut state = store.load()?;
+    let to = resolve_roamer(&state, args.to)?;
+    check_forward_ports(&args.spec, state.gateway.listen_port)
+        .map_err(|e| refused(e.to_string()))?;
+    if let Some(existing) = state.forwards.iter().find(|f| f.spec.overlaps(&args.spec)) {
+        return Err(if existing.spec == args.spec {
+            refused(format!(
+                "{} is already forwarded to {}: remove it first with `roamgw remove-port {}`",
+                args.spec, existing.to, existing.spec
+            ))
+        } else {
+            refused(format!(
+                "{} overlaps the forward {} -> {}: pick other ports, or `roamgw remove-port {}` first",
+                args.spec, existing.spec, existing.to, existing.spec
+            ))
+        });
+    }
+    let mut allow_from = args.allow_from;
+    allow_from.sort();
+    allow_from.dedup();
+    let forward = Forward {
+        spec: args.spec,
+        to,
+        allow_from,
+    };
+    state.forwards.push(forward.clone());
+    store.save(&state)?;
+    Ok(format!(
+        "{}; {}\n",
+        describe_forward(&state, &forward),
+        pending_note()
+    ))
+}
+
+fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
+    let g = &state.gateway;
+    let public = g.floating_ip.unwrap_or(g.anchor_ip);
+    let address = state
+        .roamer(&forward.to)
+        .map(|r| r.address.to_string())
+        .unwrap_or_default();
+    let sources = if forward.allow_from.is_empty() {
+        String::new()
+    } else {
+        format!(", only from {}", join_nets(&forward.allow_from))
+    };
+    format!(
+        "forward {spec}: {public}:{ports} -> {to} {address}:{local}{sources}",
+        spec = forward.spec,
+        ports = forward.spec.public,
+        to = forward.to,
+        local = forward.spec.local,
+    )
+}
+
+fn join_nets(nets: &[Ipv4Net]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let mut state = store.load()?;
+    let Some(index) = state.forwards.iter().position(|f| f.spec == args.spec) else {
+        let near: Vec<String> = state
+            .forwards
+            .iter()
+            .filter(|f| f.spec.public.overlaps(args.spec.public))
+            .map(Forward::key)
+            .collect();
+        return Err(refused(if near.is_empty() {
+            format!("no forward {}; `roamgw list` shows the forwards", args.spec)
+        } else {
+            format!(
+                "no forward {}; did you mean {}? (give the spec as `roamgw list` shows it)",
+                args.spec,
+                near.join(" or ")
+            )
+        }));
+    };
+    let removed = state.forwards.remove(index);
+    store.save(&state)?;
+    Ok(format!(
+        "removed forward {} -> {}; {}\n",
+        removed.spec,
+        removed.to,
+        pending_note()
+    ))
+}
+
+#[derive(Serialize)]
+struct ForwardView {
+    spec: String,
+    protocols: String,
+    public: String,
+    to: String,
+    local: String,
+    allow_from: Vec<String>,
+}
+
+pub fn list(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let g = &state.gateway;
+    let public_ip = g.floating_ip.unwrap_or(g.anchor_ip);
+    let views: Vec<ForwardView> = state
+        .forwards
+        .iter()
+        .map(|f| {
+            let address = state
+                .roamer(&f.to)
+                .map(|r| r.address.to_string())
+                .unwrap_or_default();
+            ForwardView {
+                spec: f.key(),
+                protocols: f.spec.protocols.to_string(),
+                public: format!("{public_ip}:{}", f.spec.public),
+                to: f.to.to_string(),
+                local: format!("{address}:{}", f.spec.local),
+                allow_from: f.allow_from.iter().map(ToString::to_string).collect(),
+            }
+        })
+        .collect();
+    if json {
+        return Ok(to_json(&views));
+    }
+    if views.is_empty() {
+        return Ok("no forwards; add one with `roamgw add-port 22`\n".into());
+    }
+    let mut table = Table::new(["SPEC", "PUBLIC", "TO", "LOCAL", "ALLOW FROM"]);
+    for v in views {
+        table.row([
+            v.spec,
+            v.public,
+            v.to,
+            v.local,
+            if v.allow_from.is_empty() {
+                "anyone".into()
+            } else {
+                v.allow_from.join(",")
+            },
+        ]);
+    }
+    Ok(table.render())
+}
+
+pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
+    let state = store.load()?;
+    if args.gateway {
+        if args.format != ConfigFormat::WgQuick {
+            return Err(refused("the gateway side exists only as --format wg-quick"));
+        }
+        let key = store.gateway_private_key()?;
+        let psks = state
+            .roamers
+            .iter()
+            .map(|r| store.roamer_psk(&r.name))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        return Ok(render::gateway_wg_quick(&state, key, psks));
+    }
+    let name = args
+        .name
+        .ok_or_else(|| refused("name a roamer, or pass --gateway"))?;
+    let roamer = state
+        .roamer(&name)
+        .ok_or_else(|| refused(format!("no roamer '{name}' ({})", roamer_names(&state))))?;
+    let config = render::roamer_config(
+        &state,
+        roamer,
+        store.roamer_private_key(&name)?,
+        store.roamer_psk(&name)?,
+    );
+    Ok(match args.format {
+        ConfigFormat::Roamer => render::roamer_toml(&config),
+        ConfigFormat::WgQuick => render::roamer_wg_quick(&config),
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value)
+        .unwrap_or_else(|e| unreachable!("plain data serializes: {e}"));
+    text.push('\n');
+    text
+}
+
+/// A plain aligned text table.
+struct Table<const N: usize> {
+    rows: Vec<[String; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&str; N]) -> Self {
+        Self {
+            rows: vec![header.map(str::to_string)],
+        }
+    }
+
+    fn row(&mut self, cells: [String; N]) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let widths: Vec<usize> = (0..N)
+            .map(|i| self.rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}

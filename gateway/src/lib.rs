@@ -1,0 +1,26 @@
+//! The roamgw gateway: the CLI's commands over the state store, address detection, and the
+//! configs it renders for the other side.
+
+pub mod cli;
+pub mod commands;
+pub mod detect;
+pub mod render;
+pub mod store;
+
+use cli::{Cli, Command};
+use store::Store;
+
+/// Runs one parsed command and returns what it prints on stdout.
+pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
+    let store = Store::new(cli.config_dir);
+    match cli.command {
+        Command::Init(args) => commands::init(&store, args),
+        Command::AddRoamer(args) => commands::add_roamer(&store, args),
+        Command::RemoveRoamer(args) => commands::remove_roamer(&store, args),
+        Command::Roamers(args) => commands::roamers(&store, args.json),
+        Command::AddPort(args) => commands::add_port(&store, args),
+        Command::RemovePort(args) => commands::remove_port(&store, args),
+        Command::List(args) => commands::list(&store, args.json),
+        Command::ShowConfig(args) => commands::show_config(&store, args),
+    }
+}

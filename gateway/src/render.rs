@@ -1,0 +1,146 @@
+//! Configs for the other side: the roamer's TOML, the roamer as stock wg-quick, and the gateway
+//! itself as stock wg-quick (the manual setup's equivalent).
+
+use std::path::PathBuf;
+
+use ipnet::{IpNet, Ipv4Net};
+use roamgw_common::state::{
+    GatewayState, RoamerConfig, RoamerEntry, RoamerGateway, DEFAULT_KEEPALIVE_SECS,
+    ROAMER_CONFIG_VERSION,
+};
+use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
+use roamgw_common::{PresharedKey, PrivateKey};
+
+/// Where the laptop keeps its own key when the droplet never saw it (`add-roamer --public-key`).
+pub const ROAMER_KEY_FILE: &str = "/etc/roamgw/roamer.key";
+
+fn roamer_net(state: &GatewayState, roamer: &RoamerEntry) -> Ipv4Net {
+    Ipv4Net::new(roamer.address, state.gateway.subnet.prefix_len())
+        .unwrap_or_else(|_| unreachable!("a subnet's prefix is valid"))
+}
+
+pub fn roamer_config(
+    state: &GatewayState,
+    roamer: &RoamerEntry,
+    private_key: Option<PrivateKey>,
+    psk: Option<PresharedKey>,
+) -> RoamerConfig {
+    let private_key_file = private_key
+        .is_none()
+        .then(|| PathBuf::from(ROAMER_KEY_FILE));
+    RoamerConfig {
+        version: ROAMER_CONFIG_VERSION,
+        name: roamer.name.clone(),
+        interface: state.gateway.interface.clone(),
+        address: roamer_net(state, roamer),
+        private_key,
+        private_key_file,
+        mtu: state.gateway.mtu,
+        gateway: RoamerGateway {
+            endpoint: state.gateway.endpoint.clone(),
+            public_key: state.gateway.public_key,
+            preshared_key: psk,
+            allowed_ips: vec![state.gateway.subnet],
+            persistent_keepalive: DEFAULT_KEEPALIVE_SECS,
+        },
+    }
+}
+
+pub fn roamer_toml(config: &RoamerConfig) -> String {
+    let mut out = format!(
+        "# roamer config for '{}', made by `roamgw show-config`. Holds secrets: keep it 0600.\n\
+         # Use: roamer run --config /etc/roamgw/roamer.toml\n",
+        config.name
+    );
+    if config.private_key.is_none() {
+        out.push_str(&format!(
+            "# The private key stays on the laptop: put `wg genkey` output matching the public key\n\
+             # given to `roamgw add-roamer --public-key` in {ROAMER_KEY_FILE} (0600).\n"
+        ));
+    }
+    out.push('\n');
+    out.push_str(&config.to_toml());
+    out
+}
+
+pub fn roamer_wg_quick(config: &RoamerConfig) -> String {
+    let mut interface = Interface {
+        private_key: config.private_key.clone(),
+        address: vec![IpNet::V4(config.address)],
+        mtu: Some(config.mtu),
+        ..Interface::default()
+    };
+    let mut header = format!(
+        "# wg-quick config for roamer '{}', made by `roamgw show-config`. Holds secrets: keep it 0600.\n\
+         # Save as /etc/wireguard/{}.conf and run `wg-quick up {}`.\n",
+        config.name, config.interface, config.interface
+    );
+    if config.private_key.is_none() {
+        let path = format!("/etc/wireguard/{}.key", config.name);
+        header.push_str(&format!(
+            "# The private key stays on the laptop, in {path}.\n"
+        ));
+        interface
+            .post_up
+            .push(format!("wg set %i private-key {path}"));
+    }
+    let file = WgQuickConfig {
+        interface,
+        peers: vec![Peer {
+            public_key: config.gateway.public_key,
+            preshared_key: config.gateway.preshared_key.clone(),
+            allowed_ips: config
+                .gateway
+                .allowed_ips
+                .iter()
+                .copied()
+                .map(IpNet::V4)
+                .collect(),
+            endpoint: Some(config.gateway.endpoint.clone()),
+            persistent_keepalive: (config.gateway.persistent_keepalive > 0)
+                .then_some(config.gateway.persistent_keepalive),
+        }],
+    };
+    header + &file.render()
+}
+
+/// The gateway as stock wg-quick: the tunnel only. Forwarding rules are roamgw's job
+/// (`roamgw init --wireguard external` adopts such an interface).
+pub fn gateway_wg_quick(
+    state: &GatewayState,
+    private_key: PrivateKey,
+    psks: Vec<Option<PresharedKey>>,
+) -> String {
+    let g = &state.gateway;
+    let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
+        .unwrap_or_else(|_| unreachable!("a subnet's prefix is valid"));
+    let file = WgQuickConfig {
+        interface: Interface {
+            private_key: Some(private_key),
+            listen_port: Some(g.listen_port),
+            address: vec![IpNet::V4(address)],
+            mtu: Some(g.mtu),
+            ..Interface::default()
+        },
+        peers: state
+            .roamers
+            .iter()
+            .zip(psks)
+            .map(|(roamer, psk)| Peer {
+                public_key: roamer.public_key,
+                preshared_key: psk,
+                allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
+                // The gateway never pins a roamer's endpoint: WireGuard learns it from its packets.
+                endpoint: None,
+                persistent_keepalive: None,
+            })
+            .collect(),
+    };
+    format!(
+        "# wg-quick config for the roamgw gateway, made by `roamgw show-config --gateway`. Holds secrets: keep it 0600.\n\
+         # Save as /etc/wireguard/{0}.conf, `wg-quick up {0}`, and let roamgw manage the rules:\n\
+         #   roamgw init ... --wireguard external --interface {0}\n{1}",
+        g.interface,
+        file.render()
+    )
+}

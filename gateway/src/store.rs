@@ -1,0 +1,187 @@
+//! The config directory: `gateway.toml` (the desired state) and `keys/` (one 0600 file per
+//! secret). Every change is lock → load → change → validate → atomic write, so concurrent CLIs
+//! never lose an update and a failed change leaves the file byte-identical.
+
+use std::path::{Path, PathBuf};
+
+use roamgw_common::fsutil::{self, DirLock, FsError, PRIVATE_FILE_MODE};
+use roamgw_common::keys::KeyError;
+use roamgw_common::state::{GatewayState, StateError};
+use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
+
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/roamgw";
+pub const STATE_FILE: &str = "gateway.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no gateway is set up in {0}: run `roamgw init` first (or point --config-dir at the right directory)")]
+    NotInitialized(PathBuf),
+    #[error("{path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: StateError,
+    },
+    #[error("{path}: {source}")]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: KeyError,
+    },
+    #[error("{0}{hint}", hint = permission_hint(.0))]
+    Fs(#[from] FsError),
+}
+
+fn permission_hint(e: &FsError) -> &'static str {
+    if e.source.kind() == std::io::ErrorKind::PermissionDenied {
+        " (run as root, or use --config-dir for a directory of your own)"
+    } else {
+        ""
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
+    pub fn gateway_key_path(&self) -> PathBuf {
+        self.keys_dir().join("gateway.key")
+    }
+
+    pub fn roamer_key_path(&self, name: &RoamerName) -> PathBuf {
+        self.keys_dir().join(format!("{name}.key"))
+    }
+
+    pub fn roamer_psk_path(&self, name: &RoamerName) -> PathBuf {
+        self.keys_dir().join(format!("{name}.psk"))
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.state_path().exists()
+    }
+
+    /// Creates the directories (0700). Used by `init` only: other commands need an existing setup.
+    pub fn create_dirs(&self) -> Result<(), StoreError> {
+        fsutil::ensure_private_dir(&self.dir)?;
+        fsutil::ensure_private_dir(&self.keys_dir())?;
+        Ok(())
+    }
+
+    pub fn lock(&self) -> Result<DirLock, StoreError> {
+        if !self.dir.is_dir() {
+            return Err(StoreError::NotInitialized(self.dir.clone()));
+        }
+        Ok(DirLock::acquire(&self.dir)?)
+    }
+
+    /// Reads the state. The file is only ever replaced by rename, so a read without the lock
+    /// sees a whole version.
+    pub fn load(&self) -> Result<GatewayState, StoreError> {
+        let path = self.state_path();
+        let text = match fsutil::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.is_not_found() => return Err(StoreError::NotInitialized(self.dir.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        GatewayState::from_toml(&text).map_err(|source| StoreError::State { path, source })
+    }
+
+    pub fn save(&self, state: &GatewayState) -> Result<(), StoreError> {
+        state.validate().map_err(|source| StoreError::State {
+            path: self.state_path(),
+            source,
+        })?;
+        fsutil::write_atomic(
+            &self.state_path(),
+            state.to_toml().as_bytes(),
+            PRIVATE_FILE_MODE,
+        )?;
+        Ok(())
+    }
+
+    pub fn write_private_key(&self, path: &Path, key: &PrivateKey) -> Result<(), StoreError> {
+        let text = format!("{}\n", key.expose_base64().as_str());
+        Ok(fsutil::write_atomic(
+            path,
+            text.as_bytes(),
+            PRIVATE_FILE_MODE,
+        )?)
+    }
+
+    pub fn write_psk(&self, path: &Path, key: &PresharedKey) -> Result<(), StoreError> {
+        let text = format!("{}\n", key.expose_base64().as_str());
+        Ok(fsutil::write_atomic(
+            path,
+            text.as_bytes(),
+            PRIVATE_FILE_MODE,
+        )?)
+    }
+
+    fn read_key<K>(&self, path: &Path) -> Result<Option<K>, StoreError>
+    where
+        K: std::str::FromStr<Err = KeyError>,
+    {
+        match fsutil::read_to_string(path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|source| StoreError::Key {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn gateway_private_key(&self) -> Result<PrivateKey, StoreError> {
+        let path = self.gateway_key_path();
+        self.read_key(&path)?.ok_or_else(|| {
+            StoreError::Fs(FsError::new(
+                "missing gateway key (restore it from a backup, or `roamgw init --force` for new keys)",
+                &path,
+                std::io::ErrorKind::NotFound.into(),
+            ))
+        })
+    }
+
+    /// The roamer's private key, if it was generated here (not with `--public-key`).
+    pub fn roamer_private_key(&self, name: &RoamerName) -> Result<Option<PrivateKey>, StoreError> {
+        self.read_key(&self.roamer_key_path(name))
+    }
+
+    pub fn roamer_psk(&self, name: &RoamerName) -> Result<Option<PresharedKey>, StoreError> {
+        self.read_key(&self.roamer_psk_path(name))
+    }
+
+    /// Removes a roamer's key files; a file that is already gone is fine.
+    pub fn remove_roamer_keys(&self, name: &RoamerName) -> Result<(), StoreError> {
+        for path in [self.roamer_key_path(name), self.roamer_psk_path(name)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FsError::new("cannot remove", &path, e).into()),
+            }
+        }
+        Ok(())
+    }
+}
