@@ -1,1 +1,4 @@
+//! The roamer: the laptop side of roamgw.
 
+pub mod check;
+pub mod cli;

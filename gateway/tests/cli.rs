@@ -1,0 +1,210 @@
+//! The `roamgw` binary as a user drives it, without root: the walkthrough, the bad-input
+//! corpus, and concurrent CLIs.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{fixtures, Gateway};
+
+#[test]
+fn walkthrough_works_in_a_temp_dir() {
+    let gw = Gateway::empty();
+    let out = gw.ok(&["init", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--floating-ip", "203.0.113.50"]);
+    assert!(out.contains("anchor 10.16.0.5"), "{out}");
+    let out = gw.ok(&["add-roamer", "laptop"]);
+    assert!(out.contains("tunnel address 192.168.32.2"), "{out}");
+    let out = gw.ok(&["add-port", "22"]);
+    assert!(out.contains("203.0.113.50:22 -> laptop 192.168.32.2:22"), "{out}");
+    assert!(out.contains("pending"), "{out}");
+
+    let roamer = gw.ok(&["show-config", "laptop", "--format", "roamer"]);
+    let config = roamgw_common::state::RoamerConfig::from_toml(&roamer).expect("roamer config parses");
+    assert_eq!(config.address.to_string(), "192.168.32.2/24");
+    assert_eq!(config.gateway.endpoint.to_string(), "203.0.113.10:51820");
+
+    let wg = gw.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+    let parsed: roamgw_common::wgquick::WgQuickConfig = wg.parse().expect("wg-quick parses");
+    assert_eq!(parsed.peers[0].persistent_keepalive, Some(10));
+
+    let list: serde_json::Value = serde_json::from_str(&gw.ok(&["list", "--json"])).expect("json");
+    assert_eq!(list[0]["spec"], "22/tcp");
+    assert_eq!(list[0]["local"], "192.168.32.2:22");
+    let roamers: serde_json::Value = serde_json::from_str(&gw.ok(&["roamers", "--json"])).expect("json");
+    assert_eq!(roamers[0]["name"], "laptop");
+
+    gw.ok(&["remove-port", "22/tcp"]);
+    gw.ok(&["remove-roamer", "laptop"]);
+    assert!(gw.ok(&["list"]).contains("no forwards"));
+}
+
+#[test]
+fn files_are_private() {
+    let gw = Gateway::with_laptop();
+    let mode = |p: &std::path::Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&gw.config_dir()), 0o700);
+    assert_eq!(mode(&gw.config_dir().join("keys")), 0o700);
+    for name in ["gateway.toml", "keys/gateway.key", "keys/laptop.key", "keys/laptop.psk"] {
+        assert_eq!(mode(&gw.config_dir().join(name)), 0o600, "{name}");
+    }
+}
+
+#[test]
+fn remove_roamer_with_forwards_needs_force_and_removes_keys() {
+    let gw = Gateway::with_laptop();
+    assert!(!gw.run(&["remove-roamer", "laptop"]).status.success());
+    let out = gw.ok(&["remove-roamer", "laptop", "--force"]);
+    assert!(out.contains("22/tcp"), "{out}");
+    assert!(!gw.config_dir().join("keys/laptop.key").exists());
+    assert!(!gw.config_dir().join("keys/laptop.psk").exists());
+}
+
+#[test]
+fn concurrent_clis_never_lose_an_update() {
+    let gw = Gateway::with_laptop();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_roamgw"))
+                .arg("--config-dir")
+                .arg(gw.config_dir())
+                .args(["add-port", &format!("{}/udp", 40000 + i)])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let list: serde_json::Value = serde_json::from_str(&gw.ok(&["list", "--json"])).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(17));
+}
+
+/// Each case: arguments, and a piece of the one-line error it must print.
+const BAD_INPUT: &[(&[&str], &str)] = &[
+    // port specs
+    (&["add-port", "0"], "port 0"),
+    (&["add-port", "65536"], "out of range"),
+    (&["add-port", "100-90"], "reversed"),
+    (&["add-port", "22/icmp"], "unknown protocol"),
+    (&["add-port", "ssh"], "not a port number"),
+    (&["add-port", ""], "empty port spec"),
+    (&["add-port", "1000-2000:1-5"], "same length"),
+    (&["add-port", "1:2:3"], "PUBLIC[:LOCAL][/PROTOCOL]"),
+    (&["add-port", "22"], "already forwarded"),
+    (&["add-port", "20-30"], "overlaps the forward 22/tcp"),
+    (&["add-port", "22/tcp+udp"], "overlaps"),
+    (&["add-port", "51820/udp"], "WireGuard port"),
+    (&["add-port", "51000-52000/udp"], "WireGuard port"),
+    (&["remove-port", "23"], "no forward 23/tcp"),
+    (&["remove-port", "22/udp"], "did you mean 22/tcp"),
+    (&["remove-port", "x"], "not a port number"),
+    // names
+    (&["add-roamer", "Laptop"], "roamer name 'Laptop' is invalid"),
+    (&["add-roamer", "../etc"], "is invalid"),
+    (&["add-roamer", ""], "is invalid"),
+    (&["add-roamer", "laptop"], "already exists"),
+    (&["add-roamer", "a234567890123456789012345678901234"], "1-32 characters"),
+    (&["add-port", "80", "--to", "nobody"], "no roamer 'nobody'"),
+    (&["remove-roamer", "nobody"], "no roamer 'nobody'"),
+    (&["remove-roamer", "laptop"], "still has forwards"),
+    (&["show-config", "nobody"], "no roamer 'nobody'"),
+    (&["show-config", "--gateway", "--format", "roamer"], "only as --format wg-quick"),
+    // keys
+    (&["add-roamer", "pc", "--public-key", "abc"], "not valid base64"),
+    (&["add-roamer", "pc", "--public-key", "AAAA"], "decodes to 3 bytes"),
+    (&["add-roamer", "pc", "--public-key", "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@="], "not valid base64"),
+    // addresses
+    (&["add-roamer", "pc", "--address", "10.0.0.1"], "outside the tunnel subnet"),
+    (&["add-roamer", "pc", "--address", "192.168.32.1"], "already used by the gateway"),
+    (&["add-roamer", "pc", "--address", "192.168.32.2"], "already used by roamer 'laptop'"),
+    (&["add-roamer", "pc", "--address", "192.168.32.255"], "outside the tunnel subnet"),
+    (&["add-roamer", "pc", "--address", "999.1.1.1"], "invalid value"),
+    // CIDRs
+    (&["add-port", "80", "--allow-from", "192.0.2.5/24"], "write 192.0.2.0/24"),
+    (&["add-port", "80", "--allow-from", "300.0.0.0/8"], "not an IPv4 address or CIDR"),
+    (&["add-port", "80", "--allow-from", "192.0.2.0/33"], "not an IPv4 address or CIDR"),
+    (&["add-port", "80", "--allow-from", "nope"], "not an IPv4 address or CIDR"),
+    // init over an existing setup, and bad init values (none may touch the state)
+    (&["init"], "already set up"),
+    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--subnet", "192.168.32.0/31"], "too small"),
+    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--subnet", "192.168.32.1/24"], "host bits set"),
+    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--endpoint", "bad host!"], "endpoint 'bad host!' is invalid"),
+    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--endpoint", "host:0"], "endpoint port"),
+    (&["init", "--force", "--listen-port", "0"], "invalid value"),
+    (&["init", "--force", "--mtu", "100"], "invalid value"),
+    (&["init", "--force", "--interface", "this-name-is-too-long"], "interface name"),
+    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "203.0.113.10"], "both 203.0.113.10"),
+    (&["init", "--force", "--backend", "iptables"], "invalid value 'iptables'"),
+    (&["init", "--force", "--wireguard", "magic"], "invalid value 'magic'"),
+    (&["init", "--force", "--public-ip", "192.0.2.99"], "not an address of this machine"),
+    // usage
+    (&["frobnicate"], "unrecognized subcommand"),
+    (&["add-port", "22", "--bogus"], "unexpected argument"),
+    (&["add-port"], "required arguments were not provided"),
+    (&["show-config"], "required arguments were not provided"),
+];
+
+fn assert_clean_failure(out: &std::process::Output, what: &str, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: succeeded");
+    assert!(!stderr.contains("panicked"), "{what}: panicked: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: not one line: {stderr}");
+    assert!(stderr.contains(expected), "{what}: expected '{expected}' in: {stderr}");
+}
+
+#[test]
+fn bad_input_corpus_fails_cleanly_and_changes_nothing() {
+    assert!(BAD_INPUT.len() >= 40, "the corpus shrank to {}", BAD_INPUT.len());
+    let gw = Gateway::with_laptop();
+    let before = fs::read(gw.state_path()).expect("state");
+    let keys_before: Vec<_> = fs::read_dir(gw.config_dir().join("keys"))
+        .expect("keys")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    for (args, expected) in BAD_INPUT {
+        let out = gw.run(args);
+        assert_clean_failure(&out, &format!("roamgw {args:?}"), expected);
+        assert_eq!(fs::read(gw.state_path()).expect("state"), before, "roamgw {args:?} changed the state");
+    }
+    let keys_after: Vec<_> = fs::read_dir(gw.config_dir().join("keys"))
+        .expect("keys")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(keys_before, keys_after, "a failed command left key files behind");
+}
+
+#[test]
+fn commands_without_a_setup_say_how_to_make_one() {
+    let gw = Gateway::empty();
+    for args in [&["list"][..], &["add-port", "22"], &["add-roamer", "laptop"], &["show-config", "laptop"]] {
+        assert_clean_failure(&gw.run(args), &format!("{args:?}"), "run `roamgw init` first");
+    }
+}
+
+/// Every file in fixtures/invalid-state must be refused with the message in its `.expected`
+/// file, and stay byte-identical.
+#[test]
+fn invalid_state_corpus() {
+    let dir = fixtures().join("invalid-state");
+    let mut cases = 0;
+    for entry in fs::read_dir(&dir).expect("invalid-state fixtures") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        cases += 1;
+        let expected = fs::read_to_string(path.with_extension("expected"))
+            .unwrap_or_else(|_| panic!("{} has no .expected file", path.display()));
+        let gw = Gateway::with_laptop();
+        let bytes = fs::read(&path).expect("fixture");
+        fs::write(gw.state_path(), &bytes).expect("install fixture");
+        for args in [&["list"][..], &["add-port", "80"]] {
+            let out = gw.run(args);
+            assert_clean_failure(&out, &format!("{} with {args:?}", path.display()), expected.trim());
+            assert_eq!(fs::read(gw.state_path()).expect("state"), bytes);
+        }
+    }
+    assert!(cases >= 8, "only {cases} invalid state fixtures");
+}

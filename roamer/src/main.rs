@@ -1,0 +1,37 @@
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use roamgw_roamer::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return roamgw_common::cli::exit_on_clap_error(e, "roamer"),
+    };
+    roamgw_common::cli::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Check(args) => {
+            let routes = roamgw_common::routes::system_routes();
+            roamgw_roamer::check::check(&args.config, &routes).map(|report| {
+                if args.json {
+                    serde_json::to_string_pretty(&report)
+                        .map(|t| t + "\n")
+                        .unwrap_or_default()
+                } else {
+                    report.render()
+                }
+            })
+        }
+    };
+    match result {
+        Ok(output) => {
+            let _ = std::io::stdout().write_all(output.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roamer: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
