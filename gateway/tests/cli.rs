@@ -11,16 +11,28 @@ use common::{fixtures, Gateway};
 #[test]
 fn walkthrough_works_in_a_temp_dir() {
     let gw = Gateway::empty();
-    let out = gw.ok(&["init", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--floating-ip", "203.0.113.50"]);
+    let out = gw.ok(&[
+        "init",
+        "--public-ip",
+        "203.0.113.10",
+        "--anchor-ip",
+        "10.16.0.5",
+        "--floating-ip",
+        "203.0.113.50",
+    ]);
     assert!(out.contains("anchor 10.16.0.5"), "{out}");
     let out = gw.ok(&["add-roamer", "laptop"]);
     assert!(out.contains("tunnel address 192.168.32.2"), "{out}");
     let out = gw.ok(&["add-port", "22"]);
-    assert!(out.contains("203.0.113.50:22 -> laptop 192.168.32.2:22"), "{out}");
+    assert!(
+        out.contains("203.0.113.50:22 -> laptop 192.168.32.2:22"),
+        "{out}"
+    );
     assert!(out.contains("pending"), "{out}");
 
     let roamer = gw.ok(&["show-config", "laptop", "--format", "roamer"]);
-    let config = roamgw_common::state::RoamerConfig::from_toml(&roamer).expect("roamer config parses");
+    let config =
+        roamgw_common::state::RoamerConfig::from_toml(&roamer).expect("roamer config parses");
     assert_eq!(config.address.to_string(), "192.168.32.2/24");
     assert_eq!(config.gateway.endpoint.to_string(), "203.0.113.10:51820");
 
@@ -31,7 +43,8 @@ fn walkthrough_works_in_a_temp_dir() {
     let list: serde_json::Value = serde_json::from_str(&gw.ok(&["list", "--json"])).expect("json");
     assert_eq!(list[0]["spec"], "22/tcp");
     assert_eq!(list[0]["local"], "192.168.32.2:22");
-    let roamers: serde_json::Value = serde_json::from_str(&gw.ok(&["roamers", "--json"])).expect("json");
+    let roamers: serde_json::Value =
+        serde_json::from_str(&gw.ok(&["roamers", "--json"])).expect("json");
     assert_eq!(roamers[0]["name"], "laptop");
 
     gw.ok(&["remove-port", "22/tcp"]);
@@ -45,7 +58,12 @@ fn files_are_private() {
     let mode = |p: &std::path::Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&gw.config_dir()), 0o700);
     assert_eq!(mode(&gw.config_dir().join("keys")), 0o700);
-    for name in ["gateway.toml", "keys/gateway.key", "keys/laptop.key", "keys/laptop.psk"] {
+    for name in [
+        "gateway.toml",
+        "keys/gateway.key",
+        "keys/laptop.key",
+        "keys/laptop.psk",
+    ] {
         assert_eq!(mode(&gw.config_dir().join(name)), 0o600, "{name}");
     }
 }
@@ -105,40 +123,157 @@ const BAD_INPUT: &[(&[&str], &str)] = &[
     (&["add-roamer", "../etc"], "is invalid"),
     (&["add-roamer", ""], "is invalid"),
     (&["add-roamer", "laptop"], "already exists"),
-    (&["add-roamer", "a234567890123456789012345678901234"], "1-32 characters"),
+    (
+        &["add-roamer", "a234567890123456789012345678901234"],
+        "1-32 characters",
+    ),
     (&["add-port", "80", "--to", "nobody"], "no roamer 'nobody'"),
     (&["remove-roamer", "nobody"], "no roamer 'nobody'"),
     (&["remove-roamer", "laptop"], "still has forwards"),
     (&["show-config", "nobody"], "no roamer 'nobody'"),
-    (&["show-config", "--gateway", "--format", "roamer"], "only as --format wg-quick"),
+    (
+        &["show-config", "--gateway", "--format", "roamer"],
+        "only as --format wg-quick",
+    ),
     // keys
-    (&["add-roamer", "pc", "--public-key", "abc"], "not valid base64"),
-    (&["add-roamer", "pc", "--public-key", "AAAA"], "decodes to 3 bytes"),
-    (&["add-roamer", "pc", "--public-key", "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@="], "not valid base64"),
+    (
+        &["add-roamer", "pc", "--public-key", "abc"],
+        "not valid base64",
+    ),
+    (
+        &["add-roamer", "pc", "--public-key", "AAAA"],
+        "decodes to 3 bytes",
+    ),
+    (
+        &[
+            "add-roamer",
+            "pc",
+            "--public-key",
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@=",
+        ],
+        "not valid base64",
+    ),
     // addresses
-    (&["add-roamer", "pc", "--address", "10.0.0.1"], "outside the tunnel subnet"),
-    (&["add-roamer", "pc", "--address", "192.168.32.1"], "already used by the gateway"),
-    (&["add-roamer", "pc", "--address", "192.168.32.2"], "already used by roamer 'laptop'"),
-    (&["add-roamer", "pc", "--address", "192.168.32.255"], "outside the tunnel subnet"),
-    (&["add-roamer", "pc", "--address", "999.1.1.1"], "invalid value"),
+    (
+        &["add-roamer", "pc", "--address", "10.0.0.1"],
+        "outside the tunnel subnet",
+    ),
+    (
+        &["add-roamer", "pc", "--address", "192.168.32.1"],
+        "already used by the gateway",
+    ),
+    (
+        &["add-roamer", "pc", "--address", "192.168.32.2"],
+        "already used by roamer 'laptop'",
+    ),
+    (
+        &["add-roamer", "pc", "--address", "192.168.32.255"],
+        "outside the tunnel subnet",
+    ),
+    (
+        &["add-roamer", "pc", "--address", "999.1.1.1"],
+        "invalid value",
+    ),
     // CIDRs
-    (&["add-port", "80", "--allow-from", "192.0.2.5/24"], "write 192.0.2.0/24"),
-    (&["add-port", "80", "--allow-from", "300.0.0.0/8"], "not an IPv4 address or CIDR"),
-    (&["add-port", "80", "--allow-from", "192.0.2.0/33"], "not an IPv4 address or CIDR"),
-    (&["add-port", "80", "--allow-from", "nope"], "not an IPv4 address or CIDR"),
+    (
+        &["add-port", "80", "--allow-from", "192.0.2.5/24"],
+        "write 192.0.2.0/24",
+    ),
+    (
+        &["add-port", "80", "--allow-from", "300.0.0.0/8"],
+        "not an IPv4 address or CIDR",
+    ),
+    (
+        &["add-port", "80", "--allow-from", "192.0.2.0/33"],
+        "not an IPv4 address or CIDR",
+    ),
+    (
+        &["add-port", "80", "--allow-from", "nope"],
+        "not an IPv4 address or CIDR",
+    ),
     // init over an existing setup, and bad init values (none may touch the state)
     (&["init"], "already set up"),
-    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--subnet", "192.168.32.0/31"], "too small"),
-    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--subnet", "192.168.32.1/24"], "host bits set"),
-    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--endpoint", "bad host!"], "endpoint 'bad host!' is invalid"),
-    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--endpoint", "host:0"], "endpoint port"),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--subnet",
+            "192.168.32.0/31",
+        ],
+        "too small",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--subnet",
+            "192.168.32.1/24",
+        ],
+        "host bits set",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--endpoint",
+            "bad host!",
+        ],
+        "endpoint 'bad host!' is invalid",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--endpoint",
+            "host:0",
+        ],
+        "endpoint port",
+    ),
     (&["init", "--force", "--listen-port", "0"], "invalid value"),
     (&["init", "--force", "--mtu", "100"], "invalid value"),
-    (&["init", "--force", "--interface", "this-name-is-too-long"], "interface name"),
-    (&["init", "--force", "--public-ip", "203.0.113.10", "--anchor-ip", "203.0.113.10"], "both 203.0.113.10"),
-    (&["init", "--force", "--backend", "iptables"], "invalid value 'iptables'"),
-    (&["init", "--force", "--wireguard", "magic"], "invalid value 'magic'"),
-    (&["init", "--force", "--public-ip", "192.0.2.99"], "not an address of this machine"),
+    (
+        &["init", "--force", "--interface", "this-name-is-too-long"],
+        "interface name",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "203.0.113.10",
+        ],
+        "both 203.0.113.10",
+    ),
+    (
+        &["init", "--force", "--backend", "iptables"],
+        "invalid value 'iptables'",
+    ),
+    (
+        &["init", "--force", "--wireguard", "magic"],
+        "invalid value 'magic'",
+    ),
+    (
+        &["init", "--force", "--public-ip", "192.0.2.99"],
+        "not an address of this machine",
+    ),
     // usage
     (&["frobnicate"], "unrecognized subcommand"),
     (&["add-port", "22", "--bogus"], "unexpected argument"),
@@ -150,13 +285,24 @@ fn assert_clean_failure(out: &std::process::Output, what: &str, expected: &str) 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{what}: succeeded");
     assert!(!stderr.contains("panicked"), "{what}: panicked: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: not one line: {stderr}");
-    assert!(stderr.contains(expected), "{what}: expected '{expected}' in: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{what}: not one line: {stderr}"
+    );
+    assert!(
+        stderr.contains(expected),
+        "{what}: expected '{expected}' in: {stderr}"
+    );
 }
 
 #[test]
 fn bad_input_corpus_fails_cleanly_and_changes_nothing() {
-    assert!(BAD_INPUT.len() >= 40, "the corpus shrank to {}", BAD_INPUT.len());
+    assert!(
+        BAD_INPUT.len() >= 40,
+        "the corpus shrank to {}",
+        BAD_INPUT.len()
+    );
     let gw = Gateway::with_laptop();
     let before = fs::read(gw.state_path()).expect("state");
     let keys_before: Vec<_> = fs::read_dir(gw.config_dir().join("keys"))
@@ -166,20 +312,36 @@ fn bad_input_corpus_fails_cleanly_and_changes_nothing() {
     for (args, expected) in BAD_INPUT {
         let out = gw.run(args);
         assert_clean_failure(&out, &format!("roamgw {args:?}"), expected);
-        assert_eq!(fs::read(gw.state_path()).expect("state"), before, "roamgw {args:?} changed the state");
+        assert_eq!(
+            fs::read(gw.state_path()).expect("state"),
+            before,
+            "roamgw {args:?} changed the state"
+        );
     }
     let keys_after: Vec<_> = fs::read_dir(gw.config_dir().join("keys"))
         .expect("keys")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(keys_before, keys_after, "a failed command left key files behind");
+    assert_eq!(
+        keys_before, keys_after,
+        "a failed command left key files behind"
+    );
 }
 
 #[test]
 fn commands_without_a_setup_say_how_to_make_one() {
     let gw = Gateway::empty();
-    for args in [&["list"][..], &["add-port", "22"], &["add-roamer", "laptop"], &["show-config", "laptop"]] {
-        assert_clean_failure(&gw.run(args), &format!("{args:?}"), "run `roamgw init` first");
+    for args in [
+        &["list"][..],
+        &["add-port", "22"],
+        &["add-roamer", "laptop"],
+        &["show-config", "laptop"],
+    ] {
+        assert_clean_failure(
+            &gw.run(args),
+            &format!("{args:?}"),
+            "run `roamgw init` first",
+        );
     }
 }
 
@@ -202,7 +364,11 @@ fn invalid_state_corpus() {
         fs::write(gw.state_path(), &bytes).expect("install fixture");
         for args in [&["list"][..], &["add-port", "80"]] {
             let out = gw.run(args);
-            assert_clean_failure(&out, &format!("{} with {args:?}", path.display()), expected.trim());
+            assert_clean_failure(
+                &out,
+                &format!("{} with {args:?}", path.display()),
+                expected.trim(),
+            );
             assert_eq!(fs::read(gw.state_path()).expect("state"), bytes);
         }
     }

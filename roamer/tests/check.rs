@@ -58,7 +58,12 @@ fn invalid_configs_fail_for_the_expected_reason() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{} passed", path.display());
         assert!(!stderr.contains("panicked"), "{}: {stderr}", path.display());
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{}: {stderr}", path.display());
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{}: {stderr}",
+            path.display()
+        );
         assert!(
             stderr.contains(expected.trim()),
             "{}: expected '{}' in: {stderr}",

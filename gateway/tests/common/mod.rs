@@ -13,7 +13,15 @@ impl Gateway {
     /// An initialized gateway with roamer `laptop` and forward `22`, set up without root.
     pub fn with_laptop() -> Self {
         let gateway = Self::empty();
-        gateway.ok(&["init", "--public-ip", "203.0.113.10", "--anchor-ip", "10.16.0.5", "--floating-ip", "203.0.113.50"]);
+        gateway.ok(&[
+            "init",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--floating-ip",
+            "203.0.113.50",
+        ]);
         gateway.ok(&["add-roamer", "laptop"]);
         gateway.ok(&["add-port", "22"]);
         gateway
