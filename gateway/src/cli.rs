@@ -94,6 +94,37 @@ pub enum Command {
         roamgw show-config --gateway --format wg-quick              # the droplet side, as wg-quick\n\n\
         The output holds secrets: store it 0600.")]
     ShowConfig(ShowConfigArgs),
+
+    /// Print the exact nftables transaction that `up`/`apply` would run (a dry run).
+    #[command(
+        after_help = "Examples:\n  roamgw rules\n  roamgw rules | nft -c -f -    # let nft check it"
+    )]
+    Rules,
+
+    /// Bring the data plane up from the state: IP forwarding, table ip roamgw.
+    #[command(after_help = "Examples:\n  roamgw up\n\n\
+        With --wireguard external, bring the WireGuard interface up yourself first\n\
+        (wg-quick up roamgw0, with the file from `roamgw show-config --gateway --format wg-quick`).")]
+    Up,
+
+    /// Take the data plane down: remove table ip roamgw (nothing else is touched).
+    #[command(after_help = "Examples:\n  roamgw down")]
+    Down,
+
+    /// Reconcile now: repair whatever differs from the state (a no-op when nothing does).
+    #[command(after_help = "Examples:\n  roamgw apply\n  roamgw apply --dry-run")]
+    Apply(ApplyArgs),
+
+    /// Show the data plane: table, forwarding, interface, and per-forward counters.
+    #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
+    Status(JsonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Only say what would change.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

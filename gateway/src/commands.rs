@@ -11,12 +11,13 @@ use roamgw_common::state::{
 };
 use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
     ShowConfigArgs,
 };
+use crate::dataplane;
 use crate::detect;
 use crate::render;
 use crate::store::{Store, StoreError};
@@ -32,6 +33,8 @@ pub enum CommandError {
     Detect(#[from] detect::DetectError),
     #[error(transparent)]
     Key(#[from] roamgw_common::keys::KeyError),
+    #[error(transparent)]
+    DataPlane(#[from] dataplane::DataPlaneError),
 }
 
 fn refused(message: impl Into<String>) -> CommandError {
@@ -40,10 +43,27 @@ fn refused(message: impl Into<String>) -> CommandError {
 
 type Result<T> = std::result::Result<T, CommandError>;
 
-/// Whether a saved change is already in effect. Until the data plane runs, changes are saved
-/// and pending; `roamgw up` / `roamgw run` apply them.
-fn pending_note() -> &'static str {
-    "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)"
+const PENDING: &str = "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)";
+const LIVE: &str = "live";
+
+/// Makes a change: when the data plane is up it is applied first and only then saved, so a
+/// failure leaves the state file untouched; when it is not up, the change is saved as pending.
+/// Returns the word for the user: live or pending.
+fn commit(store: &Store, old: &GatewayState, new: &GatewayState) -> Result<&'static str> {
+    let Some(plan) = dataplane::apply_if_up(new)? else {
+        store.save(new)?;
+        return Ok(PENDING);
+    };
+    debug!("{plan}");
+    if let Err(e) = store.save(new) {
+        // The file is the truth: put the kernel back to what it says.
+        if let Err(undo) = dataplane::apply_if_up(old) {
+            warn!("could not undo the live change after the save failed: {undo}");
+        }
+        return Err(e.into());
+    }
+    dataplane::end_changed_flows(old, new);
+    Ok(LIVE)
 }
 
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
@@ -134,6 +154,9 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
     }
     store.write_private_key(&store.gateway_key_path(), &key)?;
     store.save(&state)?;
+    if let Some(plan) = dataplane::apply_if_up(&state)? {
+        info!("the data plane was up; now: {plan}");
+    }
 
     let g = &state.gateway;
     let floating = g
@@ -246,20 +269,17 @@ pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
             forwards.join(", ")
         )));
     }
+    let old = state.clone();
     state.forwards.retain(|f| f.to != args.name);
     state.roamers.retain(|r| r.name != args.name);
-    store.save(&state)?;
+    let how = commit(store, &old, &state)?;
     store.remove_roamer_keys(&args.name)?;
     let dropped = if forwards.is_empty() {
         String::new()
     } else {
         format!(" and its forwards {}", forwards.join(", "))
     };
-    Ok(format!(
-        "removed roamer {}{dropped}; {}\n",
-        args.name,
-        pending_note()
-    ))
+    Ok(format!("removed roamer {}{dropped}; {how}\n", args.name))
 }
 
 fn roamer_names(state: &GatewayState) -> String {
@@ -371,13 +391,10 @@ pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
         to,
         allow_from,
     };
+    let old = state.clone();
     state.forwards.push(forward.clone());
-    store.save(&state)?;
-    Ok(format!(
-        "{}; {}\n",
-        describe_forward(&state, &forward),
-        pending_note()
-    ))
+    let how = commit(store, &old, &state)?;
+    Ok(format!("{}; {how}\n", describe_forward(&state, &forward)))
 }
 
 fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
@@ -428,18 +445,21 @@ pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
             )
         }));
     };
+    let old = state.clone();
     let removed = state.forwards.remove(index);
-    store.save(&state)?;
+    let how = commit(store, &old, &state)?;
     Ok(format!(
-        "removed forward {} -> {}; {}\n",
-        removed.spec,
-        removed.to,
-        pending_note()
+        "removed forward {} -> {}; {how}\n",
+        removed.spec, removed.to
     ))
 }
 
 #[derive(Serialize)]
 struct ForwardView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
     spec: String,
     protocols: String,
     public: String,
@@ -452,6 +472,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let g = &state.gateway;
     let public_ip = g.floating_ip.unwrap_or(g.anchor_ip);
+    let counters = dataplane::forward_counters(&state);
     let views: Vec<ForwardView> = state
         .forwards
         .iter()
@@ -460,7 +481,10 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 .roamer(&f.to)
                 .map(|r| r.address.to_string())
                 .unwrap_or_default();
+            let counter = counters.as_ref().and_then(|c| c.get(&f.key()));
             ForwardView {
+                packets: counter.map(|c| c.packets),
+                bytes: counter.map(|c| c.bytes),
                 spec: f.key(),
                 protocols: f.spec.protocols.to_string(),
                 public: format!("{public_ip}:{}", f.spec.public),
@@ -476,7 +500,15 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
     if views.is_empty() {
         return Ok("no forwards; add one with `roamgw add-port 22`\n".into());
     }
-    let mut table = Table::new(["SPEC", "PUBLIC", "TO", "LOCAL", "ALLOW FROM"]);
+    let mut table = Table::new([
+        "SPEC",
+        "PUBLIC",
+        "TO",
+        "LOCAL",
+        "ALLOW FROM",
+        "PACKETS",
+        "BYTES",
+    ]);
     for v in views {
         table.row([
             v.spec,
@@ -488,9 +520,15 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
             } else {
                 v.allow_from.join(",")
             },
+            v.packets.map_or("-".into(), |p| p.to_string()),
+            v.bytes.map_or("-".into(), |b| b.to_string()),
         ]);
     }
-    Ok(table.render())
+    let mut out = table.render();
+    if counters.is_none() {
+        out.push_str("(counters show once the data plane is up)\n");
+    }
+    Ok(out)
 }
 
 pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
@@ -523,6 +561,164 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
         ConfigFormat::Roamer => render::roamer_toml(&config),
         ConfigFormat::WgQuick => render::roamer_wg_quick(&config),
     })
+}
+
+pub fn rules(store: &Store) -> Result<String> {
+    Ok(dataplane::rules_text(&store.load()?)?)
+}
+
+fn forward_count(state: &GatewayState) -> String {
+    match state.forwards.len() {
+        1 => "1 forward".into(),
+        n => format!("{n} forwards"),
+    }
+}
+
+pub fn up(store: &Store) -> Result<String> {
+    let state = store.load()?;
+    let plan = dataplane::up(&state)?;
+    info!("{plan}");
+    Ok(format!(
+        "data plane up: {} live on {}\n",
+        forward_count(&state),
+        state.gateway.anchor_ip
+    ))
+}
+
+pub fn down() -> Result<String> {
+    Ok(if dataplane::down()? {
+        "data plane down: table ip roamgw removed\n".into()
+    } else {
+        "data plane was not up\n".into()
+    })
+}
+
+pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
+    let state = store.load()?;
+    if dry_run {
+        let observed = dataplane::observe()?;
+        let desired = crate::nft::model::desired(&state);
+        return Ok(format!(
+            "{}\n",
+            crate::nft::diff::plan(&desired, observed.as_ref())
+        ));
+    }
+    let plan = dataplane::up(&state)?;
+    Ok(format!("{plan}\n"))
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    config_dir: String,
+    backend: String,
+    anchor_ip: String,
+    floating_ip: Option<String>,
+    public_ip: String,
+    interface: String,
+    interface_present: bool,
+    data_plane_up: bool,
+    in_sync: Option<bool>,
+    drift: Option<String>,
+    ip_forward: Option<bool>,
+    roamers: usize,
+    forwards: Vec<ForwardStatus>,
+}
+
+#[derive(Serialize)]
+struct ForwardStatus {
+    spec: String,
+    to: String,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+}
+
+pub fn status(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let g = &state.gateway;
+    let observed = dataplane::observe_if_up()?;
+    let plan = observed
+        .as_ref()
+        .map(|o| crate::nft::diff::plan(&crate::nft::model::desired(&state), Some(o)));
+    let counters = observed.as_ref().map(|o| &o.counters);
+    let view = StatusView {
+        config_dir: store.dir().display().to_string(),
+        backend: g.backend.to_string(),
+        anchor_ip: g.anchor_ip.to_string(),
+        floating_ip: g.floating_ip.map(|ip| ip.to_string()),
+        public_ip: g.public_ip.to_string(),
+        interface: g.interface.to_string(),
+        interface_present: dataplane::interface_exists(g.interface.as_str()),
+        data_plane_up: observed.is_some(),
+        in_sync: plan.as_ref().map(|p| *p == crate::nft::diff::Plan::Nothing),
+        drift: plan
+            .as_ref()
+            .filter(|p| **p != crate::nft::diff::Plan::Nothing)
+            .map(ToString::to_string),
+        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .ok()
+            .map(|v| v.trim() == "1"),
+        roamers: state.roamers.len(),
+        forwards: state
+            .forwards
+            .iter()
+            .map(|f| {
+                let c = counters.and_then(|c| c.get(&crate::nft::model::counter_name(&f.spec)));
+                ForwardStatus {
+                    spec: f.key(),
+                    to: f.to.to_string(),
+                    packets: c.map(|c| c.packets),
+                    bytes: c.map(|c| c.bytes),
+                }
+            })
+            .collect(),
+    };
+    if json {
+        return Ok(to_json(&view));
+    }
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut out = format!(
+        "gateway {} (state in {})\n  backend {}; anchor {}{}; public IP {} (untouched)\n  \
+         WireGuard interface {}: {}\n  data plane: {}\n  ip_forward: {}\n  {}, {}\n",
+        g.public_ip,
+        view.config_dir,
+        view.backend,
+        view.anchor_ip,
+        view.floating_ip
+            .as_ref()
+            .map(|f| format!(" (floating IP {f})"))
+            .unwrap_or_default(),
+        view.public_ip,
+        view.interface,
+        if view.interface_present {
+            "present"
+        } else {
+            "missing"
+        },
+        match (&view.data_plane_up, &view.drift) {
+            (false, _) => "down (`roamgw up` brings it up)".to_string(),
+            (true, None) => "up, in sync with the state".to_string(),
+            (true, Some(d)) => format!("up, DRIFT: {d} (`roamgw apply` repairs it)"),
+        },
+        view.ip_forward.map(yes_no).unwrap_or("unknown"),
+        match view.roamers {
+            1 => "1 roamer".to_string(),
+            n => format!("{n} roamers"),
+        },
+        forward_count(&state),
+    );
+    if !view.forwards.is_empty() {
+        let mut table = Table::new(["SPEC", "TO", "PACKETS", "BYTES"]);
+        for f in &view.forwards {
+            table.row([
+                f.spec.clone(),
+                f.to.clone(),
+                f.packets.map_or("-".into(), |p| p.to_string()),
+                f.bytes.map_or("-".into(), |b| b.to_string()),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    Ok(out)
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {

@@ -3,7 +3,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod conntrack;
+pub mod dataplane;
 pub mod detect;
+pub mod nft;
 pub mod render;
 pub mod store;
 
@@ -22,5 +25,10 @@ pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
         Command::RemovePort(args) => commands::remove_port(&store, args),
         Command::List(args) => commands::list(&store, args.json),
         Command::ShowConfig(args) => commands::show_config(&store, args),
+        Command::Rules => commands::rules(&store),
+        Command::Up => commands::up(&store),
+        Command::Down => commands::down(),
+        Command::Apply(args) => commands::apply(&store, args.dry_run),
+        Command::Status(args) => commands::status(&store, args.json),
     }
 }

@@ -1,0 +1,267 @@
+//! Running nft: list our table, apply a whole-table transaction (text, `nft -f -`), or apply
+//! element changes (JSON, through the nftables crate). Every error carries nft's own message.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use nftables::expr::{Expression, NamedExpression, Prefix, Range};
+use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
+use nftables::types::NfFamily;
+
+use super::model::{Element, TABLE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run nft ({0}): install the nftables package")]
+    Missing(std::io::Error),
+    #[error("nft {action} failed: {message}")]
+    Failed {
+        action: &'static str,
+        message: String,
+    },
+}
+
+impl NftError {
+    /// True when nft could not talk to the kernel as this user (no CAP_NET_ADMIN).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, NftError::Failed { message, .. } if message.contains("Operation not permitted"))
+    }
+}
+
+/// nft's stderr, folded to one line.
+fn one_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" | ")
+}
+
+fn run(args: &[&str], stdin: Option<&str>, action: &'static str) -> Result<String, NftError> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Missing)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| NftError::Failed {
+                action,
+                message: e.to_string(),
+            })?;
+    }
+    let out = child.wait_with_output().map_err(|e| NftError::Failed {
+        action,
+        message: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(NftError::Failed {
+            action,
+            message: one_line(&out.stderr),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `nft -j list table ip roamgw`; `None` when the table does not exist.
+pub fn list_table() -> Result<Option<String>, NftError> {
+    match run(
+        &["-j", "list", "table", "ip", TABLE],
+        None,
+        "list table ip roamgw",
+    ) {
+        Ok(json) => Ok(Some(json)),
+        Err(NftError::Failed { message, .. }) if message.contains("No such file or directory") => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies a text transaction atomically (`nft -f -`).
+pub fn apply_text(transaction: &str) -> Result<(), NftError> {
+    run(&["-f", "-"], Some(transaction), "apply").map(|_| ())
+}
+
+/// Removes our table; a table that is already gone is fine.
+pub fn delete_table() -> Result<(), NftError> {
+    apply_text(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))
+}
+
+fn s(text: String) -> Expression<'static> {
+    Expression::String(text.into())
+}
+
+fn port(p: u16) -> Expression<'static> {
+    Expression::Number(u32::from(p))
+}
+
+fn ports(range: roamgw_common::PortRange) -> Expression<'static> {
+    if range.is_single() {
+        port(range.first())
+    } else {
+        Expression::Range(Box::new(Range {
+            range: [port(range.first()), port(range.last())],
+        }))
+    }
+}
+
+fn concat(items: Vec<Expression<'static>>) -> Expression<'static> {
+    Expression::Named(NamedExpression::Concat(items))
+}
+
+fn key3(
+    anchor: std::net::Ipv4Addr,
+    protocol: roamgw_common::Protocol,
+    p: Expression<'static>,
+) -> Expression<'static> {
+    concat(vec![
+        s(anchor.to_string()),
+        s(protocol.as_str().to_string()),
+        p,
+    ])
+}
+
+fn pair(key: Expression<'static>, value: Expression<'static>) -> Expression<'static> {
+    Expression::List(vec![key, value])
+}
+
+/// The JSON expression of an element (a map element is a [key, value] pair).
+fn element_expr(element: &Element) -> Expression<'static> {
+    match element {
+        Element::Counter(name) => s(name.clone()),
+        Element::DnatAddr {
+            anchor,
+            protocol,
+            port: p,
+            to,
+        } => pair(key3(*anchor, *protocol, port(*p)), s(to.to_string())),
+        Element::DnatPort {
+            anchor,
+            protocol,
+            port: p,
+            to_port,
+        } => pair(key3(*anchor, *protocol, port(*p)), port(*to_port)),
+        Element::DnatRange {
+            anchor,
+            protocol,
+            ports: r,
+            to,
+        } => pair(key3(*anchor, *protocol, ports(*r)), s(to.to_string())),
+        Element::CountSingle {
+            anchor,
+            protocol,
+            port: p,
+            counter,
+        } => pair(key3(*anchor, *protocol, port(*p)), s(counter.clone())),
+        Element::CountRange {
+            anchor,
+            protocol,
+            ports: r,
+            counter,
+        } => pair(key3(*anchor, *protocol, ports(*r)), s(counter.clone())),
+        Element::Restricted {
+            anchor,
+            protocol,
+            ports: r,
+        } => key3(*anchor, *protocol, ports(*r)),
+        Element::Allowed {
+            anchor,
+            protocol,
+            ports: r,
+            source,
+        } => concat(vec![
+            s(anchor.to_string()),
+            s(protocol.as_str().to_string()),
+            ports(*r),
+            Expression::Named(NamedExpression::Prefix(Prefix {
+                addr: Box::new(s(source.network().to_string())),
+                len: u32::from(source.prefix_len()),
+            })),
+        ]),
+        Element::ClosedAnchor(a) | Element::MasqueradeAnchor(a) => s(a.to_string()),
+    }
+}
+
+fn list_object(element: &Element) -> NfListObject<'static> {
+    match element {
+        Element::Counter(name) => NfListObject::Counter(schema::Counter {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            name: name.clone().into(),
+            handle: None,
+            packets: None,
+            bytes: None,
+        }),
+        other => NfListObject::Element(schema::Element {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            name: other.container().into(),
+            elem: vec![element_expr(other)].into(),
+        }),
+    }
+}
+
+/// The JSON batch for an element update: removals, then additions, in one transaction.
+pub fn update_batch(remove: &[Element], add: &[Element]) -> Nftables<'static> {
+    let objects: Vec<NfObject<'static>> = remove
+        .iter()
+        .map(|e| NfObject::CmdObject(NfCmd::Delete(list_object(e))))
+        .chain(
+            add.iter()
+                .map(|e| NfObject::CmdObject(NfCmd::Add(list_object(e)))),
+        )
+        .collect();
+    Nftables {
+        objects: objects.into(),
+    }
+}
+
+/// Applies element changes atomically through the nftables crate (`nft -j -f -`).
+pub fn apply_update(remove: &[Element], add: &[Element]) -> Result<(), NftError> {
+    nftables::helper::apply_ruleset(&update_batch(remove, add)).map_err(|e| match e {
+        // The crate's message leaves out what nft said; that is the useful part.
+        nftables::helper::NftablesError::NftFailed { stderr, .. } => NftError::Failed {
+            action: "element update",
+            message: one_line(stderr.as_bytes()),
+        },
+        nftables::helper::NftablesError::NftExecution { inner, .. } => NftError::Missing(inner),
+        other => NftError::Failed {
+            action: "element update",
+            message: other.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn update_batch_serializes_like_nft_lists_it() {
+        let anchor = Ipv4Addr::new(10, 16, 0, 5);
+        let elements = crate::nft::model::forward_elements(
+            anchor,
+            &"60000-60100/udp".parse().expect("spec"),
+            Ipv4Addr::new(192, 168, 32, 2),
+            &["192.0.2.0/24".parse().expect("net")],
+        );
+        let json = serde_json::to_string(&update_batch(&[], &elements)).expect("json");
+        for expected in [
+            r#"{"add":{"counter":{"family":"ip","table":"roamgw","name":"fwd_udp_60000""#,
+            r#""name":"dnat_range","elem":[[{"concat":["10.16.0.5","udp",{"range":[60000,60100]}]},"192.168.32.2"]]"#,
+            r#"{"prefix":{"addr":"192.0.2.0","len":24}}"#,
+        ] {
+            assert!(json.contains(expected), "missing {expected} in {json}");
+        }
+    }
+}

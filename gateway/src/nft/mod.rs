@@ -1,0 +1,11 @@
+//! The nftables backend: table `ip roamgw` and nothing else.
+//!
+//! desired (model) -> observed (observed) -> plan (diff, pure) -> apply (apply). Whole-table
+//! replaces are one text transaction rendered from `nft-templates/roamgw.nft` (render); element
+//! changes go through the nftables crate as one JSON transaction.
+
+pub mod apply;
+pub mod diff;
+pub mod model;
+pub mod observed;
+pub mod render;

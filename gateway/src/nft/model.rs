@@ -1,0 +1,355 @@
+//! The content of the `roamgw` table as data: the settings the rules are rendered with, and
+//! the elements of its maps and sets. Desired and observed states are both values of these
+//! types, so the diff between them is a pure function.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use roamgw_common::state::GatewayState;
+use roamgw_common::{InterfaceName, PortRange, PortSpec, Protocol};
+
+pub const TABLE: &str = "roamgw";
+pub const FAMILY: &str = "ip";
+/// The rules' shape: bump when `nft-templates/roamgw.nft` changes in a way that needs a replace
+/// (the marker also hashes the template text, so this is belt and braces).
+pub const RULES_VERSION: u32 = 1;
+pub const TEMPLATE: &str = include_str!("../../../nft-templates/roamgw.nft");
+
+/// What the rules themselves are rendered with. A change here means a table replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSettings {
+    pub anchor: Ipv4Addr,
+    pub interface: InterfaceName,
+    pub listen_port: u16,
+}
+
+impl TableSettings {
+    /// The version marker kept as the one element of set `marker`: a stable hash of the rules
+    /// version, the template and the settings. A different marker means a table replace.
+    pub fn marker(&self) -> u32 {
+        let text = format!(
+            "{RULES_VERSION}\0{TEMPLATE}\0{}\0{}\0{}",
+            self.anchor, self.interface, self.listen_port
+        );
+        let hash = fnv1a(text.as_bytes());
+        // Folded to the 32 bits of nft's `mark` type.
+        (hash ^ (hash >> 32)) as u32
+    }
+}
+
+/// FNV-1a, 64 bit: stable across builds and Rust versions, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// One element of one map or set of the table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Element {
+    /// Counter objects come first in the order: elements refer to them.
+    Counter(String),
+    DnatAddr {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+        to: Ipv4Addr,
+    },
+    DnatPort {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+        to_port: u16,
+    },
+    DnatRange {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        ports: PortRange,
+        to: Ipv4Addr,
+    },
+    CountSingle {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+        counter: String,
+    },
+    CountRange {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        ports: PortRange,
+        counter: String,
+    },
+    Restricted {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        ports: PortRange,
+    },
+    Allowed {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        ports: PortRange,
+        source: Ipv4Net,
+    },
+    ClosedAnchor(Ipv4Addr),
+    MasqueradeAnchor(Ipv4Addr),
+}
+
+impl Element {
+    /// The map or set (or, for counters, the object kind) the element lives in.
+    pub fn container(&self) -> &'static str {
+        match self {
+            Element::Counter(_) => "counter",
+            Element::DnatAddr { .. } => "dnat_addr",
+            Element::DnatPort { .. } => "dnat_port",
+            Element::DnatRange { .. } => "dnat_range",
+            Element::CountSingle { .. } => "count_single",
+            Element::CountRange { .. } => "count_range",
+            Element::Restricted { .. } => "restricted",
+            Element::Allowed { .. } => "allowed",
+            Element::ClosedAnchor(_) => "closed_anchors",
+            Element::MasqueradeAnchor(_) => "masquerade_anchors",
+        }
+    }
+}
+
+/// Element text as nft writes it inside `{ }`.
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Element::Counter(name) => write!(f, "{name}"),
+            Element::DnatAddr {
+                anchor,
+                protocol,
+                port,
+                to,
+            } => write!(f, "{anchor} . {protocol} . {port} : {to}"),
+            Element::DnatPort {
+                anchor,
+                protocol,
+                port,
+                to_port,
+            } => {
+                write!(f, "{anchor} . {protocol} . {port} : {to_port}")
+            }
+            Element::DnatRange {
+                anchor,
+                protocol,
+                ports,
+                to,
+            } => write!(f, "{anchor} . {protocol} . {ports} : {to}"),
+            Element::CountSingle {
+                anchor,
+                protocol,
+                port,
+                counter,
+            } => {
+                write!(f, "{anchor} . {protocol} . {port} : \"{counter}\"")
+            }
+            Element::CountRange {
+                anchor,
+                protocol,
+                ports,
+                counter,
+            } => {
+                write!(f, "{anchor} . {protocol} . {ports} : \"{counter}\"")
+            }
+            Element::Restricted {
+                anchor,
+                protocol,
+                ports,
+            } => write!(f, "{anchor} . {protocol} . {ports}"),
+            Element::Allowed {
+                anchor,
+                protocol,
+                ports,
+                source,
+            } => {
+                write!(f, "{anchor} . {protocol} . {ports} . {source}")
+            }
+            Element::ClosedAnchor(a) | Element::MasqueradeAnchor(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// The whole desired content of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub settings: TableSettings,
+    pub elements: BTreeSet<Element>,
+}
+
+/// The counter object of a forward: named after its protocols and first public port, which
+/// no other forward can share.
+pub fn counter_name(spec: &PortSpec) -> String {
+    let protocols: Vec<&str> = spec.protocols.iter().map(Protocol::as_str).collect();
+    format!("fwd_{}_{}", protocols.join(""), spec.public.first())
+}
+
+/// The elements one forward contributes.
+pub fn forward_elements(
+    anchor: Ipv4Addr,
+    spec: &PortSpec,
+    to: Ipv4Addr,
+    allow_from: &[Ipv4Net],
+) -> Vec<Element> {
+    let counter = counter_name(spec);
+    let mut out = vec![Element::Counter(counter.clone())];
+    for protocol in spec.protocols.iter() {
+        if spec.public.is_single() || spec.is_remap() {
+            // A remapped range has no offset DNAT in nft: expand it port by port into hash maps.
+            for port in spec.public.first()..=spec.public.last() {
+                let to_port = spec.local_port_for(port).unwrap_or(port);
+                out.push(Element::DnatAddr {
+                    anchor,
+                    protocol,
+                    port,
+                    to,
+                });
+                out.push(Element::DnatPort {
+                    anchor,
+                    protocol,
+                    port,
+                    to_port,
+                });
+                out.push(Element::CountSingle {
+                    anchor,
+                    protocol,
+                    port,
+                    counter: counter.clone(),
+                });
+            }
+        } else {
+            out.push(Element::DnatRange {
+                anchor,
+                protocol,
+                ports: spec.public,
+                to,
+            });
+            out.push(Element::CountRange {
+                anchor,
+                protocol,
+                ports: spec.public,
+                counter: counter.clone(),
+            });
+        }
+        if !allow_from.is_empty() {
+            out.push(Element::Restricted {
+                anchor,
+                protocol,
+                ports: spec.public,
+            });
+            for source in allow_from {
+                out.push(Element::Allowed {
+                    anchor,
+                    protocol,
+                    ports: spec.public,
+                    source: *source,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The desired table for a state.
+pub fn desired(state: &GatewayState) -> Desired {
+    let g = &state.gateway;
+    let anchor = g.anchor_ip;
+    let mut elements = BTreeSet::new();
+    if !g.anchor_passthrough {
+        elements.insert(Element::ClosedAnchor(anchor));
+    }
+    elements.insert(Element::MasqueradeAnchor(anchor));
+    for forward in &state.forwards {
+        let Some(roamer) = state.roamer(&forward.to) else {
+            continue; // validated states never get here
+        };
+        elements.extend(forward_elements(
+            anchor,
+            &forward.spec,
+            roamer.address,
+            &forward.allow_from,
+        ));
+    }
+    Desired {
+        settings: TableSettings {
+            anchor,
+            interface: g.interface.clone(),
+            listen_port: g.listen_port,
+        },
+        elements,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchor() -> Ipv4Addr {
+        Ipv4Addr::new(10, 16, 0, 5)
+    }
+    fn laptop() -> Ipv4Addr {
+        Ipv4Addr::new(192, 168, 32, 2)
+    }
+
+    fn texts(spec: &str, allow: &[&str]) -> Vec<String> {
+        let allow: Vec<Ipv4Net> = allow.iter().map(|a| a.parse().expect("net")).collect();
+        let spec: PortSpec = spec.parse().expect("spec");
+        forward_elements(anchor(), &spec, laptop(), &allow)
+            .iter()
+            .map(|e| format!("{} {e}", e.container()))
+            .collect()
+    }
+
+    #[test]
+    fn forwards_become_elements() {
+        assert_eq!(
+            texts("22", &[]),
+            [
+                "counter fwd_tcp_22",
+                "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
+                "dnat_port 10.16.0.5 . tcp . 22 : 22",
+                "count_single 10.16.0.5 . tcp . 22 : \"fwd_tcp_22\"",
+            ]
+        );
+        assert_eq!(
+            texts("60000-60100/udp", &[]),
+            [
+                "counter fwd_udp_60000",
+                "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
+                "count_range 10.16.0.5 . udp . 60000-60100 : \"fwd_udp_60000\"",
+            ]
+        );
+        let remap = texts("8000-8001:9000-9001", &[]);
+        assert!(
+            remap.contains(&"dnat_port 10.16.0.5 . tcp . 8001 : 9001".to_string()),
+            "{remap:?}"
+        );
+        assert_eq!(remap.len(), 1 + 2 * 3);
+        let both = texts("53/tcp+udp", &["192.0.2.0/24"]);
+        assert!(
+            both.contains(&"restricted 10.16.0.5 . udp . 53".to_string()),
+            "{both:?}"
+        );
+        assert!(
+            both.contains(&"allowed 10.16.0.5 . tcp . 53 . 192.0.2.0/24".to_string()),
+            "{both:?}"
+        );
+        assert_eq!(both[0], "counter fwd_tcpudp_53");
+    }
+
+    #[test]
+    fn marker_changes_with_the_settings() {
+        let settings = TableSettings {
+            anchor: anchor(),
+            interface: "roamgw0".parse().expect("if"),
+            listen_port: 51820,
+        };
+        let mut other = settings.clone();
+        other.listen_port = 51821;
+        assert_ne!(settings.marker(), other.marker());
+        assert_eq!(settings.marker(), settings.clone().marker());
+    }
+}

@@ -1,0 +1,312 @@
+//! Reading our table back: `nft -j list table ip roamgw` parsed into the same [`Element`]s the
+//! desired state is made of. Only our table is ever listed (listing the whole ruleset can fail
+//! on other tables' constructs).
+//!
+//! Counters are parsed as u64 here on purpose: the nftables crate's schema holds them in u32
+//! and fails to parse a table whose counter passed 4 GiB.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use roamgw_common::{PortRange, Protocol};
+use serde_json::Value;
+
+use super::model::{Element, TABLE};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Our table as the kernel has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub marker: Option<u32>,
+    pub elements: BTreeSet<Element>,
+    pub counters: BTreeMap<String, CounterValue>,
+    /// Rules per chain, to notice rules added or deleted behind our back.
+    pub rules_per_chain: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read table ip {TABLE} as nft lists it: {0}")]
+pub struct ParseError(String);
+
+fn bad(what: impl Into<String>) -> ParseError {
+    ParseError(what.into())
+}
+
+fn as_str<'a>(v: &'a Value, what: &str) -> Result<&'a str, ParseError> {
+    v.as_str()
+        .ok_or_else(|| bad(format!("{what}: expected a string, got {v}")))
+}
+
+fn ip(v: &Value) -> Result<Ipv4Addr, ParseError> {
+    as_str(v, "address")?
+        .parse()
+        .map_err(|_| bad(format!("not an IPv4 address: {v}")))
+}
+
+fn port(v: &Value) -> Result<u16, ParseError> {
+    v.as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| bad(format!("not a port: {v}")))
+}
+
+fn ports(v: &Value) -> Result<PortRange, ParseError> {
+    let range = match v.get("range") {
+        Some(Value::Array(bounds)) if bounds.len() == 2 => {
+            PortRange::new(port(&bounds[0])?, port(&bounds[1])?)
+        }
+        Some(other) => return Err(bad(format!("not a port range: {other}"))),
+        None => PortRange::single(port(v)?),
+    };
+    range.map_err(|e| bad(e.to_string()))
+}
+
+fn protocol(v: &Value) -> Result<Protocol, ParseError> {
+    match as_str(v, "protocol")? {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(bad(format!("unexpected protocol {other}"))),
+    }
+}
+
+fn source(v: &Value) -> Result<Ipv4Net, ParseError> {
+    if let Some(prefix) = v.get("prefix") {
+        let addr = ip(prefix.get("addr").unwrap_or(&Value::Null))?;
+        let len = prefix
+            .get("len")
+            .and_then(Value::as_u64)
+            .and_then(|l| u8::try_from(l).ok())
+            .ok_or_else(|| bad(format!("bad prefix {v}")))?;
+        return Ipv4Net::new(addr, len).map_err(|_| bad(format!("bad prefix {v}")));
+    }
+    Ok(Ipv4Net::from(ip(v)?))
+}
+
+/// An element may come wrapped as `{"elem": {"val": ...}}` when it carries extra attributes.
+fn unwrap_elem(v: &Value) -> &Value {
+    v.get("elem").and_then(|e| e.get("val")).unwrap_or(v)
+}
+
+fn concat(v: &Value) -> Result<&Vec<Value>, ParseError> {
+    unwrap_elem(v)
+        .get("concat")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(format!("expected a concatenation, got {v}")))
+}
+
+/// anchor . protocol . port(s)
+fn key3(v: &Value) -> Result<(Ipv4Addr, Protocol, &Value), ParseError> {
+    match concat(v)?.as_slice() {
+        [a, p, port] => Ok((ip(a)?, protocol(p)?, port)),
+        other => Err(bad(format!(
+            "expected anchor . protocol . port, got {other:?}"
+        ))),
+    }
+}
+
+fn map_entries(object: &Value) -> Result<Vec<(&Value, &Value)>, ParseError> {
+    let Some(elems) = object.get("elem").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    elems
+        .iter()
+        .map(|e| match e.as_array().map(Vec::as_slice) {
+            Some([key, value]) => Ok((key, value)),
+            _ => Err(bad(format!("expected [key, value], got {e}"))),
+        })
+        .collect()
+}
+
+fn set_entries(object: &Value) -> Vec<&Value> {
+    object
+        .get("elem")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+fn parse_map(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<(), ParseError> {
+    for (key, value) in map_entries(object)? {
+        let (anchor, protocol, port_value) = key3(key)?;
+        let element = match name {
+            "dnat_addr" => Element::DnatAddr {
+                anchor,
+                protocol,
+                port: port(port_value)?,
+                to: ip(value)?,
+            },
+            "dnat_port" => Element::DnatPort {
+                anchor,
+                protocol,
+                port: port(port_value)?,
+                to_port: port(value)?,
+            },
+            "dnat_range" => Element::DnatRange {
+                anchor,
+                protocol,
+                ports: ports(port_value)?,
+                to: ip(value)?,
+            },
+            "count_single" => Element::CountSingle {
+                anchor,
+                protocol,
+                port: port(port_value)?,
+                counter: as_str(value, "counter")?.to_string(),
+            },
+            "count_range" => Element::CountRange {
+                anchor,
+                protocol,
+                ports: ports(port_value)?,
+                counter: as_str(value, "counter")?.to_string(),
+            },
+            // A map we do not know: the rules version marker will differ; ignore its content.
+            _ => return Ok(()),
+        };
+        out.insert(element);
+    }
+    Ok(())
+}
+
+fn parse_set(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<(), ParseError> {
+    for entry in set_entries(object) {
+        let element = match name {
+            "restricted" => {
+                let (anchor, protocol, p) = key3(entry)?;
+                Element::Restricted {
+                    anchor,
+                    protocol,
+                    ports: ports(p)?,
+                }
+            }
+            "allowed" => match concat(entry)?.as_slice() {
+                [a, p, port_value, src] => Element::Allowed {
+                    anchor: ip(a)?,
+                    protocol: protocol(p)?,
+                    ports: ports(port_value)?,
+                    source: source(src)?,
+                },
+                other => return Err(bad(format!("unexpected allowed element {other:?}"))),
+            },
+            "closed_anchors" => Element::ClosedAnchor(ip(unwrap_elem(entry))?),
+            "masquerade_anchors" => Element::MasqueradeAnchor(ip(unwrap_elem(entry))?),
+            _ => return Ok(()),
+        };
+        out.insert(element);
+    }
+    Ok(())
+}
+
+/// Parses the output of `nft -j list table ip roamgw`.
+pub fn parse(json: &str) -> Result<Observed, ParseError> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let objects = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no \"nftables\" array"))?;
+    let mut observed = Observed::default();
+    for object in objects {
+        let Some((kind, body)) = object.as_object().and_then(|o| o.iter().next()) else {
+            continue;
+        };
+        if body
+            .get("table")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != TABLE)
+        {
+            continue;
+        }
+        let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
+        match kind.as_str() {
+            "counter" => {
+                observed.elements.insert(Element::Counter(name.to_string()));
+                observed.counters.insert(
+                    name.to_string(),
+                    CounterValue {
+                        packets: body.get("packets").and_then(Value::as_u64).unwrap_or(0),
+                        bytes: body.get("bytes").and_then(Value::as_u64).unwrap_or(0),
+                    },
+                );
+            }
+            "map" => parse_map(name, body, &mut observed.elements)?,
+            "set" if name == "marker" => {
+                observed.marker = set_entries(body)
+                    .first()
+                    .and_then(|v| v.as_u64())
+                    .and_then(|m| u32::try_from(m).ok());
+            }
+            "set" => parse_set(name, body, &mut observed.elements)?,
+            "chain" => {
+                observed
+                    .rules_per_chain
+                    .entry(name.to_string())
+                    .or_insert(0);
+            }
+            "rule" => {
+                let chain = body
+                    .get("chain")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                *observed
+                    .rules_per_chain
+                    .entry(chain.to_string())
+                    .or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("observed-sample.json");
+
+    #[test]
+    fn parses_a_real_listing() {
+        let observed = parse(SAMPLE).expect("parse");
+        assert_eq!(observed.marker, Some(0x1234_abcd));
+        assert_eq!(
+            observed.counters.get("fwd_tcp_22"),
+            Some(&CounterValue {
+                packets: 5,
+                bytes: 100_000_000_000
+            })
+        );
+        let texts: Vec<String> = observed
+            .elements
+            .iter()
+            .map(|e| format!("{} {e}", e.container()))
+            .collect();
+        for expected in [
+            "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
+            "dnat_port 10.16.0.5 . tcp . 22 : 22",
+            "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
+            "count_single 10.16.0.5 . tcp . 22 : \"fwd_tcp_22\"",
+            "count_range 10.16.0.5 . udp . 60000-60100 : \"fwd_udp_60000\"",
+            "restricted 10.16.0.5 . tcp . 22",
+            "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
+            "closed_anchors 10.16.0.5",
+            "masquerade_anchors 10.16.0.5",
+            "counter fwd_udp_60000",
+        ] {
+            assert!(
+                texts.contains(&expected.to_string()),
+                "missing {expected}: {texts:#?}"
+            );
+        }
+        assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&2));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_an_empty_table() {
+        assert!(parse("{}").is_err());
+        assert!(parse("not json").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! The nft text roamgw applies: the template with its `define`s, the version marker and the
+//! elements, as one transaction. `roamgw rules` prints exactly this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use super::model::{Desired, Element, FAMILY, TABLE, TEMPLATE};
+use super::observed::CounterValue;
+
+/// The whole-table transaction: replaces the table (or creates it) in one atomic step.
+/// Counter values in `keep` are carried over, so a replace does not reset the statistics.
+pub fn full_transaction(desired: &Desired, keep: &BTreeMap<String, CounterValue>) -> String {
+    let s = &desired.settings;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# roamgw: the whole table {FAMILY} {TABLE}, in one transaction"
+    );
+    let _ = writeln!(out, "define ANCHOR = {}", s.anchor);
+    let _ = writeln!(out, "define WG_IF = \"{}\"", s.interface);
+    let _ = writeln!(out, "define LISTEN_PORT = {}", s.listen_port);
+    // "add then delete" makes the delete succeed when the table does not exist yet.
+    let _ = writeln!(out, "table {FAMILY} {TABLE} {{}}");
+    let _ = writeln!(out, "delete table {FAMILY} {TABLE}");
+    out.push_str(TEMPLATE);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "add element {FAMILY} {TABLE} marker {{ {:#010x} }}",
+        s.marker()
+    );
+    out.push_str(&elements_text(&desired.elements, keep));
+    out
+}
+
+/// `add counter` / `add element` lines, one per container, counters first.
+fn elements_text(elements: &BTreeSet<Element>, keep: &BTreeMap<String, CounterValue>) -> String {
+    let mut out = String::new();
+    let mut grouped: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for element in elements {
+        match element {
+            Element::Counter(name) => {
+                let value = keep.get(name).cloned().unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "add counter {FAMILY} {TABLE} {name} {{ packets {} bytes {} }}",
+                    value.packets, value.bytes
+                );
+            }
+            other => grouped
+                .entry(other.container())
+                .or_default()
+                .push(other.to_string()),
+        }
+    }
+    for (container, items) in grouped {
+        let _ = writeln!(
+            out,
+            "add element {FAMILY} {TABLE} {container} {{ {} }}",
+            items.join(", ")
+        );
+    }
+    out
+}
+
+/// The number of rules each chain of the template has, to notice rules changed behind our back.
+pub fn template_rules_per_chain() -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    let mut chain: Option<String> = None;
+    for line in TEMPLATE.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("chain ") {
+            let name = rest.trim_end_matches('{').trim().to_string();
+            counts.insert(name.clone(), 0);
+            chain = Some(name);
+        } else if line == "}" {
+            chain = None;
+        } else if let Some(name) = &chain {
+            if !(line.is_empty() || line.starts_with('#') || line.starts_with("type ")) {
+                *counts.entry(name.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::model::{forward_elements, TableSettings};
+    use std::net::Ipv4Addr;
+
+    fn desired() -> Desired {
+        let anchor = Ipv4Addr::new(10, 16, 0, 5);
+        let mut elements: BTreeSet<Element> = forward_elements(
+            anchor,
+            &"22".parse().expect("spec"),
+            Ipv4Addr::new(192, 168, 32, 2),
+            &["192.0.2.0/24".parse().expect("net")],
+        )
+        .into_iter()
+        .collect();
+        elements.insert(Element::ClosedAnchor(anchor));
+        Desired {
+            settings: TableSettings {
+                anchor,
+                interface: "roamgw0".parse().expect("if"),
+                listen_port: 51820,
+            },
+            elements,
+        }
+    }
+
+    #[test]
+    fn transaction_has_defines_marker_template_and_elements() {
+        let keep = BTreeMap::from([(
+            "fwd_tcp_22".to_string(),
+            CounterValue {
+                packets: 3,
+                bytes: 99,
+            },
+        )]);
+        let text = full_transaction(&desired(), &keep);
+        let marker = desired().settings.marker();
+        for expected in [
+            "define ANCHOR = 10.16.0.5\n",
+            "define WG_IF = \"roamgw0\"\n",
+            "table ip roamgw {}\ndelete table ip roamgw\n",
+            &format!("add element ip roamgw marker {{ {marker:#010x} }}\n"),
+            "chain prerouting {",
+            "add counter ip roamgw fwd_tcp_22 { packets 3 bytes 99 }\n",
+            "add element ip roamgw dnat_addr { 10.16.0.5 . tcp . 22 : 192.168.32.2 }\n",
+            "add element ip roamgw allowed { 10.16.0.5 . tcp . 22 . 192.0.2.0/24 }\n",
+            "add element ip roamgw closed_anchors { 10.16.0.5 }\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        let counter_at = text.find("\nadd counter").expect("counter");
+        let element_at = text.find("\nadd element ip roamgw dnat").expect("element");
+        assert!(
+            counter_at < element_at,
+            "counters must exist before elements refer to them"
+        );
+    }
+
+    #[test]
+    fn template_chains_are_counted() {
+        let counts = template_rules_per_chain();
+        assert_eq!(counts.get("prerouting"), Some(&2));
+        assert_eq!(counts.get("guard"), Some(&3));
+        assert!(counts.len() >= 6, "{counts:?}");
+    }
+}
