@@ -141,7 +141,8 @@ mod tests {
     #[test]
     fn table_of_transitions() {
         // (observed forwards, desired forwards, expected removes, expected adds)
-        let table: &[(&[(&str, Ipv4Addr)], &[(&str, Ipv4Addr)], usize, usize)] = &[
+        type Forwards<'a> = &'a [(&'a str, Ipv4Addr)];
+        let table: &[(Forwards, Forwards, usize, usize)] = &[
             (&[], &[("22", LAPTOP)], 0, 4),
             (&[("22", LAPTOP)], &[], 4, 0),
             (
