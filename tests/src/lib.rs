@@ -1,1 +1,508 @@
+//! The namespace internet roamgw's end-to-end tests run in (see docs/testing.md):
+//!
+//! ```text
+//!  cli 192.0.2.2/.3 ── wan (router + provider 1:1 NAT 203.0.113.50 <-> 10.16.0.5) ── gw 203.0.113.10 + 10.16.0.5
+//!                       └── cgn 198.51.100.2 (masquerade) ── roam 100.64.0.2
+//! ```
+//!
+//! Every testbed has its own namespaces and WireGuard interface names (UAPI sockets in
+//! /var/run/wireguard are shared by all namespaces), and tears everything down on drop, also
+//! when the test panics. Only documentation and shared address ranges are used, and only inside
+//! these namespaces. Without root or a needed tool, building a testbed panics: the test fails,
+//! it never skips.
 
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
+
+pub const CLIENT: &str = "192.0.2.2";
+pub const OTHER_CLIENT: &str = "192.0.2.3";
+pub const PUBLIC_IP: &str = "203.0.113.10";
+pub const FLOATING_IP: &str = "203.0.113.50";
+pub const ANCHOR_IP: &str = "10.16.0.5";
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// The path of one of the workspace's binaries (`roamgw`, `roamer`), built fresh once per test
+/// process with the same profile as the tests, so a test never runs a stale binary.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--locked",
+            "--bins",
+            "-p",
+            "roamgw-gateway",
+            "-p",
+            "roamgw-roamer",
+        ]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+        profile_dir
+    });
+    dir.join(name)
+}
+
+/// Tools the testbed needs, with the package that has each.
+const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("socat", "socat"),
+    ("wg", "wireguard-tools"),
+    ("wg-quick", "wireguard-tools"),
+    ("wireguard-go", "wireguard-go"),
+    ("conntrack", "conntrack"),
+];
+
+fn require_root_and_tools() {
+    let euid = nix::unistd::geteuid();
+    assert!(
+        euid.is_root(),
+        "the end-to-end tests need root (network namespaces); run them as root, e.g. `sudo bash scripts/test`"
+    );
+    for (tool, package) in TOOLS {
+        let found = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "`{tool}` is missing: run `bash scripts/install-deps` (package {package})"
+        );
+    }
+}
+
+/// One network namespace of a testbed.
+#[derive(Debug, Clone)]
+pub struct Ns {
+    pub name: String,
+}
+
+impl Ns {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(args);
+        cmd
+    }
+
+    /// Runs a command in the namespace; returns its output whatever the exit status.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?} in {}: {e}", self.name))
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "in {}: {args:?} failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command with standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+        if let Some(mut pipe) = child.stdin.take() {
+            let _ = pipe.write_all(stdin.as_bytes());
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Runs `f` on a thread that has joined this namespace. Sockets it creates stay in the
+    /// namespace wherever they are used afterwards.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            setns(file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("thread in {} panicked", self.name))
+    }
+
+    /// A TCP connection from this namespace, or the error (refused, timed out).
+    pub fn connect(&self, addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+        let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
+        self.enter(move || {
+            let stream = TcpStream::connect_timeout(&addr, timeout)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            Ok(stream)
+        })
+    }
+
+    /// Reads the banner a TCP server sends on connect; `None` when nothing arrives in time.
+    pub fn tcp_banner(&self, addr: &str) -> Option<String> {
+        let mut stream = self.connect(addr, Duration::from_secs(2)).ok()?;
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        (!text.is_empty()).then(|| text.trim().to_string())
+    }
+
+    /// Like [`Ns::tcp_banner`], from a given source address of this namespace (via socat).
+    pub fn tcp_banner_from(&self, source: &str, addr: &str) -> Option<String> {
+        let out = self.output(&[
+            "socat",
+            "-T2",
+            "-u",
+            &format!("TCP:{addr},bind={source},connect-timeout=2"),
+            "-",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    }
+
+    /// Sends one UDP datagram and returns the first reply, if any arrives within 2 s.
+    pub fn udp_exchange(&self, addr: &str, payload: &str) -> Option<String> {
+        let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let payload = payload.to_string();
+        self.enter(move || {
+            let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+            socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            socket.send_to(payload.as_bytes(), addr).ok()?;
+            let mut buf = [0u8; 1500];
+            let (n, _) = socket.recv_from(&mut buf).ok()?;
+            Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+        })
+    }
+}
+
+/// The five namespaces, the processes started in them, and the files they use.
+pub struct Testbed {
+    pub id: String,
+    pub cli: Ns,
+    pub wan: Ns,
+    pub gw: Ns,
+    pub cgn: Ns,
+    pub roam: Ns,
+    /// WireGuard interface names, unique on this machine.
+    pub gw_wg: String,
+    pub roam_wg: String,
+    pub dir: tempfile::TempDir,
+    children: Mutex<Vec<Child>>,
+}
+
+impl Testbed {
+    pub fn new() -> Self {
+        require_root_and_tools();
+        let n = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+        // pid modulo keeps names short (interface names have 15 characters) and apart across runs.
+        let id = format!("{}{}", std::process::id() % 10_000, n);
+        let ns = |role: &str| Ns {
+            name: format!("rg{id}-{role}"),
+        };
+        let bed = Testbed {
+            cli: ns("cli"),
+            wan: ns("wan"),
+            gw: ns("gw"),
+            cgn: ns("cgn"),
+            roam: ns("roam"),
+            gw_wg: format!("rg{id}g"),
+            roam_wg: format!("rg{id}r"),
+            id,
+            dir: tempfile::tempdir().expect("tempdir"),
+            children: Mutex::new(Vec::new()),
+        };
+        bed.build();
+        bed
+    }
+
+    fn all(&self) -> [&Ns; 5] {
+        [&self.cli, &self.wan, &self.gw, &self.cgn, &self.roam]
+    }
+
+    fn build(&self) {
+        for ns in self.all() {
+            let out = Command::new("ip")
+                .args(["netns", "add", &ns.name])
+                .output()
+                .expect("ip netns add");
+            assert!(
+                out.status.success(),
+                "ip netns add {}: {}",
+                ns.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ns.run(&["ip", "link", "set", "lo", "up"]);
+        }
+        // veth pairs, created from inside wan/cgn so no interface ever exists in the host namespace.
+        let link = |a: &Ns, a_if: &str, b: &Ns, b_if: &str| {
+            a.run(&[
+                "ip", "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+            ]);
+            a.run(&["ip", "link", "set", a_if, "up"]);
+            b.run(&["ip", "link", "set", b_if, "up"]);
+        };
+        link(&self.wan, "to-cli", &self.cli, "eth0");
+        link(&self.wan, "to-gw", &self.gw, "eth0");
+        link(&self.wan, "to-cgn", &self.cgn, "eth0");
+        link(&self.cgn, "to-roam", &self.roam, "eth0");
+
+        self.cli
+            .run(&["ip", "addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+        self.cli
+            .run(&["ip", "addr", "add", "192.0.2.3/24", "dev", "eth0"]);
+        self.cli
+            .run(&["ip", "route", "add", "default", "via", "192.0.2.1"]);
+
+        self.wan
+            .run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "to-cli"]);
+        self.wan
+            .run(&["ip", "addr", "add", "203.0.113.1/24", "dev", "to-gw"]);
+        self.wan
+            .run(&["ip", "addr", "add", "198.51.100.1/24", "dev", "to-cgn"]);
+        self.wan
+            .run(&["ip", "route", "add", "10.16.0.0/16", "via", PUBLIC_IP]);
+        self.wan.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // The cloud provider's 1:1 NAT: the droplet never sees the floating IP.
+        self.wan.run_checked_stdin(
+            &["nft", "-f", "-"],
+            &format!(
+                "table ip provider {{\n\
+                 chain pre {{ type nat hook prerouting priority dstnat; ip daddr {FLOATING_IP} dnat to {ANCHOR_IP}; }}\n\
+                 chain post {{ type nat hook postrouting priority srcnat; ip saddr {ANCHOR_IP} snat to {FLOATING_IP}; }}\n\
+                 }}\n"
+            ),
+        );
+
+        self.gw.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{PUBLIC_IP}/24"),
+            "dev",
+            "eth0",
+        ]);
+        self.gw.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ANCHOR_IP}/16"),
+            "dev",
+            "eth0",
+        ]);
+        self.gw
+            .run(&["ip", "route", "add", "default", "via", "203.0.113.1"]);
+
+        self.cgn
+            .run(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        self.cgn
+            .run(&["ip", "addr", "add", "100.64.0.1/24", "dev", "to-roam"]);
+        self.cgn
+            .run(&["ip", "route", "add", "default", "via", "198.51.100.1"]);
+        self.cgn.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        self.cgn.run_checked_stdin(
+            &["nft", "-f", "-"],
+            "table ip cgnat {\n chain post { type nat hook postrouting priority srcnat; oifname \"eth0\" masquerade random; }\n}\n",
+        );
+
+        self.roam
+            .run(&["ip", "addr", "add", "100.64.0.2/24", "dev", "eth0"]);
+        self.roam
+            .run(&["ip", "route", "add", "default", "via", "100.64.0.1"]);
+    }
+
+    /// Starts a long-running process in a namespace; it is killed when the testbed drops.
+    pub fn spawn(&self, ns: &Ns, args: &[&str]) {
+        let child = ns
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child);
+    }
+
+    /// A TCP server that sends `banner` to every connection.
+    pub fn tcp_banner_server(&self, ns: &Ns, port: u16, banner: &str) {
+        self.spawn(
+            ns,
+            &[
+                "socat",
+                &format!("TCP-LISTEN:{port},fork,reuseaddr"),
+                &format!("SYSTEM:echo {banner}"),
+            ],
+        );
+        wait_for_listener(ns, port, "tcp");
+    }
+
+    /// A TCP echo server.
+    pub fn tcp_echo_server(&self, ns: &Ns, port: u16) {
+        self.spawn(
+            ns,
+            &[
+                "socat",
+                &format!("TCP-LISTEN:{port},fork,reuseaddr"),
+                "EXEC:cat",
+            ],
+        );
+        wait_for_listener(ns, port, "tcp");
+    }
+
+    /// A UDP server that answers every datagram with `banner`.
+    pub fn udp_banner_server(&self, ns: &Ns, port: u16, banner: &str) {
+        self.spawn(
+            ns,
+            &[
+                "socat",
+                &format!("UDP-RECVFROM:{port},fork,reuseaddr"),
+                &format!("SYSTEM:echo {banner}"),
+            ],
+        );
+        wait_for_listener(ns, port, "udp");
+    }
+
+    /// A config directory for roamgw inside the testbed's temp dir.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("roamgw")
+    }
+
+    /// Runs `roamgw` in the gateway namespace (the binary path comes from the test crate).
+    pub fn roamgw(&self, binary: &Path, args: &[&str]) -> Output {
+        let dir = self.config_dir();
+        let mut full: Vec<&str> = vec![
+            binary.to_str().expect("utf-8 path"),
+            "--config-dir",
+            dir.to_str().expect("utf-8"),
+        ];
+        full.extend_from_slice(args);
+        self.gw.output(&full)
+    }
+
+    /// Brings up stock wg-quick + wireguard-go in a namespace with the given config text.
+    pub fn wg_quick_up(&self, ns: &Ns, interface: &str, config: &str) {
+        let path = self.dir.path().join(format!("{interface}.conf"));
+        std::fs::write(&path, config).expect("write wg-quick config");
+        let out = ns
+            .command(&["wg-quick", "up", path.to_str().expect("utf-8")])
+            .env("WG_QUICK_USERSPACE_IMPLEMENTATION", "wireguard-go")
+            .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+            .output()
+            .expect("wg-quick");
+        assert!(
+            out.status.success(),
+            "wg-quick up {interface} in {}: {}",
+            ns.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Default for Testbed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ns {
+    fn run_checked_stdin(&self, args: &[&str], stdin: &str) {
+        let out = self.run_with_stdin(args, stdin);
+        assert!(
+            out.status.success(),
+            "in {}: {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn wait_for_listener(ns: &Ns, port: u16, protocol: &str) {
+    let flag = if protocol == "tcp" { "-ltn" } else { "-lun" };
+    let ok = wait_until(Duration::from_secs(5), || {
+        ns.output(&["ss", flag, &format!("sport = :{port}")])
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            > 1
+    });
+    assert!(
+        ok,
+        "no {protocol} listener on port {port} in {} after 5 s",
+        ns.name
+    );
+}
+
+/// Polls `check` every 20 ms until it holds or `deadline` passes. Never a fixed sleep.
+pub fn wait_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        for child in children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Whatever else runs in our namespaces (wireguard-go daemons, socat forks) goes too:
+        // SIGTERM first so wireguard-go removes its UAPI socket.
+        for signal in ["-TERM", "-KILL"] {
+            for ns in self.all() {
+                let pids = Command::new("ip")
+                    .args(["netns", "pids", &ns.name])
+                    .output();
+                if let Ok(out) = pids {
+                    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                        let _ = Command::new("kill").args([signal, pid]).output();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for ns in self.all() {
+            let _ = Command::new("ip").args(["netns", "del", &ns.name]).output();
+        }
+        for interface in [&self.gw_wg, &self.roam_wg] {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
+        }
+    }
+}

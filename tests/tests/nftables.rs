@@ -1,0 +1,259 @@
+//! The nftables data plane end to end, with real traffic through the namespace internet:
+//! client -> floating IP -> provider NAT -> anchor -> roamgw DNAT -> WireGuard (stock wg-quick +
+//! wireguard-go on both ends, the manual setup's tunnel) -> CGNAT -> roamer.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use roamgw_e2e::{
+    binary, wait_until, Testbed, ANCHOR_IP, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP,
+};
+
+fn floating(port: u16) -> String {
+    format!("{FLOATING_IP}:{port}")
+}
+
+/// A testbed with roamgw initialized (external WireGuard), roamer `laptop`, both wg-quick ends
+/// up, the data plane up, and banner servers: "roamer" on the laptop, "droplet" on the gateway.
+struct Setup {
+    bed: Testbed,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self::with_init_flags(&[])
+    }
+
+    fn with_init_flags(extra: &[&str]) -> Self {
+        let bed = Testbed::new();
+        let setup = Setup { bed };
+        let interface = setup.bed.gw_wg.clone();
+        let mut init = vec![
+            "init",
+            "--public-ip",
+            PUBLIC_IP,
+            "--anchor-ip",
+            ANCHOR_IP,
+            "--floating-ip",
+            FLOATING_IP,
+            "--wireguard",
+            "external",
+            "--interface",
+            &interface,
+        ];
+        init.extend_from_slice(extra);
+        setup.ok(&init);
+        setup.ok(&["add-roamer", "laptop"]);
+        let gateway_conf = setup.ok(&["show-config", "--gateway", "--format", "wg-quick"]);
+        let laptop_conf = setup.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+        setup
+            .bed
+            .wg_quick_up(&setup.bed.gw, &setup.bed.gw_wg, &gateway_conf);
+        setup
+            .bed
+            .wg_quick_up(&setup.bed.roam, &setup.bed.roam_wg, &laptop_conf);
+        setup.ok(&["up"]);
+        // The first handshake: wait until the laptop reaches the gateway through the tunnel.
+        let roam = setup.bed.roam.clone();
+        let tunnel = wait_until(Duration::from_secs(10), || {
+            roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
+                .status
+                .success()
+        });
+        assert!(tunnel, "the WireGuard tunnel did not come up");
+        setup.bed.tcp_banner_server(&setup.bed.roam, 22, "roamer");
+        setup.bed.tcp_banner_server(&setup.bed.gw, 22, "droplet");
+        setup
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.bed.roamgw(&binary("roamgw"), args);
+        assert!(
+            out.status.success(),
+            "roamgw {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn banner(&self, addr: &str) -> Option<String> {
+        self.bed.cli.tcp_banner(addr)
+    }
+}
+
+#[test]
+fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet() {
+    let s = Setup::new();
+    s.ok(&["add-port", "22"]);
+    assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    assert_eq!(
+        s.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
+        Some("droplet")
+    );
+    let list = s.ok(&["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert!(
+        list[0]["packets"].as_u64().unwrap_or(0) > 0,
+        "counter did not move: {list}"
+    );
+}
+
+#[test]
+fn only_forwarded_ports_udp_ranges_and_remaps() {
+    let s = Setup::new();
+    let b = &s.bed;
+    b.tcp_banner_server(&b.roam, 8080, "roamer-8080");
+    b.tcp_banner_server(&b.gw, 8080, "droplet-8080");
+    b.udp_banner_server(&b.roam, 5353, "roamer-udp");
+    b.udp_banner_server(&b.roam, 60050, "roamer-range");
+    b.tcp_banner_server(&b.roam, 9001, "roamer-9001");
+    s.ok(&["add-port", "22"]);
+    s.ok(&["add-port", "5353/udp"]);
+    s.ok(&["add-port", "60000-60100/udp"]);
+    s.ok(&["add-port", "8000-8010:9000-9010"]);
+
+    // Not forwarded: neither the roamer nor the droplet's own service answers on the floating IP.
+    assert_eq!(s.banner(&floating(8080)), None);
+    assert_eq!(
+        s.banner(&format!("{PUBLIC_IP}:8080")).as_deref(),
+        Some("droplet-8080")
+    );
+    assert_eq!(
+        b.cli.udp_exchange(&floating(5353), "hi").as_deref(),
+        Some("roamer-udp")
+    );
+    assert_eq!(
+        b.cli.udp_exchange(&floating(60050), "hi").as_deref(),
+        Some("roamer-range")
+    );
+    assert_eq!(s.banner(&floating(8001)).as_deref(), Some("roamer-9001"));
+}
+
+#[test]
+fn allow_from_admits_the_allowed_source_only() {
+    // With --anchor-passthrough the droplet's own services answer on the anchor, so this also
+    // shows that a refused source does not fall through to the droplet's ssh on anchor:22.
+    let s = Setup::with_init_flags(&["--anchor-passthrough"]);
+    let b = &s.bed;
+    b.tcp_banner_server(&b.gw, 8080, "droplet-8080");
+    s.ok(&["add-port", "22", "--allow-from", &format!("{CLIENT}/32")]);
+    assert_eq!(
+        b.cli.tcp_banner_from(CLIENT, &floating(22)).as_deref(),
+        Some("roamer")
+    );
+    assert_eq!(b.cli.tcp_banner_from(OTHER_CLIENT, &floating(22)), None);
+    assert_eq!(
+        b.cli
+            .tcp_banner_from(OTHER_CLIENT, &floating(8080))
+            .as_deref(),
+        Some("droplet-8080")
+    );
+}
+
+#[test]
+fn remove_port_cuts_an_open_flow_and_add_port_works_at_once() {
+    let s = Setup::new();
+    let b = &s.bed;
+    b.tcp_echo_server(&b.roam, 7000);
+    s.ok(&["add-port", "7000"]);
+    let stream = b
+        .cli
+        .connect(&floating(7000), Duration::from_secs(2))
+        .expect("connect");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut line = String::new();
+    writer.write_all(b"one\n").expect("write");
+    reader.read_line(&mut line).expect("echo before removal");
+    assert_eq!(line, "one\n");
+
+    s.ok(&["remove-port", "7000"]);
+    line.clear();
+    let _ = writer.write_all(b"two\n");
+    let after = reader.read_line(&mut line);
+    assert!(
+        after.is_err() || line.is_empty(),
+        "the open flow still carried data after remove-port: {line:?}"
+    );
+
+    b.tcp_banner_server(&b.roam, 7001, "fresh");
+    s.ok(&["add-port", "7001"]);
+    assert_eq!(s.banner(&floating(7001)).as_deref(), Some("fresh"));
+}
+
+const FOREIGN_TABLE: &str = "table inet foreign {
+  counter seen { }
+  set blocked { type ipv4_addr; elements = { 198.51.100.99 } }
+  map ports { type inet_service : verdict; elements = { 2222 : drop, 2223 : accept } }
+  chain input { type filter hook input priority 10; policy accept;
+    ip saddr @blocked drop
+    tcp dport vmap @ports
+    counter name seen
+  }
+}
+";
+
+fn foreign_table(s: &Setup) -> String {
+    // Counters aside: they move with any traffic.
+    let text = s
+        .bed
+        .gw
+        .run(&["nft", "-s", "list", "table", "inet", "foreign"]);
+    text.lines()
+        .filter(|l| !l.contains("packets"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_foreign_table_is_identical_before_and_after() {
+    let s = Setup::new();
+    s.ok(&["down"]);
+    let out = s.bed.gw.run_with_stdin(&["nft", "-f", "-"], FOREIGN_TABLE);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = foreign_table(&s);
+    s.ok(&["up"]);
+    s.ok(&["add-port", "22"]);
+    s.ok(&["apply"]);
+    assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    s.ok(&["remove-port", "22"]);
+    s.ok(&["down"]);
+    assert_eq!(foreign_table(&s), before);
+    let tables = s.bed.gw.run(&["nft", "list", "tables"]);
+    assert!(
+        !tables.contains("roamgw"),
+        "roamgw left its table behind: {tables}"
+    );
+}
+
+#[test]
+fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op() {
+    let s = Setup::new();
+    s.ok(&["add-port", "22"]);
+    s.ok(&["add-port", "60000-60100/udp"]);
+    assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    s.bed.gw.run(&["nft", "flush", "ruleset"]);
+    // Without our rules the anchor is just another droplet address.
+    assert_eq!(
+        s.banner(&floating(22)).as_deref(),
+        Some("droplet"),
+        "the flush should have cut the forward"
+    );
+    let status = s.ok(&["status"]);
+    assert!(status.contains("down"), "{status}");
+    let repaired = s.ok(&["apply"]);
+    assert!(repaired.contains("replace"), "{repaired}");
+    assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    assert_eq!(s.ok(&["apply"]).trim(), "table ip roamgw is up to date");
+    // Drift in the elements is repaired element-wise.
+    s.bed
+        .gw
+        .run(&["nft", "flush", "map", "ip", "roamgw", "dnat_addr"]);
+    let repaired = s.ok(&["apply"]);
+    assert!(repaired.contains("update"), "{repaired}");
+    assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+}
