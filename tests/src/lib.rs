@@ -35,13 +35,15 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
+        let exe = std::env::current_exe().expect("executable path");
+        // target/<profile>/deps/<test> or target/<profile>/<bin> -> target/<profile>
+        let mut profile_dir = exe
             .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps")
+            .expect("executable lives in target/<profile>")
             .to_path_buf();
+        if profile_dir.ends_with("deps") {
+            profile_dir.pop();
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build.args([
@@ -504,5 +506,109 @@ impl Drop for Testbed {
         for interface in [&self.gw_wg, &self.roam_wg] {
             let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
         }
+    }
+}
+
+/// A testbed with roamgw on the gateway in `--wireguard external` mode: the tunnel is stock
+/// wg-quick + wireguard-go on both ends (the manual setup's tunnel), from the configs that
+/// `roamgw show-config` prints; roamer `laptop`; the data plane up; banner servers "roamer" on
+/// the laptop and "droplet" on the gateway, both on port 22.
+pub struct Scenario {
+    pub bed: Testbed,
+    /// Print every roamgw command and its output (the demo).
+    pub verbose: bool,
+}
+
+impl Scenario {
+    pub fn external_wg_quick(extra_init_flags: &[&str]) -> Self {
+        Self::build(extra_init_flags, false)
+    }
+
+    pub fn build(extra_init_flags: &[&str], verbose: bool) -> Self {
+        let scenario = Scenario {
+            bed: Testbed::new(),
+            verbose,
+        };
+        let interface = scenario.bed.gw_wg.clone();
+        let mut init = vec![
+            "init",
+            "--public-ip",
+            PUBLIC_IP,
+            "--anchor-ip",
+            ANCHOR_IP,
+            "--floating-ip",
+            FLOATING_IP,
+            "--wireguard",
+            "external",
+            "--interface",
+            &interface,
+        ];
+        init.extend_from_slice(extra_init_flags);
+        scenario.ok(&init);
+        scenario.ok(&["add-roamer", "laptop"]);
+        let gateway_conf = scenario.quiet(&["show-config", "--gateway", "--format", "wg-quick"]);
+        let laptop_conf = scenario.quiet(&["show-config", "laptop", "--format", "wg-quick"]);
+        scenario.say(&format!(
+            "wg-quick up {} on the droplet, {} on the laptop (wireguard-go)",
+            scenario.bed.gw_wg, scenario.bed.roam_wg
+        ));
+        scenario
+            .bed
+            .wg_quick_up(&scenario.bed.gw, &scenario.bed.gw_wg, &gateway_conf);
+        scenario
+            .bed
+            .wg_quick_up(&scenario.bed.roam, &scenario.bed.roam_wg, &laptop_conf);
+        scenario.ok(&["up"]);
+        let roam = scenario.bed.roam.clone();
+        let tunnel = wait_until(Duration::from_secs(10), || {
+            roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
+                .status
+                .success()
+        });
+        assert!(tunnel, "the WireGuard tunnel did not come up within 10 s");
+        scenario
+            .bed
+            .tcp_banner_server(&scenario.bed.roam, 22, "roamer");
+        scenario
+            .bed
+            .tcp_banner_server(&scenario.bed.gw, 22, "droplet");
+        scenario
+    }
+
+    fn say(&self, text: &str) {
+        if self.verbose {
+            println!("[#] {text}");
+        }
+    }
+
+    fn quiet(&self, args: &[&str]) -> String {
+        let out = self.bed.roamgw(&binary("roamgw"), args);
+        assert!(
+            out.status.success(),
+            "roamgw {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a roamgw command on the gateway that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.say(&format!("roamgw {}", args.join(" ")));
+        let out = self.bed.roamgw(&binary("roamgw"), args);
+        if self.verbose {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(
+            out.status.success(),
+            "roamgw {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The banner the outside client reads from `addr`.
+    pub fn banner(&self, addr: &str) -> Option<String> {
+        self.bed.cli.tcp_banner(addr)
     }
 }

@@ -5,85 +5,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use roamgw_e2e::{
-    binary, wait_until, Testbed, ANCHOR_IP, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP,
-};
+use roamgw_e2e::{Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP};
 
 fn floating(port: u16) -> String {
     format!("{FLOATING_IP}:{port}")
 }
 
-/// A testbed with roamgw initialized (external WireGuard), roamer `laptop`, both wg-quick ends
-/// up, the data plane up, and banner servers: "roamer" on the laptop, "droplet" on the gateway.
-struct Setup {
-    bed: Testbed,
-}
-
-impl Setup {
-    fn new() -> Self {
-        Self::with_init_flags(&[])
-    }
-
-    fn with_init_flags(extra: &[&str]) -> Self {
-        let bed = Testbed::new();
-        let setup = Setup { bed };
-        let interface = setup.bed.gw_wg.clone();
-        let mut init = vec![
-            "init",
-            "--public-ip",
-            PUBLIC_IP,
-            "--anchor-ip",
-            ANCHOR_IP,
-            "--floating-ip",
-            FLOATING_IP,
-            "--wireguard",
-            "external",
-            "--interface",
-            &interface,
-        ];
-        init.extend_from_slice(extra);
-        setup.ok(&init);
-        setup.ok(&["add-roamer", "laptop"]);
-        let gateway_conf = setup.ok(&["show-config", "--gateway", "--format", "wg-quick"]);
-        let laptop_conf = setup.ok(&["show-config", "laptop", "--format", "wg-quick"]);
-        setup
-            .bed
-            .wg_quick_up(&setup.bed.gw, &setup.bed.gw_wg, &gateway_conf);
-        setup
-            .bed
-            .wg_quick_up(&setup.bed.roam, &setup.bed.roam_wg, &laptop_conf);
-        setup.ok(&["up"]);
-        // The first handshake: wait until the laptop reaches the gateway through the tunnel.
-        let roam = setup.bed.roam.clone();
-        let tunnel = wait_until(Duration::from_secs(10), || {
-            roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
-                .status
-                .success()
-        });
-        assert!(tunnel, "the WireGuard tunnel did not come up");
-        setup.bed.tcp_banner_server(&setup.bed.roam, 22, "roamer");
-        setup.bed.tcp_banner_server(&setup.bed.gw, 22, "droplet");
-        setup
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.bed.roamgw(&binary("roamgw"), args);
-        assert!(
-            out.status.success(),
-            "roamgw {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn banner(&self, addr: &str) -> Option<String> {
-        self.bed.cli.tcp_banner(addr)
-    }
-}
-
 #[test]
 fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet() {
-    let s = Setup::new();
+    let s = Scenario::external_wg_quick(&[]);
     s.ok(&["add-port", "22"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
     assert_eq!(
@@ -100,7 +30,7 @@ fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet() {
 
 #[test]
 fn only_forwarded_ports_udp_ranges_and_remaps() {
-    let s = Setup::new();
+    let s = Scenario::external_wg_quick(&[]);
     let b = &s.bed;
     b.tcp_banner_server(&b.roam, 8080, "roamer-8080");
     b.tcp_banner_server(&b.gw, 8080, "droplet-8080");
@@ -133,7 +63,7 @@ fn only_forwarded_ports_udp_ranges_and_remaps() {
 fn allow_from_admits_the_allowed_source_only() {
     // With --anchor-passthrough the droplet's own services answer on the anchor, so this also
     // shows that a refused source does not fall through to the droplet's ssh on anchor:22.
-    let s = Setup::with_init_flags(&["--anchor-passthrough"]);
+    let s = Scenario::external_wg_quick(&["--anchor-passthrough"]);
     let b = &s.bed;
     b.tcp_banner_server(&b.gw, 8080, "droplet-8080");
     s.ok(&["add-port", "22", "--allow-from", &format!("{CLIENT}/32")]);
@@ -152,7 +82,7 @@ fn allow_from_admits_the_allowed_source_only() {
 
 #[test]
 fn remove_port_cuts_an_open_flow_and_add_port_works_at_once() {
-    let s = Setup::new();
+    let s = Scenario::external_wg_quick(&[]);
     let b = &s.bed;
     b.tcp_echo_server(&b.roam, 7000);
     s.ok(&["add-port", "7000"]);
@@ -193,7 +123,7 @@ const FOREIGN_TABLE: &str = "table inet foreign {
 }
 ";
 
-fn foreign_table(s: &Setup) -> String {
+fn foreign_table(s: &Scenario) -> String {
     // Counters aside: they move with any traffic.
     let text = s
         .bed
@@ -207,7 +137,7 @@ fn foreign_table(s: &Setup) -> String {
 
 #[test]
 fn a_foreign_table_is_identical_before_and_after() {
-    let s = Setup::new();
+    let s = Scenario::external_wg_quick(&[]);
     s.ok(&["down"]);
     let out = s.bed.gw.run_with_stdin(&["nft", "-f", "-"], FOREIGN_TABLE);
     assert!(
@@ -232,7 +162,7 @@ fn a_foreign_table_is_identical_before_and_after() {
 
 #[test]
 fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op() {
-    let s = Setup::new();
+    let s = Scenario::external_wg_quick(&[]);
     s.ok(&["add-port", "22"]);
     s.ok(&["add-port", "60000-60100/udp"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
