@@ -102,12 +102,14 @@ pub struct RoamerEntry {
     pub public_key: PublicKey,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One forward. In the state file it is one string, `SPEC -> ROAMER [from CIDR[,CIDR...]]`,
+/// e.g. `"2222:22/tcp -> laptop from 192.0.2.0/24"`: a gateway may hold thousands, and TOML
+/// parses an array of strings about ten times faster than as many tables (measured: 3 ms vs
+/// 35-45 ms for 10,000), which matters inside the add-port budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     pub spec: PortSpec,
     pub to: RoamerName,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_from: Vec<Ipv4Net>,
 }
 
@@ -118,6 +120,67 @@ impl Forward {
     }
 }
 
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.spec, self.to)?;
+        if !self.allow_from.is_empty() {
+            let sources: Vec<String> = self.allow_from.iter().map(ToString::to_string).collect();
+            write!(f, " from {}", sources.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Forward {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let shape = || {
+            format!("forward '{s}' is not of the form 'SPEC -> ROAMER [from CIDR,...]' (e.g. '22/tcp -> laptop')")
+        };
+        let (spec, rest) = s.split_once("->").ok_or_else(shape)?;
+        let spec: PortSpec = spec
+            .trim()
+            .parse()
+            .map_err(|e| format!("forward '{s}': {e}"))?;
+        let mut words = rest.split_whitespace();
+        let to: RoamerName = words
+            .next()
+            .ok_or_else(shape)?
+            .parse()
+            .map_err(|e| format!("forward '{s}': {e}"))?;
+        let allow_from = match (words.next(), words.next(), words.next()) {
+            (None, _, _) => Vec::new(),
+            (Some("from"), Some(list), None) => list
+                .split(',')
+                .map(|cidr| {
+                    cidr.parse::<Ipv4Net>().map_err(|_| {
+                        format!("forward '{s}': '{cidr}' is not an IPv4 CIDR (e.g. 192.0.2.0/24)")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(shape()),
+        };
+        Ok(Forward {
+            spec,
+            to,
+            allow_from,
+        })
+    }
+}
+
+impl Serialize for Forward {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Forward {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayState {
@@ -125,7 +188,7 @@ pub struct GatewayState {
     pub gateway: GatewaySettings,
     #[serde(default, rename = "roamer", skip_serializing_if = "Vec::is_empty")]
     pub roamers: Vec<RoamerEntry>,
-    #[serde(default, rename = "forward", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forwards: Vec<Forward>,
 }
 
@@ -263,6 +326,13 @@ impl GatewayState {
                 )));
             }
             check_forward_ports(&forward.spec, g.listen_port)?;
+            if let Some(net) = forward.allow_from.iter().find(|n| **n != n.trunc()) {
+                return Err(invalid(format!(
+                    "forward {} allows {net}, which has host bits set: write {}",
+                    forward.spec,
+                    net.trunc()
+                )));
+            }
         }
         if let Some((a, b)) = first_overlap(self.forwards.iter().map(|f| &f.spec)) {
             return Err(invalid(format!("forward {b} overlaps forward {a}")));
@@ -466,6 +536,28 @@ mod tests {
         let text = state.to_toml();
         assert_eq!(GatewayState::from_toml(&text).expect("parse"), state);
         assert!(text.starts_with("version = 1\n"), "{text}");
+    }
+
+    #[test]
+    fn forward_lines_round_trip() {
+        for text in [
+            "22/tcp -> laptop",
+            "2222:22/tcp -> laptop from 192.0.2.0/24,198.51.100.7/32",
+        ] {
+            let forward: Forward = text.parse().expect(text);
+            assert_eq!(forward.to_string(), text);
+        }
+        for (bad, reason) in [
+            ("22/tcp laptop", "is not of the form"),
+            ("22 -> ", "is not of the form"),
+            ("0 -> laptop", "port 0"),
+            ("22 -> Laptop", "roamer name"),
+            ("22 -> laptop to 192.0.2.0/24", "is not of the form"),
+            ("22 -> laptop from 192.0.2.0/33", "not an IPv4 CIDR"),
+        ] {
+            let e = bad.parse::<Forward>().expect_err(bad);
+            assert!(e.contains(reason), "{bad}: {e}");
+        }
     }
 
     #[test]

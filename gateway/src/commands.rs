@@ -50,7 +50,7 @@ const LIVE: &str = "live";
 /// failure leaves the state file untouched; when it is not up, the change is saved as pending.
 /// Returns the word for the user: live or pending.
 fn commit(store: &Store, old: &GatewayState, new: &GatewayState) -> Result<&'static str> {
-    let Some(plan) = dataplane::apply_if_up(new)? else {
+    let Some(plan) = dataplane::apply_change(old, new)? else {
         store.save(new)?;
         return Ok(PENDING);
     };

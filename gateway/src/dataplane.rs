@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::conntrack;
 use crate::nft::apply::{self, NftError};
 use crate::nft::diff::{plan, Plan};
-use crate::nft::model::{counter_name, desired};
+use crate::nft::model::{counter_name, desired, forward_elements, Element};
 use crate::nft::observed::{self, CounterValue, Observed};
 use crate::nft::render;
 
@@ -117,6 +117,86 @@ pub fn down() -> Result<bool, DataPlaneError> {
     let existed = observe()?.is_some();
     apply::delete_table()?;
     Ok(existed)
+}
+
+/// Applies a CLI change live when the data plane is up, in time independent of the number of
+/// forwards: when the table carries our marker, only the elements of the forwards that changed
+/// are added and removed (one nft transaction). Anything unexpected (a different marker, an
+/// element that is not where it should be) falls back to a full reconcile.
+/// `Ok(None)`: the data plane is not up (or not visible to this user); nothing applied.
+pub fn apply_change(
+    old: &GatewayState,
+    new: &GatewayState,
+) -> Result<Option<Plan>, DataPlaneError> {
+    check_backend(new)?;
+    let marker = match apply::read_marker() {
+        Ok(Some(marker)) => marker,
+        Ok(None) => return Ok(None),
+        Err(e) if e.is_permission_denied() || matches!(e, NftError::Missing(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let settings_unchanged = desired_settings(old) == desired_settings(new);
+    if marker != Some(desired_settings(new).marker()) || !settings_unchanged {
+        return apply_if_up(new);
+    }
+    let (remove, add) = forward_delta(old, new);
+    if remove.is_empty() && add.is_empty() {
+        return Ok(Some(Plan::Nothing));
+    }
+    match apply::apply_update(&remove, &add) {
+        Ok(()) => Ok(Some(Plan::Update { remove, add })),
+        Err(e) => {
+            warn!("element update failed ({e}); reconciling the whole table");
+            apply_if_up(new)
+        }
+    }
+}
+
+fn desired_settings(state: &GatewayState) -> crate::nft::model::TableSettings {
+    crate::nft::model::TableSettings {
+        anchor: state.gateway.anchor_ip,
+        interface: state.gateway.interface.clone(),
+        listen_port: state.gateway.listen_port,
+    }
+}
+
+/// The elements of the forwards that differ between two states with the same settings.
+/// Forwards never share elements (their public ports do not overlap), so this is exact.
+fn forward_delta(old: &GatewayState, new: &GatewayState) -> (Vec<Element>, Vec<Element>) {
+    let elements = |state: &GatewayState, forward: &Forward| -> Vec<Element> {
+        state
+            .roamer(&forward.to)
+            .map(|r| {
+                forward_elements(
+                    state.gateway.anchor_ip,
+                    &forward.spec,
+                    r.address,
+                    &forward.allow_from,
+                )
+            })
+            .unwrap_or_default()
+    };
+    let mut remove: Vec<Element> = old
+        .forwards
+        .iter()
+        .filter(|f| {
+            !new.forwards.contains(f)
+                || old.roamer(&f.to).map(|r| r.address) != new.roamer(&f.to).map(|r| r.address)
+        })
+        .flat_map(|f| elements(old, f))
+        .collect();
+    // Elements before the counters they refer to.
+    remove.reverse();
+    let add: Vec<Element> = new
+        .forwards
+        .iter()
+        .filter(|f| {
+            !old.forwards.contains(f)
+                || old.roamer(&f.to).map(|r| r.address) != new.roamer(&f.to).map(|r| r.address)
+        })
+        .flat_map(|f| elements(new, f))
+        .collect();
+    (remove, add)
 }
 
 /// Applies a state live when the data plane is up. `Ok(None)`: not up, nothing applied.
