@@ -17,7 +17,7 @@ use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
     ShowConfigArgs,
 };
-use crate::dataplane;
+use crate::dataplane::{self, ForwardChange};
 use crate::detect;
 use crate::render;
 use crate::store::{Store, StoreError};
@@ -49,8 +49,13 @@ const LIVE: &str = "live";
 /// Makes a change: when the data plane is up it is applied first and only then saved, so a
 /// failure leaves the state file untouched; when it is not up, the change is saved as pending.
 /// Returns the word for the user: live or pending.
-fn commit(store: &Store, old: &GatewayState, new: &GatewayState) -> Result<&'static str> {
-    let Some(plan) = dataplane::apply_change(old, new)? else {
+fn commit(
+    store: &Store,
+    old: &GatewayState,
+    new: &GatewayState,
+    change: ForwardChange,
+) -> Result<&'static str> {
+    let Some(plan) = dataplane::apply_change(old, new, &change)? else {
         store.save(new)?;
         return Ok(PENDING);
     };
@@ -62,7 +67,7 @@ fn commit(store: &Store, old: &GatewayState, new: &GatewayState) -> Result<&'sta
         }
         return Err(e.into());
     }
-    dataplane::end_changed_flows(old, new);
+    dataplane::end_changed_flows(new, &change);
     Ok(LIVE)
 }
 
@@ -270,9 +275,16 @@ pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
         )));
     }
     let old = state.clone();
-    state.forwards.retain(|f| f.to != args.name);
+    let (removed, kept): (Vec<Forward>, Vec<Forward>) = std::mem::take(&mut state.forwards)
+        .into_iter()
+        .partition(|f| f.to == args.name);
+    state.forwards = kept;
     state.roamers.retain(|r| r.name != args.name);
-    let how = commit(store, &old, &state)?;
+    let change = ForwardChange {
+        removed,
+        added: Vec::new(),
+    };
+    let how = commit(store, &old, &state, change)?;
     store.remove_roamer_keys(&args.name)?;
     let dropped = if forwards.is_empty() {
         String::new()
@@ -393,7 +405,11 @@ pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
     };
     let old = state.clone();
     state.forwards.push(forward.clone());
-    let how = commit(store, &old, &state)?;
+    let change = ForwardChange {
+        removed: Vec::new(),
+        added: vec![forward.clone()],
+    };
+    let how = commit(store, &old, &state, change)?;
     Ok(format!("{}; {how}\n", describe_forward(&state, &forward)))
 }
 
@@ -447,7 +463,11 @@ pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
     };
     let old = state.clone();
     let removed = state.forwards.remove(index);
-    let how = commit(store, &old, &state)?;
+    let change = ForwardChange {
+        removed: vec![removed.clone()],
+        added: Vec::new(),
+    };
+    let how = commit(store, &old, &state, change)?;
     Ok(format!(
         "removed forward {} -> {}; {how}\n",
         removed.spec, removed.to
@@ -639,7 +659,9 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
     let plan = observed
         .as_ref()
         .map(|o| crate::nft::diff::plan(&crate::nft::model::desired(&state), Some(o)));
-    let counters = observed.as_ref().map(|o| &o.counters);
+    let counters = observed
+        .as_ref()
+        .map(|o| dataplane::counters_by_forward(&state, o));
     let view = StatusView {
         config_dir: store.dir().display().to_string(),
         backend: g.backend.to_string(),
@@ -662,7 +684,7 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
             .forwards
             .iter()
             .map(|f| {
-                let c = counters.and_then(|c| c.get(&crate::nft::model::counter_name(&f.spec)));
+                let c = counters.as_ref().and_then(|c| c.get(&f.key()));
                 ForwardStatus {
                     spec: f.key(),
                     to: f.to.to_string(),

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use roamgw_common::state::{Backend, Forward, GatewayState};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::conntrack;
 use crate::nft::apply::{self, NftError};
 use crate::nft::diff::{plan, Plan};
-use crate::nft::model::{counter_name, desired, forward_elements, Element};
+use crate::nft::model::{desired, forward_elements, is_count, Element};
 use crate::nft::observed::{self, CounterValue, Observed};
 use crate::nft::render;
 
@@ -120,35 +120,43 @@ pub fn down() -> Result<bool, DataPlaneError> {
 }
 
 /// Applies a CLI change live when the data plane is up, in time independent of the number of
-/// forwards: when the table carries our marker, only the elements of the forwards that changed
-/// are added and removed (one nft transaction). Anything unexpected (a different marker, an
-/// element that is not where it should be) falls back to a full reconcile.
-/// `Ok(None)`: the data plane is not up (or not visible to this user); nothing applied.
+/// forwards: only the elements of the forwards that changed are added and removed, in one nft
+/// transaction. When that fails (no table, or not the shape we expect), the table is checked:
+/// missing means "not up" (`Ok(None)`, nothing applied), anything else gets a full reconcile.
+///
+/// The fast path does not compare the rules marker first: a marker check inside the
+/// transaction (delete + re-add of the marker element) costs an RCU grace period, ~11 ms here,
+/// and a separate `nft list` another process. `roamgw apply`, `up` and the daemon compare it.
 pub fn apply_change(
     old: &GatewayState,
     new: &GatewayState,
+    change: &ForwardChange,
 ) -> Result<Option<Plan>, DataPlaneError> {
     check_backend(new)?;
-    let marker = match apply::read_marker() {
-        Ok(Some(marker)) => marker,
-        Ok(None) => return Ok(None),
-        Err(e) if e.is_permission_denied() || matches!(e, NftError::Missing(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let settings_unchanged = desired_settings(old) == desired_settings(new);
-    if marker != Some(desired_settings(new).marker()) || !settings_unchanged {
+    if desired_settings(old) != desired_settings(new) {
         return apply_if_up(new);
     }
-    let (remove, add) = forward_delta(old, new);
-    if remove.is_empty() && add.is_empty() {
-        return Ok(Some(Plan::Nothing));
-    }
+    let remove: Vec<Element> = change
+        .removed
+        .iter()
+        .flat_map(|f| elements_of(old, f))
+        .collect();
+    let add: Vec<Element> = change
+        .added
+        .iter()
+        .flat_map(|f| elements_of(new, f))
+        .collect();
     match apply::apply_update(&remove, &add) {
         Ok(()) => Ok(Some(Plan::Update { remove, add })),
-        Err(e) => {
-            warn!("element update failed ({e}); reconciling the whole table");
-            apply_if_up(new)
-        }
+        Err(first) => match apply::read_marker() {
+            Ok(None) => Ok(None),
+            Err(e) if e.is_permission_denied() || matches!(e, NftError::Missing(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+            Ok(Some(_)) => {
+                debug!("element update refused ({first}); reconciling the whole table");
+                apply_if_up(new)
+            }
+        },
     }
 }
 
@@ -160,43 +168,26 @@ fn desired_settings(state: &GatewayState) -> crate::nft::model::TableSettings {
     }
 }
 
-/// The elements of the forwards that differ between two states with the same settings.
-/// Forwards never share elements (their public ports do not overlap), so this is exact.
-fn forward_delta(old: &GatewayState, new: &GatewayState) -> (Vec<Element>, Vec<Element>) {
-    let elements = |state: &GatewayState, forward: &Forward| -> Vec<Element> {
-        state
-            .roamer(&forward.to)
-            .map(|r| {
-                forward_elements(
-                    state.gateway.anchor_ip,
-                    &forward.spec,
-                    r.address,
-                    &forward.allow_from,
-                )
-            })
-            .unwrap_or_default()
-    };
-    let mut remove: Vec<Element> = old
-        .forwards
-        .iter()
-        .filter(|f| {
-            !new.forwards.contains(f)
-                || old.roamer(&f.to).map(|r| r.address) != new.roamer(&f.to).map(|r| r.address)
+fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
+    state
+        .roamer(&forward.to)
+        .map(|r| {
+            forward_elements(
+                state.gateway.anchor_ip,
+                &forward.spec,
+                r.address,
+                &forward.allow_from,
+            )
         })
-        .flat_map(|f| elements(old, f))
-        .collect();
-    // Elements before the counters they refer to.
-    remove.reverse();
-    let add: Vec<Element> = new
-        .forwards
-        .iter()
-        .filter(|f| {
-            !old.forwards.contains(f)
-                || old.roamer(&f.to).map(|r| r.address) != new.roamer(&f.to).map(|r| r.address)
-        })
-        .flat_map(|f| elements(new, f))
-        .collect();
-    (remove, add)
+        .unwrap_or_default()
+}
+
+/// What a CLI command changed: the caller knows, so nothing has to compare thousands of
+/// forwards to find out.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardChange {
+    pub removed: Vec<Forward>,
+    pub added: Vec<Forward>,
 }
 
 /// Applies a state live when the data plane is up. `Ok(None)`: not up, nothing applied.
@@ -208,36 +199,48 @@ pub fn apply_if_up(state: &GatewayState) -> Result<Option<Plan>, DataPlaneError>
 }
 
 /// Ends the open flows of forwards that were removed or changed, and clears stale entries for
-/// new ones (e.g. a UDP flow that was answered by the droplet before the forward existed).
-pub fn end_changed_flows(old: &GatewayState, new: &GatewayState) {
+/// new ones.
+///
+/// Stale entries for a new forward's tuple (e.g. a UDP flow the droplet itself answered) can
+/// only exist with --anchor-passthrough: otherwise our input chain drops such packets before
+/// conntrack confirms them, so no entry is ever created. Skipping the flush then matters: a
+/// conntrack dump walks the kernel's whole (all-namespace) table, ~12 ms here, more than the
+/// rest of an add-port together.
+pub fn end_changed_flows(new: &GatewayState, change: &ForwardChange) {
     let anchor = new.gateway.anchor_ip;
-    let changed = old
-        .forwards
-        .iter()
-        .filter(|f| !new.forwards.contains(f))
-        .chain(new.forwards.iter().filter(|f| !old.forwards.contains(f)));
-    for forward in changed {
+    let stale_possible = new.gateway.anchor_passthrough;
+    let added = change.added.iter().filter(|_| stale_possible);
+    for forward in change.removed.iter().chain(added) {
         if let Err(e) = conntrack::flush_forward(anchor, &forward.spec) {
             warn!(forward = %forward.spec, "{e}");
         }
     }
 }
 
-/// Byte and packet counts per forward (by its spec), when the data plane is up.
+/// Byte and packet counts per forward (by its spec), when the data plane is up: the sum of
+/// the counters of the forward's counting elements.
 pub fn forward_counters(state: &GatewayState) -> Option<BTreeMap<String, CounterValue>> {
     let observed = observe_if_up().ok().flatten()?;
-    Some(
-        state
-            .forwards
-            .iter()
-            .map(|f: &Forward| {
-                let value = observed
-                    .counters
-                    .get(&counter_name(&f.spec))
-                    .cloned()
-                    .unwrap_or_default();
-                (f.key(), value)
-            })
-            .collect(),
-    )
+    Some(counters_by_forward(state, &observed))
+}
+
+pub fn counters_by_forward(
+    state: &GatewayState,
+    observed: &Observed,
+) -> BTreeMap<String, CounterValue> {
+    state
+        .forwards
+        .iter()
+        .map(|forward| {
+            let total = elements_of(state, forward)
+                .iter()
+                .filter(|e| is_count(e))
+                .filter_map(|e| observed.counters.get(e))
+                .fold(CounterValue::default(), |sum, c| CounterValue {
+                    packets: sum.packets + c.packets,
+                    bytes: sum.bytes + c.bytes,
+                });
+            (forward.key(), total)
+        })
+        .collect()
 }

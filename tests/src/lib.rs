@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+pub mod firewalld;
+
 pub const CLIENT: &str = "192.0.2.2";
 pub const OTHER_CLIENT: &str = "192.0.2.3";
 pub const PUBLIC_IP: &str = "203.0.113.10";
@@ -83,14 +85,18 @@ fn require_root_and_tools() {
         "the end-to-end tests need root (network namespaces); run them as root, e.g. `sudo bash scripts/test`"
     );
     for (tool, package) in TOOLS {
-        let found = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false);
         assert!(
-            found,
+            on_path(tool),
             "`{tool}` is missing: run `bash scripts/install-deps` (package {package})"
         );
     }
+}
+
+/// Whether an executable of that name is on PATH.
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false)
 }
 
 /// One network namespace of a testbed.

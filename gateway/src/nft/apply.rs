@@ -166,7 +166,6 @@ fn pair(key: Expression<'static>, value: Expression<'static>) -> Expression<'sta
 /// The JSON expression of an element (a map element is a [key, value] pair).
 fn element_expr(element: &Element) -> Expression<'static> {
     match element {
-        Element::Counter(name) => s(name.clone()),
         Element::DnatAddr {
             anchor,
             protocol,
@@ -189,14 +188,12 @@ fn element_expr(element: &Element) -> Expression<'static> {
             anchor,
             protocol,
             port: p,
-            counter,
-        } => pair(key3(*anchor, *protocol, port(*p)), s(counter.clone())),
+        } => key3(*anchor, *protocol, port(*p)),
         Element::CountRange {
             anchor,
             protocol,
             ports: r,
-            counter,
-        } => pair(key3(*anchor, *protocol, ports(*r)), s(counter.clone())),
+        } => key3(*anchor, *protocol, ports(*r)),
         Element::Restricted {
             anchor,
             protocol,
@@ -221,22 +218,12 @@ fn element_expr(element: &Element) -> Expression<'static> {
 }
 
 fn list_object(element: &Element) -> NfListObject<'static> {
-    match element {
-        Element::Counter(name) => NfListObject::Counter(schema::Counter {
-            family: NfFamily::IP,
-            table: TABLE.into(),
-            name: name.clone().into(),
-            handle: None,
-            packets: None,
-            bytes: None,
-        }),
-        other => NfListObject::Element(schema::Element {
-            family: NfFamily::IP,
-            table: TABLE.into(),
-            name: other.container().into(),
-            elem: vec![element_expr(other)].into(),
-        }),
-    }
+    NfListObject::Element(schema::Element {
+        family: NfFamily::IP,
+        table: TABLE.into(),
+        name: element.container().into(),
+        elem: vec![element_expr(element)].into(),
+    })
 }
 
 /// The JSON batch for an element update: removals, then additions, in one transaction.
@@ -256,7 +243,11 @@ pub fn update_batch(remove: &[Element], add: &[Element]) -> Nftables<'static> {
 
 /// Applies element changes atomically through the nftables crate (`nft -j -f -`).
 pub fn apply_update(remove: &[Element], add: &[Element]) -> Result<(), NftError> {
-    nftables::helper::apply_ruleset(&update_batch(remove, add)).map_err(|e| match e {
+    apply_batch(&update_batch(remove, add))
+}
+
+fn apply_batch(batch: &Nftables<'_>) -> Result<(), NftError> {
+    nftables::helper::apply_ruleset(batch).map_err(|e| match e {
         // The crate's message leaves out what nft said; that is the useful part.
         nftables::helper::NftablesError::NftFailed { stderr, .. } => NftError::Failed {
             action: "element update",
@@ -286,7 +277,7 @@ mod tests {
         );
         let json = serde_json::to_string(&update_batch(&[], &elements)).expect("json");
         for expected in [
-            r#"{"add":{"counter":{"family":"ip","table":"roamgw","name":"fwd_udp_60000""#,
+            r#""name":"count_range","elem":[{"concat":["10.16.0.5","udp",{"range":[60000,60100]}]}]"#,
             r#""name":"dnat_range","elem":[[{"concat":["10.16.0.5","udp",{"range":[60000,60100]}]},"192.168.32.2"]]"#,
             r#"{"prefix":{"addr":"192.0.2.0","len":24}}"#,
         ] {

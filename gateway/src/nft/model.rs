@@ -49,8 +49,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// One element of one map or set of the table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Element {
-    /// Counter objects come first in the order: elements refer to them.
-    Counter(String),
     DnatAddr {
         anchor: Ipv4Addr,
         protocol: Protocol,
@@ -69,17 +67,16 @@ pub enum Element {
         ports: PortRange,
         to: Ipv4Addr,
     },
+    /// Counted traffic of a single public port (each element has its own counter).
     CountSingle {
         anchor: Ipv4Addr,
         protocol: Protocol,
         port: u16,
-        counter: String,
     },
     CountRange {
         anchor: Ipv4Addr,
         protocol: Protocol,
         ports: PortRange,
-        counter: String,
     },
     Restricted {
         anchor: Ipv4Addr,
@@ -97,10 +94,9 @@ pub enum Element {
 }
 
 impl Element {
-    /// The map or set (or, for counters, the object kind) the element lives in.
+    /// The map or set the element lives in.
     pub fn container(&self) -> &'static str {
         match self {
-            Element::Counter(_) => "counter",
             Element::DnatAddr { .. } => "dnat_addr",
             Element::DnatPort { .. } => "dnat_port",
             Element::DnatRange { .. } => "dnat_range",
@@ -118,7 +114,6 @@ impl Element {
 impl fmt::Display for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Element::Counter(name) => write!(f, "{name}"),
             Element::DnatAddr {
                 anchor,
                 protocol,
@@ -143,18 +138,12 @@ impl fmt::Display for Element {
                 anchor,
                 protocol,
                 port,
-                counter,
-            } => {
-                write!(f, "{anchor} . {protocol} . {port} : \"{counter}\"")
-            }
+            } => write!(f, "{anchor} . {protocol} . {port}"),
             Element::CountRange {
                 anchor,
                 protocol,
                 ports,
-                counter,
-            } => {
-                write!(f, "{anchor} . {protocol} . {ports} : \"{counter}\"")
-            }
+            } => write!(f, "{anchor} . {protocol} . {ports}"),
             Element::Restricted {
                 anchor,
                 protocol,
@@ -180,11 +169,12 @@ pub struct Desired {
     pub elements: BTreeSet<Element>,
 }
 
-/// The counter object of a forward: named after its protocols and first public port, which
-/// no other forward can share.
-pub fn counter_name(spec: &PortSpec) -> String {
-    let protocols: Vec<&str> = spec.protocols.iter().map(Protocol::as_str).collect();
-    format!("fwd_{}_{}", protocols.join(""), spec.public.first())
+/// The elements that count a forward's traffic (their counters add up to the forward's).
+pub fn is_count(element: &Element) -> bool {
+    matches!(
+        element,
+        Element::CountSingle { .. } | Element::CountRange { .. }
+    )
 }
 
 /// The elements one forward contributes.
@@ -194,8 +184,7 @@ pub fn forward_elements(
     to: Ipv4Addr,
     allow_from: &[Ipv4Net],
 ) -> Vec<Element> {
-    let counter = counter_name(spec);
-    let mut out = vec![Element::Counter(counter.clone())];
+    let mut out = Vec::new();
     for protocol in spec.protocols.iter() {
         if spec.public.is_single() || spec.is_remap() {
             // A remapped range has no offset DNAT in nft: expand it port by port into hash maps.
@@ -217,7 +206,6 @@ pub fn forward_elements(
                     anchor,
                     protocol,
                     port,
-                    counter: counter.clone(),
                 });
             }
         } else {
@@ -231,7 +219,6 @@ pub fn forward_elements(
                 anchor,
                 protocol,
                 ports: spec.public,
-                counter: counter.clone(),
             });
         }
         if !allow_from.is_empty() {
@@ -308,18 +295,16 @@ mod tests {
         assert_eq!(
             texts("22", &[]),
             [
-                "counter fwd_tcp_22",
                 "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
                 "dnat_port 10.16.0.5 . tcp . 22 : 22",
-                "count_single 10.16.0.5 . tcp . 22 : \"fwd_tcp_22\"",
+                "count_single 10.16.0.5 . tcp . 22",
             ]
         );
         assert_eq!(
             texts("60000-60100/udp", &[]),
             [
-                "counter fwd_udp_60000",
                 "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
-                "count_range 10.16.0.5 . udp . 60000-60100 : \"fwd_udp_60000\"",
+                "count_range 10.16.0.5 . udp . 60000-60100",
             ]
         );
         let remap = texts("8000-8001:9000-9001", &[]);
@@ -327,7 +312,7 @@ mod tests {
             remap.contains(&"dnat_port 10.16.0.5 . tcp . 8001 : 9001".to_string()),
             "{remap:?}"
         );
-        assert_eq!(remap.len(), 1 + 2 * 3);
+        assert_eq!(remap.len(), 2 * 3);
         let both = texts("53/tcp+udp", &["192.0.2.0/24"]);
         assert!(
             both.contains(&"restricted 10.16.0.5 . udp . 53".to_string()),
@@ -337,7 +322,6 @@ mod tests {
             both.contains(&"allowed 10.16.0.5 . tcp . 53 . 192.0.2.0/24".to_string()),
             "{both:?}"
         );
-        assert_eq!(both[0], "counter fwd_tcpudp_53");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! on other tables' constructs).
 //!
 //! Counters are parsed as u64 here on purpose: the nftables crate's schema holds them in u32
-//! and fails to parse a table whose counter passed 4 GiB.
+//! and fails to parse a table whose counter passed 4 GiB. Elements of sets with counters come
+//! wrapped as `{"elem": {"val": KEY, "counter": {...}}}`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -25,7 +26,8 @@ pub struct CounterValue {
 pub struct Observed {
     pub marker: Option<u32>,
     pub elements: BTreeSet<Element>,
-    pub counters: BTreeMap<String, CounterValue>,
+    /// The counter of each counting element.
+    pub counters: BTreeMap<Element, CounterValue>,
     /// Rules per chain, to notice rules added or deleted behind our back.
     pub rules_per_chain: BTreeMap<String, usize>,
 }
@@ -152,18 +154,6 @@ fn parse_map(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<
                 ports: ports(port_value)?,
                 to: ip(value)?,
             },
-            "count_single" => Element::CountSingle {
-                anchor,
-                protocol,
-                port: port(port_value)?,
-                counter: as_str(value, "counter")?.to_string(),
-            },
-            "count_range" => Element::CountRange {
-                anchor,
-                protocol,
-                ports: ports(port_value)?,
-                counter: as_str(value, "counter")?.to_string(),
-            },
             // A map we do not know: the rules version marker will differ; ignore its content.
             _ => return Ok(()),
         };
@@ -172,9 +162,41 @@ fn parse_map(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<
     Ok(())
 }
 
-fn parse_set(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<(), ParseError> {
+fn counter_of(entry: &Value) -> CounterValue {
+    let counter = entry.get("elem").and_then(|e| e.get("counter"));
+    let field = |name: &str| {
+        counter
+            .and_then(|c| c.get(name))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    CounterValue {
+        packets: field("packets"),
+        bytes: field("bytes"),
+    }
+}
+
+fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), ParseError> {
     for entry in set_entries(object) {
         let element = match name {
+            "count_single" | "count_range" => {
+                let (anchor, protocol, p) = key3(entry)?;
+                let element = if name == "count_single" {
+                    Element::CountSingle {
+                        anchor,
+                        protocol,
+                        port: port(p)?,
+                    }
+                } else {
+                    Element::CountRange {
+                        anchor,
+                        protocol,
+                        ports: ports(p)?,
+                    }
+                };
+                observed.counters.insert(element.clone(), counter_of(entry));
+                element
+            }
             "restricted" => {
                 let (anchor, protocol, p) = key3(entry)?;
                 Element::Restricted {
@@ -196,7 +218,7 @@ fn parse_set(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<
             "masquerade_anchors" => Element::MasqueradeAnchor(ip(unwrap_elem(entry))?),
             _ => return Ok(()),
         };
-        out.insert(element);
+        observed.elements.insert(element);
     }
     Ok(())
 }
@@ -222,16 +244,6 @@ pub fn parse(json: &str) -> Result<Observed, ParseError> {
         }
         let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
         match kind.as_str() {
-            "counter" => {
-                observed.elements.insert(Element::Counter(name.to_string()));
-                observed.counters.insert(
-                    name.to_string(),
-                    CounterValue {
-                        packets: body.get("packets").and_then(Value::as_u64).unwrap_or(0),
-                        bytes: body.get("bytes").and_then(Value::as_u64).unwrap_or(0),
-                    },
-                );
-            }
             "map" => parse_map(name, body, &mut observed.elements)?,
             "set" if name == "marker" => {
                 observed.marker = set_entries(body)
@@ -239,7 +251,7 @@ pub fn parse(json: &str) -> Result<Observed, ParseError> {
                     .and_then(|v| v.as_u64())
                     .and_then(|m| u32::try_from(m).ok());
             }
-            "set" => parse_set(name, body, &mut observed.elements)?,
+            "set" => parse_set(name, body, &mut observed)?,
             "chain" => {
                 observed
                     .rules_per_chain
@@ -273,7 +285,11 @@ mod tests {
         let observed = parse(SAMPLE).expect("parse");
         assert_eq!(observed.marker, Some(0x1234_abcd));
         assert_eq!(
-            observed.counters.get("fwd_tcp_22"),
+            observed.counters.get(&Element::CountSingle {
+                anchor: "10.16.0.5".parse().expect("ip"),
+                protocol: Protocol::Tcp,
+                port: 22
+            }),
             Some(&CounterValue {
                 packets: 5,
                 bytes: 100_000_000_000
@@ -288,13 +304,13 @@ mod tests {
             "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
             "dnat_port 10.16.0.5 . tcp . 22 : 22",
             "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
-            "count_single 10.16.0.5 . tcp . 22 : \"fwd_tcp_22\"",
-            "count_range 10.16.0.5 . udp . 60000-60100 : \"fwd_udp_60000\"",
+            "count_single 10.16.0.5 . tcp . 22",
+            "count_range 10.16.0.5 . udp . 60000-60100",
+            "allowed 10.16.0.5 . tcp . 22 . 198.51.100.7/32",
             "restricted 10.16.0.5 . tcp . 22",
             "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
             "closed_anchors 10.16.0.5",
             "masquerade_anchors 10.16.0.5",
-            "counter fwd_udp_60000",
         ] {
             assert!(
                 texts.contains(&expected.to_string()),

@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::model::{Desired, Element, FAMILY, TABLE, TEMPLATE};
+use super::model::{is_count, Desired, Element, FAMILY, TABLE, TEMPLATE};
 use super::observed::CounterValue;
 
 /// The whole-table transaction: replaces the table (or creates it) in one atomic step.
 /// Counter values in `keep` are carried over, so a replace does not reset the statistics.
-pub fn full_transaction(desired: &Desired, keep: &BTreeMap<String, CounterValue>) -> String {
+pub fn full_transaction(desired: &Desired, keep: &BTreeMap<Element, CounterValue>) -> String {
     let s = &desired.settings;
     let mut out = String::new();
     let _ = writeln!(
@@ -35,25 +35,18 @@ pub fn full_transaction(desired: &Desired, keep: &BTreeMap<String, CounterValue>
     out
 }
 
-/// `add counter` / `add element` lines, one per container, counters first.
-fn elements_text(elements: &BTreeSet<Element>, keep: &BTreeMap<String, CounterValue>) -> String {
+/// `add element` lines, one per container; counting elements carry over their counts.
+fn elements_text(elements: &BTreeSet<Element>, keep: &BTreeMap<Element, CounterValue>) -> String {
     let mut out = String::new();
     let mut grouped: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for element in elements {
-        match element {
-            Element::Counter(name) => {
-                let value = keep.get(name).cloned().unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "add counter {FAMILY} {TABLE} {name} {{ packets {} bytes {} }}",
-                    value.packets, value.bytes
-                );
+        let text = match keep.get(element) {
+            Some(c) if is_count(element) && (c.packets, c.bytes) != (0, 0) => {
+                format!("{element} counter packets {} bytes {}", c.packets, c.bytes)
             }
-            other => grouped
-                .entry(other.container())
-                .or_default()
-                .push(other.to_string()),
-        }
+            _ => element.to_string(),
+        };
+        grouped.entry(element.container()).or_default().push(text);
     }
     for (container, items) in grouped {
         let _ = writeln!(
@@ -115,7 +108,11 @@ mod tests {
     #[test]
     fn transaction_has_defines_marker_template_and_elements() {
         let keep = BTreeMap::from([(
-            "fwd_tcp_22".to_string(),
+            Element::CountSingle {
+                anchor: Ipv4Addr::new(10, 16, 0, 5),
+                protocol: roamgw_common::Protocol::Tcp,
+                port: 22,
+            },
             CounterValue {
                 packets: 3,
                 bytes: 99,
@@ -129,19 +126,13 @@ mod tests {
             "table ip roamgw {}\ndelete table ip roamgw\n",
             &format!("add element ip roamgw marker {{ {marker:#010x} }}\n"),
             "chain prerouting {",
-            "add counter ip roamgw fwd_tcp_22 { packets 3 bytes 99 }\n",
+            "add element ip roamgw count_single { 10.16.0.5 . tcp . 22 counter packets 3 bytes 99 }\n",
             "add element ip roamgw dnat_addr { 10.16.0.5 . tcp . 22 : 192.168.32.2 }\n",
             "add element ip roamgw allowed { 10.16.0.5 . tcp . 22 . 192.0.2.0/24 }\n",
             "add element ip roamgw closed_anchors { 10.16.0.5 }\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
-        let counter_at = text.find("\nadd counter").expect("counter");
-        let element_at = text.find("\nadd element ip roamgw dnat").expect("element");
-        assert!(
-            counter_at < element_at,
-            "counters must exist before elements refer to them"
-        );
     }
 
     #[test]

@@ -1,0 +1,137 @@
+//! Benchmark: `roamgw add-port` until live with 10, 1,000 and 10,000 forwards present, one
+//! batch of N (`roamgw up` with N forwards in the state), and, in the same run, the manual
+//! setup's way: one `firewall-cmd --add-rich-rule` per port on a real firewalld with 10 and
+//! 100 rules present. Prints a markdown report; `bash bench/add-port.sh` puts it into
+//! docs/benchmarks.md.
+//!
+//! Every figure is the wall time of one command run with `ip netns exec` in the gateway
+//! namespace; the cost of `ip netns exec true` alone is reported beside them.
+
+use std::time::{Duration, Instant};
+
+use roamgw_common::state::{Forward, GatewayState};
+use roamgw_common::{PortRange, PortSpec, Protocols};
+use roamgw_e2e::firewalld::Firewalld;
+use roamgw_e2e::{binary, Testbed, ANCHOR_IP, PUBLIC_IP};
+
+const ROUNDS: usize = 30;
+const MANUAL_ROUNDS: usize = 10;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn timed(f: impl FnOnce() -> std::process::Output) -> Duration {
+    let start = Instant::now();
+    let out = f();
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+fn forward(port: u16) -> Forward {
+    let range = PortRange::single(port).expect("port");
+    Forward {
+        spec: PortSpec {
+            public: range,
+            local: range,
+            protocols: Protocols::Tcp,
+        },
+        to: "laptop".parse().expect("name"),
+        allow_from: Vec::new(),
+    }
+}
+
+fn main() {
+    let bed = Testbed::new();
+    let roamgw = binary("roamgw");
+    let gw = &bed.gw;
+    let mut exec_baseline: Vec<Duration> = (0..ROUNDS)
+        .map(|_| timed(|| gw.output(&["true"])))
+        .collect();
+    let baseline = percentile(&mut exec_baseline, 0.5);
+
+    println!("| forwards present | roamgw add-port p50 | p95 | one batch of N (`roamgw up`) |");
+    println!("|---:|---:|---:|---:|");
+    for size in [10u16, 1_000, 10_000] {
+        let run = |args: &[&str]| bed.roamgw(&roamgw, args);
+        let init = [
+            "init",
+            "--force",
+            "--public-ip",
+            PUBLIC_IP,
+            "--anchor-ip",
+            ANCHOR_IP,
+            "--wireguard",
+            "external",
+            "--interface",
+            &bed.gw_wg,
+        ];
+        assert!(run(&init).status.success());
+        assert!(run(&["add-roamer", "laptop"]).status.success());
+        let path = bed.config_dir().join("gateway.toml");
+        let mut state =
+            GatewayState::from_toml(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+        state
+            .forwards
+            .extend((0..size).map(|i| forward(20_000 + i)));
+        std::fs::write(&path, state.to_toml()).expect("write state");
+        let batch = timed(|| run(&["up"]));
+        let mut samples: Vec<Duration> = (0..ROUNDS as u16)
+            .map(|i| timed(|| run(&["add-port", &(10_000 + i).to_string()])))
+            .collect();
+        println!(
+            "| {size} | {} | {} | {} |",
+            ms(percentile(&mut samples, 0.5)),
+            ms(percentile(&mut samples, 0.95)),
+            ms(batch)
+        );
+        assert!(run(&["down"]).status.success());
+    }
+
+    let firewalld = Firewalld::start(&bed, gw);
+    let rich = |port: u16| {
+        format!(
+            "rule family=ipv4 destination address={ANCHOR_IP}/32 forward-port port={port} protocol=tcp to-port={port} to-addr=192.168.32.2"
+        )
+    };
+    println!();
+    println!("| rich rules present | manual `firewall-cmd --add-rich-rule` p50 | p95 |");
+    println!("|---:|---:|---:|");
+    let mut present = 0u16;
+    for size in [10u16, 100] {
+        // Preload in one call: firewall-cmd takes many --add-rich-rule at once.
+        let preload: Vec<String> = (present..size)
+            .map(|i| format!("--add-rich-rule={}", rich(20_000 + i)))
+            .collect();
+        let preload: Vec<&str> = preload.iter().map(String::as_str).collect();
+        assert!(firewalld.cmd(gw, &preload).status.success());
+        present = size;
+        let mut samples: Vec<Duration> = (0..MANUAL_ROUNDS as u16)
+            .map(|i| {
+                let rule = rich(40_000 + size + i);
+                timed(|| firewalld.cmd(gw, &[&format!("--add-rich-rule={rule}")]))
+            })
+            .collect();
+        present += MANUAL_ROUNDS as u16;
+        println!(
+            "| {size} | {} | {} |",
+            ms(percentile(&mut samples, 0.5)),
+            ms(percentile(&mut samples, 0.95))
+        );
+    }
+    println!();
+    println!(
+        "`ip netns exec <ns> true` alone: {} (p50), included in every figure above. {ROUNDS} rounds per roamgw size, {MANUAL_ROUNDS} per manual size.",
+        ms(baseline)
+    );
+}
