@@ -9,7 +9,7 @@ use roamgw_common::fsutil::{write_atomic, DirLock, PRIVATE_FILE_MODE};
 use roamgw_common::state::{
     Backend, Forward, GatewaySettings, GatewayState, RoamerEntry, WireguardMode, STATE_VERSION,
 };
-use roamgw_common::{PortRange, PortSpec, PrivateKey, Protocols};
+use roamgw_common::PrivateKey;
 
 fn state_with(forwards: usize) -> GatewayState {
     let key = PrivateKey::generate().expect("random").public_key();
@@ -36,21 +36,15 @@ fn state_with(forwards: usize) -> GatewayState {
             public_key: key,
         }],
         forwards: (0..forwards)
-            .map(|i| {
-                let port = 20000 + i as u16;
-                let range = PortRange::single(port).expect("port");
-                Forward {
-                    spec: PortSpec {
-                        public: range,
-                        local: range,
-                        protocols: Protocols::Tcp,
-                    },
-                    to: "laptop".parse().expect("name"),
-                    allow_from: Vec::new(),
-                }
-            })
+            .map(|i| udp_or_tcp_forward(20_000 + i as u16, "tcp"))
             .collect(),
     }
+}
+
+fn udp_or_tcp_forward(port: u16, protocol: &str) -> Forward {
+    format!("{port}/{protocol} -> laptop")
+        .parse()
+        .expect("forward")
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -74,16 +68,7 @@ fn main() {
             let _lock = DirLock::acquire(dir.path()).expect("lock");
             let text = std::fs::read_to_string(&path).expect("read");
             let mut state = GatewayState::from_toml(&text).expect("parse");
-            let range = PortRange::single(1000 + round).expect("port");
-            state.forwards.push(Forward {
-                spec: PortSpec {
-                    public: range,
-                    local: range,
-                    protocols: Protocols::Udp,
-                },
-                to: "laptop".parse().expect("name"),
-                allow_from: Vec::new(),
-            });
+            state.forwards.push(udp_or_tcp_forward(1000 + round, "udp"));
             state.validate().expect("valid");
             write_atomic(&path, state.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
             samples.push(start.elapsed());
@@ -94,16 +79,9 @@ fn main() {
         let mut daemon_samples = Vec::new();
         for round in 0..30u16 {
             let start = Instant::now();
-            let range = PortRange::single(2000 + round).expect("port");
-            in_memory.forwards.push(Forward {
-                spec: PortSpec {
-                    public: range,
-                    local: range,
-                    protocols: Protocols::Udp,
-                },
-                to: "laptop".parse().expect("name"),
-                allow_from: Vec::new(),
-            });
+            in_memory
+                .forwards
+                .push(udp_or_tcp_forward(2000 + round, "udp"));
             in_memory.validate().expect("valid");
             write_atomic(&path, in_memory.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
             daemon_samples.push(start.elapsed());

@@ -32,6 +32,14 @@ fn one_line(rendered: &str) -> String {
     line
 }
 
+/// The `-v` flag both binaries take.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Verbosity {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
 /// Logs to stderr, compact and without timestamps (journald adds its own). `-v` is debug,
 /// `-vv` trace; `RUST_LOG` overrides both.
 pub fn init_logging(verbose: u8) {

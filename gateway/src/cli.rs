@@ -30,9 +30,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "ROAMGW_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR, value_name = "DIR")]
     pub config_dir: PathBuf,
 
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub verbosity: roamgw_common::cli::Verbosity,
 
     #[command(subcommand)]
     pub command: Command,

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return roamgw_common::cli::exit_on_clap_error(e, "roamgw"),
     };
-    roamgw_common::cli::init_logging(cli.verbose);
+    roamgw_common::cli::init_logging(cli.verbosity.verbose);
     match roamgw_gateway::run(cli) {
         Ok(output) => {
             // A closed pipe (`roamgw list | head`) is not an error worth a message.

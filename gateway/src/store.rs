@@ -40,6 +40,16 @@ fn permission_hint(e: &FsError) -> &'static str {
     }
 }
 
+/// A key file as `wg genkey` writes one: the base64 text and a newline, mode 0600.
+fn write_secret(path: &Path, base64: &str) -> Result<(), StoreError> {
+    let text = zeroize::Zeroizing::new(format!("{base64}\n"));
+    Ok(fsutil::write_atomic(
+        path,
+        text.as_bytes(),
+        PRIVATE_FILE_MODE,
+    )?)
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -118,21 +128,11 @@ impl Store {
     }
 
     pub fn write_private_key(&self, path: &Path, key: &PrivateKey) -> Result<(), StoreError> {
-        let text = format!("{}\n", key.expose_base64().as_str());
-        Ok(fsutil::write_atomic(
-            path,
-            text.as_bytes(),
-            PRIVATE_FILE_MODE,
-        )?)
+        write_secret(path, &key.expose_base64())
     }
 
     pub fn write_psk(&self, path: &Path, key: &PresharedKey) -> Result<(), StoreError> {
-        let text = format!("{}\n", key.expose_base64().as_str());
-        Ok(fsutil::write_atomic(
-            path,
-            text.as_bytes(),
-            PRIVATE_FILE_MODE,
-        )?)
+        write_secret(path, &key.expose_base64())
     }
 
     fn read_key<K>(&self, path: &Path) -> Result<Option<K>, StoreError>

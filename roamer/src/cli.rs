@@ -15,9 +15,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/roamgw/roamer.toml";
                   as /etc/roamgw/roamer.toml (0600), then:\n  roamer check"
 )]
 pub struct Cli {
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub verbosity: roamgw_common::cli::Verbosity,
 
     #[command(subcommand)]
     pub command: Command,

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return roamgw_common::cli::exit_on_clap_error(e, "roamer"),
     };
-    roamgw_common::cli::init_logging(cli.verbose);
+    roamgw_common::cli::init_logging(cli.verbosity.verbose);
     let result = match cli.command {
         Command::Check(args) => {
             let routes = roamgw_common::routes::system_routes();

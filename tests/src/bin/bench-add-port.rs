@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use roamgw_common::state::{Forward, GatewayState};
-use roamgw_common::{PortRange, PortSpec, Protocols};
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{binary, Testbed, ANCHOR_IP, PUBLIC_IP};
 
@@ -39,16 +38,7 @@ fn timed(f: impl FnOnce() -> std::process::Output) -> Duration {
 }
 
 fn forward(port: u16) -> Forward {
-    let range = PortRange::single(port).expect("port");
-    Forward {
-        spec: PortSpec {
-            public: range,
-            local: range,
-            protocols: Protocols::Tcp,
-        },
-        to: "laptop".parse().expect("name"),
-        allow_from: Vec::new(),
-    }
+    format!("{port}/tcp -> laptop").parse().expect("forward")
 }
 
 fn main() {
