@@ -114,6 +114,15 @@ pub enum Command {
     #[command(after_help = "Examples:\n  roamgw apply\n  roamgw apply --dry-run")]
     Apply(ApplyArgs),
 
+    /// The daemon: WireGuard device, peers and rules from the state, kept in sync; CLI changes
+    /// go live through it. SIGHUP re-reads the state, SIGTERM takes everything down.
+    #[command(
+        after_help = "Examples:\n  roamgw run                    # foreground; systemd: contrib/roamgw.service\n  \
+        RUST_LOG=debug roamgw run\n\n\
+        While it runs, add-roamer/add-port/remove-* return once the change is live."
+    )]
+    Run,
+
     /// Show the data plane: table, forwarding, interface, and per-forward counters.
     #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
     Status(JsonArgs),

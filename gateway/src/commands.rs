@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use roamgw_common::names::Endpoint;
 use roamgw_common::state::{
     check_forward_ports, check_subnet, Forward, GatewaySettings, GatewayState, RoamerEntry,
-    STATE_VERSION,
+    WireguardMode, STATE_VERSION,
 };
 use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
 use serde::Serialize;
@@ -17,6 +17,7 @@ use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
     ShowConfigArgs,
 };
+use crate::control;
 use crate::dataplane::{self, ForwardChange};
 use crate::detect;
 use crate::render;
@@ -35,6 +36,8 @@ pub enum CommandError {
     Key(#[from] roamgw_common::keys::KeyError),
     #[error(transparent)]
     DataPlane(#[from] dataplane::DataPlaneError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
 }
 
 fn refused(message: impl Into<String>) -> CommandError {
@@ -45,6 +48,7 @@ type Result<T> = std::result::Result<T, CommandError>;
 
 const PENDING: &str = "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)";
 const LIVE: &str = "live";
+const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Makes a change: when the data plane is up it is applied first and only then saved, so a
 /// failure leaves the state file untouched; when it is not up, the change is saved as pending.
@@ -55,6 +59,26 @@ fn commit(
     new: &GatewayState,
     change: ForwardChange,
 ) -> Result<&'static str> {
+    // With `roamgw run` up, the daemon makes it live (peers and table) and saves it; we hold
+    // the state lock meanwhile.
+    let request = control::Request::Apply {
+        state: new.to_toml(),
+    };
+    match control::request(store, &request, DAEMON_TIMEOUT).map_err(|e| refused(e.to_string()))? {
+        Some(control::Reply::Applied { summary }) => {
+            debug!("{summary}");
+            return Ok(LIVE);
+        }
+        Some(control::Reply::Error { message }) => {
+            return Err(refused(format!("the daemon refused the change: {message}")))
+        }
+        Some(other) => {
+            return Err(refused(format!(
+                "unexpected reply from the daemon: {other:?}"
+            )))
+        }
+        None => {}
+    }
     let Some(plan) = dataplane::apply_change(old, new, &change)? else {
         store.save(new)?;
         return Ok(PENDING);
@@ -72,6 +96,11 @@ fn commit(
 }
 
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
+    if control::daemon_running(store) {
+        return Err(refused(
+            "roamgw run is up for this directory: stop it first (systemctl stop roamgw), then init",
+        ));
+    }
     if store.is_initialized() && !args.force {
         return Err(refused(format!(
             "a gateway is already set up in {}: pass --force to replace it (new keys; every roamer then needs its new config)",
@@ -217,6 +246,7 @@ pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
             other.name
         )));
     }
+    let old = state.clone();
     state.roamers.push(RoamerEntry {
         name: args.name.clone(),
         address,
@@ -229,17 +259,20 @@ pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
         store.write_private_key(&store.roamer_key_path(&args.name), key)?;
     }
     store.write_psk(&store.roamer_psk_path(&args.name), &psk)?;
-    if let Err(e) = store.save(&state) {
-        let _ = store.remove_roamer_keys(&args.name);
-        return Err(e.into());
-    }
+    let how = match commit(store, &old, &state, ForwardChange::default()) {
+        Ok(how) => how,
+        Err(e) => {
+            let _ = store.remove_roamer_keys(&args.name);
+            return Err(e);
+        }
+    };
     let held = if private_key.is_some() {
         "its private key is kept here until you remove the roamer"
     } else {
         "its private key stays on the laptop"
     };
     Ok(format!(
-        "added roamer {name}: tunnel address {address}, public key {public_key} ({held})\n\
+        "added roamer {name}: tunnel address {address}, public key {public_key} ({held}); {how}\n\
          next: roamgw show-config {name} --format roamer > roamer.toml   # copy to the laptop, 0600\n      \
          roamgw add-port 22{to}\n",
         name = args.name,
@@ -583,6 +616,43 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
     })
 }
 
+pub fn run(store: Store) -> Result<String> {
+    crate::daemon::run(store)?;
+    Ok(String::new())
+}
+
+/// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
+fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
+    if let Ok(Some(control::Reply::Status { peers })) = control::request(
+        store,
+        &control::Request::Status,
+        std::time::Duration::from_secs(5),
+    ) {
+        return peers;
+    }
+    let status = crate::device::ExternalUapi::find(state.gateway.interface.as_str())
+        .and_then(|d| roamgw_common::wg::WgDevice::status(&d).ok());
+    let now = std::time::SystemTime::now();
+    state
+        .roamers
+        .iter()
+        .map(|roamer| {
+            let peer = status.as_ref().and_then(|s| s.peer(&roamer.public_key));
+            control::PeerView {
+                name: roamer.name.to_string(),
+                public_key: roamer.public_key.to_string(),
+                endpoint: peer.and_then(|p| p.endpoint).map(|e| e.to_string()),
+                last_handshake_secs: peer
+                    .and_then(|p| p.last_handshake)
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map(|d| d.as_secs()),
+                rx_bytes: peer.map_or(0, |p| p.rx_bytes),
+                tx_bytes: peer.map_or(0, |p| p.tx_bytes),
+            }
+        })
+        .collect()
+}
+
 pub fn rules(store: &Store) -> Result<String> {
     Ok(dataplane::rules_text(&store.load()?)?)
 }
@@ -596,6 +666,19 @@ fn forward_count(state: &GatewayState) -> String {
 
 pub fn up(store: &Store) -> Result<String> {
     let state = store.load()?;
+    if control::daemon_running(store) {
+        return Ok("roamgw run is up for this directory: the data plane is its job (`roamgw apply` repairs drift)\n".into());
+    }
+    if matches!(
+        state.gateway.wireguard,
+        WireguardMode::Auto | WireguardMode::Userspace | WireguardMode::Kernel
+    ) {
+        return Err(refused(format!(
+            "this gateway runs WireGuard itself ({}): start `roamgw run` (systemctl start roamgw) instead of `up`; \
+             `up` is for --wireguard external",
+            state.gateway.wireguard
+        )));
+    }
     let plan = dataplane::up(&state)?;
     info!("{plan}");
     Ok(format!(
@@ -640,7 +723,8 @@ struct StatusView {
     in_sync: Option<bool>,
     drift: Option<String>,
     ip_forward: Option<bool>,
-    roamers: usize,
+    daemon_running: bool,
+    roamers: Vec<control::PeerView>,
     forwards: Vec<ForwardStatus>,
 }
 
@@ -679,7 +763,8 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
             .ok()
             .map(|v| v.trim() == "1"),
-        roamers: state.roamers.len(),
+        daemon_running: control::daemon_running(store),
+        roamers: peer_views(store, &state),
         forwards: state
             .forwards
             .iter()
@@ -722,12 +807,26 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
             (true, Some(d)) => format!("up, DRIFT: {d} (`roamgw apply` repairs it)"),
         },
         view.ip_forward.map(yes_no).unwrap_or("unknown"),
-        match view.roamers {
+        match view.roamers.len() {
             1 => "1 roamer".to_string(),
             n => format!("{n} roamers"),
         },
         forward_count(&state),
     );
+    if !view.roamers.is_empty() {
+        let mut table = Table::new(["ROAMER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]);
+        for r in &view.roamers {
+            table.row([
+                r.name.clone(),
+                r.endpoint.clone().unwrap_or_else(|| "-".into()),
+                r.last_handshake_secs
+                    .map_or("never".into(), |s| format!("{s} s ago")),
+                r.rx_bytes.to_string(),
+                r.tx_bytes.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
     if !view.forwards.is_empty() {
         let mut table = Table::new(["SPEC", "TO", "PACKETS", "BYTES"]);
         for f in &view.forwards {

@@ -4,8 +4,11 @@
 pub mod cli;
 pub mod commands;
 pub mod conntrack;
+pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod detect;
+pub mod device;
 pub mod nft;
 pub mod render;
 pub mod store;
@@ -30,5 +33,6 @@ pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
         Command::Down => commands::down(),
         Command::Apply(args) => commands::apply(&store, args.dry_run),
         Command::Status(args) => commands::status(&store, args.json),
+        Command::Run => commands::run(store),
     }
 }

@@ -360,6 +360,30 @@ impl Testbed {
             .push(child);
     }
 
+    /// Starts a long-running process with stdout/stderr into `log` (inside the temp dir); returns
+    /// its pid. Killed when the testbed drops.
+    pub fn spawn_logged(&self, ns: &Ns, args: &[&str], log: &str) -> u32 {
+        let file = File::create(self.dir.path().join(log)).expect("log file");
+        let child = ns
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        let pid = child.id();
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child);
+        pid
+    }
+
+    /// The contents of a log written by [`Testbed::spawn_logged`].
+    pub fn log(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
+    }
+
     /// A TCP server that sends `banner` to every connection.
     pub fn tcp_banner_server(&self, ns: &Ns, port: u16, banner: &str) {
         self.spawn(

@@ -1,0 +1,114 @@
+//! WireGuard devices: one trait, and the peer reconciliation that is safe for all of them.
+//!
+//! - [`userspace`]: boringtun embedded in-process (a TUN device), configured over UAPI through a
+//!   socketpair, with the workarounds for its known traps in one place.
+//! - [`uapi`]: the cross-platform text protocol, also used to talk to wireguard-go.
+
+pub mod uapi;
+pub mod userspace;
+
+use crate::keys::{PrivateKey, PublicKey};
+use uapi::{DeviceStatus, PeerConfig, SetRequest, UapiError};
+
+/// A running WireGuard interface roamgw can configure.
+pub trait WgDevice: Send + Sync {
+    fn name(&self) -> &str;
+    fn status(&self) -> Result<DeviceStatus, UapiError>;
+    /// Sends one `set` transaction. Callers go through [`set_identity`] and [`sync_peers`],
+    /// which keep to one peer per transaction.
+    fn set(&self, request: &SetRequest) -> Result<(), UapiError>;
+}
+
+/// Private key and listen port.
+pub fn set_identity(
+    device: &dyn WgDevice,
+    key: &PrivateKey,
+    listen_port: u16,
+) -> Result<(), UapiError> {
+    let mut request = SetRequest::new();
+    request.private_key(key).listen_port(listen_port);
+    device.set(&request)
+}
+
+/// What [`sync_peers`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PeerSync {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+impl PeerSync {
+    pub fn is_empty(&self) -> bool {
+        *self == PeerSync::default()
+    }
+}
+
+impl std::fmt::Display for PeerSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "peers: +{} ~{} -{}",
+            self.added, self.changed, self.removed
+        )
+    }
+}
+
+fn same_config(current: &uapi::PeerStatus, desired: &PeerConfig) -> bool {
+    let mut have = current.allowed_ips.clone();
+    let mut want = desired.allowed_ips.clone();
+    have.sort();
+    want.sort();
+    have == want
+        && current.persistent_keepalive == desired.persistent_keepalive
+        && current.has_preshared_key == desired.preshared_key.is_some()
+}
+
+/// Brings the device's peers to `desired` the way that is safe on every backend (measured on
+/// boringtun 0.7, see docs/decisions.md):
+/// - one peer per `set` transaction (fields of one peer leaked into the next within one set);
+/// - a changed peer is removed and added again (changing one in place could panic the device),
+///   and re-added with the endpoint it had learned: the gateway never configures endpoints, so
+///   without the write-back the roamer would be unreachable until its next keepalive;
+/// - unchanged peers are not touched, so their sessions go on.
+pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerSync, UapiError> {
+    let current = device.status()?;
+    let mut sync = PeerSync::default();
+    for peer in &current.peers {
+        if !desired.iter().any(|d| d.public_key == peer.public_key) {
+            let mut request = SetRequest::new();
+            request.remove_peer(&peer.public_key);
+            device.set(&request)?;
+            sync.removed += 1;
+        }
+    }
+    for want in desired {
+        match current.peer(&want.public_key) {
+            Some(have) if same_config(have, want) => {}
+            Some(have) => {
+                let mut remove = SetRequest::new();
+                remove.remove_peer(&want.public_key);
+                device.set(&remove)?;
+                let mut add = SetRequest::new();
+                add.peer(&PeerConfig {
+                    endpoint: want.endpoint.or(have.endpoint),
+                    ..want.clone()
+                });
+                device.set(&add)?;
+                sync.changed += 1;
+            }
+            None => {
+                let mut add = SetRequest::new();
+                add.peer(want);
+                device.set(&add)?;
+                sync.added += 1;
+            }
+        }
+    }
+    Ok(sync)
+}
+
+/// The public key the device's private key gives, for logs.
+pub fn describe_key(key: &PrivateKey) -> PublicKey {
+    key.public_key()
+}

@@ -1,0 +1,338 @@
+//! The WireGuard cross-platform userspace API (https://www.wireguard.com/xplatform/): the text
+//! protocol of `/var/run/wireguard/<if>.sock` that wireguard-go and boringtun serve and `wg`
+//! speaks. Keys travel as hex; a message ends with an empty line; the reply ends with
+//! `errno=N` and an empty line.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use zeroize::Zeroizing;
+
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UapiError {
+    #[error("talking to the WireGuard device: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the WireGuard device answered errno={0}")]
+    Errno(i32),
+    #[error("the WireGuard device sent a line this roamgw does not understand: {0:?}")]
+    Malformed(String),
+}
+
+fn hex(bytes: &[u8; 32]) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(64));
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// One peer as the device reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub public_key: PublicKey,
+    pub has_preshared_key: bool,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<IpNet>,
+    pub persistent_keepalive: u16,
+    /// `None` when no handshake has completed.
+    pub last_handshake: Option<SystemTime>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// What `get=1` returns (the private key is left out on purpose: we never need it back).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub listen_port: u16,
+    pub fwmark: u32,
+    pub peers: Vec<PeerStatus>,
+}
+
+impl DeviceStatus {
+    pub fn peer(&self, key: &PublicKey) -> Option<&PeerStatus> {
+        self.peers.iter().find(|p| &p.public_key == key)
+    }
+}
+
+/// Parses the body of a `get=1` reply (up to and including `errno=`).
+pub fn parse_get(text: &str) -> Result<DeviceStatus, UapiError> {
+    let mut status = DeviceStatus::default();
+    let mut handshake_sec: u64 = 0;
+    let mut handshake_nsec: u32 = 0;
+    let finish_handshake = |peer: &mut PeerStatus, sec: u64, nsec: u32| {
+        if sec != 0 || nsec != 0 {
+            peer.last_handshake = Some(UNIX_EPOCH + Duration::new(sec, nsec));
+        }
+    };
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| UapiError::Malformed(line.to_string()))?;
+        let bad = || UapiError::Malformed(line.to_string());
+        match key {
+            "errno" => {
+                let errno: i32 = value.parse().map_err(|_| bad())?;
+                if errno != 0 {
+                    return Err(UapiError::Errno(errno));
+                }
+            }
+            "private_key" => {}
+            "listen_port" => status.listen_port = value.parse().map_err(|_| bad())?,
+            "fwmark" => status.fwmark = value.parse().map_err(|_| bad())?,
+            "public_key" => {
+                if let Some(peer) = status.peers.last_mut() {
+                    finish_handshake(peer, handshake_sec, handshake_nsec);
+                }
+                handshake_sec = 0;
+                handshake_nsec = 0;
+                status.peers.push(PeerStatus {
+                    public_key: PublicKey::from_bytes(unhex(value).ok_or_else(bad)?),
+                    has_preshared_key: false,
+                    endpoint: None,
+                    allowed_ips: Vec::new(),
+                    persistent_keepalive: 0,
+                    last_handshake: None,
+                    rx_bytes: 0,
+                    tx_bytes: 0,
+                });
+            }
+            // Device-level keys we do not use (boringtun's own_public_key, future ones).
+            _ if status.peers.is_empty() => {}
+            _ => {
+                let peer = status.peers.last_mut().ok_or_else(bad)?;
+                match key {
+                    "preshared_key" => peer.has_preshared_key = value.bytes().any(|b| b != b'0'),
+                    "endpoint" => {
+                        peer.endpoint = Some(value.parse().map_err(|_| bad())?);
+                    }
+                    "allowed_ip" => peer.allowed_ips.push(value.parse().map_err(|_| bad())?),
+                    "persistent_keepalive_interval" => {
+                        peer.persistent_keepalive = value.parse().map_err(|_| bad())?
+                    }
+                    "last_handshake_time_sec" => {
+                        handshake_sec = value.parse().map_err(|_| bad())?
+                    }
+                    "last_handshake_time_nsec" => {
+                        handshake_nsec = value.parse().map_err(|_| bad())?
+                    }
+                    "rx_bytes" => peer.rx_bytes = value.parse().map_err(|_| bad())?,
+                    "tx_bytes" => peer.tx_bytes = value.parse().map_err(|_| bad())?,
+                    // protocol_version and future keys: not ours to judge.
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some(peer) = status.peers.last_mut() {
+        finish_handshake(peer, handshake_sec, handshake_nsec);
+    }
+    Ok(status)
+}
+
+/// A peer to configure. The gateway never sets `endpoint`: WireGuard learns it from the
+/// roamer's packets, and pinning one would fight roaming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub public_key: PublicKey,
+    pub preshared_key: Option<PresharedKey>,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<IpNet>,
+    pub persistent_keepalive: u16,
+}
+
+/// One `set=1` message, built line by line.
+#[derive(Default)]
+pub struct SetRequest {
+    body: Zeroizing<String>,
+}
+
+impl SetRequest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn line(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        let _ = writeln!(self.body, "{key}={value}");
+        self
+    }
+
+    pub fn private_key(&mut self, key: &PrivateKey) -> &mut Self {
+        let text = hex(key.expose_bytes());
+        self.line("private_key", text.as_str())
+    }
+
+    pub fn listen_port(&mut self, port: u16) -> &mut Self {
+        self.line("listen_port", port)
+    }
+
+    /// Adds or updates a peer; its allowed IPs replace the old ones.
+    pub fn peer(&mut self, peer: &PeerConfig) -> &mut Self {
+        self.line("public_key", hex(peer.public_key.as_bytes()).as_str());
+        if let Some(psk) = &peer.preshared_key {
+            let text = hex(psk.expose_bytes());
+            self.line("preshared_key", text.as_str());
+        }
+        if let Some(endpoint) = peer.endpoint {
+            self.line("endpoint", endpoint);
+        }
+        self.line("persistent_keepalive_interval", peer.persistent_keepalive);
+        self.line("replace_allowed_ips", "true");
+        for net in &peer.allowed_ips {
+            self.line("allowed_ip", net);
+        }
+        self
+    }
+
+    pub fn remove_peer(&mut self, key: &PublicKey) -> &mut Self {
+        self.line("public_key", hex(key.as_bytes()).as_str());
+        self.line("remove", "true")
+    }
+
+    /// The message, ending with the empty line that closes it.
+    pub fn message(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("set=1\n{}\n", self.body.as_str()))
+    }
+}
+
+/// Reads one reply: lines up to the empty line after `errno=` (that line not included).
+pub fn read_reply(reader: &mut impl BufRead) -> Result<String, UapiError> {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(UapiError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if line == "\n"
+            && reply
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("errno="))
+        {
+            return Ok(reply);
+        }
+        reply.push_str(&line);
+    }
+}
+
+/// The `get` request as the protocol has it (wireguard-go waits for the empty line).
+pub const GET: &[u8] = b"get=1\n\n";
+/// The `get` request for boringtun: it reads only the first line and would take the empty
+/// line left in the stream for a second, invalid command.
+pub const GET_ONE_LINE: &[u8] = b"get=1\n";
+
+/// `get=1` over a connected stream, with `request` being [`GET`] or [`GET_ONE_LINE`].
+pub fn get<S: Read + Write>(stream: &mut S, request: &[u8]) -> Result<DeviceStatus, UapiError> {
+    stream.write_all(request)?;
+    let reply = read_reply(&mut BufReader::new(&mut *stream))?;
+    parse_get(&reply)
+}
+
+/// `set=1` over a connected stream.
+pub fn set<S: Read + Write>(stream: &mut S, request: &SetRequest) -> Result<(), UapiError> {
+    stream.write_all(request.message().as_bytes())?;
+    let reply = read_reply(&mut BufReader::new(&mut *stream))?;
+    parse_get(&reply).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_HEX: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a";
+
+    #[test]
+    fn parses_a_wireguard_go_style_reply() {
+        let text = format!(
+            "private_key=e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a\nlisten_port=51820\n\
+             public_key={KEY_HEX}\npreshared_key=0000000000000000000000000000000000000000000000000000000000000000\n\
+             protocol_version=1\nendpoint=198.51.100.2:40000\nlast_handshake_time_sec=1700000000\n\
+             last_handshake_time_nsec=5\ntx_bytes=100\nrx_bytes=200\npersistent_keepalive_interval=0\n\
+             allowed_ip=192.168.32.2/32\nerrno=0\n"
+        );
+        let status = parse_get(&text).expect("parse");
+        assert_eq!(status.listen_port, 51820);
+        let peer = &status.peers[0];
+        assert!(!peer.has_preshared_key);
+        assert_eq!(
+            peer.endpoint,
+            Some("198.51.100.2:40000".parse().expect("addr"))
+        );
+        assert_eq!(peer.rx_bytes, 200);
+        assert_eq!(
+            peer.allowed_ips,
+            vec!["192.168.32.2/32".parse::<IpNet>().expect("net")]
+        );
+        assert_eq!(
+            peer.last_handshake,
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5))
+        );
+    }
+
+    #[test]
+    fn errors_are_errors() {
+        assert!(matches!(parse_get("errno=22\n"), Err(UapiError::Errno(22))));
+        assert!(matches!(
+            parse_get("nonsense\n"),
+            Err(UapiError::Malformed(_))
+        ));
+        // Device-level keys we do not know are skipped (boringtun sends own_public_key).
+        assert!(parse_get("own_public_key=ab\nerrno=0\n").is_ok());
+    }
+
+    #[test]
+    fn set_message_is_hex_and_ends_with_a_blank_line() {
+        let key = PrivateKey::generate().expect("random");
+        let mut request = SetRequest::new();
+        request
+            .private_key(&key)
+            .listen_port(51820)
+            .peer(&PeerConfig {
+                public_key: key.public_key(),
+                preshared_key: None,
+                endpoint: None,
+                allowed_ips: vec!["192.168.32.2/32".parse().expect("net")],
+                persistent_keepalive: 0,
+            });
+        let message = request.message();
+        assert!(
+            message.starts_with("set=1\nprivate_key="),
+            "{}",
+            message.as_str()
+        );
+        assert!(message.ends_with("allowed_ip=192.168.32.2/32\n\n"));
+        assert!(
+            !message.contains("endpoint="),
+            "the gateway never pins an endpoint"
+        );
+        assert!(message.contains(&format!(
+            "public_key={}",
+            hex(key.public_key().as_bytes()).as_str()
+        )));
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes = unhex(KEY_HEX).expect("hex");
+        assert_eq!(hex(&bytes).as_str(), KEY_HEX);
+        assert!(unhex("zz").is_none());
+    }
+}

@@ -1,0 +1,115 @@
+//! The gateway's WireGuard interface: which device runs it, and what its peers should be.
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
+use roamgw_common::state::{GatewayState, WireguardMode};
+use roamgw_common::wg::uapi::{self, DeviceStatus, PeerConfig, SetRequest, UapiError};
+use roamgw_common::wg::userspace::{UserspaceDevice, UAPI_DIR};
+use roamgw_common::wg::WgDevice;
+use tracing::info;
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Userspace(#[from] roamgw_common::wg::userspace::UserspaceError),
+    #[error("kernel WireGuard is not supported by this roamgw yet: use --wireguard userspace (or auto), or external with wg-quick")]
+    KernelUnsupported,
+    #[error("interface {0} already exists: another roamgw or wg-quick runs it (stop it, or use `roamgw init --wireguard external`)")]
+    Exists(String),
+    #[error(transparent)]
+    Netlink(#[from] roamgw_common::netlink::NetlinkError),
+    #[error(transparent)]
+    Uapi(#[from] UapiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates the device the state asks for. `External` has no device of ours: `None`.
+pub fn open(state: &GatewayState) -> Result<Option<Box<dyn WgDevice>>, DeviceError> {
+    let name = state.gateway.interface.as_str();
+    match state.gateway.wireguard {
+        WireguardMode::External => Ok(None),
+        WireguardMode::Kernel => Err(DeviceError::KernelUnsupported),
+        WireguardMode::Auto | WireguardMode::Userspace => {
+            let links = roamgw_common::netlink::Links::connect()?;
+            if links.index(name)?.is_some() {
+                return Err(DeviceError::Exists(name.to_string()));
+            }
+            let device = UserspaceDevice::create(name)?;
+            info!(
+                interface = name,
+                "userspace WireGuard (embedded boringtun) created"
+            );
+            Ok(Some(Box::new(device)))
+        }
+    }
+}
+
+/// Puts address and MTU on the interface and brings it up.
+pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
+    let g = &state.gateway;
+    let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
+        .unwrap_or_else(|_| unreachable!("prefix from a subnet"));
+    roamgw_common::netlink::Links::connect()?.configure(g.interface.as_str(), g.mtu, address)?;
+    Ok(())
+}
+
+/// The peers the state asks for: one per roamer, its tunnel address only, its PSK; never an
+/// endpoint (WireGuard learns it) and no keepalive (the roamer keeps the NAT open).
+pub fn desired_peers(state: &GatewayState, store: &Store) -> Result<Vec<PeerConfig>, DeviceError> {
+    state
+        .roamers
+        .iter()
+        .map(|roamer| {
+            Ok(PeerConfig {
+                public_key: roamer.public_key,
+                preshared_key: store.roamer_psk(&roamer.name)?,
+                endpoint: None,
+                allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
+                persistent_keepalive: 0,
+            })
+        })
+        .collect()
+}
+
+/// A device someone else runs (wireguard-go under wg-quick), read through its UAPI socket.
+pub struct ExternalUapi {
+    name: String,
+    path: PathBuf,
+}
+
+impl ExternalUapi {
+    /// `None` when the interface has no UAPI socket (kernel WireGuard, or not running).
+    pub fn find(name: &str) -> Option<Self> {
+        let path = PathBuf::from(UAPI_DIR).join(format!("{name}.sock"));
+        path.exists().then(|| ExternalUapi {
+            name: name.to_string(),
+            path,
+        })
+    }
+
+    fn connect(&self) -> Result<UnixStream, UapiError> {
+        let stream = UnixStream::connect(&self.path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(stream)
+    }
+}
+
+impl WgDevice for ExternalUapi {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn status(&self) -> Result<DeviceStatus, UapiError> {
+        uapi::get(&mut self.connect()?, uapi::GET)
+    }
+
+    fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
+        uapi::set(&mut self.connect()?, request)
+    }
+}
