@@ -1,0 +1,216 @@
+//! Benchmark: forwarded TCP throughput, internet client -> floating IP -> laptop, iperf3,
+//! 3 runs each, all in one run:
+//! (a) the raw path without tunnel (client -> the droplet's public IP), the limit;
+//! (b) the manual setup: wg-quick + wireguard-go on both ends, firewalld rich rules;
+//! (c) `roamgw run` (embedded boringtun) on the droplet, wg-quick + wireguard-go on the laptop.
+//! Also the RSS of `roamgw run` with 1 roamer and 1,000 forwards. Prints a markdown report;
+//! `bash bench/throughput.sh` puts it into docs/benchmarks.md.
+
+use std::time::Duration;
+
+use roamgw_e2e::firewalld::Firewalld;
+use roamgw_e2e::{binary, wait_until, Ns, Testbed, ANCHOR_IP, FLOATING_IP, PUBLIC_IP};
+
+const RUNS: usize = 3;
+const SECONDS: &str = "5";
+const PORT: u16 = 5201;
+
+/// Mbit/s received, from iperf3's JSON.
+fn iperf(client: &Ns, target: &str) -> f64 {
+    let out = client.output(&[
+        "iperf3",
+        "-c",
+        target,
+        "-p",
+        &PORT.to_string(),
+        "-t",
+        SECONDS,
+        "-J",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let bps = json["end"]["sum_received"]["bits_per_second"].as_f64();
+    bps.map(|b| b / 1e6).unwrap_or_else(|| {
+        panic!(
+            "iperf3 to {target} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn runs(client: &Ns, target: &str) -> Vec<f64> {
+    (0..RUNS).map(|_| iperf(client, target)).collect()
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
+    let out = bed.roamgw(&binary("roamgw"), args);
+    assert!(
+        out.status.success(),
+        "roamgw {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn init(bed: &Testbed, mode: &str) {
+    roamgw_ok(
+        bed,
+        &[
+            "init",
+            "--public-ip",
+            PUBLIC_IP,
+            "--anchor-ip",
+            ANCHOR_IP,
+            "--floating-ip",
+            FLOATING_IP,
+            "--wireguard",
+            mode,
+            "--interface",
+            &bed.gw_wg,
+        ],
+    );
+    roamgw_ok(bed, &["add-roamer", "laptop"]);
+}
+
+fn wait_tunnel(bed: &Testbed) {
+    let roam = bed.roam.clone();
+    assert!(
+        wait_until(Duration::from_secs(15), || roam
+            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
+            .status
+            .success()),
+        "tunnel did not come up"
+    );
+}
+
+fn iperf_server(bed: &Testbed, ns: &Ns) {
+    bed.spawn(ns, &["iperf3", "-s", "-p", &PORT.to_string()]);
+    let ns = ns.clone();
+    assert!(wait_until(Duration::from_secs(5), || {
+        String::from_utf8_lossy(&ns.output(&["ss", "-ltn"]).stdout).contains(&format!(":{PORT}"))
+    }));
+}
+
+fn raw() -> Vec<f64> {
+    let bed = Testbed::new();
+    iperf_server(&bed, &bed.gw);
+    runs(&bed.cli, PUBLIC_IP)
+}
+
+fn manual() -> Vec<f64> {
+    let bed = Testbed::new();
+    // The keys and tunnel of the manual setup, written by hand there; roamgw prints the same.
+    init(&bed, "external");
+    let gateway = roamgw_ok(&bed, &["show-config", "--gateway", "--format", "wg-quick"]);
+    let laptop = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
+    let firewalld = Firewalld::start(&bed, &bed.gw);
+    bed.wg_quick_up(&bed.gw, &bed.gw_wg, &gateway);
+    bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop);
+    for rule in [
+        "--add-port=51820/udp".to_string(),
+        "--add-rich-rule=rule family=ipv4 destination address=192.168.32.2/32 masquerade".to_string(),
+        format!(
+            "--add-rich-rule=rule family=ipv4 destination address={ANCHOR_IP}/32 forward-port port={PORT} protocol=tcp to-port={PORT} to-addr=192.168.32.2"
+        ),
+    ] {
+        let out = firewalld.cmd(&bed.gw, &[&rule]);
+        assert!(out.status.success(), "firewall-cmd {rule}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    wait_tunnel(&bed);
+    iperf_server(&bed, &bed.roam);
+    runs(&bed.cli, FLOATING_IP)
+}
+
+fn roamgw_userspace() -> (Vec<f64>, u64) {
+    let bed = Testbed::new();
+    init(&bed, "userspace");
+    roamgw_ok(&bed, &["add-port", &PORT.to_string()]);
+    // 999 more forwards, for the RSS figure with 1,000.
+    let path = bed.config_dir().join("gateway.toml");
+    let mut state = roamgw_common::state::GatewayState::from_toml(
+        &std::fs::read_to_string(&path).expect("state"),
+    )
+    .expect("parse");
+    state.forwards.extend((0..999u16).map(|i| {
+        format!("{}/tcp -> laptop", 20_000 + i)
+            .parse()
+            .expect("forward")
+    }));
+    std::fs::write(&path, state.to_toml()).expect("write");
+    let dir = bed.config_dir();
+    let pid = bed.spawn_logged(
+        &bed.gw,
+        &[
+            binary("roamgw").to_str().expect("utf-8"),
+            "--config-dir",
+            dir.to_str().expect("utf-8"),
+            "run",
+        ],
+        "daemon.log",
+    );
+    let socket = dir.join("roamgw.sock");
+    assert!(
+        wait_until(Duration::from_secs(10), || socket.exists()),
+        "roamgw run: {}",
+        bed.log("daemon.log")
+    );
+    let laptop = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
+    bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop);
+    wait_tunnel(&bed);
+    iperf_server(&bed, &bed.roam);
+    let results = runs(&bed.cli, FLOATING_IP);
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0);
+    (results, rss_kib)
+}
+
+fn fmt(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn main() {
+    let a = raw();
+    let b = manual();
+    let (c, rss) = roamgw_userspace();
+    let base = median(&b);
+    println!("| path | Mbit/s (3 runs) | median | ratio to (b) |");
+    println!("|---|---:|---:|---:|");
+    for (name, values) in [
+        ("(a) raw, no tunnel (client -> droplet public IP)", &a),
+        (
+            "(b) manual: wg-quick + wireguard-go both ends, firewalld rich rules",
+            &b,
+        ),
+        (
+            "(c) roamgw run (boringtun) on the droplet, wg-quick + wireguard-go laptop",
+            &c,
+        ),
+    ] {
+        println!(
+            "| {name} | {} | {:.0} | {:.2}x |",
+            fmt(values),
+            median(values),
+            median(values) / base
+        );
+    }
+    println!();
+    println!(
+        "RSS of `roamgw run` with 1 roamer and 1,000 forwards, after the iperf3 runs: {:.1} MB. iperf3 TCP, {SECONDS} s per run; client, droplet and laptop share this machine's 2 cores.",
+        rss as f64 / 1024.0
+    );
+}
