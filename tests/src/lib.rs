@@ -539,27 +539,49 @@ impl Drop for Testbed {
     }
 }
 
-/// A testbed with roamgw on the gateway in `--wireguard external` mode: the tunnel is stock
-/// wg-quick + wireguard-go on both ends (the manual setup's tunnel), from the configs that
-/// `roamgw show-config` prints; roamer `laptop`; the data plane up; banner servers "roamer" on
+/// How the gateway's WireGuard runs in a [`Scenario`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// Stock wg-quick + wireguard-go on the droplet (the manual setup's tunnel); roamgw
+    /// manages the rules (`--wireguard external`, `roamgw up`).
+    External,
+    /// `roamgw run` with its embedded userspace WireGuard.
+    Daemon,
+}
+
+/// A testbed with roamgw on the gateway, roamer `laptop` on stock wg-quick + wireguard-go with
+/// the config `roamgw show-config` prints, the data plane up, and banner servers: "roamer" on
 /// the laptop and "droplet" on the gateway, both on port 22.
 pub struct Scenario {
     pub bed: Testbed,
+    pub mode: GatewayMode,
     /// Print every roamgw command and its output (the demo).
     pub verbose: bool,
+    /// The daemon's pid in [`GatewayMode::Daemon`].
+    pub daemon: Option<u32>,
 }
 
 impl Scenario {
     pub fn external_wg_quick(extra_init_flags: &[&str]) -> Self {
-        Self::build(extra_init_flags, false)
+        Self::build(GatewayMode::External, extra_init_flags, false)
     }
 
-    pub fn build(extra_init_flags: &[&str], verbose: bool) -> Self {
-        let scenario = Scenario {
+    pub fn new(mode: GatewayMode, extra_init_flags: &[&str]) -> Self {
+        Self::build(mode, extra_init_flags, false)
+    }
+
+    pub fn build(mode: GatewayMode, extra_init_flags: &[&str], verbose: bool) -> Self {
+        let mut scenario = Scenario {
             bed: Testbed::new(),
+            mode,
             verbose,
+            daemon: None,
         };
         let interface = scenario.bed.gw_wg.clone();
+        let wireguard = match mode {
+            GatewayMode::External => "external",
+            GatewayMode::Daemon => "userspace",
+        };
         let mut init = vec![
             "init",
             "--public-ip",
@@ -569,33 +591,47 @@ impl Scenario {
             "--floating-ip",
             FLOATING_IP,
             "--wireguard",
-            "external",
+            wireguard,
             "--interface",
             &interface,
         ];
         init.extend_from_slice(extra_init_flags);
         scenario.ok(&init);
         scenario.ok(&["add-roamer", "laptop"]);
-        let gateway_conf = scenario.quiet(&["show-config", "--gateway", "--format", "wg-quick"]);
+        match mode {
+            GatewayMode::External => {
+                let gateway_conf =
+                    scenario.quiet(&["show-config", "--gateway", "--format", "wg-quick"]);
+                scenario.say(&format!(
+                    "wg-quick up {} on the droplet (wireguard-go)",
+                    scenario.bed.gw_wg
+                ));
+                scenario
+                    .bed
+                    .wg_quick_up(&scenario.bed.gw, &scenario.bed.gw_wg, &gateway_conf);
+                scenario.ok(&["up"]);
+            }
+            GatewayMode::Daemon => scenario.start_daemon(),
+        }
         let laptop_conf = scenario.quiet(&["show-config", "laptop", "--format", "wg-quick"]);
         scenario.say(&format!(
-            "wg-quick up {} on the droplet, {} on the laptop (wireguard-go)",
-            scenario.bed.gw_wg, scenario.bed.roam_wg
+            "wg-quick up {} on the laptop (wireguard-go)",
+            scenario.bed.roam_wg
         ));
         scenario
             .bed
-            .wg_quick_up(&scenario.bed.gw, &scenario.bed.gw_wg, &gateway_conf);
-        scenario
-            .bed
             .wg_quick_up(&scenario.bed.roam, &scenario.bed.roam_wg, &laptop_conf);
-        scenario.ok(&["up"]);
         let roam = scenario.bed.roam.clone();
         let tunnel = wait_until(Duration::from_secs(10), || {
             roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
                 .status
                 .success()
         });
-        assert!(tunnel, "the WireGuard tunnel did not come up within 10 s");
+        assert!(
+            tunnel,
+            "the WireGuard tunnel did not come up within 10 s\n{}",
+            scenario.bed.log("daemon.log")
+        );
         scenario
             .bed
             .tcp_banner_server(&scenario.bed.roam, 22, "roamer");
@@ -603,6 +639,93 @@ impl Scenario {
             .bed
             .tcp_banner_server(&scenario.bed.gw, 22, "droplet");
         scenario
+    }
+
+    /// Starts `roamgw run` in the gateway namespace and waits until it serves.
+    pub fn start_daemon(&mut self) {
+        let dir = self.bed.config_dir();
+        let roamgw = binary("roamgw");
+        self.say("roamgw run   (in the background)");
+        let pid = self.bed.spawn_logged(
+            &self.bed.gw,
+            &[
+                roamgw.to_str().expect("utf-8"),
+                "--config-dir",
+                dir.to_str().expect("utf-8"),
+                "run",
+            ],
+            "daemon.log",
+        );
+        let gw = self.bed.gw.clone();
+        let up = wait_until(Duration::from_secs(10), || {
+            dir.join("roamgw.sock").exists()
+                && gw
+                    .output(&["nft", "list", "table", "ip", "roamgw"])
+                    .status
+                    .success()
+        });
+        assert!(
+            up,
+            "roamgw run did not come up:\n{}",
+            self.bed.log("daemon.log")
+        );
+        self.daemon = Some(pid);
+    }
+
+    /// Stops the daemon with SIGTERM and waits until its table is gone.
+    pub fn stop_daemon(&mut self) {
+        if let Some(pid) = self.daemon.take() {
+            self.bed.gw.run(&["kill", "-TERM", &pid.to_string()]);
+            let gw = self.bed.gw.clone();
+            let sock = self.bed.config_dir().join("roamgw.sock");
+            let down = wait_until(Duration::from_secs(10), || {
+                !sock.exists()
+                    && !gw
+                        .output(&["nft", "list", "table", "ip", "roamgw"])
+                        .status
+                        .success()
+            });
+            assert!(
+                down,
+                "roamgw run did not stop:\n{}",
+                self.bed.log("daemon.log")
+            );
+        }
+    }
+
+    /// Takes the data plane down the way this mode does it.
+    pub fn down(&mut self) {
+        match self.mode {
+            GatewayMode::External => {
+                self.ok(&["down"]);
+            }
+            GatewayMode::Daemon => self.stop_daemon(),
+        }
+    }
+
+    /// Brings it up again. A restarted daemon has a new device with new sessions: a stock
+    /// laptop handshakes again only once data it sends goes unanswered for 15 s (keepalives do
+    /// not count), so it sends some, as a laptop in use would, until the tunnel is back.
+    pub fn up(&mut self) {
+        match self.mode {
+            GatewayMode::External => {
+                self.ok(&["up"]);
+            }
+            GatewayMode::Daemon => {
+                self.start_daemon();
+                self.bed.spawn(
+                    &self.bed.roam,
+                    &["ping", "-i", "0.5", "-w", "60", "192.168.32.1"],
+                );
+                let roam = self.bed.roam.clone();
+                let back = wait_until(Duration::from_secs(60), || {
+                    roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
+                        .status
+                        .success()
+                });
+                assert!(back, "the laptop did not reconnect to the restarted daemon");
+            }
+        }
     }
 
     fn say(&self, text: &str) {

@@ -3,101 +3,28 @@
 
 use std::time::Duration;
 
-use roamgw_e2e::{binary, wait_until, Testbed, ANCHOR_IP, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{wait_until, GatewayMode, Scenario, FLOATING_IP, PUBLIC_IP};
 
-struct Gateway {
-    bed: Testbed,
-    pid: u32,
+/// `roamgw run` up with roamer `laptop` on wg-quick and the forward 22.
+fn start() -> Scenario {
+    let s = Scenario::new(GatewayMode::Daemon, &[]);
+    s.ok(&["add-port", "22"]);
+    s
 }
 
-impl Gateway {
-    /// init (userspace WireGuard), roamer `laptop`, `roamgw run`, the laptop on wg-quick with
-    /// the config roamgw prints, and banner servers on port 22 on both ends.
-    fn start() -> Self {
-        let bed = Testbed::new();
-        let roamgw = binary("roamgw");
-        let ok = |args: &[&str]| {
-            let out = bed.roamgw(&roamgw, args);
-            assert!(
-                out.status.success(),
-                "roamgw {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        ok(&[
-            "init",
-            "--public-ip",
-            PUBLIC_IP,
-            "--anchor-ip",
-            ANCHOR_IP,
-            "--floating-ip",
-            FLOATING_IP,
-            "--wireguard",
-            "userspace",
-            "--interface",
-            &bed.gw_wg,
-        ]);
-        ok(&["add-roamer", "laptop"]);
-        ok(&["add-port", "22"]);
-        let dir = bed.config_dir();
-        let pid = bed.spawn_logged(
-            &bed.gw,
-            &[
-                roamgw.to_str().expect("utf-8"),
-                "--config-dir",
-                dir.to_str().expect("utf-8"),
-                "run",
-            ],
-            "daemon.log",
-        );
-        let socket = dir.join("roamgw.sock");
-        let up = wait_until(Duration::from_secs(10), || {
-            socket.exists()
-                && bed
-                    .gw
-                    .output(&["nft", "list", "table", "ip", "roamgw"])
-                    .status
-                    .success()
-        });
-        assert!(up, "roamgw run did not come up:\n{}", bed.log("daemon.log"));
-        let laptop = ok(&["show-config", "laptop", "--format", "wg-quick"]);
-        bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop);
-        let roam = bed.roam.clone();
-        let tunnel = wait_until(Duration::from_secs(10), || {
-            roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
-                .status
-                .success()
-        });
-        assert!(
-            tunnel,
-            "no tunnel to roamgw's userspace device:\n{}",
-            bed.log("daemon.log")
-        );
-        bed.tcp_banner_server(&bed.roam, 22, "roamer");
-        bed.tcp_banner_server(&bed.gw, 22, "droplet");
-        Gateway { bed, pid }
-    }
-
-    fn roamgw(&self, args: &[&str]) -> std::process::Output {
-        self.bed.roamgw(&binary("roamgw"), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.roamgw(args);
-        assert!(
-            out.status.success(),
-            "roamgw {args:?}: {}\ndaemon log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.bed.log("daemon.log")
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+fn daemon_alive(s: &Scenario) -> bool {
+    s.daemon.is_some_and(|pid| {
+        s.bed
+            .gw
+            .output(&["kill", "-0", &pid.to_string()])
+            .status
+            .success()
+    })
 }
 
 #[test]
 fn full_scenario_through_our_own_device() {
-    let gw = Gateway::start();
+    let gw = start();
     let b = &gw.bed;
     assert_eq!(
         b.cli.tcp_banner(&format!("{FLOATING_IP}:22")).as_deref(),
@@ -141,7 +68,7 @@ fn full_scenario_through_our_own_device() {
 
 #[test]
 fn peer_changes_while_traffic_flows_keep_the_device_alive() {
-    let gw = Gateway::start();
+    let gw = start();
     let b = &gw.bed;
     // Traffic flowing through the tunnel the whole time.
     let mut stream = b
@@ -165,9 +92,7 @@ fn peer_changes_while_traffic_flows_keep_the_device_alive() {
         "laptop lost after removing phone"
     );
     assert!(
-        b.gw.output(&["kill", "-0", &gw.pid.to_string()])
-            .status
-            .success(),
+        daemon_alive(&gw),
         "the daemon died:\n{}",
         b.log("daemon.log")
     );
@@ -180,70 +105,45 @@ fn peer_changes_while_traffic_flows_keep_the_device_alive() {
 
 #[test]
 fn sigterm_takes_everything_down_and_a_restart_after_kill_9_comes_back() {
-    let gw = Gateway::start();
+    let mut gw = start();
+    let pid = gw.daemon.take().expect("daemon pid");
+    gw.bed.gw.run(&["kill", "-9", &pid.to_string()]);
     let b = &gw.bed;
-    b.gw.run(&["kill", "-9", &gw.pid.to_string()]);
-    let gone = wait_until(Duration::from_secs(5), || {
+    let interface_gone = wait_until(Duration::from_secs(5), || {
         !b.gw
             .output(&["ip", "link", "show", &b.gw_wg])
             .status
             .success()
     });
-    assert!(gone, "the TUN interface outlived the killed daemon");
-    // The killed process is gone once it is a zombie (the test process is its parent).
-    let pid = gw.pid;
+    assert!(
+        interface_gone,
+        "the TUN interface outlived the killed daemon"
+    );
+    // Dead once it is a zombie (the test process is its parent).
     let dead = wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map_or(true, |stat| stat.contains(") Z "))
     });
     assert!(dead, "the daemon did not die");
-    // Restart with the leftover table and socket file in place.
-    let roamgw = binary("roamgw");
-    let dir = b.config_dir();
-    let pid = b.spawn_logged(
-        &b.gw,
-        &[
-            roamgw.to_str().expect("utf-8"),
-            "--config-dir",
-            dir.to_str().expect("utf-8"),
-            "run",
-        ],
-        "daemon2.log",
-    );
-    // The new device has new sessions. A stock laptop handshakes again only once data it
-    // sends goes unanswered for 15 s (keepalives do not count), so let it send some, as any
-    // laptop in use would; the roamer service reconnects on its own and faster.
-    b.spawn(&b.roam, &["ping", "-i", "0.5", "-w", "60", "192.168.32.1"]);
-    let started = std::time::Instant::now();
-    let back = wait_until(Duration::from_secs(60), || {
-        b.cli.tcp_banner(&format!("{FLOATING_IP}:22")).as_deref() == Some("roamer")
-    });
-    assert!(
-        back,
-        "no forward after the restart:\n{}",
-        b.log("daemon2.log")
-    );
-    eprintln!("forward back {:?} after the restart", started.elapsed());
 
-    b.gw.run(&["kill", "-TERM", &pid.to_string()]);
-    let down = wait_until(Duration::from_secs(5), || {
-        !b.gw
-            .output(&["nft", "list", "table", "ip", "roamgw"])
-            .status
-            .success()
-            && !b
-                .gw
-                .output(&["ip", "link", "show", &b.gw_wg])
-                .status
-                .success()
-    });
-    assert!(
-        down,
-        "SIGTERM left the table or the interface:\n{}",
-        b.log("daemon2.log")
+    // Restart with the leftover table and socket file in place; the laptop reconnects.
+    gw.up();
+    assert_eq!(
+        gw.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+        Some("roamer"),
+        "no forward after the restart:\n{}",
+        gw.bed.log("daemon.log")
     );
+
+    // SIGTERM: table, interface and socket gone (stop_daemon waits for the first and last).
+    gw.stop_daemon();
+    let b = &gw.bed;
     assert!(
-        !dir.join("roamgw.sock").exists(),
-        "control socket left behind"
+        !b.gw
+            .output(&["ip", "link", "show", &b.gw_wg])
+            .status
+            .success(),
+        "SIGTERM left the interface:\n{}",
+        b.log("daemon.log")
     );
 }

@@ -1,19 +1,45 @@
 //! The nftables data plane end to end, with real traffic through the namespace internet:
-//! client -> floating IP -> provider NAT -> anchor -> roamgw DNAT -> WireGuard (stock wg-quick +
-//! wireguard-go on both ends, the manual setup's tunnel) -> CGNAT -> roamer.
+//! client -> floating IP -> provider NAT -> anchor -> roamgw DNAT -> WireGuard -> CGNAT ->
+//! roamer (stock wg-quick + wireguard-go). Every scenario runs twice: with stock wg-quick on the
+//! droplet and roamgw managing the rules (`external`), and with `roamgw run` and its own
+//! userspace device (`daemon`).
+
+/// Runs a scenario function in both gateway modes, as two tests.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn external() {
+                super::$name(roamgw_e2e::GatewayMode::External)
+            }
+            #[test]
+            fn daemon() {
+                super::$name(roamgw_e2e::GatewayMode::Daemon)
+            }
+        }
+    )*};
+}
+
+both_modes!(
+    floating_ip_reaches_the_roamer_and_public_ip_the_droplet,
+    only_forwarded_ports_udp_ranges_and_remaps,
+    allow_from_admits_the_allowed_source_only,
+    remove_port_cuts_an_open_flow_and_add_port_works_at_once,
+    a_foreign_table_is_identical_before_and_after,
+    apply_repairs_a_flushed_ruleset_and_is_then_a_no_op,
+);
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use roamgw_e2e::{Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP};
+use roamgw_e2e::{GatewayMode, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP};
 
 fn floating(port: u16) -> String {
     format!("{FLOATING_IP}:{port}")
 }
 
-#[test]
-fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet() {
-    let s = Scenario::external_wg_quick(&[]);
+fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet(mode: GatewayMode) {
+    let s = Scenario::new(mode, &[]);
     s.ok(&["add-port", "22"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
     assert_eq!(
@@ -28,9 +54,8 @@ fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet() {
     );
 }
 
-#[test]
-fn only_forwarded_ports_udp_ranges_and_remaps() {
-    let s = Scenario::external_wg_quick(&[]);
+fn only_forwarded_ports_udp_ranges_and_remaps(mode: GatewayMode) {
+    let s = Scenario::new(mode, &[]);
     let b = &s.bed;
     b.tcp_banner_server(&b.roam, 8080, "roamer-8080");
     b.tcp_banner_server(&b.gw, 8080, "droplet-8080");
@@ -59,11 +84,10 @@ fn only_forwarded_ports_udp_ranges_and_remaps() {
     assert_eq!(s.banner(&floating(8001)).as_deref(), Some("roamer-9001"));
 }
 
-#[test]
-fn allow_from_admits_the_allowed_source_only() {
+fn allow_from_admits_the_allowed_source_only(mode: GatewayMode) {
     // With --anchor-passthrough the droplet's own services answer on the anchor, so this also
     // shows that a refused source does not fall through to the droplet's ssh on anchor:22.
-    let s = Scenario::external_wg_quick(&["--anchor-passthrough"]);
+    let s = Scenario::new(mode, &["--anchor-passthrough"]);
     let b = &s.bed;
     b.tcp_banner_server(&b.gw, 8080, "droplet-8080");
     s.ok(&["add-port", "22", "--allow-from", &format!("{CLIENT}/32")]);
@@ -80,9 +104,8 @@ fn allow_from_admits_the_allowed_source_only() {
     );
 }
 
-#[test]
-fn remove_port_cuts_an_open_flow_and_add_port_works_at_once() {
-    let s = Scenario::external_wg_quick(&[]);
+fn remove_port_cuts_an_open_flow_and_add_port_works_at_once(mode: GatewayMode) {
+    let s = Scenario::new(mode, &[]);
     let b = &s.bed;
     b.tcp_echo_server(&b.roam, 7000);
     s.ok(&["add-port", "7000"]);
@@ -135,10 +158,9 @@ fn foreign_table(s: &Scenario) -> String {
         .join("\n")
 }
 
-#[test]
-fn a_foreign_table_is_identical_before_and_after() {
-    let s = Scenario::external_wg_quick(&[]);
-    s.ok(&["down"]);
+fn a_foreign_table_is_identical_before_and_after(mode: GatewayMode) {
+    let mut s = Scenario::new(mode, &[]);
+    s.down();
     let out = s.bed.gw.run_with_stdin(&["nft", "-f", "-"], FOREIGN_TABLE);
     assert!(
         out.status.success(),
@@ -146,12 +168,12 @@ fn a_foreign_table_is_identical_before_and_after() {
         String::from_utf8_lossy(&out.stderr)
     );
     let before = foreign_table(&s);
-    s.ok(&["up"]);
+    s.up();
     s.ok(&["add-port", "22"]);
     s.ok(&["apply"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
     s.ok(&["remove-port", "22"]);
-    s.ok(&["down"]);
+    s.down();
     assert_eq!(foreign_table(&s), before);
     let tables = s.bed.gw.run(&["nft", "list", "tables"]);
     assert!(
@@ -160,9 +182,8 @@ fn a_foreign_table_is_identical_before_and_after() {
     );
 }
 
-#[test]
-fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op() {
-    let s = Scenario::external_wg_quick(&[]);
+fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op(mode: GatewayMode) {
+    let s = Scenario::new(mode, &[]);
     s.ok(&["add-port", "22"]);
     s.ok(&["add-port", "60000-60100/udp"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
