@@ -785,7 +785,7 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut out = format!(
         "gateway {} (state in {})\n  backend {}; anchor {}{}; public IP {} (untouched)\n  \
-         WireGuard interface {}: {}\n  data plane: {}\n  ip_forward: {}\n  {}, {}\n",
+         WireGuard interface {}: {}{}\n  data plane: {}\n  ip_forward: {}\n  {}, {}\n",
         g.public_ip,
         view.config_dir,
         view.backend,
