@@ -801,8 +801,14 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         } else {
             "missing"
         },
+        if view.daemon_running {
+            " (roamgw run is up)"
+        } else {
+            ""
+        },
         match (&view.data_plane_up, &view.drift) {
-            (false, _) => "down (`roamgw up` brings it up)".to_string(),
+            (false, _) =>
+                "down (`roamgw run`, or `roamgw up` with --wireguard external)".to_string(),
             (true, None) => "up, in sync with the state".to_string(),
             (true, Some(d)) => format!("up, DRIFT: {d} (`roamgw apply` repairs it)"),
         },
