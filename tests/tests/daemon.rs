@@ -147,3 +147,36 @@ fn sigterm_takes_everything_down_and_a_restart_after_kill_9_comes_back() {
         b.log("daemon.log")
     );
 }
+
+#[test]
+fn sighup_rereads_the_state_and_the_daemon_stays_up() {
+    let gw = start();
+    let b = &gw.bed;
+    b.tcp_banner_server(&b.roam, 9090, "roamer-9090");
+    // A change written to the file by hand (as a config-management tool would)...
+    let path = b.config_dir().join("gateway.toml");
+    let text = std::fs::read_to_string(&path).expect("state");
+    let edited = text.replacen(
+        "forwards = [\"22/tcp -> laptop\"]",
+        "forwards = [\"22/tcp -> laptop\", \"9090/tcp -> laptop\"]",
+        1,
+    );
+    assert_ne!(edited, text, "unexpected state layout:\n{text}");
+    std::fs::write(&path, edited).expect("write state");
+    // ...goes live on SIGHUP.
+    let pid = gw.daemon.expect("daemon");
+    b.gw.run(&["kill", "-HUP", &pid.to_string()]);
+    let live = wait_until(Duration::from_secs(10), || {
+        b.cli.tcp_banner(&format!("{FLOATING_IP}:9090")).as_deref() == Some("roamer-9090")
+    });
+    assert!(
+        live,
+        "SIGHUP did not apply the edited state:\n{}",
+        b.log("daemon.log")
+    );
+    assert!(daemon_alive(&gw), "the daemon exited on SIGHUP");
+    assert_eq!(
+        gw.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+        Some("roamer")
+    );
+}
