@@ -3,22 +3,21 @@
 
 use std::fmt::Write as _;
 
-use ipnet::Ipv4Net;
 use roamgw_common::names::Endpoint;
 use roamgw_common::state::{
-    check_forward_ports, check_subnet, Forward, GatewaySettings, GatewayState, RoamerEntry,
-    WireguardMode, STATE_VERSION,
+    check_subnet, Forward, GatewaySettings, GatewayState, WireguardMode, STATE_VERSION,
 };
-use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
+use roamgw_common::{PresharedKey, PrivateKey};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::change::{roamer_names, StateChange};
 use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
     ShowConfigArgs,
 };
 use crate::control;
-use crate::dataplane::{self, ForwardChange};
+use crate::dataplane;
 use crate::detect;
 use crate::render;
 use crate::store::{Store, StoreError};
@@ -50,28 +49,18 @@ const PENDING: &str = "saved; pending until the data plane is up (`roamgw up` or
 const LIVE: &str = "live";
 const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Makes a change: when the data plane is up it is applied first and only then saved, so a
-/// failure leaves the state file untouched; when it is not up, the change is saved as pending.
-/// Returns the word for the user: live or pending.
-fn commit(
-    store: &Store,
-    old: &GatewayState,
-    new: &GatewayState,
-    change: ForwardChange,
-) -> Result<&'static str> {
-    // With `roamgw run` up, the daemon makes it live (peers and table) and saves it; we hold
-    // the state lock meanwhile.
-    let request = control::Request::Apply {
-        state: new.to_toml(),
+/// Makes a change, with the state lock held by the caller. With `roamgw run` up, the daemon
+/// applies it to the state it holds, makes it live and saves it. Without, it is applied to the
+/// file: when the data plane is up it goes live first and is saved after, so a failure leaves
+/// the file untouched; when it is not up, it is saved as pending. Returns the summary and
+/// the word for the user: live or pending.
+fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static str)> {
+    let request = control::Request::Change {
+        change: change.clone(),
     };
     match control::request(store, &request, DAEMON_TIMEOUT).map_err(|e| refused(e.to_string()))? {
-        Some(control::Reply::Applied { summary }) => {
-            debug!("{summary}");
-            return Ok(LIVE);
-        }
-        Some(control::Reply::Error { message }) => {
-            return Err(refused(format!("the daemon refused the change: {message}")))
-        }
+        Some(control::Reply::Applied { summary }) => return Ok((summary, LIVE)),
+        Some(control::Reply::Error { message }) => return Err(refused(message)),
         Some(other) => {
             return Err(refused(format!(
                 "unexpected reply from the daemon: {other:?}"
@@ -79,20 +68,23 @@ fn commit(
         }
         None => {}
     }
-    let Some(plan) = dataplane::apply_change(old, new, &change)? else {
-        store.save(new)?;
-        return Ok(PENDING);
+    let mut state = store.load()?;
+    let old = state.clone();
+    let applied = crate::change::apply(&mut state, &change).map_err(|e| refused(e.0))?;
+    let Some(plan) = dataplane::apply_change(&old, &state, &applied.forwards)? else {
+        store.save(&state)?;
+        return Ok((applied.summary, PENDING));
     };
     debug!("{plan}");
-    if let Err(e) = store.save(new) {
+    if let Err(e) = store.save(&state) {
         // The file is the truth: put the kernel back to what it says.
-        if let Err(undo) = dataplane::apply_if_up(old) {
+        if let Err(undo) = dataplane::apply_if_up(&old) {
             warn!("could not undo the live change after the save failed: {undo}");
         }
         return Err(e.into());
     }
-    dataplane::end_changed_flows(new, &change);
-    Ok(LIVE)
+    dataplane::end_changed_flows(&state, &applied.forwards);
+    Ok((applied.summary, LIVE))
 }
 
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
@@ -216,22 +208,6 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
 
 pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
     let _lock = store.lock()?;
-    let mut state = store.load()?;
-    if state.roamer(&args.name).is_some() {
-        return Err(refused(format!(
-            "roamer '{}' already exists: pick another name, or `roamgw remove-roamer {}` first",
-            args.name, args.name
-        )));
-    }
-    let address = match args.address {
-        Some(address) => address,
-        None => state.next_free_address().ok_or_else(|| {
-            refused(format!(
-                "tunnel subnet {} is full: remove a roamer, or start over with a larger --subnet",
-                state.gateway.subnet
-            ))
-        })?,
-    };
     let (private_key, public_key) = match args.public_key {
         Some(public) => (None, public),
         None => {
@@ -240,27 +216,27 @@ pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
             (Some(key), public)
         }
     };
-    if let Some(other) = state.roamers.iter().find(|r| r.public_key == public_key) {
+    let psk = PresharedKey::generate()?;
+    // The keys exist before the change is applied: the daemon reads the PSK for the peer.
+    // A roamer of that name may already exist: then the change is refused below and its
+    // files must stay as they are, so write into place only after a dry check.
+    if store.load()?.roamer(&args.name).is_some() {
         return Err(refused(format!(
-            "roamer '{}' already uses this public key: each roamer needs its own key",
-            other.name
+            "roamer '{}' already exists: pick another name, or `roamgw remove-roamer {}` first",
+            args.name, args.name
         )));
     }
-    let old = state.clone();
-    state.roamers.push(RoamerEntry {
-        name: args.name.clone(),
-        address,
-        public_key,
-    });
-    state.validate().map_err(|e| refused(e.to_string()))?;
-
-    let psk = PresharedKey::generate()?;
     if let Some(key) = &private_key {
         store.write_private_key(&store.roamer_key_path(&args.name), key)?;
     }
     store.write_psk(&store.roamer_psk_path(&args.name), &psk)?;
-    let how = match commit(store, &old, &state, ForwardChange::default()) {
-        Ok(how) => how,
+    let change = StateChange::AddRoamer {
+        name: args.name.clone(),
+        public_key,
+        address: args.address,
+    };
+    let (summary, how) = match make_change(store, change) {
+        Ok(done) => done,
         Err(e) => {
             let _ = store.remove_roamer_keys(&args.name);
             return Err(e);
@@ -271,68 +247,25 @@ pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
     } else {
         "its private key stays on the laptop"
     };
+    let several = store.load().map(|s| s.roamers.len() > 1).unwrap_or(false);
     Ok(format!(
-        "added roamer {name}: tunnel address {address}, public key {public_key} ({held}); {how}\n\
+        "{summary} ({held}); {how}\n\
          next: roamgw show-config {name} --format roamer > roamer.toml   # copy to the laptop, 0600\n      \
          roamgw add-port 22{to}\n",
         name = args.name,
-        to = if state.roamers.len() > 1 {
-            format!(" --to {}", args.name)
-        } else {
-            String::new()
-        },
+        to = if several { format!(" --to {}", args.name) } else { String::new() },
     ))
 }
 
 pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
     let _lock = store.lock()?;
-    let mut state = store.load()?;
-    if state.roamer(&args.name).is_none() {
-        return Err(refused(format!(
-            "no roamer '{}' ({})",
-            args.name,
-            roamer_names(&state)
-        )));
-    }
-    let forwards: Vec<String> = state
-        .forwards
-        .iter()
-        .filter(|f| f.to == args.name)
-        .map(Forward::key)
-        .collect();
-    if !forwards.is_empty() && !args.force {
-        return Err(refused(format!(
-            "roamer '{}' still has forwards ({}): remove them, or pass --force to remove them too",
-            args.name,
-            forwards.join(", ")
-        )));
-    }
-    let old = state.clone();
-    let (removed, kept): (Vec<Forward>, Vec<Forward>) = std::mem::take(&mut state.forwards)
-        .into_iter()
-        .partition(|f| f.to == args.name);
-    state.forwards = kept;
-    state.roamers.retain(|r| r.name != args.name);
-    let change = ForwardChange {
-        removed,
-        added: Vec::new(),
+    let change = StateChange::RemoveRoamer {
+        name: args.name.clone(),
+        force: args.force,
     };
-    let how = commit(store, &old, &state, change)?;
+    let (summary, how) = make_change(store, change)?;
     store.remove_roamer_keys(&args.name)?;
-    let dropped = if forwards.is_empty() {
-        String::new()
-    } else {
-        format!(" and its forwards {}", forwards.join(", "))
-    };
-    Ok(format!("removed roamer {}{dropped}; {how}\n", args.name))
-}
-
-fn roamer_names(state: &GatewayState) -> String {
-    if state.roamers.is_empty() {
-        return "there are none yet: add one with `roamgw add-roamer NAME`".into();
-    }
-    let names: Vec<&str> = state.roamers.iter().map(|r| r.name.as_str()).collect();
-    format!("roamers: {}", names.join(", "))
+    Ok(format!("{summary}; {how}\n"))
 }
 
 #[derive(Serialize)]
@@ -389,122 +322,21 @@ pub fn roamers(store: &Store, json: bool) -> Result<String> {
     Ok(table.render())
 }
 
-fn resolve_roamer(state: &GatewayState, to: Option<RoamerName>) -> Result<RoamerName> {
-    match to {
-        Some(name) if state.roamer(&name).is_some() => Ok(name),
-        Some(name) => Err(refused(format!(
-            "no roamer '{name}' ({})",
-            roamer_names(state)
-        ))),
-        None => match state.roamers.as_slice() {
-            [one] => Ok(one.name.clone()),
-            [] => Err(refused(
-                "no roamer yet: add one with `roamgw add-roamer NAME` first",
-            )),
-            _ => Err(refused(format!(
-                "say which roamer with --to NAME ({})",
-                roamer_names(state)
-            ))),
-        },
-    }
-}
-
 pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
     let _lock = store.lock()?;
-    let mut state = store.load()?;
-    let to = resolve_roamer(&state, args.to)?;
-    check_forward_ports(&args.spec, state.gateway.listen_port)
-        .map_err(|e| refused(e.to_string()))?;
-    if let Some(existing) = state.forwards.iter().find(|f| f.spec.overlaps(&args.spec)) {
-        return Err(if existing.spec == args.spec {
-            refused(format!(
-                "{} is already forwarded to {}: remove it first with `roamgw remove-port {}`",
-                args.spec, existing.to, existing.spec
-            ))
-        } else {
-            refused(format!(
-                "{} overlaps the forward {} -> {}: pick other ports, or `roamgw remove-port {}` first",
-                args.spec, existing.spec, existing.to, existing.spec
-            ))
-        });
-    }
-    let mut allow_from = args.allow_from;
-    allow_from.sort();
-    allow_from.dedup();
-    let forward = Forward {
+    let change = StateChange::AddPort {
         spec: args.spec,
-        to,
-        allow_from,
+        to: args.to,
+        allow_from: args.allow_from,
     };
-    let old = state.clone();
-    state.forwards.push(forward.clone());
-    let change = ForwardChange {
-        removed: Vec::new(),
-        added: vec![forward.clone()],
-    };
-    let how = commit(store, &old, &state, change)?;
-    Ok(format!("{}; {how}\n", describe_forward(&state, &forward)))
-}
-
-fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
-    let g = &state.gateway;
-    let public = g.floating_ip.unwrap_or(g.anchor_ip);
-    let address = state
-        .roamer(&forward.to)
-        .map(|r| r.address.to_string())
-        .unwrap_or_default();
-    let sources = if forward.allow_from.is_empty() {
-        String::new()
-    } else {
-        format!(", only from {}", join_nets(&forward.allow_from))
-    };
-    format!(
-        "forward {spec}: {public}:{ports} -> {to} {address}:{local}{sources}",
-        spec = forward.spec,
-        ports = forward.spec.public,
-        to = forward.to,
-        local = forward.spec.local,
-    )
-}
-
-fn join_nets(nets: &[Ipv4Net]) -> String {
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let (summary, how) = make_change(store, change)?;
+    Ok(format!("{summary}; {how}\n"))
 }
 
 pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
     let _lock = store.lock()?;
-    let mut state = store.load()?;
-    let Some(index) = state.forwards.iter().position(|f| f.spec == args.spec) else {
-        let near: Vec<String> = state
-            .forwards
-            .iter()
-            .filter(|f| f.spec.public.overlaps(args.spec.public))
-            .map(Forward::key)
-            .collect();
-        return Err(refused(if near.is_empty() {
-            format!("no forward {}; `roamgw list` shows the forwards", args.spec)
-        } else {
-            format!(
-                "no forward {}; did you mean {}? (give the spec as `roamgw list` shows it)",
-                args.spec,
-                near.join(" or ")
-            )
-        }));
-    };
-    let old = state.clone();
-    let removed = state.forwards.remove(index);
-    let change = ForwardChange {
-        removed: vec![removed.clone()],
-        added: Vec::new(),
-    };
-    let how = commit(store, &old, &state, change)?;
-    Ok(format!(
-        "removed forward {} -> {}; {how}\n",
-        removed.spec, removed.to
-    ))
+    let (summary, how) = make_change(store, StateChange::RemovePort { spec: args.spec })?;
+    Ok(format!("{summary}; {how}\n"))
 }
 
 #[derive(Serialize)]

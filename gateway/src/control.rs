@@ -16,8 +16,9 @@ pub const SOCKET_FILE: &str = "roamgw.sock";
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Make this state live and save it (the CLI holds the state lock meanwhile).
-    Apply { state: String },
+    /// Apply this change to the running state, make it live and save it (the CLI holds the
+    /// state lock meanwhile).
+    Change { change: crate::change::StateChange },
     /// The live view for `roamgw status`.
     Status,
 }

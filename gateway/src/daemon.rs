@@ -225,7 +225,7 @@ impl Daemon {
 
     fn handle(&mut self, request: Request) -> Reply {
         match request {
-            Request::Apply { state } => match self.apply(&state) {
+            Request::Change { change } => match self.apply(&change) {
                 Ok(summary) => Reply::Applied { summary },
                 Err(message) => Reply::Error { message },
             },
@@ -235,24 +235,21 @@ impl Daemon {
         }
     }
 
-    /// A CLI change: live first (peers, then table), then saved; on a failure the running
-    /// state is put back and nothing is saved.
-    fn apply(&mut self, text: &str) -> Result<String, String> {
-        let new = GatewayState::from_toml(text).map_err(|e| e.to_string())?;
-        if new.gateway != self.state.gateway {
-            return Err("gateway settings changed: restart roamgw run (systemctl restart roamgw) to apply them".into());
-        }
-        let change = forward_change(&self.state, &new);
-        let result = self.make_live(&new, &change).and_then(|summary| {
+    /// A CLI change: applied to a copy of the running state, made live (peers, then table),
+    /// then saved; on a failure the running state is put back and nothing is saved.
+    fn apply(&mut self, change: &crate::change::StateChange) -> Result<String, String> {
+        let mut new = self.state.clone();
+        let applied = crate::change::apply(&mut new, change).map_err(|e| e.0)?;
+        let result = self.make_live(&new, &applied.forwards).and_then(|_| {
             self.store.save(&new).map_err(|e| e.to_string())?;
-            Ok(summary)
+            Ok(())
         });
         match result {
-            Ok(summary) => {
-                dataplane::end_changed_flows(&new, &change);
+            Ok(()) => {
+                dataplane::end_changed_flows(&new, &applied.forwards);
                 self.state = new;
-                info!("{summary}");
-                Ok(summary)
+                info!("{}", applied.summary);
+                Ok(applied.summary)
             }
             Err(e) => {
                 warn!("change refused ({e}); restoring the running state");
@@ -311,26 +308,5 @@ impl Daemon {
                 }
             })
             .collect()
-    }
-}
-
-/// The forwards only in `old`, and those only in `new`.
-fn forward_change(old: &GatewayState, new: &GatewayState) -> ForwardChange {
-    use std::collections::HashSet;
-    let old_set: HashSet<_> = old.forwards.iter().collect();
-    let new_set: HashSet<_> = new.forwards.iter().collect();
-    ForwardChange {
-        removed: old
-            .forwards
-            .iter()
-            .filter(|f| !new_set.contains(f))
-            .cloned()
-            .collect(),
-        added: new
-            .forwards
-            .iter()
-            .filter(|f| !old_set.contains(f))
-            .cloned()
-            .collect(),
     }
 }

@@ -1,6 +1,7 @@
 //! The roamgw gateway: the CLI's commands over the state store, address detection, and the
 //! configs it renders for the other side.
 
+pub mod change;
 pub mod cli;
 pub mod commands;
 pub mod conntrack;
