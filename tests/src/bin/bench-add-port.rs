@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use roamgw_common::state::{Forward, GatewayState};
 use roamgw_e2e::firewalld::Firewalld;
-use roamgw_e2e::{binary, Testbed, ANCHOR_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, wait_until, Testbed, ANCHOR_IP, PUBLIC_IP};
 
 const ROUNDS: usize = 30;
 const MANUAL_ROUNDS: usize = 10;
@@ -50,45 +50,87 @@ fn main() {
         .collect();
     let baseline = percentile(&mut exec_baseline, 0.5);
 
-    println!("| forwards present | roamgw add-port p50 | p95 | one batch of N (`roamgw up`) |");
-    println!("|---:|---:|---:|---:|");
+    println!("| forwards present | mode | roamgw add-port p50 | p95 | one batch of N (start) |");
+    println!("|---:|---|---:|---:|---:|");
     let mut roamgw_p50: Vec<(u16, Duration)> = Vec::new();
     for size in [10u16, 1_000, 10_000] {
-        let run = |args: &[&str]| bed.roamgw(&roamgw, args);
-        let init = [
-            "init",
-            "--force",
-            "--public-ip",
-            PUBLIC_IP,
-            "--anchor-ip",
-            ANCHOR_IP,
-            "--wireguard",
-            "external",
-            "--interface",
-            &bed.gw_wg,
-        ];
-        assert!(run(&init).status.success());
-        assert!(run(&["add-roamer", "laptop"]).status.success());
-        let path = bed.config_dir().join("gateway.toml");
-        let mut state =
-            GatewayState::from_toml(&std::fs::read_to_string(&path).expect("read")).expect("parse");
-        state
-            .forwards
-            .extend((0..size).map(|i| forward(20_000 + i)));
-        std::fs::write(&path, state.to_toml()).expect("write state");
-        let batch = timed(|| run(&["up"]));
-        let mut samples: Vec<Duration> = (0..ROUNDS as u16)
-            .map(|i| timed(|| run(&["add-port", &(10_000 + i).to_string()])))
-            .collect();
-        let p50 = percentile(&mut samples, 0.5);
-        roamgw_p50.push((size, p50));
-        println!(
-            "| {size} | {} | {} | {} |",
-            ms(p50),
-            ms(percentile(&mut samples, 0.95)),
-            ms(batch)
-        );
-        assert!(run(&["down"]).status.success());
+        for daemon in [false, true] {
+            let run = |args: &[&str]| bed.roamgw(&roamgw, args);
+            let init = [
+                "init",
+                "--force",
+                "--public-ip",
+                PUBLIC_IP,
+                "--anchor-ip",
+                ANCHOR_IP,
+                "--wireguard",
+                if daemon { "userspace" } else { "external" },
+                "--interface",
+                &bed.gw_wg,
+            ];
+            assert!(run(&init).status.success());
+            assert!(run(&["add-roamer", "laptop"]).status.success());
+            let path = bed.config_dir().join("gateway.toml");
+            let mut state = GatewayState::from_toml(&std::fs::read_to_string(&path).expect("read"))
+                .expect("parse");
+            state
+                .forwards
+                .extend((0..size).map(|i| forward(20_000 + i)));
+            std::fs::write(&path, state.to_toml()).expect("write state");
+            let dir = bed.config_dir();
+            let socket = dir.join("roamgw.sock");
+            let (batch, pid) = if daemon {
+                let start = Instant::now();
+                let pid = bed.spawn_logged(
+                    gw,
+                    &[
+                        roamgw.to_str().expect("utf-8"),
+                        "--config-dir",
+                        dir.to_str().expect("utf-8"),
+                        "run",
+                    ],
+                    "daemon.log",
+                );
+                // Up once its main loop answers (it serves after the device and table are up).
+                let answers = || {
+                    String::from_utf8_lossy(&run(&["status", "--json"]).stdout)
+                        .contains("\"daemon_running\": true")
+                };
+                assert!(
+                    wait_until(Duration::from_secs(30), answers),
+                    "roamgw run: {}",
+                    bed.log("daemon.log")
+                );
+                (start.elapsed(), Some(pid))
+            } else {
+                (timed(|| run(&["up"])), None)
+            };
+            let mut samples: Vec<Duration> = (0..ROUNDS as u16)
+                .map(|i| timed(|| run(&["add-port", &(10_000 + i).to_string()])))
+                .collect();
+            let p50 = percentile(&mut samples, 0.5);
+            if daemon {
+                roamgw_p50.push((size, p50));
+            }
+            println!(
+                "| {size} | {} | {} | {} | {} |",
+                if daemon {
+                    "`roamgw run` up"
+                } else {
+                    "CLI alone (external WireGuard)"
+                },
+                ms(p50),
+                ms(percentile(&mut samples, 0.95)),
+                ms(batch)
+            );
+            match pid {
+                Some(pid) => {
+                    gw.run(&["kill", "-TERM", &pid.to_string()]);
+                    assert!(wait_until(Duration::from_secs(10), || !socket.exists()));
+                }
+                None => assert!(run(&["down"]).status.success()),
+            }
+        }
     }
 
     let firewalld = Firewalld::start(&bed, gw);
@@ -139,7 +181,7 @@ fn main() {
     ) {
         println!();
         println!(
-            "Ratio of p50s, manual / roamgw: {:.0}x with 10 forwards each; {:.0}x for the manual way with 100 rules against roamgw with 10,000 forwards.",
+            "Ratio of p50s, manual / roamgw (with `roamgw run`): {:.0}x with 10 forwards each; {:.0}x for the manual way with 100 rules against roamgw with 10,000 forwards.",
             ratio(*manual_small, *ours_small),
             ratio(*manual_large, *ours_large)
         );
