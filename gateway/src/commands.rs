@@ -464,25 +464,7 @@ fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
     }
     let status = crate::device::ExternalUapi::find(state.gateway.interface.as_str())
         .and_then(|d| roamgw_common::wg::WgDevice::status(&d).ok());
-    let now = std::time::SystemTime::now();
-    state
-        .roamers
-        .iter()
-        .map(|roamer| {
-            let peer = status.as_ref().and_then(|s| s.peer(&roamer.public_key));
-            control::PeerView {
-                name: roamer.name.to_string(),
-                public_key: roamer.public_key.to_string(),
-                endpoint: peer.and_then(|p| p.endpoint).map(|e| e.to_string()),
-                last_handshake_secs: peer
-                    .and_then(|p| p.last_handshake)
-                    .and_then(|t| now.duration_since(t).ok())
-                    .map(|d| d.as_secs()),
-                rx_bytes: peer.map_or(0, |p| p.rx_bytes),
-                tx_bytes: peer.map_or(0, |p| p.tx_bytes),
-            }
-        })
-        .collect()
+    control::PeerView::for_roamers(state, status.as_ref())
 }
 
 pub fn rules(store: &Store) -> Result<String> {

@@ -43,6 +43,34 @@ pub struct PeerView {
     pub tx_bytes: u64,
 }
 
+impl PeerView {
+    /// One view per roamer of the state, filled from what the device reports (if anything).
+    pub fn for_roamers(
+        state: &roamgw_common::state::GatewayState,
+        status: Option<&roamgw_common::wg::uapi::DeviceStatus>,
+    ) -> Vec<PeerView> {
+        let now = std::time::SystemTime::now();
+        state
+            .roamers
+            .iter()
+            .map(|roamer| {
+                let peer = status.and_then(|s| s.peer(&roamer.public_key));
+                PeerView {
+                    name: roamer.name.to_string(),
+                    public_key: roamer.public_key.to_string(),
+                    endpoint: peer.and_then(|p| p.endpoint).map(|e| e.to_string()),
+                    last_handshake_secs: peer
+                        .and_then(|p| p.last_handshake)
+                        .and_then(|t| now.duration_since(t).ok())
+                        .map(|d| d.as_secs()),
+                    rx_bytes: peer.map_or(0, |p| p.rx_bytes),
+                    tx_bytes: peer.map_or(0, |p| p.tx_bytes),
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("talking to the roamgw daemon at {path}: {source}")]

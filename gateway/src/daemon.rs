@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use roamgw_common::state::GatewayState;
 use roamgw_common::wg::{self, WgDevice};
@@ -289,24 +289,6 @@ impl Daemon {
             None => device::ExternalUapi::find(self.state.gateway.interface.as_str())
                 .and_then(|d| d.status().ok()),
         };
-        let now = SystemTime::now();
-        self.state
-            .roamers
-            .iter()
-            .map(|roamer| {
-                let peer = status.as_ref().and_then(|s| s.peer(&roamer.public_key));
-                PeerView {
-                    name: roamer.name.to_string(),
-                    public_key: roamer.public_key.to_string(),
-                    endpoint: peer.and_then(|p| p.endpoint).map(|e| e.to_string()),
-                    last_handshake_secs: peer
-                        .and_then(|p| p.last_handshake)
-                        .and_then(|t| now.duration_since(t).ok())
-                        .map(|d| d.as_secs()),
-                    rx_bytes: peer.map_or(0, |p| p.rx_bytes),
-                    tx_bytes: peer.map_or(0, |p| p.tx_bytes),
-                }
-            })
-            .collect()
+        PeerView::for_roamers(&self.state, status.as_ref())
     }
 }
