@@ -90,7 +90,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         roamgw show-config laptop --format roamer > roamer.toml     # for `roamer run --config`\n  \
         roamgw show-config laptop --format wg-quick > wgnet0.conf   # for stock wg-quick\n  \
-        roamgw show-config --gateway --format wg-quick              # the droplet side, as wg-quick\n\n\
+        roamgw show-config --gateway --format wg-quick              # the droplet side, as wg-quick\n  \
+        roamgw show-config phone --format wg-quick --qr             # scan with the WireGuard app\n\n\
         The output holds secrets: store it 0600.")]
     ShowConfig(ShowConfigArgs),
 
@@ -295,6 +296,11 @@ pub struct ShowConfigArgs {
 
     #[arg(long, value_enum, default_value_t = ConfigFormat::Roamer)]
     pub format: ConfigFormat,
+
+    /// Print the config as a QR code for the terminal (for the WireGuard mobile apps: use
+    /// --format wg-quick).
+    #[arg(long)]
+    pub qr: bool,
 }
 
 /// A CIDR or a bare address (/32). Host bits must be clear so what is stored is what is meant.

@@ -428,7 +428,8 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
             .iter()
             .map(|r| store.roamer_psk(&r.name))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        return Ok(render::gateway_wg_quick(&state, key, psks));
+        let text = render::gateway_wg_quick(&state, key, psks);
+        return if args.qr { qr(&text) } else { Ok(text) };
     }
     let name = args
         .name
@@ -442,10 +443,14 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
         store.roamer_private_key(&name)?,
         store.roamer_psk(&name)?,
     );
-    Ok(match args.format {
+    let text = match args.format {
         ConfigFormat::Roamer => render::roamer_toml(&config),
         ConfigFormat::WgQuick => render::roamer_wg_quick(&config),
-    })
+    };
+    if args.qr {
+        return qr(&text);
+    }
+    Ok(text)
 }
 
 pub fn run(store: Store) -> Result<String> {
@@ -659,6 +664,21 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         }
         out.push_str(&table.render());
     }
+    Ok(out)
+}
+
+/// The text as a QR code drawn with half-block characters (two modules per character row).
+fn qr(text: &str) -> Result<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| {
+        refused(format!(
+            "the config does not fit in a QR code ({e}); copy the file instead"
+        ))
+    })?;
+    let mut out = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    out.push('\n');
     Ok(out)
 }
 

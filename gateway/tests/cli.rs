@@ -40,6 +40,9 @@ fn walkthrough_works_in_a_temp_dir() {
     let parsed: roamgw_common::wgquick::WgQuickConfig = wg.parse().expect("wg-quick parses");
     assert_eq!(parsed.peers[0].persistent_keepalive, Some(10));
 
+    let qr = gw.ok(&["show-config", "laptop", "--format", "wg-quick", "--qr"]);
+    assert!(qr.contains('█') && qr.lines().count() > 20, "{qr}");
+
     let list: serde_json::Value = serde_json::from_str(&gw.ok(&["list", "--json"])).expect("json");
     assert_eq!(list[0]["spec"], "22/tcp");
     assert_eq!(list[0]["local"], "192.168.32.2:22");
