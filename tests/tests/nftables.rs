@@ -52,6 +52,19 @@ fn floating_ip_reaches_the_roamer_and_public_ip_the_droplet(mode: GatewayMode) {
         list[0]["packets"].as_u64().unwrap_or(0) > 0,
         "counter did not move: {list}"
     );
+    // The roamer as WireGuard sees it: from the daemon, or from wireguard-go's UAPI socket.
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["status", "--json"])).expect("json");
+    let endpoint = status["roamers"][0]["endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        endpoint.starts_with("198.51.100.2:"),
+        "roamer endpoint behind the CGNAT: {status}"
+    );
+    // The element-wise live change left exactly the table a full apply would build.
+    assert_eq!(s.ok(&["apply"]).trim(), "table ip roamgw is up to date");
 }
 
 fn only_forwarded_ports_udp_ranges_and_remaps(mode: GatewayMode) {
