@@ -50,9 +50,41 @@ pub fn open(state: &GatewayState) -> Result<Option<Box<dyn WgDevice>>, DeviceErr
     }
 }
 
+/// WireGuard's own overhead over IPv4: outer IPv4 20 + UDP 8 + WireGuard 32.
+const WIREGUARD_OVERHEAD_V4: u32 = 60;
+
+/// The largest tunnel MTU a path of `path_mtu` carries without fragmenting the outer packets.
+pub fn max_tunnel_mtu(path_mtu: u32) -> u32 {
+    path_mtu.saturating_sub(WIREGUARD_OVERHEAD_V4)
+}
+
+/// Warns when the tunnel MTU does not fit the interface the roamers' packets leave by (the
+/// default route's): oversized outer packets get fragmented or dropped, and TCP stalls.
+fn check_path_mtu(tunnel_mtu: u16) {
+    let routes = roamgw_common::routes::system_routes();
+    let Some(default) = routes.iter().find(|r| r.destination.prefix_len() == 0) else {
+        return;
+    };
+    let path_mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", default.interface))
+        .ok()
+        .and_then(|m| m.trim().parse::<u32>().ok());
+    if let Some(path_mtu) = path_mtu {
+        let fits = max_tunnel_mtu(path_mtu);
+        if u32::from(tunnel_mtu) > fits {
+            tracing::warn!(
+                tunnel_mtu,
+                path_mtu,
+                interface = %default.interface,
+                "the tunnel MTU does not fit the path: use `roamgw init --mtu {fits}` (or lower)"
+            );
+        }
+    }
+}
+
 /// Puts address and MTU on the interface and brings it up.
 pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     let g = &state.gateway;
+    check_path_mtu(g.mtu);
     let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
         .unwrap_or_else(|_| unreachable!("prefix from a subnet"));
     roamgw_common::netlink::Links::connect()?.configure(g.interface.as_str(), g.mtu, address)?;
@@ -111,5 +143,15 @@ impl WgDevice for ExternalUapi {
 
     fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
         uapi::set(&mut self.connect()?, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tunnel_mtu_leaves_room_for_wireguard() {
+        assert_eq!(super::max_tunnel_mtu(1500), 1440);
+        assert_eq!(super::max_tunnel_mtu(1492), 1432); // PPPoE
+        assert_eq!(super::max_tunnel_mtu(40), 0);
     }
 }
