@@ -11,15 +11,7 @@ use common::{fixtures, Gateway};
 #[test]
 fn walkthrough_works_in_a_temp_dir() {
     let gw = Gateway::empty();
-    let out = gw.ok(&[
-        "init",
-        "--public-ip",
-        "203.0.113.10",
-        "--anchor-ip",
-        "10.16.0.5",
-        "--floating-ip",
-        "203.0.113.50",
-    ]);
+    let out = gw.ok(common::INIT);
     assert!(out.contains("anchor 10.16.0.5"), "{out}");
     let out = gw.ok(&["add-roamer", "laptop"]);
     assert!(out.contains("tunnel address 192.168.32.2"), "{out}");

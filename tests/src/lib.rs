@@ -423,6 +423,25 @@ impl Testbed {
         wait_for_listener(ns, port, "udp");
     }
 
+    /// `roamgw init` for this testbed's droplet, with WireGuard run as `wireguard` says.
+    pub fn init_args(&self, wireguard: &str) -> Vec<String> {
+        [
+            "init",
+            "--public-ip",
+            PUBLIC_IP,
+            "--anchor-ip",
+            ANCHOR_IP,
+            "--floating-ip",
+            FLOATING_IP,
+            "--wireguard",
+            wireguard,
+            "--interface",
+            &self.gw_wg,
+        ]
+        .map(ToString::to_string)
+        .to_vec()
+    }
+
     /// A config directory for roamgw inside the testbed's temp dir.
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().join("roamgw")
@@ -577,25 +596,13 @@ impl Scenario {
             verbose,
             daemon: None,
         };
-        let interface = scenario.bed.gw_wg.clone();
         let wireguard = match mode {
             GatewayMode::External => "external",
             GatewayMode::Daemon => "userspace",
         };
-        let mut init = vec![
-            "init",
-            "--public-ip",
-            PUBLIC_IP,
-            "--anchor-ip",
-            ANCHOR_IP,
-            "--floating-ip",
-            FLOATING_IP,
-            "--wireguard",
-            wireguard,
-            "--interface",
-            &interface,
-        ];
-        init.extend_from_slice(extra_init_flags);
+        let mut init = scenario.bed.init_args(wireguard);
+        init.extend(extra_init_flags.iter().map(ToString::to_string));
+        let init: Vec<&str> = init.iter().map(String::as_str).collect();
         scenario.ok(&init);
         scenario.ok(&["add-roamer", "laptop"]);
         match mode {

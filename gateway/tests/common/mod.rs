@@ -9,19 +9,22 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
 }
 
+/// `roamgw init` with the documentation addresses, no detection needed.
+pub const INIT: &[&str] = &[
+    "init",
+    "--public-ip",
+    "203.0.113.10",
+    "--anchor-ip",
+    "10.16.0.5",
+    "--floating-ip",
+    "203.0.113.50",
+];
+
 impl Gateway {
     /// An initialized gateway with roamer `laptop` and forward `22`, set up without root.
     pub fn with_laptop() -> Self {
         let gateway = Self::empty();
-        gateway.ok(&[
-            "init",
-            "--public-ip",
-            "203.0.113.10",
-            "--anchor-ip",
-            "10.16.0.5",
-            "--floating-ip",
-            "203.0.113.50",
-        ]);
+        gateway.ok(INIT);
         gateway.ok(&["add-roamer", "laptop"]);
         gateway.ok(&["add-port", "22"]);
         gateway

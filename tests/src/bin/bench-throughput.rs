@@ -58,22 +58,9 @@ fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
 }
 
 fn init(bed: &Testbed, mode: &str) {
-    roamgw_ok(
-        bed,
-        &[
-            "init",
-            "--public-ip",
-            PUBLIC_IP,
-            "--anchor-ip",
-            ANCHOR_IP,
-            "--floating-ip",
-            FLOATING_IP,
-            "--wireguard",
-            mode,
-            "--interface",
-            &bed.gw_wg,
-        ],
-    );
+    let args = bed.init_args(mode);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    roamgw_ok(bed, &args);
     roamgw_ok(bed, &["add-roamer", "laptop"]);
 }
 
