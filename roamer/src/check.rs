@@ -65,8 +65,17 @@ fn loose_mode_warning(path: &Path) -> Option<String> {
     })
 }
 
-/// Checks the config at `path`. `routes` are the laptop's current routes (for collisions).
-pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, CheckError> {
+/// A roamer config with its private key, as `roamer run` uses it.
+pub struct Loaded {
+    pub config: RoamerConfig,
+    pub key: PrivateKey,
+    pub key_source: String,
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates the config and its key. `routes` are the laptop's current routes (for
+/// collisions); warnings are things that will work badly, not errors.
+pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, CheckError> {
     let text = fsutil::read_to_string(path)?;
     let config = RoamerConfig::from_toml(&text).map_err(|source| CheckError::Config {
         path: path.to_path_buf(),
@@ -103,6 +112,23 @@ pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, CheckError> {
                 .into(),
         );
     }
+    Ok(Loaded {
+        config,
+        key,
+        key_source,
+        warnings,
+    })
+}
+
+/// Checks the config at `path` and says what `roamer run` would do with it.
+pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, CheckError> {
+    let Loaded {
+        config,
+        key,
+        key_source,
+        warnings,
+    } = load(path, routes)?;
+    let public_key: PublicKey = key.public_key();
     Ok(CheckReport {
         config: path.to_path_buf(),
         name: config.name.to_string(),

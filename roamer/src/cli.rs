@@ -29,6 +29,20 @@ pub enum Command {
         after_help = "Examples:\n  roamer check\n  roamer check --config ./roamer.toml --json"
     )]
     Check(CheckArgs),
+
+    /// Bring the tunnel up and keep it up until SIGTERM/SIGINT (as root, or with CAP_NET_ADMIN).
+    #[command(
+        after_help = "Examples:\n  roamer run\n  roamer run --config ./roamer.toml\n\n\
+        Only the tunnel subnet goes through the tunnel; everything else leaves directly."
+    )]
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The roamer config (`roamgw show-config NAME --format roamer` prints it).
+    #[arg(long, env = "ROAMER_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -11,17 +11,22 @@ fn main() -> ExitCode {
     };
     roamgw_common::cli::init_logging(cli.verbosity.verbose);
     let result = match cli.command {
+        Command::Run(args) => roamgw_roamer::run::run(&args.config)
+            .map(|()| String::new())
+            .map_err(|e| e.to_string()),
         Command::Check(args) => {
             let routes = roamgw_common::routes::system_routes();
-            roamgw_roamer::check::check(&args.config, &routes).map(|report| {
-                if args.json {
-                    serde_json::to_string_pretty(&report)
-                        .map(|t| t + "\n")
-                        .unwrap_or_default()
-                } else {
-                    report.render()
-                }
-            })
+            roamgw_roamer::check::check(&args.config, &routes)
+                .map(|report| {
+                    if args.json {
+                        serde_json::to_string_pretty(&report)
+                            .map(|t| t + "\n")
+                            .unwrap_or_default()
+                    } else {
+                        report.render()
+                    }
+                })
+                .map_err(|e| e.to_string())
         }
     };
     match result {

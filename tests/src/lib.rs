@@ -568,6 +568,15 @@ pub enum GatewayMode {
     Daemon,
 }
 
+/// What runs the laptop's tunnel in a [`Scenario`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Laptop {
+    /// Stock wg-quick + wireguard-go with `roamgw show-config laptop --format wg-quick`.
+    WgQuick,
+    /// `roamer run` with `roamgw show-config laptop --format roamer`.
+    Roamer,
+}
+
 /// A testbed with roamgw on the gateway, roamer `laptop` on stock wg-quick + wireguard-go with
 /// the config `roamgw show-config` prints, the data plane up, and banner servers: "roamer" on
 /// the laptop and "droplet" on the gateway, both on port 22.
@@ -590,6 +599,15 @@ impl Scenario {
     }
 
     pub fn build(mode: GatewayMode, extra_init_flags: &[&str], verbose: bool) -> Self {
+        Self::build_with(mode, Laptop::WgQuick, extra_init_flags, verbose)
+    }
+
+    pub fn build_with(
+        mode: GatewayMode,
+        laptop: Laptop,
+        extra_init_flags: &[&str],
+        verbose: bool,
+    ) -> Self {
         let mut scenario = Scenario {
             bed: Testbed::new(),
             mode,
@@ -620,14 +638,20 @@ impl Scenario {
             }
             GatewayMode::Daemon => scenario.start_daemon(),
         }
-        let laptop_conf = scenario.quiet(&["show-config", "laptop", "--format", "wg-quick"]);
-        scenario.say(&format!(
-            "wg-quick up {} on the laptop (wireguard-go)",
-            scenario.bed.roam_wg
-        ));
-        scenario
-            .bed
-            .wg_quick_up(&scenario.bed.roam, &scenario.bed.roam_wg, &laptop_conf);
+        match laptop {
+            Laptop::WgQuick => {
+                let laptop_conf =
+                    scenario.quiet(&["show-config", "laptop", "--format", "wg-quick"]);
+                scenario.say(&format!(
+                    "wg-quick up {} on the laptop (wireguard-go)",
+                    scenario.bed.roam_wg
+                ));
+                scenario
+                    .bed
+                    .wg_quick_up(&scenario.bed.roam, &scenario.bed.roam_wg, &laptop_conf);
+            }
+            Laptop::Roamer => scenario.start_roamer(),
+        }
         let roam = scenario.bed.roam.clone();
         let tunnel = wait_until(Duration::from_secs(10), || {
             roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
@@ -636,8 +660,9 @@ impl Scenario {
         });
         assert!(
             tunnel,
-            "the WireGuard tunnel did not come up within 10 s\n{}",
-            scenario.bed.log("daemon.log")
+            "the WireGuard tunnel did not come up within 10 s\ndaemon:\n{}\nroamer:\n{}",
+            scenario.bed.log("daemon.log"),
+            scenario.bed.log("roamer.log")
         );
         scenario
             .bed
@@ -677,6 +702,32 @@ impl Scenario {
             self.bed.log("daemon.log")
         );
         self.daemon = Some(pid);
+    }
+
+    /// Starts `roamer run` on the laptop with the config roamgw prints (interface renamed to
+    /// this testbed's unique name).
+    pub fn start_roamer(&self) {
+        let config = self
+            .quiet(&["show-config", "laptop", "--format", "roamer"])
+            .replace(
+                &format!("interface = \"{}\"", self.bed.gw_wg),
+                &format!("interface = \"{}\"", self.bed.roam_wg),
+            );
+        let path = self.bed.dir.path().join("roamer.toml");
+        std::fs::write(&path, config).expect("write roamer.toml");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        self.say(&format!("roamer run on the laptop ({})", self.bed.roam_wg));
+        self.bed.spawn_logged(
+            &self.bed.roam,
+            &[
+                binary("roamer").to_str().expect("utf-8"),
+                "run",
+                "--config",
+                path.to_str().expect("utf-8"),
+            ],
+            "roamer.log",
+        );
     }
 
     /// Stops the daemon with SIGTERM and waits until its table is gone.
