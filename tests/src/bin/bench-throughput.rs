@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use roamgw_e2e::firewalld::Firewalld;
-use roamgw_e2e::{binary, wait_until, Ns, Testbed, ANCHOR_IP, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{
+    binary, wait_until, GatewayMode, Laptop, Ns, Scenario, Testbed, ANCHOR_IP, FLOATING_IP,
+    PUBLIC_IP,
+};
 
 const RUNS: usize = 3;
 const SECONDS: &str = "5";
@@ -151,15 +154,29 @@ fn roamgw_userspace() -> (Vec<f64>, u64) {
     wait_tunnel(&bed);
     iperf_server(&bed, &bed.roam);
     let results = runs(&bed.cli, FLOATING_IP);
-    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let rss_kib = rss_kib(&pid.to_string());
+    (results, rss_kib)
+}
+
+fn both_ours() -> (Vec<f64>, u64) {
+    let s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    s.ok(&["add-port", &PORT.to_string()]);
+    iperf_server(&s.bed, &s.bed.roam);
+    let results = runs(&s.bed.cli, FLOATING_IP);
+    let pid = s.bed.roam.run(&["pgrep", "-f", "roamer run"]);
+    let rss_kib = rss_kib(pid.trim());
+    (results, rss_kib)
+}
+
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmRSS:"))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
-        .unwrap_or(0);
-    (results, rss_kib)
+        .unwrap_or(0)
 }
 
 fn fmt(values: &[f64]) -> String {
@@ -174,6 +191,7 @@ fn main() {
     let a = raw();
     let b = manual();
     let (c, rss) = roamgw_userspace();
+    let (d, roamer_rss) = both_ours();
     let base = median(&b);
     println!("| path | Mbit/s (3 runs) | median | ratio to (b) |");
     println!("|---|---:|---:|---:|");
@@ -187,6 +205,10 @@ fn main() {
             "(c) roamgw run (boringtun) on the droplet, wg-quick + wireguard-go laptop",
             &c,
         ),
+        (
+            "(d) roamgw run on the droplet, roamer run on the laptop (boringtun both ends)",
+            &d,
+        ),
     ] {
         println!(
             "| {name} | {} | {:.0} | {:.2}x |",
@@ -199,5 +221,9 @@ fn main() {
     println!(
         "RSS of `roamgw run` with 1 roamer and 1,000 forwards, after the iperf3 runs: {:.1} MB. iperf3 TCP, {SECONDS} s per run; client, droplet and laptop share this machine's 2 cores.",
         rss as f64 / 1024.0
+    );
+    println!(
+        "RSS of `roamer run` after the iperf3 runs: {:.1} MB.",
+        roamer_rss as f64 / 1024.0
     );
 }
