@@ -1,11 +1,11 @@
-//! Interfaces through rtnetlink: MTU, up, address; creating and deleting links. A small
+//! Interfaces through rtnetlink: look up, MTU, up, address. A small
 //! current-thread runtime drives the async rtnetlink crate, so callers stay synchronous.
 
 use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::{Handle, LinkUnspec, LinkWireguard};
+use rtnetlink::{Handle, LinkUnspec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -94,33 +94,6 @@ impl Links {
                 .execute()
                 .await
                 .map_err(|e| request_error("add address to", name, e))
-        })
-    }
-
-    /// Creates a kernel WireGuard link; fails where the kernel has no WireGuard.
-    pub fn create_wireguard(&self, name: &str) -> Result<(), NetlinkError> {
-        self.runtime.block_on(async {
-            self.handle
-                .link()
-                .add(LinkWireguard::new(name).build())
-                .execute()
-                .await
-                .map_err(|e| request_error("create wireguard link", name, e))
-        })
-    }
-
-    /// Deletes a link; one that does not exist is fine.
-    pub fn delete(&self, name: &str) -> Result<(), NetlinkError> {
-        let Some(index) = self.index(name)? else {
-            return Ok(());
-        };
-        self.runtime.block_on(async {
-            self.handle
-                .link()
-                .del(index)
-                .execute()
-                .await
-                .map_err(|e| request_error("delete", name, e))
         })
     }
 }

@@ -217,24 +217,20 @@ pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
         }
     };
     let psk = PresharedKey::generate()?;
-    // The keys exist before the change is applied: the daemon reads the PSK for the peer.
-    // A roamer of that name may already exist: then the change is refused below and its
-    // files must stay as they are, so write into place only after a dry check.
-    if store.load()?.roamer(&args.name).is_some() {
-        return Err(refused(format!(
-            "roamer '{}' already exists: pick another name, or `roamgw remove-roamer {}` first",
-            args.name, args.name
-        )));
-    }
-    if let Some(key) = &private_key {
-        store.write_private_key(&store.roamer_key_path(&args.name), key)?;
-    }
-    store.write_psk(&store.roamer_psk_path(&args.name), &psk)?;
     let change = StateChange::AddRoamer {
         name: args.name.clone(),
         public_key,
         address: args.address,
     };
+    // The key files must exist before the change is applied (the daemon reads the PSK for the
+    // peer), yet a refused change must not overwrite an existing roamer's files: so a dry run
+    // on the saved state first, with the same checks and messages.
+    let mut dry_run = store.load()?;
+    crate::change::apply(&mut dry_run, &change).map_err(|e| refused(e.0))?;
+    if let Some(key) = &private_key {
+        store.write_private_key(&store.roamer_key_path(&args.name), key)?;
+    }
+    store.write_psk(&store.roamer_psk_path(&args.name), &psk)?;
     let (summary, how) = match make_change(store, change) {
         Ok(done) => done,
         Err(e) => {
@@ -247,7 +243,7 @@ pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
     } else {
         "its private key stays on the laptop"
     };
-    let several = store.load().map(|s| s.roamers.len() > 1).unwrap_or(false);
+    let several = dry_run.roamers.len() > 1;
     Ok(format!(
         "{summary} ({held}); {how}\n\
          next: roamgw show-config {name} --format roamer > roamer.toml   # copy to the laptop, 0600\n      \

@@ -46,11 +46,7 @@ pub fn observe() -> Result<Option<Observed>, DataPlaneError> {
 /// no permission to look (not root), both mean "not up".
 pub fn observe_if_up() -> Result<Option<Observed>, DataPlaneError> {
     match observe() {
-        Err(DataPlaneError::Nft(e))
-            if e.is_permission_denied() || matches!(e, NftError::Missing(_)) =>
-        {
-            Ok(None)
-        }
+        Err(DataPlaneError::Nft(e)) if e.is_unavailable() => Ok(None),
         other => other,
     }
 }
@@ -148,15 +144,12 @@ pub fn apply_change(
         .collect();
     match apply::apply_update(&remove, &add) {
         Ok(()) => Ok(Some(Plan::Update { remove, add })),
-        Err(first) => match apply::read_marker() {
-            Ok(None) => Ok(None),
-            Err(e) if e.is_permission_denied() || matches!(e, NftError::Missing(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-            Ok(Some(_)) => {
-                debug!("element update refused ({first}); reconciling the whole table");
-                apply_if_up(new)
-            }
-        },
+        Err(first) => {
+            // No table (not up), not ours to see, or not the shape we expect: the full path
+            // tells which and repairs the last.
+            debug!("element update refused ({first}); reconciling the whole table");
+            apply_if_up(new)
+        }
     }
 }
 

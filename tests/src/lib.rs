@@ -590,10 +590,6 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    pub fn external_wg_quick(extra_init_flags: &[&str]) -> Self {
-        Self::build(GatewayMode::External, extra_init_flags, false)
-    }
-
     pub fn new(mode: GatewayMode, extra_init_flags: &[&str]) -> Self {
         Self::build(mode, extra_init_flags, false)
     }

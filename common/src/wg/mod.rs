@@ -7,7 +7,7 @@
 pub mod uapi;
 pub mod userspace;
 
-use crate::keys::{PrivateKey, PublicKey};
+use crate::keys::PrivateKey;
 use uapi::{DeviceStatus, PeerConfig, SetRequest, UapiError};
 
 /// A running WireGuard interface roamgw can configure.
@@ -106,9 +106,4 @@ pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerS
         }
     }
     Ok(sync)
-}
-
-/// The public key the device's private key gives, for logs.
-pub fn describe_key(key: &PrivateKey) -> PublicKey {
-    key.public_key()
 }

@@ -39,9 +39,10 @@ pub enum UserspaceError {
 
 pub struct UserspaceDevice {
     name: String,
-    // Dropped last (field order): the device exits and its TUN goes away.
+    // Fields drop in order: our end of the UAPI socketpair, then the `wg` socket, then the
+    // device, which exits and takes its TUN interface with it.
     control: Arc<Mutex<UnixStream>>,
-    relay: Option<Relay>,
+    _relay: Relay,
     _handle: DeviceHandle,
 }
 
@@ -64,14 +65,13 @@ impl UserspaceDevice {
             message: format!("{e:?}"),
         })?;
         let control = Arc::new(Mutex::new(ours));
-        let mut device = UserspaceDevice {
+        let relay = Relay::start(name, Arc::clone(&control))?;
+        Ok(UserspaceDevice {
             name: name.to_string(),
             control,
-            relay: None,
+            _relay: relay,
             _handle: handle,
-        };
-        device.relay = Some(Relay::start(name, Arc::clone(&device.control))?);
-        Ok(device)
+        })
     }
 
     fn with_control<T>(
@@ -98,12 +98,6 @@ impl WgDevice for UserspaceDevice {
 
     fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
         self.with_control(|s| uapi::set(s, request))
-    }
-}
-
-impl Drop for UserspaceDevice {
-    fn drop(&mut self) {
-        self.relay.take();
     }
 }
 

@@ -22,9 +22,13 @@ pub enum NftError {
 }
 
 impl NftError {
-    /// True when nft could not talk to the kernel as this user (no CAP_NET_ADMIN).
-    pub fn is_permission_denied(&self) -> bool {
-        matches!(self, NftError::Failed { message, .. } if message.contains("Operation not permitted"))
+    /// True when this user cannot use nft at all: no nft binary, or no CAP_NET_ADMIN. Commands
+    /// that also work without the data plane then treat it as not up.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            NftError::Missing(_) => true,
+            NftError::Failed { message, .. } => message.contains("Operation not permitted"),
+        }
     }
 }
 
@@ -79,35 +83,6 @@ pub fn list_table() -> Result<Option<String>, NftError> {
         "list table ip roamgw",
     ) {
         Ok(json) => Ok(Some(json)),
-        Err(NftError::Failed { message, .. }) if message.contains("No such file or directory") => {
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// The table's rules marker (set `marker`): `None` when the table does not exist. Cheap, unlike
-/// listing the whole table, whose size grows with the forwards.
-pub fn read_marker() -> Result<Option<Option<u32>>, NftError> {
-    match run(
-        &["-j", "list", "set", "ip", TABLE, "marker"],
-        None,
-        "list set ip roamgw marker",
-    ) {
-        Ok(json) => {
-            let doc: serde_json::Value =
-                serde_json::from_str(&json).map_err(|e| NftError::Failed {
-                    action: "list set ip roamgw marker",
-                    message: e.to_string(),
-                })?;
-            let marker = doc["nftables"]
-                .as_array()
-                .and_then(|objects| objects.iter().find_map(|o| o.get("set")))
-                .and_then(|set| set["elem"].get(0))
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|m| u32::try_from(m).ok());
-            Ok(Some(marker))
-        }
         Err(NftError::Failed { message, .. }) if message.contains("No such file or directory") => {
             Ok(None)
         }
