@@ -102,3 +102,75 @@ impl Links {
 const fn libc_enodev() -> i32 {
     19
 }
+
+/// What changed on the machine's network, in a few words for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkChange(pub &'static str);
+
+/// Watches rtnetlink (links, IPv4 addresses, IPv4 routes) on a thread of its own and calls
+/// `on_change` for every change that is not on the interface `ignore` (our own tunnel: its
+/// link, address and route changes are ours, not the network's).
+///
+/// Returns once the subscription is in place, so no change after the return is missed.
+pub fn watch_network(
+    ignore: u32,
+    mut on_change: impl FnMut(NetworkChange) + Send + 'static,
+) -> Result<(), NetlinkError> {
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::route::RouteAttribute;
+    use rtnetlink::packet_route::RouteNetlinkMessage as M;
+    use rtnetlink::MulticastGroup;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(NetlinkError::Connect)?;
+    // Created inside the runtime: the socket registers with its reactor.
+    let (connection, _handle, mut messages) = runtime
+        .block_on(async {
+            rtnetlink::new_multicast_connection(&[
+                MulticastGroup::Link,
+                MulticastGroup::Ipv4Ifaddr,
+                MulticastGroup::Ipv4Route,
+            ])
+        })
+        .map_err(NetlinkError::Connect)?;
+    std::thread::Builder::new()
+        .name("netlink-watch".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::spawn(connection);
+                while let Some((message, _)) = futures_util::StreamExt::next(&mut messages).await {
+                    let NetlinkPayload::InnerMessage(message) = message.payload else {
+                        continue;
+                    };
+                    let (what, index) = match &message {
+                        M::NewLink(link) => ("link changed", link.header.index),
+                        M::DelLink(link) => ("link removed", link.header.index),
+                        M::NewAddress(a) => ("address added", a.header.index),
+                        M::DelAddress(a) => ("address removed", a.header.index),
+                        M::NewRoute(r) | M::DelRoute(r) => (
+                            if matches!(message, M::NewRoute(_)) {
+                                "route added"
+                            } else {
+                                "route removed"
+                            },
+                            r.attributes
+                                .iter()
+                                .find_map(|a| match a {
+                                    RouteAttribute::Oif(index) => Some(*index),
+                                    _ => None,
+                                })
+                                .unwrap_or(0),
+                        ),
+                        _ => continue,
+                    };
+                    if index != ignore {
+                        on_change(NetworkChange(what));
+                    }
+                }
+            });
+        })
+        .map_err(NetlinkError::Connect)?;
+    Ok(())
+}

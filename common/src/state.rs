@@ -430,6 +430,10 @@ pub struct RoamerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RoamerGateway {
     pub endpoint: Endpoint,
+    /// The gateway's address inside the tunnel, which `roamer run` probes to tell a live path
+    /// from a dead one. Default: the subnet's first host (roamgw's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
     pub public_key: PublicKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preshared_key: Option<PresharedKey>,
@@ -450,6 +454,15 @@ impl RoamerConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| unreachable!("config serializes: {e}"))
+    }
+
+    /// The gateway's tunnel address: configured, or the subnet's first host.
+    pub fn gateway_tunnel_address(&self) -> Ipv4Addr {
+        let subnet = self.address.trunc();
+        self.gateway
+            .address
+            .or_else(|| subnet.hosts().next())
+            .unwrap_or(subnet.network())
     }
 
     pub fn validate(&self) -> Result<(), StateError> {
@@ -481,6 +494,13 @@ impl RoamerConfig {
         if self.gateway.allowed_ips.is_empty() {
             return Err(invalid(format!(
                 "gateway.allowed_ips is empty: nothing would use the tunnel; use [\"{}\"]",
+                self.address.trunc()
+            )));
+        }
+        let gateway = self.gateway_tunnel_address();
+        if !host_in(self.address.trunc(), gateway) || gateway == self.address.addr() {
+            return Err(invalid(format!(
+                "gateway.address {gateway} must be another host of the tunnel subnet {}",
                 self.address.trunc()
             )));
         }

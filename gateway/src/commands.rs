@@ -463,7 +463,7 @@ fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
     ) {
         return peers;
     }
-    let status = crate::device::ExternalUapi::find(state.gateway.interface.as_str())
+    let status = roamgw_common::wg::socket::UapiSocket::find(state.gateway.interface.as_str())
         .and_then(|d| roamgw_common::wg::WgDevice::status(&d).ok());
     control::PeerView::for_roamers(state, status.as_ref())
 }

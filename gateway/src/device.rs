@@ -1,13 +1,9 @@
 //! The gateway's WireGuard interface: which device runs it, and what its peers should be.
 
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::time::Duration;
-
 use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::state::{GatewayState, WireguardMode};
-use roamgw_common::wg::uapi::{self, DeviceStatus, PeerConfig, SetRequest, UapiError};
-use roamgw_common::wg::userspace::{UserspaceDevice, UAPI_DIR};
+use roamgw_common::wg::uapi::{PeerConfig, UapiError};
+use roamgw_common::wg::userspace::UserspaceDevice;
 use roamgw_common::wg::WgDevice;
 use tracing::info;
 
@@ -107,43 +103,6 @@ pub fn desired_peers(state: &GatewayState, store: &Store) -> Result<Vec<PeerConf
             })
         })
         .collect()
-}
-
-/// A device someone else runs (wireguard-go under wg-quick), read through its UAPI socket.
-pub struct ExternalUapi {
-    name: String,
-    path: PathBuf,
-}
-
-impl ExternalUapi {
-    /// `None` when the interface has no UAPI socket (kernel WireGuard, or not running).
-    pub fn find(name: &str) -> Option<Self> {
-        let path = PathBuf::from(UAPI_DIR).join(format!("{name}.sock"));
-        path.exists().then(|| ExternalUapi {
-            name: name.to_string(),
-            path,
-        })
-    }
-
-    fn connect(&self) -> Result<UnixStream, UapiError> {
-        let stream = UnixStream::connect(&self.path)?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        Ok(stream)
-    }
-}
-
-impl WgDevice for ExternalUapi {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn status(&self) -> Result<DeviceStatus, UapiError> {
-        uapi::get(&mut self.connect()?, uapi::GET)
-    }
-
-    fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
-        uapi::set(&mut self.connect()?, request)
-    }
 }
 
 #[cfg(test)]

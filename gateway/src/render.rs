@@ -38,6 +38,7 @@ pub fn roamer_config(
         mtu: state.gateway.mtu,
         gateway: RoamerGateway {
             endpoint: state.gateway.endpoint.clone(),
+            address: Some(state.gateway.address),
             public_key: state.gateway.public_key,
             preshared_key: psk,
             allowed_ips: vec![state.gateway.subnet],

@@ -35,21 +35,46 @@ pub enum Command {
         after_help = "Examples:\n  roamer run\n  roamer run --config ./roamer.toml\n\n\
         Only the tunnel subnet goes through the tunnel; everything else leaves directly."
     )]
-    Run(RunArgs),
+    Run(ConfigArg),
+
+    /// Start `roamer run` in the background and return once the gateway answers (like `wg-quick up`).
+    #[command(
+        after_help = "Examples:\n  roamer up\n  roamer up --config ./roamer.toml --wait 30\n\n\
+        For a laptop that should always be connected, prefer the systemd unit (contrib/roamer.service)."
+    )]
+    Up(UpArgs),
+
+    /// Stop the roamer serving this config's interface, however it was started.
+    #[command(after_help = "Examples:\n  roamer down\n  roamer down --config ./roamer.toml")]
+    Down(ConfigArg),
+
+    /// Show the tunnel: health (up / stale / down and why), gateway, last handshake, traffic.
+    #[command(after_help = "Examples:\n  roamer status\n  roamer status --json\n\n\
+        Exit status: 0 when the roamer runs, 3 when it does not.")]
+    Status(CheckArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct ConfigArg {
     /// The roamer config (`roamgw show-config NAME --format roamer` prints it).
     #[arg(long, env = "ROAMER_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    /// Seconds to wait for the gateway's first answer before returning anyway.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The roamer config (`roamgw show-config NAME --format roamer` prints it).
-    #[arg(long, env = "ROAMER_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArg,
 
     /// Machine-readable output.
     #[arg(long)]

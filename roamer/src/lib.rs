@@ -2,4 +2,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod health;
 pub mod run;
+pub mod status;
+pub mod updown;

@@ -1,5 +1,6 @@
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser as _;
 use roamgw_roamer::cli::{Cli, Command};
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Check(args) => {
             let routes = roamgw_common::routes::system_routes();
-            roamgw_roamer::check::check(&args.config, &routes)
+            roamgw_roamer::check::check(&args.config.config, &routes)
                 .map(|report| {
                     if args.json {
                         serde_json::to_string_pretty(&report)
@@ -28,6 +29,31 @@ fn main() -> ExitCode {
                 })
                 .map_err(|e| e.to_string())
         }
+        Command::Up(args) => {
+            roamgw_roamer::updown::up(&args.config.config, Duration::from_secs(args.wait))
+                .map_err(|e| e.to_string())
+        }
+        Command::Down(args) => roamgw_roamer::updown::down(&args.config, Duration::from_secs(10))
+            .map_err(|e| e.to_string()),
+        Command::Status(args) => match roamgw_roamer::updown::read_config(&args.config.config) {
+            Ok(config) => {
+                let report = roamgw_roamer::status::Report::gather(&config);
+                let _ = std::io::stdout().write_all(
+                    if args.json {
+                        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+                    } else {
+                        report.render()
+                    }
+                    .as_bytes(),
+                );
+                return if report.running {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(3)
+                };
+            }
+            Err(e) => Err(e.to_string()),
+        },
     };
     match result {
         Ok(output) => {

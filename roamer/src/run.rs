@@ -1,22 +1,30 @@
-//! `roamer run`: the laptop's tunnel, up until SIGTERM/SIGINT.
+//! `roamer run`: the laptop's tunnel, up until SIGTERM/SIGINT, following the laptop from
+//! network to network.
 //!
-//! This first version brings the tunnel up (embedded userspace WireGuard, address, MTU, the
-//! tunnel subnet's route) and pokes it at once, so the first handshake does not wait for the
-//! first keepalive (measured with boringtun: 10–14 ms to a working forward with a poke, 10.2 s
-//! without). Network-change detection, DNS re-resolution and status come next.
+//! Brings the tunnel up (embedded userspace WireGuard, address, MTU, the tunnel subnet's
+//! route) and pokes it at once: boringtun starts a handshake only when it has something to
+//! send (measured: 10–14 ms to a working forward with a poke, 10.2 s without). Then one loop
+//! feeds [`crate::health::Machine`] with rtnetlink changes, resolver answers and a 500 ms tick
+//! (the device's rx counter, and the CLOCK_BOOTTIME/CLOCK_MONOTONIC gap that betrays a
+//! suspend), and carries out what it asks: probe, re-resolve, reconnect.
 
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use roamgw_common::netlink::Links;
+use roamgw_common::netlink::{Links, NetworkChange};
+use roamgw_common::state::RoamerConfig;
 use roamgw_common::wg::uapi::PeerConfig;
 use roamgw_common::wg::userspace::UserspaceDevice;
-use roamgw_common::wg::{set_identity, sync_peers};
+use roamgw_common::wg::{reset_peer, set_identity, sync_peers, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::check::{self, CheckError};
+use crate::health::{Action, Health, Input, Machine, Timing};
+use crate::status::{self, RunState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -36,6 +44,10 @@ pub enum RunError {
     Netlink(#[from] roamgw_common::netlink::NetlinkError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot write the status file: {0}")]
+    Status(#[from] roamgw_common::fsutil::FsError),
+    #[error("another roamer (pid {0}) runs interface {1}: stop it first (`roamer down`)")]
+    AlreadyRunning(u32, String),
 }
 
 fn resolve(endpoint: &roamgw_common::Endpoint) -> Result<SocketAddr, RunError> {
@@ -50,13 +62,94 @@ fn resolve(endpoint: &roamgw_common::Endpoint) -> Result<SocketAddr, RunError> {
         .ok_or_else(|| resolve_error("no IPv4 address".into()))
 }
 
-/// One datagram into the tunnel: boringtun starts a handshake when it has something to send,
-/// not when a peer with keepalive is added.
-fn poke(gateway_tunnel_address: std::net::Ipv4Addr) {
-    let sent = UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.send_to(b"roamer", (gateway_tunnel_address, 9)));
-    if let Err(e) = sent {
-        warn!("could not poke the tunnel: {e}");
+/// Port 9 (discard): nothing listens there, so the gateway's kernel answers with ICMP port
+/// unreachable, which comes back through the tunnel as data.
+const PROBE_PORT: u16 = 9;
+const TICK: Duration = Duration::from_millis(500);
+/// While a probe is out: reading the counters costs microseconds, a late "up" costs users.
+const FAST_TICK: Duration = Duration::from_millis(20);
+/// Network events come in bursts (address gone, address added, route added): act once the
+/// burst is quiet for this long, or at the latest after `DEBOUNCE_MAX`.
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
+const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+/// Boot time running ahead of monotonic time by more than this: the laptop slept.
+const SUSPEND_GAP: Duration = Duration::from_secs(2);
+
+enum Event {
+    Network(NetworkChange),
+    Resolved(Result<SocketAddr, String>),
+    Stop(i32),
+}
+
+/// Seconds the machine has been up, suspend included (CLOCK_BOOTTIME).
+fn boottime() -> Duration {
+    clock(rustix::time::ClockId::Boottime)
+}
+
+fn monotonic() -> Duration {
+    clock(rustix::time::ClockId::Monotonic)
+}
+
+fn clock(id: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(id);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
+    PeerConfig {
+        public_key: config.gateway.public_key,
+        preshared_key: config.gateway.preshared_key.clone(),
+        endpoint: Some(endpoint),
+        allowed_ips: config
+            .gateway
+            .allowed_ips
+            .iter()
+            .copied()
+            .map(IpNet::V4)
+            .collect(),
+        persistent_keepalive: config.gateway.persistent_keepalive,
+    }
+}
+
+/// Sends probes into the tunnel; the answers show up in the device's rx counter.
+struct Prober {
+    socket: Option<UdpSocket>,
+    target: (Ipv4Addr, u16),
+}
+
+impl Prober {
+    fn new(gateway: Ipv4Addr) -> Self {
+        let socket = UdpSocket::bind("0.0.0.0:0")
+            .inspect_err(|e| warn!("no probe socket ({e}): dead paths go unnoticed"))
+            .ok();
+        Prober {
+            socket,
+            target: (gateway, PROBE_PORT),
+        }
+    }
+
+    fn probe(&self) {
+        if let Some(socket) = &self.socket {
+            // Fails while the laptop has no route at all; the next network change retries.
+            if let Err(e) = socket.send_to(b"roamer probe", self.target) {
+                debug!("probe not sent: {e}");
+            }
+        }
+    }
+}
+
+fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender<Event>) {
+    let spawned = std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let answer = resolve(&endpoint).map_err(|e| e.to_string());
+            let _ = events.send(Event::Resolved(answer));
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start a resolver thread: {e}");
     }
 }
 
@@ -67,6 +160,12 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         warn!("{warning}");
     }
     let config = &loaded.config;
+    let interface = config.interface.as_str();
+    if let Some(other) = status::read_live(interface) {
+        if other.pid != std::process::id() {
+            return Err(RunError::AlreadyRunning(other.pid, interface.to_string()));
+        }
+    }
     let subnet = config.address.trunc();
     if let Some(outside) = config
         .gateway
@@ -77,42 +176,174 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         return Err(RunError::Routes(outside.to_string()));
     }
     let endpoint = resolve(&config.gateway.endpoint)?;
+    let (events, inbox) = mpsc::channel();
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+    let stop = events.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let _ = stop.send(Event::Stop(signal));
+            }
+        })
+        .map_err(RunError::Signals)?;
 
-    let device = UserspaceDevice::create(config.interface.as_str())?;
+    let device = UserspaceDevice::create(interface)?;
     set_identity(&device, &loaded.key, 0)?;
-    sync_peers(
-        &device,
-        &[PeerConfig {
-            public_key: config.gateway.public_key,
-            preshared_key: config.gateway.preshared_key.clone(),
-            endpoint: Some(endpoint),
-            allowed_ips: config
-                .gateway
-                .allowed_ips
-                .iter()
-                .copied()
-                .map(IpNet::V4)
-                .collect(),
-            persistent_keepalive: config.gateway.persistent_keepalive,
-        }],
-    )?;
+    sync_peers(&device, &[peer_config(config, endpoint)])?;
     // The address's connected route is the tunnel subnet: the only route the roamer needs, so
     // updates and browsing keep going straight out.
-    Links::connect()?.configure(config.interface.as_str(), config.mtu, config.address)?;
-    poke(subnet.hosts().next().unwrap_or(subnet.network()));
+    let links = Links::connect()?;
+    links.configure(interface, config.mtu, config.address)?;
+    let tunnel_index = links.index(interface)?.unwrap_or(0);
+    let network_events = events.clone();
+    roamgw_common::netlink::watch_network(tunnel_index, move |change| {
+        let _ = network_events.send(Event::Network(change));
+    })?;
+
+    let prober = Prober::new(config.gateway_tunnel_address());
+    prober.probe();
+    let timing = Timing::new(config.gateway.persistent_keepalive);
+    let mut machine = Machine::new(timing, endpoint, boottime(), u64::from(std::process::id()));
+    let started = status::unix_now();
+    let write_status = |machine: &Machine| {
+        let written = status::write(&RunState {
+            pid: std::process::id(),
+            config: config_path.to_path_buf(),
+            name: config.name.to_string(),
+            interface: interface.to_string(),
+            tunnel_address: config.address,
+            gateway_endpoint: config.gateway.endpoint.to_string(),
+            gateway_address: machine.endpoint(),
+            health: machine.health().clone(),
+            health_since: status::unix_now()
+                .saturating_sub(boottime().saturating_sub(machine.health_since()).as_secs()),
+            started,
+        });
+        if let Err(e) = written {
+            warn!("{e}");
+        }
+    };
+    write_status(&machine);
     info!(
-        interface = %config.interface,
+        interface,
         address = %config.address,
         gateway = %config.gateway.endpoint,
         resolved = %endpoint,
         keepalive = config.gateway.persistent_keepalive,
-        "tunnel up"
+        "tunnel up, waiting for the gateway's answer"
     );
-    if let Some(signal) = signals.forever().next() {
-        info!(signal, "stopping");
-    }
+
+    let mut burst: Option<(Instant, Instant, NetworkChange)> = None;
+    let mut next_tick = Instant::now();
+    let mut clocks = (boottime(), monotonic());
+    let signal = loop {
+        let mut wait = next_tick.saturating_duration_since(Instant::now());
+        if let Some((first, last, _)) = &burst {
+            let due = (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX);
+            wait = wait.min(due.saturating_duration_since(Instant::now()));
+        }
+        let mut inputs = Vec::new();
+        match inbox.recv_timeout(wait) {
+            Ok(Event::Stop(signal)) => break signal,
+            Ok(Event::Network(change)) => {
+                let now = Instant::now();
+                burst = Some(match burst.take() {
+                    Some((first, _, what)) => (first, now, what),
+                    None => (now, now, change),
+                });
+            }
+            Ok(Event::Resolved(Ok(address))) => inputs.push(Input::Resolved(address)),
+            Ok(Event::Resolved(Err(message))) => {
+                warn!("{message}");
+                inputs.push(Input::ResolveFailed(message));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break 0,
+        }
+        let now = Instant::now();
+        if let Some((first, last, what)) = &burst {
+            if now >= (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX) {
+                info!(change = what.0, "network changed: probing the gateway");
+                inputs.push(Input::NetworkChanged);
+                burst = None;
+            }
+        }
+        if now >= next_tick {
+            next_tick = now
+                + if machine.awaiting_answer() {
+                    FAST_TICK
+                } else {
+                    TICK
+                };
+            let (boot, mono) = (boottime(), monotonic());
+            let slept = boot
+                .saturating_sub(clocks.0)
+                .saturating_sub(mono.saturating_sub(clocks.1));
+            clocks = (boot, mono);
+            if slept > SUSPEND_GAP {
+                info!(
+                    slept_secs = slept.as_secs(),
+                    "woke from suspend: probing the gateway"
+                );
+                inputs.push(Input::NetworkChanged);
+            }
+            match device.status() {
+                Ok(status) => {
+                    let rx_bytes = status
+                        .peer(&config.gateway.public_key)
+                        .map_or(0, |p| p.rx_bytes);
+                    inputs.push(Input::Tick { rx_bytes });
+                }
+                Err(e) => warn!("cannot read the tunnel's counters: {e}"),
+            }
+        }
+        for input in inputs {
+            let before = (machine.health().clone(), machine.endpoint());
+            for action in machine.step(boottime(), input) {
+                match action {
+                    Action::Probe => prober.probe(),
+                    Action::Resolve => {
+                        resolve_in_background(config.gateway.endpoint.clone(), events.clone())
+                    }
+                    Action::Reconnect(address) => {
+                        if address != before.1 {
+                            info!(from = %before.1, to = %address, "the gateway moved: following it");
+                        }
+                        if let Err(e) = reset_peer(&device, &peer_config(config, address)) {
+                            warn!("cannot reconnect to {address}: {e}");
+                        }
+                        prober.probe();
+                    }
+                }
+            }
+            if (machine.health(), machine.endpoint()) != (&before.0, before.1) {
+                log_health(&before.0, &machine);
+                write_status(&machine);
+            }
+        }
+    };
+    info!(signal, "stopping");
+    status::remove(interface);
     drop(device);
     Ok(())
+}
+
+fn log_health(before: &Health, machine: &Machine) {
+    match machine.health() {
+        Health::Up => match before {
+            Health::Connecting => {
+                info!(gateway = %machine.endpoint(), "tunnel up: the gateway answers")
+            }
+            _ => info!(gateway = %machine.endpoint(), "tunnel recovered"),
+        },
+        Health::Stale(why) => {
+            warn!(gateway = %machine.endpoint(), "tunnel stale: {why}; re-resolving and reconnecting")
+        }
+        Health::Down(why) => {
+            warn!(gateway = %machine.endpoint(), "tunnel down: {why}; retrying with backoff")
+        }
+        Health::Connecting => {}
+    }
 }

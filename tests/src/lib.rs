@@ -442,6 +442,37 @@ impl Testbed {
         .to_vec()
     }
 
+    /// Gives `ns` its own /etc/hosts (`ip netns exec` bind-mounts /etc/netns/NAME/hosts).
+    /// Later calls rewrite the same file in place, so running processes see the change.
+    pub fn set_hosts(&self, ns: &Ns, text: &str) {
+        let dir = PathBuf::from(format!("/etc/netns/{}", ns.name));
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/NAME");
+        std::fs::write(dir.join("hosts"), text).expect("write hosts");
+    }
+
+    /// How long after `since` the outside client first reads `expected` from `addr`, trying
+    /// every 100 ms with short timeouts; `None` if not by `deadline` after `since`.
+    pub fn time_until_banner(
+        &self,
+        addr: &str,
+        expected: &str,
+        since: Instant,
+        deadline: Duration,
+    ) -> Option<Duration> {
+        while since.elapsed() < deadline {
+            let attempt = Instant::now();
+            if let Ok(mut stream) = self.cli.connect(addr, Duration::from_millis(300)) {
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                if text.trim() == expected {
+                    return Some(since.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100).saturating_sub(attempt.elapsed()));
+        }
+        None
+    }
+
     /// A config directory for roamgw inside the testbed's temp dir.
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().join("roamgw")
@@ -554,6 +585,12 @@ impl Drop for Testbed {
         }
         for interface in [&self.gw_wg, &self.roam_wg] {
             let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
+            for suffix in ["json", "log"] {
+                let _ = std::fs::remove_file(format!("/run/roamgw/roamer-{interface}.{suffix}"));
+            }
+        }
+        for ns in self.all() {
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", ns.name));
         }
     }
 }
@@ -604,6 +641,12 @@ impl Scenario {
         extra_init_flags: &[&str],
         verbose: bool,
     ) -> Self {
+        Self::gateway_only(mode, extra_init_flags, verbose).connect_laptop(laptop)
+    }
+
+    /// [`Scenario::build_with`] in two steps, for tests that prepare the laptop's side first.
+    /// This one: the gateway with roamer `laptop`, up.
+    pub fn gateway_only(mode: GatewayMode, extra_init_flags: &[&str], verbose: bool) -> Self {
         let mut scenario = Scenario {
             bed: Testbed::new(),
             mode,
@@ -634,6 +677,12 @@ impl Scenario {
             }
             GatewayMode::Daemon => scenario.start_daemon(),
         }
+        scenario
+    }
+
+    /// The second step: the laptop's tunnel up, and the banner servers.
+    pub fn connect_laptop(mut self, laptop: Laptop) -> Self {
+        let scenario = &mut self;
         match laptop {
             Laptop::WgQuick => {
                 let laptop_conf =
@@ -666,7 +715,7 @@ impl Scenario {
         scenario
             .bed
             .tcp_banner_server(&scenario.bed.gw, 22, "droplet");
-        scenario
+        self
     }
 
     /// Starts `roamgw run` in the gateway namespace and waits until it serves.
@@ -709,7 +758,7 @@ impl Scenario {
                 &format!("interface = \"{}\"", self.bed.gw_wg),
                 &format!("interface = \"{}\"", self.bed.roam_wg),
             );
-        let path = self.bed.dir.path().join("roamer.toml");
+        let path = self.roamer_config();
         std::fs::write(&path, config).expect("write roamer.toml");
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
@@ -724,6 +773,21 @@ impl Scenario {
             ],
             "roamer.log",
         );
+    }
+
+    /// Where [`Scenario::start_roamer`] puts the laptop's config.
+    pub fn roamer_config(&self) -> PathBuf {
+        self.bed.dir.path().join("roamer.toml")
+    }
+
+    /// Runs `roamer ARGS --config <the laptop's config>` on the laptop.
+    pub fn roamer(&self, args: &[&str]) -> Output {
+        let config = self.roamer_config();
+        let roamer = binary("roamer");
+        let mut full = vec![roamer.to_str().expect("utf-8")];
+        full.extend_from_slice(args);
+        full.extend(["--config", config.to_str().expect("utf-8")]);
+        self.bed.roam.output(&full)
     }
 
     /// Stops the daemon with SIGTERM and waits until its table is gone.

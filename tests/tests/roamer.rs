@@ -1,9 +1,79 @@
 //! The product with our two binaries only: `roamgw run` on the droplet, `roamer run` on the
-//! laptop behind the CGNAT.
+//! laptop behind the CGNAT, and the laptop's life: new addresses, a NAT that forgets, a
+//! gateway that moves or restarts.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP};
+
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// The laptop's status once its health is `health` (or after 5 s, whatever it is then).
+fn laptop_status_when(s: &Scenario, health: &str) -> serde_json::Value {
+    let mut status = laptop_status(s);
+    wait_until(Duration::from_secs(5), || {
+        status = laptop_status(s);
+        status["health"]["state"] == health
+    });
+    status
+}
+
+fn laptop_status(s: &Scenario) -> serde_json::Value {
+    let out = s.roamer(&["status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "roamer status --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// An established connection through the forward to the laptop's echo server.
+fn echo_connection(s: &Scenario) -> BufReader<TcpStream> {
+    let stream = s
+        .bed
+        .cli
+        .connect(&format!("{FLOATING_IP}:7"), Duration::from_secs(30))
+        .expect("connect to the echo forward");
+    let mut reader = BufReader::new(stream);
+    assert_eq!(echo(&mut reader, "hello"), "hello");
+    reader
+}
+
+/// One line there and back; TCP retransmits across an outage (30 s timeouts).
+fn echo(connection: &mut BufReader<TcpStream>, text: &str) -> String {
+    connection
+        .get_mut()
+        .write_all(format!("{text}\n").as_bytes())
+        .expect("write");
+    let mut line = String::new();
+    connection.read_line(&mut line).expect("echo back");
+    line.trim().to_string()
+}
+
+fn roaming_scenario() -> Scenario {
+    let s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    s.bed.tcp_echo_server(&s.bed.roam, 7);
+    s.ok(&["add-port", "22"]);
+    s.ok(&["add-port", "7"]);
+    s
+}
+
+fn recovered(s: &Scenario, since: Instant, deadline: Duration, what: &str) -> Duration {
+    let took = s
+        .bed
+        .time_until_banner(&format!("{FLOATING_IP}:22"), "roamer", since, deadline);
+    took.unwrap_or_else(|| {
+        panic!(
+            "no forwarded connection within {deadline:?} after {what}\nroamer:\n{}\ndaemon:\n{}",
+            s.bed.log("roamer.log"),
+            s.bed.log("daemon.log")
+        )
+    })
+}
 
 #[test]
 fn roamgw_and_roamer_only() {
@@ -25,18 +95,187 @@ fn roamgw_and_roamer_only() {
     // Only the tunnel subnet goes through the tunnel: the laptop's default route is untouched.
     let route = s.bed.roam.run(&["ip", "route", "get", "198.51.100.1"]);
     assert!(route.contains("dev eth0"), "{route}");
-    // SIGTERM takes the laptop's interface down.
-    let roam = s.bed.roam.clone();
-    roam.run(&["pkill", "-TERM", "-f", "roamer run"]);
-    let gone = wait_until(Duration::from_secs(5), || {
-        !roam
+    let status = laptop_status_when(&s, "up");
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(
+        status["health"]["state"],
+        "up",
+        "{status}\nroamer:\n{}",
+        s.bed.log("roamer.log")
+    );
+    assert_eq!(status["gateway_address"], format!("{PUBLIC_IP}:51820"));
+    assert!(status["rx_bytes"].as_u64() > Some(0), "{status}");
+    let text = String::from_utf8_lossy(&s.roamer(&["status"]).stdout).into_owned();
+    assert!(text.starts_with("roamer laptop: up"), "{text}");
+    // `roamer down` stops it (SIGTERM), which takes the laptop's interface down.
+    let out = s.roamer(&["down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !s.bed
+            .roam
             .output(&["ip", "link", "show", &s.bed.roam_wg])
             .status
-            .success()
-    });
-    assert!(
-        gone,
+            .success(),
         "roamer left its interface:\n{}",
         s.bed.log("roamer.log")
     );
+    let out = s.roamer(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "not running: exit 3");
+}
+
+#[test]
+fn laptop_address_change_recovers_at_once_and_keeps_connections() {
+    let s = roaming_scenario();
+    let mut connection = echo_connection(&s);
+    let roam = &s.bed.roam;
+    let moved = Instant::now();
+    roam.run(&["ip", "addr", "flush", "dev", "eth0"]);
+    roam.run(&["ip", "addr", "add", "100.64.0.3/24", "dev", "eth0"]);
+    roam.run(&["ip", "route", "add", "default", "via", "100.64.0.1"]);
+    let took = recovered(&s, moved, Duration::from_secs(20), "the address change");
+    eprintln!("address change: forward works again after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "recovery took {took:?}: the network event did not move the tunnel (timers would)"
+    );
+    assert_eq!(echo(&mut connection, "still here"), "still here");
+    let status = laptop_status_when(&s, "up");
+    assert_eq!(
+        status["health"]["state"],
+        "up",
+        "{status}\nroamer:\n{}",
+        s.bed.log("roamer.log")
+    );
+}
+
+#[test]
+fn nat_mapping_loss_recovers_within_the_keepalive() {
+    let s = roaming_scenario();
+    let mut connection = echo_connection(&s);
+    let lost = Instant::now();
+    s.bed.cgn.run(&["conntrack", "-F"]);
+    let took = recovered(
+        &s,
+        lost,
+        KEEPALIVE + Duration::from_secs(10),
+        "the CGNAT forgot its mapping",
+    );
+    eprintln!("NAT mapping loss: forward works again after {took:?}");
+    assert!(took <= KEEPALIVE + Duration::from_secs(1), "took {took:?}");
+    assert_eq!(echo(&mut connection, "still here"), "still here");
+}
+
+#[test]
+fn tunnel_follows_a_gateway_that_moves_to_a_new_address() {
+    const NEW_IP: &str = "203.0.113.11";
+    let s = Scenario::gateway_only(
+        GatewayMode::Daemon,
+        &["--endpoint", "gw.roamgw.test"],
+        false,
+    );
+    s.bed
+        .set_hosts(&s.bed.roam, &format!("{PUBLIC_IP} gw.roamgw.test\n"));
+    let s = s.connect_laptop(Laptop::Roamer);
+    s.ok(&["add-port", "22"]);
+    assert_eq!(
+        laptop_status(&s)["gateway_endpoint"],
+        "gw.roamgw.test:51820"
+    );
+
+    // The droplet gets a new public address and loses the old one; the provider routes the
+    // floating IP's anchor to it; the name follows.
+    let gw = &s.bed.gw;
+    gw.run(&["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"]);
+    gw.run(&["ip", "addr", "add", &format!("{NEW_IP}/24"), "dev", "eth0"]);
+    let moved = Instant::now();
+    gw.run(&[
+        "ip",
+        "addr",
+        "del",
+        &format!("{PUBLIC_IP}/24"),
+        "dev",
+        "eth0",
+    ]);
+    gw.run(&["ip", "route", "replace", "default", "via", "203.0.113.1"]);
+    s.bed
+        .wan
+        .run(&["ip", "route", "replace", "10.16.0.0/16", "via", NEW_IP]);
+    s.bed
+        .set_hosts(&s.bed.roam, &format!("{NEW_IP} gw.roamgw.test\n"));
+    let took = recovered(
+        &s,
+        moved,
+        KEEPALIVE + Duration::from_secs(15),
+        "the gateway moved",
+    );
+    eprintln!("gateway moved: forward works again after {took:?}");
+    assert!(took <= KEEPALIVE + Duration::from_secs(5), "took {took:?}");
+    let status = laptop_status(&s);
+    assert_eq!(
+        status["gateway_address"],
+        format!("{NEW_IP}:51820"),
+        "{status}"
+    );
+}
+
+#[test]
+fn laptop_reconnects_to_a_restarted_gateway() {
+    let mut s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    // `roamer up` this time: the one-shot way, returns once the gateway answers.
+    let config = s
+        .ok(&["show-config", "laptop", "--format", "roamer"])
+        .replace(
+            &format!("interface = \"{}\"", s.bed.gw_wg),
+            &format!("interface = \"{}\"", s.bed.roam_wg),
+        );
+    std::fs::write(s.roamer_config(), config).expect("write roamer.toml");
+    std::fs::set_permissions(
+        s.roamer_config(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let out = s.roamer(&["up"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains(": up on"),
+        "roamer up: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.bed.tcp_banner_server(&s.bed.roam, 22, "roamer");
+    s.ok(&["add-port", "22"]);
+    assert_eq!(
+        s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+        Some("roamer")
+    );
+
+    let pid = s.daemon.take().expect("daemon pid");
+    s.bed.gw.run(&["kill", "-KILL", &pid.to_string()]);
+    let restarted = Instant::now();
+    s.start_daemon();
+    let took = recovered(
+        &s,
+        restarted,
+        KEEPALIVE + Duration::from_secs(15),
+        "the gateway restarted",
+    );
+    eprintln!("gateway restart: forward works again after {took:?}");
+
+    let out = s.roamer(&["down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s
+        .bed
+        .roam
+        .output(&["ip", "link", "show", &s.bed.roam_wg])
+        .status
+        .success());
+    let out = s.roamer(&["down"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was not running"));
 }

@@ -3,7 +3,10 @@
 //! - [`userspace`]: boringtun embedded in-process (a TUN device), configured over UAPI through a
 //!   socketpair, with the workarounds for its known traps in one place.
 //! - [`uapi`]: the cross-platform text protocol, also used to talk to wireguard-go.
+//! - [`socket`]: a device reached through its UAPI socket (wireguard-go, or `wg show`'s view
+//!   of ours).
 
+pub mod socket;
 pub mod uapi;
 pub mod userspace;
 
@@ -86,15 +89,13 @@ pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerS
         match current.peer(&want.public_key) {
             Some(have) if same_config(have, want) => {}
             Some(have) => {
-                let mut remove = SetRequest::new();
-                remove.remove_peer(&want.public_key);
-                device.set(&remove)?;
-                let mut add = SetRequest::new();
-                add.peer(&PeerConfig {
-                    endpoint: want.endpoint.or(have.endpoint),
-                    ..want.clone()
-                });
-                device.set(&add)?;
+                reset_peer(
+                    device,
+                    &PeerConfig {
+                        endpoint: want.endpoint.or(have.endpoint),
+                        ..want.clone()
+                    },
+                )?;
                 sync.changed += 1;
             }
             None => {
@@ -106,4 +107,16 @@ pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerS
         }
     }
     Ok(sync)
+}
+
+/// Removes the peer and adds it again as `peer` says: a fresh session (the next packet starts
+/// a handshake) at a possibly new endpoint. Two transactions, never a change in place (see
+/// [`sync_peers`]).
+pub fn reset_peer(device: &dyn WgDevice, peer: &PeerConfig) -> Result<(), UapiError> {
+    let mut remove = SetRequest::new();
+    remove.remove_peer(&peer.public_key);
+    device.set(&remove)?;
+    let mut add = SetRequest::new();
+    add.peer(peer);
+    device.set(&add)
 }

@@ -1,0 +1,46 @@
+//! A WireGuard device reached through its UAPI socket in [`UAPI_DIR`]: wireguard-go under
+//! wg-quick, or the `wg show` socket our embedded device serves (read-only).
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::uapi::{self, DeviceStatus, SetRequest, UapiError};
+use super::userspace::UAPI_DIR;
+use super::WgDevice;
+
+pub struct UapiSocket {
+    name: String,
+    path: PathBuf,
+}
+
+impl UapiSocket {
+    /// `None` when the interface has no UAPI socket (kernel WireGuard, or not running).
+    pub fn find(name: &str) -> Option<Self> {
+        let path = PathBuf::from(UAPI_DIR).join(format!("{name}.sock"));
+        path.exists().then(|| UapiSocket {
+            name: name.to_string(),
+            path,
+        })
+    }
+
+    fn connect(&self) -> Result<UnixStream, UapiError> {
+        let stream = UnixStream::connect(&self.path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(stream)
+    }
+}
+
+impl WgDevice for UapiSocket {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn status(&self) -> Result<DeviceStatus, UapiError> {
+        uapi::get(&mut self.connect()?, uapi::GET)
+    }
+
+    fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
+        uapi::set(&mut self.connect()?, request)
+    }
+}

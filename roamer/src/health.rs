@@ -1,0 +1,496 @@
+//! When to probe, re-resolve and re-handshake: a pure state machine, so every path through it
+//! is a table test. `run` feeds it observations and events and carries out its actions.
+//!
+//! Liveness is "the tunnel delivered data to us": boringtun counts only decrypted IP packets
+//! in rx_bytes (not keepalives, not handshakes), and a probe to the gateway's tunnel address
+//! is answered by the gateway's kernel (ICMP port unreachable), so an answered probe means
+//! the whole path works, keys included.
+//!
+//! Times are seconds on CLOCK_BOOTTIME as [`Duration`]s since an arbitrary start, so a
+//! suspended laptop sees the time it slept.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Probe after this long without data from the gateway (the keepalive interval).
+    pub probe_interval: Duration,
+    /// A probe unanswered for this long means the path looks dead.
+    pub probe_timeout: Duration,
+    /// Re-resolve the gateway's name this often even when all is well.
+    pub dns_refresh: Duration,
+    /// Recovery attempts back off from `backoff_min` to `backoff_max` (with ±20 % jitter).
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Up this long in one piece: forget earlier failures (the next outage starts at
+    /// `backoff_min` again).
+    pub healthy_reset: Duration,
+    /// Unanswered this long: down, not just stale.
+    pub down_after: Duration,
+}
+
+impl Timing {
+    pub fn new(keepalive_secs: u16) -> Self {
+        let probe_interval = match keepalive_secs {
+            0 => Duration::from_secs(25),
+            secs => Duration::from_secs(u64::from(secs)),
+        };
+        Timing {
+            probe_interval,
+            probe_timeout: Duration::from_secs(2),
+            dns_refresh: Duration::from_secs(300),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            healthy_reset: Duration::from_secs(60),
+            down_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "reason")]
+pub enum Health {
+    /// Started, first answer not seen yet.
+    Connecting,
+    Up,
+    /// The last probe went unanswered; recovering.
+    Stale(String),
+    /// Unanswered for [`Timing::down_after`] or more.
+    Down(String),
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Connecting => f.write_str("connecting"),
+            Health::Up => f.write_str("up"),
+            Health::Stale(why) => write!(f, "stale: {why}"),
+            Health::Down(why) => write!(f, "down: {why}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The device's received data bytes for the gateway, read every tick.
+    Tick {
+        rx_bytes: u64,
+    },
+    /// A link, address or route of the laptop changed, or it woke from suspend.
+    NetworkChanged,
+    Resolved(SocketAddr),
+    ResolveFailed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// One datagram to the gateway's tunnel address: sends from the laptop's current source
+    /// address (the gateway learns it) and asks for an answer.
+    Probe,
+    /// Look the gateway's name up again (off the loop; answer with Resolved/ResolveFailed).
+    Resolve,
+    /// Re-add the gateway peer with this endpoint (a fresh session, so a handshake starts at
+    /// once), then probe.
+    Reconnect(SocketAddr),
+}
+
+/// Why a resolve was asked for: decides what an unchanged answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Purpose {
+    Refresh,
+    NetworkChange,
+    Recovery,
+}
+
+#[derive(Debug)]
+pub struct Machine {
+    timing: Timing,
+    endpoint: SocketAddr,
+    health: Health,
+    health_since: Duration,
+    started: Duration,
+    rx_bytes: u64,
+    last_answer: Option<Duration>,
+    probe_sent: Option<Duration>,
+    resolving: Option<Purpose>,
+    next_refresh: Duration,
+    failures: u32,
+    next_recovery: Option<Duration>,
+    jitter: u64,
+}
+
+impl Machine {
+    /// `now` is when the tunnel came up and was poked.
+    pub fn new(timing: Timing, endpoint: SocketAddr, now: Duration, seed: u64) -> Self {
+        Machine {
+            timing,
+            endpoint,
+            health: Health::Connecting,
+            health_since: now,
+            started: now,
+            rx_bytes: 0,
+            last_answer: None,
+            probe_sent: Some(now),
+            resolving: None,
+            next_refresh: now + timing.dns_refresh,
+            failures: 0,
+            next_recovery: None,
+            jitter: seed | 1,
+        }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn health_since(&self) -> Duration {
+        self.health_since
+    }
+
+    pub fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+    }
+
+    /// A probe is out: worth looking at the counters often, so the answer is seen at once.
+    pub fn awaiting_answer(&self) -> bool {
+        self.probe_sent.is_some()
+    }
+
+    fn set_health(&mut self, health: Health, now: Duration) {
+        if self.health != health {
+            self.health = health;
+            self.health_since = now;
+        }
+    }
+
+    fn resolve(&mut self, purpose: Purpose, actions: &mut Vec<Action>) {
+        match self.resolving {
+            Some(pending) => self.resolving = Some(pending.max(purpose)),
+            None => {
+                self.resolving = Some(purpose);
+                actions.push(Action::Resolve);
+            }
+        }
+    }
+
+    fn reconnect(&mut self, endpoint: SocketAddr, now: Duration, actions: &mut Vec<Action>) {
+        self.endpoint = endpoint;
+        // A fresh peer starts counting from zero.
+        self.rx_bytes = 0;
+        self.probe_sent = Some(now);
+        actions.push(Action::Reconnect(endpoint));
+    }
+
+    /// xorshift: jitter needs no quality, only to keep many laptops from retrying in step.
+    fn backoff(&mut self) -> Duration {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let exponent = self.failures.saturating_sub(1).min(16);
+        let base = self
+            .timing
+            .backoff_min
+            .saturating_mul(1 << exponent)
+            .min(self.timing.backoff_max);
+        // 0.8 .. 1.2
+        let factor = 0.8 + (self.jitter % 401) as f64 / 1000.0;
+        base.mul_f64(factor)
+    }
+
+    fn start_recovery(&mut self, now: Duration, actions: &mut Vec<Action>) {
+        self.failures += 1;
+        let delay = self.backoff();
+        self.next_recovery = Some(now + delay);
+        self.resolve(Purpose::Recovery, actions);
+    }
+
+    pub fn step(&mut self, now: Duration, input: Input) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match input {
+            Input::Tick { rx_bytes } => self.tick(now, rx_bytes, &mut actions),
+            Input::NetworkChanged => {
+                // A new network deserves an immediate try, whatever the backoff said.
+                self.failures = 0;
+                self.next_recovery = None;
+                self.probe_sent = Some(now);
+                actions.push(Action::Probe);
+                self.resolve(Purpose::NetworkChange, &mut actions);
+            }
+            Input::Resolved(address) => {
+                let purpose = self.resolving.take();
+                if address != self.endpoint || purpose == Some(Purpose::Recovery) {
+                    self.reconnect(address, now, &mut actions);
+                }
+            }
+            Input::ResolveFailed(_) => {
+                // Recovering anyway: the gateway may be back at the address we have.
+                if self.resolving.take() == Some(Purpose::Recovery) {
+                    self.reconnect(self.endpoint, now, &mut actions);
+                }
+            }
+        }
+        actions
+    }
+
+    fn tick(&mut self, now: Duration, rx_bytes: u64, actions: &mut Vec<Action>) {
+        if rx_bytes != self.rx_bytes {
+            self.rx_bytes = rx_bytes;
+            self.last_answer = Some(now);
+            self.probe_sent = None;
+            self.next_recovery = None;
+            self.set_health(Health::Up, now);
+        }
+        if self.health == Health::Up
+            && now.saturating_sub(self.health_since) >= self.timing.healthy_reset
+        {
+            self.failures = 0;
+        }
+        if let Some(sent) = self.probe_sent {
+            if now.saturating_sub(sent) >= self.timing.probe_timeout && self.next_recovery.is_none()
+            {
+                self.probe_sent = None;
+                let why = match self.last_answer {
+                    None => "no answer from the gateway yet".to_string(),
+                    Some(_) => format!(
+                        "probe unanswered for {} s",
+                        self.timing.probe_timeout.as_secs()
+                    ),
+                };
+                self.set_health(Health::Stale(why), now);
+                self.start_recovery(now, actions);
+            }
+        }
+        if let Some(at) = self.next_recovery {
+            if now >= at {
+                self.start_recovery(now, actions);
+            }
+        }
+        let idle_since = self.last_answer.unwrap_or(self.started);
+        if matches!(self.health, Health::Stale(_))
+            && now.saturating_sub(idle_since) >= self.timing.down_after
+        {
+            let why = match self.last_answer {
+                None => "the gateway never answered".to_string(),
+                Some(_) => format!("no answer for over {} s", self.timing.down_after.as_secs()),
+            };
+            self.set_health(Health::Down(why), now);
+        }
+        if self.health == Health::Up
+            && self.probe_sent.is_none()
+            && now.saturating_sub(idle_since) >= self.timing.probe_interval
+        {
+            self.probe_sent = Some(now);
+            actions.push(Action::Probe);
+        }
+        if now >= self.next_refresh {
+            self.next_refresh = now + self.timing.dns_refresh;
+            self.resolve(Purpose::Refresh, actions);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GW: &str = "203.0.113.10:51820";
+    const MOVED: &str = "198.51.100.77:51820";
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    fn machine() -> Machine {
+        Machine::new(Timing::new(10), addr(GW), secs(0.0), 42)
+    }
+
+    /// Feeds (time, input) pairs; returns every action with the time it was asked for.
+    fn run(m: &mut Machine, inputs: &[(f64, Input)]) -> Vec<(f64, Action)> {
+        let mut out = Vec::new();
+        for (at, input) in inputs {
+            for action in m.step(secs(*at), input.clone()) {
+                out.push((*at, action));
+            }
+        }
+        out
+    }
+
+    fn ticks(from: f64, to: f64, rx_bytes: u64) -> Vec<(f64, Input)> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t <= to {
+            out.push((t, Input::Tick { rx_bytes }));
+            t += 0.5;
+        }
+        out
+    }
+
+    #[test]
+    fn answered_start_is_up_and_probes_only_when_idle() {
+        let mut m = machine();
+        let mut inputs = vec![(0.1, Input::Tick { rx_bytes: 100 })];
+        inputs.extend(ticks(0.5, 10.0, 100));
+        let actions = run(&mut m, &inputs);
+        assert_eq!(m.health(), &Health::Up);
+        assert!(actions.is_empty(), "{actions:?}");
+        let actions = run(&mut m, &ticks(10.5, 10.5, 100));
+        assert_eq!(actions, vec![(10.5, Action::Probe)]);
+        // Answered: up, and the next probe is one interval later.
+        let actions = run(&mut m, &ticks(11.0, 20.0, 228));
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(m.health(), &Health::Up);
+    }
+
+    #[test]
+    fn unanswered_probe_goes_stale_resolves_and_reconnects() {
+        let mut m = machine();
+        run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
+        let actions = run(&mut m, &ticks(0.5, 12.5, 100));
+        assert_eq!(
+            actions,
+            vec![(10.5, Action::Probe), (12.5, Action::Resolve)]
+        );
+        assert!(matches!(m.health(), Health::Stale(_)), "{}", m.health());
+        // Same address while recovering: a fresh session there (the gateway may have restarted).
+        let actions = run(&mut m, &[(12.6, Input::Resolved(addr(GW)))]);
+        assert_eq!(actions, vec![(12.6, Action::Reconnect(addr(GW)))]);
+        // The fresh peer counts from zero: its first answer is up again.
+        run(&mut m, &[(12.7, Input::Tick { rx_bytes: 92 })]);
+        assert_eq!(m.health(), &Health::Up);
+    }
+
+    #[test]
+    fn moved_gateway_is_followed_after_one_probe_interval() {
+        let mut m = machine();
+        run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
+        let actions = run(&mut m, &ticks(0.5, 12.5, 100));
+        assert_eq!(actions.last(), Some(&(12.5, Action::Resolve)));
+        let actions = run(&mut m, &[(12.6, Input::Resolved(addr(MOVED)))]);
+        assert_eq!(actions, vec![(12.6, Action::Reconnect(addr(MOVED)))]);
+        assert_eq!(m.endpoint(), addr(MOVED));
+    }
+
+    #[test]
+    fn network_change_probes_at_once_and_keeps_an_unchanged_endpoint() {
+        let mut m = machine();
+        run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
+        let actions = run(&mut m, &[(3.0, Input::NetworkChanged)]);
+        assert_eq!(actions, vec![(3.0, Action::Probe), (3.0, Action::Resolve)]);
+        let actions = run(&mut m, &[(3.01, Input::Resolved(addr(GW)))]);
+        assert!(actions.is_empty(), "{actions:?}");
+        // A second change while the first resolve is out asks for no second resolve.
+        let actions = run(
+            &mut m,
+            &[(3.1, Input::NetworkChanged), (3.2, Input::NetworkChanged)],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                (3.1, Action::Probe),
+                (3.1, Action::Resolve),
+                (3.2, Action::Probe)
+            ]
+        );
+    }
+
+    #[test]
+    fn network_change_moves_to_a_new_address() {
+        let mut m = machine();
+        run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
+        run(&mut m, &[(3.0, Input::NetworkChanged)]);
+        let actions = run(&mut m, &[(3.05, Input::Resolved(addr(MOVED)))]);
+        assert_eq!(actions, vec![(3.05, Action::Reconnect(addr(MOVED)))]);
+    }
+
+    /// Ticks with no answer from the gateway, every resolve failing; returns the resolve times.
+    fn unreachable(m: &mut Machine, from: f64, to: f64) -> Vec<f64> {
+        let mut attempts = Vec::new();
+        let mut t = from;
+        while t < to {
+            for action in m.step(secs(t), Input::Tick { rx_bytes: 0 }) {
+                if action == Action::Resolve {
+                    attempts.push(t);
+                    m.step(secs(t), Input::ResolveFailed("timeout".into()));
+                }
+            }
+            t += 0.5;
+        }
+        attempts
+    }
+
+    #[test]
+    fn unreachable_gateway_backs_off_with_jitter_and_never_busy_loops() {
+        let mut m = machine();
+        let attempts = unreachable(&mut m, 0.0, 600.0);
+        let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g >= 0.5), "{gaps:?}");
+        // Grows to the 60 s cap (±20 %) and stays there.
+        assert!(
+            gaps.iter().rev().take(3).all(|g| (47.5..=72.5).contains(g)),
+            "{gaps:?}"
+        );
+        assert!(attempts.len() < 20, "{} attempts in 10 min", attempts.len());
+        assert!(matches!(m.health(), Health::Down(_)), "{}", m.health());
+    }
+
+    #[test]
+    fn failed_resolve_while_recovering_still_reconnects_to_the_known_address() {
+        let mut m = machine();
+        let actions = run(&mut m, &ticks(0.5, 2.0, 0));
+        assert_eq!(actions, vec![(2.0, Action::Resolve)]);
+        let actions = run(&mut m, &[(2.1, Input::ResolveFailed("no DNS".into()))]);
+        assert_eq!(actions, vec![(2.1, Action::Reconnect(addr(GW)))]);
+        assert_eq!(
+            m.health(),
+            &Health::Stale("no answer from the gateway yet".into())
+        );
+    }
+
+    #[test]
+    fn network_change_resets_the_backoff() {
+        let mut m = machine();
+        unreachable(&mut m, 0.0, 300.0);
+        let actions = run(&mut m, &[(300.2, Input::NetworkChanged)]);
+        assert_eq!(actions.first(), Some(&(300.2, Action::Probe)));
+        m.step(secs(300.3), Input::ResolveFailed("x".into()));
+        // Unanswered again: attempts come ~1 s and ~2 s apart, not ~60 s.
+        let resolves = unreachable(&mut m, 300.5, 306.0);
+        assert!(resolves.len() >= 3, "{resolves:?}");
+    }
+
+    #[test]
+    fn refreshes_the_name_periodically() {
+        let mut m = machine();
+        let mut resolves = Vec::new();
+        for i in 0..700u32 {
+            let t = f64::from(i);
+            for action in m.step(
+                secs(t),
+                Input::Tick {
+                    rx_bytes: u64::from(i),
+                },
+            ) {
+                assert_eq!(action, Action::Resolve, "at {t}");
+                resolves.push(t);
+                assert!(m.step(secs(t), Input::Resolved(addr(GW))).is_empty());
+            }
+        }
+        assert_eq!(resolves, vec![300.0, 600.0]);
+    }
+
+    #[test]
+    fn health_since_is_stable_while_down() {
+        let mut m = machine();
+        run(&mut m, &ticks(0.5, 100.0, 0));
+        let since = m.health_since();
+        run(&mut m, &ticks(100.5, 200.0, 0));
+        assert_eq!(m.health_since(), since);
+    }
+}
