@@ -21,6 +21,17 @@ pub enum NetlinkError {
     },
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum CreateLinkError {
+    #[error("the kernel does not support this link kind")]
+    Unsupported,
+    #[error(transparent)]
+    Other(NetlinkError),
+}
+
+const EEXIST: i32 = 17;
+const EOPNOTSUPP: i32 = 95;
+
 pub struct Links {
     runtime: tokio::runtime::Runtime,
     handle: Handle,
@@ -68,6 +79,43 @@ impl Links {
                 Err(e) => Err(request_error("look up", name, e)),
             }
         })
+    }
+
+    /// Creates a kernel `wireguard` link. `Ok(false)` when one of that name exists already.
+    pub fn create_wireguard(&self, name: &str) -> Result<bool, CreateLinkError> {
+        self.runtime.block_on(async {
+            match self
+                .handle
+                .link()
+                .add(rtnetlink::LinkWireguard::new(name).build())
+                .execute()
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -EEXIST => Ok(false),
+                // No `wireguard` link kind: the kernel has no WireGuard module.
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -EOPNOTSUPP => {
+                    Err(CreateLinkError::Unsupported)
+                }
+                Err(e) => Err(CreateLinkError::Other(request_error("create", name, e))),
+            }
+        })
+    }
+
+    /// Deletes the link `name`; `false` when there was none.
+    pub fn delete(&self, name: &str) -> Result<bool, NetlinkError> {
+        let Some(index) = self.index(name)? else {
+            return Ok(false);
+        };
+        self.runtime.block_on(async {
+            self.handle
+                .link()
+                .del(index)
+                .execute()
+                .await
+                .map_err(|e| request_error("delete", name, e))
+        })?;
+        Ok(true)
     }
 
     /// Sets the MTU, brings the link up, and puts `address` on it (idempotent: replaces).

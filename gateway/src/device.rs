@@ -3,18 +3,14 @@
 use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::state::{GatewayState, WireguardMode};
 use roamgw_common::wg::uapi::{PeerConfig, UapiError};
-use roamgw_common::wg::userspace::UserspaceDevice;
-use roamgw_common::wg::WgDevice;
-use tracing::info;
+use roamgw_common::wg::{self, Preference, WgDevice};
 
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(transparent)]
-    Userspace(#[from] roamgw_common::wg::userspace::UserspaceError),
-    #[error("kernel WireGuard is not supported by this roamgw yet: use --wireguard userspace (or auto), or external with wg-quick")]
-    KernelUnsupported,
+    Create(#[from] roamgw_common::wg::CreateError),
     #[error("interface {0} already exists: another roamgw or wg-quick runs it (stop it, or use `roamgw init --wireguard external`)")]
     Exists(String),
     #[error(transparent)]
@@ -28,22 +24,27 @@ pub enum DeviceError {
 /// Creates the device the state asks for. `External` has no device of ours: `None`.
 pub fn open(state: &GatewayState) -> Result<Option<Box<dyn WgDevice>>, DeviceError> {
     let name = state.gateway.interface.as_str();
-    match state.gateway.wireguard {
-        WireguardMode::External => Ok(None),
-        WireguardMode::Kernel => Err(DeviceError::KernelUnsupported),
-        WireguardMode::Auto | WireguardMode::Userspace => {
-            let links = roamgw_common::netlink::Links::connect()?;
-            if links.index(name)?.is_some() {
-                return Err(DeviceError::Exists(name.to_string()));
-            }
-            let device = UserspaceDevice::create(name)?;
-            info!(
-                interface = name,
-                "userspace WireGuard (embedded boringtun) created"
-            );
-            Ok(Some(Box::new(device)))
-        }
+    let preference = match state.gateway.wireguard {
+        WireguardMode::External => return Ok(None),
+        WireguardMode::Auto => Preference::Auto,
+        WireguardMode::Kernel => Preference::Kernel,
+        WireguardMode::Userspace => Preference::Userspace,
+    };
+    // A kernel interface outlives a killed daemon and is taken over on restart; anything
+    // else of that name (a TUN dies with its process) belongs to someone else.
+    if !is_kernel_wireguard(name)
+        && roamgw_common::netlink::Links::connect()?
+            .index(name)?
+            .is_some()
+    {
+        return Err(DeviceError::Exists(name.to_string()));
     }
+    Ok(Some(wg::create_device(name, preference)?))
+}
+
+fn is_kernel_wireguard(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/uevent"))
+        .is_ok_and(|uevent| uevent.lines().any(|l| l == "DEVTYPE=wireguard"))
 }
 
 /// WireGuard's own overhead over IPv4: outer IPv4 20 + UDP 8 + WireGuard 32.

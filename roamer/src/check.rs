@@ -65,6 +65,21 @@ fn loose_mode_warning(path: &Path) -> Option<String> {
     })
 }
 
+/// One warning per network of the laptop that overlaps the tunnel subnet (and so hides it).
+pub fn collision_warnings(routes: &[Route], config: &RoamerConfig) -> Vec<String> {
+    colliding_routes(routes, config.address.trunc(), config.interface.as_str())
+        .into_iter()
+        .map(|route| {
+            format!(
+                "tunnel subnet {} overlaps {} on {}: this network hides the tunnel; change the gateway's --subnet",
+                config.address.trunc(),
+                route.destination,
+                route.interface
+            )
+        })
+        .collect()
+}
+
 /// A roamer config with its private key, as `roamer run` uses it.
 pub struct Loaded {
     pub config: RoamerConfig,
@@ -98,14 +113,7 @@ pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, CheckError> {
     if public_key == config.gateway.public_key {
         warnings.push("the roamer's key is the gateway's own key: each side needs its own".into());
     }
-    for route in colliding_routes(routes, config.address.trunc(), config.interface.as_str()) {
-        warnings.push(format!(
-            "tunnel subnet {} overlaps {} on {}: this network hides the tunnel; change the gateway's --subnet",
-            config.address.trunc(),
-            route.destination,
-            route.interface
-        ));
-    }
+    warnings.extend(collision_warnings(routes, &config));
     if config.gateway.persistent_keepalive == 0 {
         warnings.push(
             "persistent_keepalive is 0: behind NAT, connections from the gateway fail once the NAT forgets the idle mapping"

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use roamgw_common::wg::Preference;
 
 pub const DEFAULT_CONFIG: &str = "/etc/roamgw/roamer.toml";
 
@@ -35,7 +36,7 @@ pub enum Command {
         after_help = "Examples:\n  roamer run\n  roamer run --config ./roamer.toml\n\n\
         Only the tunnel subnet goes through the tunnel; everything else leaves directly."
     )]
-    Run(ConfigArg),
+    Run(RunArgs),
 
     /// Start `roamer run` in the background and return once the gateway answers (like `wg-quick up`).
     #[command(
@@ -62,9 +63,20 @@ pub struct ConfigArg {
 }
 
 #[derive(Debug, Args)]
-pub struct UpArgs {
+pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+
+    /// Which WireGuard runs the tunnel: the kernel's when it has one (auto), or embedded
+    /// userspace WireGuard (boringtun).
+    #[arg(long, env = "ROAMER_WIREGUARD", value_enum, default_value = "auto")]
+    pub wireguard: Preference,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
 
     /// Seconds to wait for the gateway's first answer before returning anyway.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]

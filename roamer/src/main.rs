@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     };
     roamgw_common::cli::init_logging(cli.verbosity.verbose);
     let result = match cli.command {
-        Command::Run(args) => roamgw_roamer::run::run(&args.config)
+        Command::Run(args) => roamgw_roamer::run::run(&args.config.config, args.wireguard)
             .map(|()| String::new())
             .map_err(|e| e.to_string()),
         Command::Check(args) => {
@@ -29,10 +29,8 @@ fn main() -> ExitCode {
                 })
                 .map_err(|e| e.to_string())
         }
-        Command::Up(args) => {
-            roamgw_roamer::updown::up(&args.config.config, Duration::from_secs(args.wait))
-                .map_err(|e| e.to_string())
-        }
+        Command::Up(args) => roamgw_roamer::updown::up(&args.run, Duration::from_secs(args.wait))
+            .map_err(|e| e.to_string()),
         Command::Down(args) => roamgw_roamer::updown::down(&args.config, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
         Command::Status(args) => match roamgw_roamer::updown::read_config(&args.config.config) {

@@ -1,9 +1,10 @@
 //! `roamer run`: the laptop's tunnel, up until SIGTERM/SIGINT, following the laptop from
 //! network to network.
 //!
-//! Brings the tunnel up (embedded userspace WireGuard, address, MTU, the tunnel subnet's
-//! route) and pokes it at once: boringtun starts a handshake only when it has something to
-//! send (measured: 10–14 ms to a working forward with a poke, 10.2 s without). Then one loop
+//! Brings the tunnel up (kernel WireGuard, or embedded userspace WireGuard; address, MTU,
+//! the tunnel subnet's route) and pokes it at once: boringtun starts a handshake only when it
+//! has something to send (measured: 10–14 ms to a working forward with a poke, 10.2 s
+//! without). Then one loop
 //! feeds [`crate::health::Machine`] with rtnetlink changes, resolver answers and a 500 ms tick
 //! (the device's rx counter, and the CLOCK_BOOTTIME/CLOCK_MONOTONIC gap that betrays a
 //! suspend), and carries out what it asks: probe, re-resolve, reconnect.
@@ -17,8 +18,7 @@ use ipnet::IpNet;
 use roamgw_common::netlink::{Links, NetworkChange};
 use roamgw_common::state::RoamerConfig;
 use roamgw_common::wg::uapi::PeerConfig;
-use roamgw_common::wg::userspace::UserspaceDevice;
-use roamgw_common::wg::{reset_peer, set_identity, sync_peers, WgDevice};
+use roamgw_common::wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{debug, info, warn};
 
@@ -37,7 +37,7 @@ pub enum RunError {
     #[error("allowed_ips {0} lies outside the tunnel subnet: only the tunnel subnet is routed by this roamer version")]
     Routes(String),
     #[error(transparent)]
-    Device(#[from] roamgw_common::wg::userspace::UserspaceError),
+    Device(#[from] roamgw_common::wg::CreateError),
     #[error(transparent)]
     Uapi(#[from] roamgw_common::wg::uapi::UapiError),
     #[error(transparent)]
@@ -153,7 +153,7 @@ fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender
     }
 }
 
-pub fn run(config_path: &Path) -> Result<(), RunError> {
+pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     let routes = roamgw_common::routes::system_routes();
     let loaded = check::load(config_path, &routes)?;
     for warning in &loaded.warnings {
@@ -189,9 +189,10 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         })
         .map_err(RunError::Signals)?;
 
-    let device = UserspaceDevice::create(interface)?;
-    set_identity(&device, &loaded.key, 0)?;
-    sync_peers(&device, &[peer_config(config, endpoint)])?;
+    let owned_device = create_device(interface, wireguard)?;
+    let device = owned_device.as_ref();
+    set_identity(device, &loaded.key, 0)?;
+    sync_peers(device, &[peer_config(config, endpoint)])?;
     // The address's connected route is the tunnel subnet: the only route the roamer needs, so
     // updates and browsing keep going straight out.
     let links = Links::connect()?;
@@ -235,6 +236,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         "tunnel up, waiting for the gateway's answer"
     );
 
+    let mut warned = loaded.warnings.clone();
     let mut burst: Option<(Instant, Instant, NetworkChange)> = None;
     let mut next_tick = Instant::now();
     let mut clocks = (boottime(), monotonic());
@@ -268,6 +270,13 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
                 info!(change = what.0, "network changed: probing the gateway");
                 inputs.push(Input::NetworkChanged);
                 burst = None;
+                let routes = roamgw_common::routes::system_routes();
+                for warning in check::collision_warnings(&routes, config) {
+                    if !warned.contains(&warning) {
+                        warn!("{warning}");
+                        warned.push(warning);
+                    }
+                }
             }
         }
         if now >= next_tick {
@@ -311,7 +320,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
                         if address != before.1 {
                             info!(from = %before.1, to = %address, "the gateway moved: following it");
                         }
-                        if let Err(e) = reset_peer(&device, &peer_config(config, address)) {
+                        if let Err(e) = reset_peer(device, &peer_config(config, address)) {
                             warn!("cannot reconnect to {address}: {e}");
                         }
                         prober.probe();
@@ -326,7 +335,8 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     };
     info!(signal, "stopping");
     status::remove(interface);
-    drop(device);
+    // Removes the interface.
+    drop(owned_device);
     Ok(())
 }
 

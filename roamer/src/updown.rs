@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use roamgw_common::fsutil;
 use roamgw_common::state::RoamerConfig;
 
+use clap::ValueEnum;
+
+use crate::cli::RunArgs;
 use crate::health::Health;
 use crate::status::{self, RUN_DIR};
 
@@ -45,7 +48,8 @@ fn log_path(interface: &str) -> PathBuf {
 }
 
 /// Starts `roamer run` and waits up to `wait` for the gateway's first answer.
-pub fn up(config_path: &Path, wait: Duration) -> Result<String, UpDownError> {
+pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
+    let config_path = args.config.config.as_path();
     let config = read_config(config_path)?;
     let interface = config.interface.to_string();
     if let Some(running) = status::read_live(&interface) {
@@ -71,6 +75,12 @@ pub fn up(config_path: &Path, wait: Duration) -> Result<String, UpDownError> {
         .arg("run")
         .arg("--config")
         .arg(&config_arg)
+        .arg("--wireguard")
+        .arg(
+            args.wireguard
+                .to_possible_value()
+                .map_or("auto".to_string(), |v| v.get_name().to_string()),
+        )
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err)

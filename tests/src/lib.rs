@@ -29,6 +29,8 @@ pub const OTHER_CLIENT: &str = "192.0.2.3";
 pub const PUBLIC_IP: &str = "203.0.113.10";
 pub const FLOATING_IP: &str = "203.0.113.50";
 pub const ANCHOR_IP: &str = "10.16.0.5";
+/// The droplet's DNS name in tests that name it (through the laptop's hosts file).
+pub const GATEWAY_NAME: &str = "gw.roamgw.test";
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -45,6 +47,10 @@ pub fn binary(name: &str) -> PathBuf {
             .to_path_buf();
         if profile_dir.ends_with("deps") {
             profile_dir.pop();
+        }
+        // In the qemu guest the tree is read-only: the host side built them before booting.
+        if std::env::var_os("ROAMGW_E2E_PREBUILT").is_some() {
+            return profile_dir;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
@@ -442,6 +448,33 @@ impl Testbed {
         .to_vec()
     }
 
+    /// The laptop gets a new address behind the CGNAT (as on a new Wi-Fi): old one flushed,
+    /// `address` (in 100.64.0.0/24) added, default route restored.
+    pub fn move_laptop(&self, address: &str) {
+        self.roam.run(&["ip", "addr", "flush", "dev", "eth0"]);
+        self.roam
+            .run(&["ip", "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        self.roam
+            .run(&["ip", "route", "add", "default", "via", "100.64.0.1"]);
+    }
+
+    /// The droplet's public address changes from `from` to `to` (both in 203.0.113.0/24): the
+    /// new one added, the old one removed, the provider routes the anchor to the new one, and
+    /// the laptop's hosts file names `gw.roamgw.test` the new one.
+    pub fn move_gateway(&self, from: &str, to: &str) {
+        self.gw
+            .run(&["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"]);
+        self.gw
+            .run(&["ip", "addr", "add", &format!("{to}/24"), "dev", "eth0"]);
+        self.gw
+            .run(&["ip", "addr", "del", &format!("{from}/24"), "dev", "eth0"]);
+        self.gw
+            .run(&["ip", "route", "replace", "default", "via", "203.0.113.1"]);
+        self.wan
+            .run(&["ip", "route", "replace", "10.16.0.0/16", "via", to]);
+        self.set_hosts(&self.roam, &format!("{to} {GATEWAY_NAME}\n"));
+    }
+
     /// Gives `ns` its own /etc/hosts (`ip netns exec` bind-mounts /etc/netns/NAME/hosts).
     /// Later calls rewrite the same file in place, so running processes see the change.
     pub fn set_hosts(&self, ns: &Ns, text: &str) {
@@ -451,7 +484,8 @@ impl Testbed {
     }
 
     /// How long after `since` the outside client first reads `expected` from `addr`, trying
-    /// every 100 ms with short timeouts; `None` if not by `deadline` after `since`.
+    /// every 20 ms with 100 ms timeouts (a lost SYN would wait 1 s for its retransmission);
+    /// `None` if not by `deadline` after `since`.
     pub fn time_until_banner(
         &self,
         addr: &str,
@@ -461,14 +495,14 @@ impl Testbed {
     ) -> Option<Duration> {
         while since.elapsed() < deadline {
             let attempt = Instant::now();
-            if let Ok(mut stream) = self.cli.connect(addr, Duration::from_millis(300)) {
+            if let Ok(mut stream) = self.cli.connect(addr, Duration::from_millis(100)) {
                 let mut text = String::new();
                 let _ = stream.read_to_string(&mut text);
                 if text.trim() == expected {
                     return Some(since.elapsed());
                 }
             }
-            std::thread::sleep(Duration::from_millis(100).saturating_sub(attempt.elapsed()));
+            std::thread::sleep(Duration::from_millis(20).saturating_sub(attempt.elapsed()));
         }
         None
     }
@@ -509,6 +543,14 @@ impl Testbed {
     }
 }
 
+impl Testbed {
+    /// `wg-quick down` for an interface [`Testbed::wg_quick_up`] brought up.
+    pub fn wg_quick_down(&self, ns: &Ns, interface: &str) {
+        let path = self.dir.path().join(format!("{interface}.conf"));
+        ns.run(&["wg-quick", "down", path.to_str().expect("utf-8")]);
+    }
+}
+
 impl Default for Testbed {
     fn default() -> Self {
         Self::new()
@@ -545,6 +587,25 @@ fn wait_for_listener(ns: &Ns, port: u16, protocol: &str) {
 }
 
 /// Polls `check` every 20 ms until it holds or `deadline` passes. Never a fixed sleep.
+/// The middle value (the upper one of the two middles for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Resident memory of a process, KiB (0 when it is gone).
+pub fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 pub fn wait_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
@@ -603,6 +664,8 @@ pub enum GatewayMode {
     External,
     /// `roamgw run` with its embedded userspace WireGuard.
     Daemon,
+    /// `roamgw run` with kernel WireGuard (in the qemu guest: this machine's kernel has none).
+    KernelDaemon,
 }
 
 /// What runs the laptop's tunnel in a [`Scenario`].
@@ -612,6 +675,8 @@ pub enum Laptop {
     WgQuick,
     /// `roamer run` with `roamgw show-config laptop --format roamer`.
     Roamer,
+    /// The same with `--wireguard kernel` (in the qemu guest).
+    KernelRoamer,
 }
 
 /// A testbed with roamgw on the gateway, roamer `laptop` on stock wg-quick + wireguard-go with
@@ -656,6 +721,7 @@ impl Scenario {
         let wireguard = match mode {
             GatewayMode::External => "external",
             GatewayMode::Daemon => "userspace",
+            GatewayMode::KernelDaemon => "kernel",
         };
         let mut init = scenario.bed.init_args(wireguard);
         init.extend(extra_init_flags.iter().map(ToString::to_string));
@@ -675,7 +741,7 @@ impl Scenario {
                     .wg_quick_up(&scenario.bed.gw, &scenario.bed.gw_wg, &gateway_conf);
                 scenario.ok(&["up"]);
             }
-            GatewayMode::Daemon => scenario.start_daemon(),
+            GatewayMode::Daemon | GatewayMode::KernelDaemon => scenario.start_daemon(),
         }
         scenario
     }
@@ -696,6 +762,7 @@ impl Scenario {
                     .wg_quick_up(&scenario.bed.roam, &scenario.bed.roam_wg, &laptop_conf);
             }
             Laptop::Roamer => scenario.start_roamer(),
+            Laptop::KernelRoamer => scenario.start_roamer_with(&["--wireguard", "kernel"]),
         }
         let roam = scenario.bed.roam.clone();
         let tunnel = wait_until(Duration::from_secs(10), || {
@@ -752,6 +819,11 @@ impl Scenario {
     /// Starts `roamer run` on the laptop with the config roamgw prints (interface renamed to
     /// this testbed's unique name).
     pub fn start_roamer(&self) {
+        self.start_roamer_with(&[]);
+    }
+
+    /// [`Scenario::start_roamer`] with more `roamer run` arguments.
+    pub fn start_roamer_with(&self, extra: &[&str]) {
         let config = self
             .quiet(&["show-config", "laptop", "--format", "roamer"])
             .replace(
@@ -763,21 +835,28 @@ impl Scenario {
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
         self.say(&format!("roamer run on the laptop ({})", self.bed.roam_wg));
-        self.bed.spawn_logged(
-            &self.bed.roam,
-            &[
-                binary("roamer").to_str().expect("utf-8"),
-                "run",
-                "--config",
-                path.to_str().expect("utf-8"),
-            ],
-            "roamer.log",
-        );
+        let roamer = binary("roamer");
+        let mut args = vec![
+            roamer.to_str().expect("utf-8"),
+            "run",
+            "--config",
+            path.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        self.bed.spawn_logged(&self.bed.roam, &args, "roamer.log");
     }
 
     /// Where [`Scenario::start_roamer`] puts the laptop's config.
     pub fn roamer_config(&self) -> PathBuf {
         self.bed.dir.path().join("roamer.toml")
+    }
+
+    /// The pid of the laptop's `roamer run`, from its status file.
+    pub fn roamer_pid(&self) -> u64 {
+        let path = format!("/run/roamgw/roamer-{}.json", self.bed.roam_wg);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let json: serde_json::Value = serde_json::from_str(&text).expect("status JSON");
+        json["pid"].as_u64().expect("pid")
     }
 
     /// Runs `roamer ARGS --config <the laptop's config>` on the laptop.
@@ -817,7 +896,7 @@ impl Scenario {
             GatewayMode::External => {
                 self.ok(&["down"]);
             }
-            GatewayMode::Daemon => self.stop_daemon(),
+            GatewayMode::Daemon | GatewayMode::KernelDaemon => self.stop_daemon(),
         }
     }
 
@@ -829,7 +908,7 @@ impl Scenario {
             GatewayMode::External => {
                 self.ok(&["up"]);
             }
-            GatewayMode::Daemon => {
+            GatewayMode::Daemon | GatewayMode::KernelDaemon => {
                 self.start_daemon();
                 self.bed.spawn(
                     &self.bed.roam,

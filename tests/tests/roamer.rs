@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, GATEWAY_NAME, PUBLIC_IP};
 
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
@@ -133,9 +133,7 @@ fn laptop_address_change_recovers_at_once_and_keeps_connections() {
     let mut connection = echo_connection(&s);
     let roam = &s.bed.roam;
     let moved = Instant::now();
-    roam.run(&["ip", "addr", "flush", "dev", "eth0"]);
-    roam.run(&["ip", "addr", "add", "100.64.0.3/24", "dev", "eth0"]);
-    roam.run(&["ip", "route", "add", "default", "via", "100.64.0.1"]);
+    s.bed.move_laptop("100.64.0.3");
     let took = recovered(&s, moved, Duration::from_secs(20), "the address change");
     eprintln!("address change: forward works again after {took:?}");
     assert!(
@@ -150,6 +148,14 @@ fn laptop_address_change_recovers_at_once_and_keeps_connections() {
         "{status}\nroamer:\n{}",
         s.bed.log("roamer.log")
     );
+    // A network that overlaps the tunnel subnet (a home LAN on 192.168.32.0/24): warned at once.
+    roam.run(&["ip", "route", "add", "192.168.32.128/25", "dev", "eth0"]);
+    let warned = wait_until(Duration::from_secs(5), || {
+        s.bed
+            .log("roamer.log")
+            .contains("overlaps 192.168.32.128/25 on eth0")
+    });
+    assert!(warned, "no collision warning:\n{}", s.bed.log("roamer.log"));
 }
 
 #[test]
@@ -172,40 +178,18 @@ fn nat_mapping_loss_recovers_within_the_keepalive() {
 #[test]
 fn tunnel_follows_a_gateway_that_moves_to_a_new_address() {
     const NEW_IP: &str = "203.0.113.11";
-    let s = Scenario::gateway_only(
-        GatewayMode::Daemon,
-        &["--endpoint", "gw.roamgw.test"],
-        false,
-    );
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &["--endpoint", GATEWAY_NAME], false);
     s.bed
-        .set_hosts(&s.bed.roam, &format!("{PUBLIC_IP} gw.roamgw.test\n"));
+        .set_hosts(&s.bed.roam, &format!("{PUBLIC_IP} {GATEWAY_NAME}\n"));
     let s = s.connect_laptop(Laptop::Roamer);
     s.ok(&["add-port", "22"]);
     assert_eq!(
         laptop_status(&s)["gateway_endpoint"],
-        "gw.roamgw.test:51820"
+        format!("{GATEWAY_NAME}:51820")
     );
 
-    // The droplet gets a new public address and loses the old one; the provider routes the
-    // floating IP's anchor to it; the name follows.
-    let gw = &s.bed.gw;
-    gw.run(&["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"]);
-    gw.run(&["ip", "addr", "add", &format!("{NEW_IP}/24"), "dev", "eth0"]);
     let moved = Instant::now();
-    gw.run(&[
-        "ip",
-        "addr",
-        "del",
-        &format!("{PUBLIC_IP}/24"),
-        "dev",
-        "eth0",
-    ]);
-    gw.run(&["ip", "route", "replace", "default", "via", "203.0.113.1"]);
-    s.bed
-        .wan
-        .run(&["ip", "route", "replace", "10.16.0.0/16", "via", NEW_IP]);
-    s.bed
-        .set_hosts(&s.bed.roam, &format!("{NEW_IP} gw.roamgw.test\n"));
+    s.bed.move_gateway(PUBLIC_IP, NEW_IP);
     let took = recovered(
         &s,
         moved,

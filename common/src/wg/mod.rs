@@ -2,16 +2,64 @@
 //!
 //! - [`userspace`]: boringtun embedded in-process (a TUN device), configured over UAPI through a
 //!   socketpair, with the workarounds for its known traps in one place.
+//! - [`kernel`]: kernel WireGuard over netlink (defguard_wireguard_rs).
 //! - [`uapi`]: the cross-platform text protocol, also used to talk to wireguard-go.
 //! - [`socket`]: a device reached through its UAPI socket (wireguard-go, or `wg show`'s view
 //!   of ours).
 
+pub mod kernel;
 pub mod socket;
 pub mod uapi;
 pub mod userspace;
 
 use crate::keys::PrivateKey;
 use uapi::{DeviceStatus, PeerConfig, SetRequest, UapiError};
+
+/// Which WireGuard runs an interface we create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preference {
+    /// Kernel WireGuard when the kernel has it, else userspace.
+    Auto,
+    Kernel,
+    /// boringtun, embedded.
+    Userspace,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Kernel(#[from] kernel::KernelError),
+    #[error(transparent)]
+    Userspace(#[from] userspace::UserspaceError),
+}
+
+/// Creates the interface `name` with the WireGuard `preference` asks for. A kernel interface of
+/// that name that already exists is taken over (one a killed process left behind); the caller
+/// decides beforehand whether an existing interface may be ours.
+pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDevice>, CreateError> {
+    if preference != Preference::Userspace {
+        match kernel::KernelDevice::create(name) {
+            Ok(device) => {
+                tracing::info!(interface = name, "kernel WireGuard");
+                return Ok(Box::new(device));
+            }
+            Err(kernel::KernelError::Unavailable { message, .. })
+                if preference == Preference::Auto =>
+            {
+                tracing::info!(
+                    interface = name,
+                    "no kernel WireGuard ({message}): embedded userspace WireGuard (boringtun)"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let device = userspace::UserspaceDevice::create(name)?;
+    if preference == Preference::Userspace {
+        tracing::info!(interface = name, "userspace WireGuard (embedded boringtun)");
+    }
+    Ok(Box::new(device))
+}
 
 /// A running WireGuard interface roamgw can configure.
 pub trait WgDevice: Send + Sync {

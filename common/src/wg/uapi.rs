@@ -21,6 +21,9 @@ pub enum UapiError {
     Errno(i32),
     #[error("the WireGuard device sent a line this roamgw does not understand: {0:?}")]
     Malformed(String),
+    /// The kernel device, over netlink.
+    #[error("kernel WireGuard: {0}")]
+    Kernel(String),
 }
 
 fn hex(bytes: &[u8; 32]) -> Zeroizing<String> {
@@ -159,10 +162,21 @@ pub struct PeerConfig {
     pub persistent_keepalive: u16,
 }
 
-/// One `set=1` message, built line by line.
-#[derive(Default)]
+/// One change within a `set` transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetOp {
+    PrivateKey(PrivateKey),
+    ListenPort(u16),
+    /// Adds or updates a peer; its allowed IPs replace the old ones.
+    Peer(PeerConfig),
+    RemovePeer(PublicKey),
+}
+
+/// One `set` transaction: rendered as a UAPI `set=1` message for userspace devices, applied
+/// op by op over netlink for the kernel.
+#[derive(Debug, Default)]
 pub struct SetRequest {
-    body: Zeroizing<String>,
+    ops: Vec<SetOp>,
 }
 
 impl SetRequest {
@@ -170,46 +184,62 @@ impl SetRequest {
         Self::default()
     }
 
-    fn line(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
-        let _ = writeln!(self.body, "{key}={value}");
+    pub fn private_key(&mut self, key: &PrivateKey) -> &mut Self {
+        self.ops.push(SetOp::PrivateKey(key.clone()));
         self
     }
 
-    pub fn private_key(&mut self, key: &PrivateKey) -> &mut Self {
-        let text = hex(key.expose_bytes());
-        self.line("private_key", text.as_str())
-    }
-
     pub fn listen_port(&mut self, port: u16) -> &mut Self {
-        self.line("listen_port", port)
+        self.ops.push(SetOp::ListenPort(port));
+        self
     }
 
-    /// Adds or updates a peer; its allowed IPs replace the old ones.
     pub fn peer(&mut self, peer: &PeerConfig) -> &mut Self {
-        self.line("public_key", hex(peer.public_key.as_bytes()).as_str());
-        if let Some(psk) = &peer.preshared_key {
-            let text = hex(psk.expose_bytes());
-            self.line("preshared_key", text.as_str());
-        }
-        if let Some(endpoint) = peer.endpoint {
-            self.line("endpoint", endpoint);
-        }
-        self.line("persistent_keepalive_interval", peer.persistent_keepalive);
-        self.line("replace_allowed_ips", "true");
-        for net in &peer.allowed_ips {
-            self.line("allowed_ip", net);
-        }
+        self.ops.push(SetOp::Peer(peer.clone()));
         self
     }
 
     pub fn remove_peer(&mut self, key: &PublicKey) -> &mut Self {
-        self.line("public_key", hex(key.as_bytes()).as_str());
-        self.line("remove", "true")
+        self.ops.push(SetOp::RemovePeer(*key));
+        self
     }
 
-    /// The message, ending with the empty line that closes it.
+    pub fn ops(&self) -> &[SetOp] {
+        &self.ops
+    }
+
+    /// The UAPI message, ending with the empty line that closes it.
     pub fn message(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("set=1\n{}\n", self.body.as_str()))
+        let mut body = Zeroizing::new(String::from("set=1\n"));
+        let mut line = |key: &str, value: &dyn std::fmt::Display| {
+            let _ = writeln!(body, "{key}={value}");
+        };
+        for op in &self.ops {
+            match op {
+                SetOp::PrivateKey(key) => line("private_key", &hex(key.expose_bytes()).as_str()),
+                SetOp::ListenPort(port) => line("listen_port", port),
+                SetOp::Peer(peer) => {
+                    line("public_key", &hex(peer.public_key.as_bytes()).as_str());
+                    if let Some(psk) = &peer.preshared_key {
+                        line("preshared_key", &hex(psk.expose_bytes()).as_str());
+                    }
+                    if let Some(endpoint) = peer.endpoint {
+                        line("endpoint", &endpoint);
+                    }
+                    line("persistent_keepalive_interval", &peer.persistent_keepalive);
+                    line("replace_allowed_ips", &"true");
+                    for net in &peer.allowed_ips {
+                        line("allowed_ip", net);
+                    }
+                }
+                SetOp::RemovePeer(key) => {
+                    line("public_key", &hex(key.as_bytes()).as_str());
+                    line("remove", &"true");
+                }
+            }
+        }
+        body.push('\n');
+        body
     }
 }
 

@@ -224,9 +224,16 @@ pub fn apply_update(remove: &[Element], add: &[Element]) -> Result<(), NftError>
 fn apply_batch(batch: &Nftables<'_>) -> Result<(), NftError> {
     nftables::helper::apply_ruleset(batch).map_err(|e| match e {
         // The crate's message leaves out what nft said; that is the useful part.
-        nftables::helper::NftablesError::NftFailed { stderr, .. } => NftError::Failed {
+        nftables::helper::NftablesError::NftFailed { stderr, stdout, .. } => NftError::Failed {
             action: "element update",
-            message: one_line(stderr.as_bytes()),
+            message: if stderr.trim().is_empty() {
+                format!(
+                    "nft exited non-zero without a message (stdout: {:?})",
+                    stdout.trim()
+                )
+            } else {
+                one_line(stderr.as_bytes())
+            },
         },
         nftables::helper::NftablesError::NftExecution { inner, .. } => NftError::Missing(inner),
         other => NftError::Failed {

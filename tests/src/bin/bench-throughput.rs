@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{
-    binary, wait_until, GatewayMode, Laptop, Ns, Scenario, Testbed, ANCHOR_IP, FLOATING_IP,
-    PUBLIC_IP,
+    binary, median, rss_kib, wait_until, GatewayMode, Laptop, Ns, Scenario, Testbed, ANCHOR_IP,
+    FLOATING_IP, PUBLIC_IP,
 };
 
 const RUNS: usize = 3;
@@ -42,12 +42,6 @@ fn iperf(client: &Ns, target: &str) -> f64 {
 
 fn runs(client: &Ns, target: &str) -> Vec<f64> {
     (0..RUNS).map(|_| iperf(client, target)).collect()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
@@ -163,20 +157,8 @@ fn both_ours() -> (Vec<f64>, u64) {
     s.ok(&["add-port", &PORT.to_string()]);
     iperf_server(&s.bed, &s.bed.roam);
     let results = runs(&s.bed.cli, FLOATING_IP);
-    let pid = s.bed.roam.run(&["pgrep", "-f", "roamer run"]);
-    let rss_kib = rss_kib(pid.trim());
+    let rss_kib = rss_kib(&s.roamer_pid().to_string());
     (results, rss_kib)
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn fmt(values: &[f64]) -> String {

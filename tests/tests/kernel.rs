@@ -1,0 +1,150 @@
+//! Kernel WireGuard on both ends. This machine's kernel has no WireGuard, so the host-side test
+//! boots Debian's kernel in a qemu guest (tests/guest/run) that shares the host's userland and
+//! runs the guest-side test there: the same testbed, `roamgw run --wireguard kernel` on the
+//! droplet and `roamer run --wireguard kernel` on the laptop.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use roamgw_e2e::{
+    binary, on_path, wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP,
+};
+
+const GUEST_TEST: &str = "guest_kernel_wireguard";
+
+#[test]
+fn kernel_wireguard_in_a_qemu_guest() {
+    for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "apt-get"] {
+        assert!(
+            on_path(tool),
+            "{tool} is missing: run `bash scripts/install-deps` (the kernel-path test needs it)"
+        );
+    }
+    // Built here: the guest sees the tree read-only.
+    binary("roamgw");
+    binary("roamer");
+    let exe = std::env::current_exe().expect("test binary");
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/run");
+    let started = Instant::now();
+    let out = Command::new(&run)
+        .arg(&exe)
+        .args(["--ignored", "--exact", GUEST_TEST, "--nocapture"])
+        .env("ROAMGW_E2E_PREBUILT", "1")
+        .output()
+        .expect("tests/guest/run");
+    let console = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "guest ran for {:?}; its console, last lines:\n{}",
+        started.elapsed(),
+        console
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        out.status.success() && console.contains("test result: ok. 1 passed"),
+        "the kernel-path test failed in the guest (exit {:?}):\n{}\n{}",
+        out.status.code(),
+        console,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_kernel_wireguard(ns: &roamgw_e2e::Ns, interface: &str) -> bool {
+    ns.run(&["ip", "-d", "link", "show", interface])
+        .contains("wireguard")
+}
+
+#[test]
+#[ignore = "runs inside the qemu guest that kernel_wireguard_in_a_qemu_guest boots"]
+fn guest_kernel_wireguard() {
+    assert!(
+        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
+        "meant for the qemu guest: run kernel_wireguard_in_a_qemu_guest"
+    );
+    let mut s = Scenario::build_with(GatewayMode::KernelDaemon, Laptop::KernelRoamer, &[], false);
+    assert!(
+        is_kernel_wireguard(&s.bed.gw, &s.bed.gw_wg),
+        "gateway: not kernel WireGuard"
+    );
+    assert!(
+        is_kernel_wireguard(&s.bed.roam, &s.bed.roam_wg),
+        "laptop: not kernel WireGuard"
+    );
+    s.ok(&["add-port", "22"]);
+    assert_eq!(
+        s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+        Some("roamer")
+    );
+    assert_eq!(
+        s.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
+        Some("droplet")
+    );
+    // Stock `wg show` reads the kernel device directly: the learned endpoint is the CGNAT's.
+    let show = s.bed.gw.run(&["wg", "show", &s.bed.gw_wg, "endpoints"]);
+    assert!(show.contains("198.51.100.2:"), "{show}");
+    let status = s.ok(&["status"]);
+    assert!(status.contains("198.51.100.2:"), "{status}");
+
+    // Roaming works the same on the kernel device.
+    let moved = Instant::now();
+    s.bed.move_laptop("100.64.0.3");
+    let took = s.bed.time_until_banner(
+        &format!("{FLOATING_IP}:22"),
+        "roamer",
+        moved,
+        Duration::from_secs(20),
+    );
+    eprintln!("kernel: address change recovered after {took:?}");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(5)), "{took:?}");
+
+    // kill -9 leaves the kernel interface behind; the restarted daemon takes it over.
+    let pid = s.daemon.take().expect("daemon");
+    s.bed.gw.run(&["kill", "-KILL", &pid.to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        is_kernel_wireguard(&s.bed.gw, &s.bed.gw_wg),
+        "the kernel link should outlive the process"
+    );
+    let restarted = Instant::now();
+    s.start_daemon();
+    let took = s.bed.time_until_banner(
+        &format!("{FLOATING_IP}:22"),
+        "roamer",
+        restarted,
+        Duration::from_secs(30),
+    );
+    eprintln!("kernel: restart after kill -9 recovered after {took:?}");
+    assert!(
+        took.is_some(),
+        "no forward after the restart:\n{}",
+        s.bed.log("daemon.log")
+    );
+
+    // SIGTERM: the interface and the table go; `roamer down` takes the laptop's interface.
+    s.stop_daemon();
+    let gw = s.bed.gw.clone();
+    let gw_wg = s.bed.gw_wg.clone();
+    assert!(wait_until(Duration::from_secs(5), || !gw
+        .output(&["ip", "link", "show", &gw_wg])
+        .status
+        .success()));
+    let out = s.roamer(&["down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s
+        .bed
+        .roam
+        .output(&["ip", "link", "show", &s.bed.roam_wg])
+        .status
+        .success());
+}
