@@ -107,9 +107,12 @@ pub enum Command {
         (wg-quick up roamgw0, with the file from `roamgw show-config --gateway --format wg-quick`).")]
     Up,
 
-    /// Take the data plane down: remove table ip roamgw (nothing else is touched).
-    #[command(after_help = "Examples:\n  roamgw down")]
-    Down,
+    /// Take the data plane down: remove table ip roamgw, empty roamgw's firewalld policies
+    /// (nothing else is touched).
+    #[command(
+        after_help = "Examples:\n  roamgw down\n  roamgw down --purge    # also remove roamgw's firewalld zone and policies"
+    )]
+    Down(DownArgs),
 
     /// Reconcile now: repair whatever differs from the state (a no-op when nothing does).
     #[command(after_help = "Examples:\n  roamgw apply\n  roamgw apply --dry-run")]
@@ -315,6 +318,14 @@ pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
         return Err(format!("{text} has host bits set: write {}", net.trunc()));
     }
     Ok(net)
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove roamgw's firewalld zone and policies from the permanent configuration
+    /// (and reload firewalld once): afterwards firewalld has exactly what it had before roamgw.
+    #[arg(long)]
+    pub purge: bool,
 }
 
 #[cfg(test)]

@@ -503,9 +503,15 @@ pub fn up(store: &Store) -> Result<String> {
     ))
 }
 
-pub fn down() -> Result<String> {
-    Ok(if dataplane::down()? {
-        "data plane down: table ip roamgw removed\n".into()
+pub fn down(purge: bool) -> Result<String> {
+    Ok(if dataplane::down(purge)? {
+        if purge {
+            "data plane down: table ip roamgw and roamgw's firewalld zone and policies removed\n"
+                .into()
+        } else {
+            "data plane down: table ip roamgw removed, roamgw's firewalld policies (if any) emptied\n"
+                .into()
+        }
     } else {
         "data plane was not up\n".into()
     })
@@ -514,12 +520,7 @@ pub fn down() -> Result<String> {
 pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
     let state = store.load()?;
     if dry_run {
-        let observed = dataplane::observe()?;
-        let desired = crate::nft::model::desired(&state);
-        return Ok(format!(
-            "{}\n",
-            crate::nft::diff::plan(&desired, observed.as_ref())
-        ));
+        return Ok(format!("{}\n", dataplane::dry_run(&state)?));
     }
     let plan = dataplane::up(&state)?;
     Ok(format!("{plan}\n"))
@@ -554,13 +555,32 @@ struct ForwardStatus {
 pub fn status(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let g = &state.gateway;
-    let observed = dataplane::observe_if_up()?;
-    let plan = observed
-        .as_ref()
-        .map(|o| crate::nft::diff::plan(&crate::nft::model::desired(&state), Some(o)));
-    let counters = observed
-        .as_ref()
-        .map(|o| dataplane::counters_by_forward(&state, o));
+    // (up?, what differs when up, per-forward counters)
+    let (up, drift, counters) = match g.backend {
+        roamgw_common::state::Backend::Nftables => {
+            let observed = dataplane::observe_if_up()?;
+            let plan = observed
+                .as_ref()
+                .map(|o| crate::nft::diff::plan(&crate::nft::model::desired(&state), Some(o)));
+            (
+                observed.is_some(),
+                plan.filter(|p| *p != crate::nft::diff::Plan::Nothing)
+                    .map(|p| p.to_string()),
+                observed
+                    .as_ref()
+                    .map(|o| dataplane::counters_by_forward(&state, o)),
+            )
+        }
+        // firewalld keeps no per-rule counters.
+        roamgw_common::state::Backend::Firewalld => match dataplane::firewalld_view(&state)? {
+            Some(differences) => (
+                true,
+                (!differences.is_empty()).then(|| crate::firewalld::summary(&differences)),
+                None,
+            ),
+            None => (false, None, None),
+        },
+    };
     let view = StatusView {
         config_dir: store.dir().display().to_string(),
         backend: g.backend.to_string(),
@@ -569,12 +589,9 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         public_ip: g.public_ip.to_string(),
         interface: g.interface.to_string(),
         interface_present: dataplane::interface_exists(g.interface.as_str()),
-        data_plane_up: observed.is_some(),
-        in_sync: plan.as_ref().map(|p| *p == crate::nft::diff::Plan::Nothing),
-        drift: plan
-            .as_ref()
-            .filter(|p| **p != crate::nft::diff::Plan::Nothing)
-            .map(ToString::to_string),
+        data_plane_up: up,
+        in_sync: up.then_some(drift.is_none()),
+        drift,
         ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
             .ok()
             .map(|v| v.trim() == "1"),

@@ -195,9 +195,9 @@ impl Daemon {
     }
 
     fn take_down(&mut self) {
-        match dataplane::down() {
-            Ok(_) => info!("table ip roamgw removed"),
-            Err(e) => error!("could not remove table ip roamgw: {e}"),
+        match dataplane::down(false) {
+            Ok(_) => info!("data plane down"),
+            Err(e) => error!("could not take the data plane down: {e}"),
         }
         // Dropping the device removes the TUN interface and the `wg` socket.
         self.device.take();
@@ -217,8 +217,8 @@ impl Daemon {
             }
         }
         match dataplane::observe().and_then(|o| dataplane::reconcile(&self.state, o.as_ref())) {
-            Ok(crate::nft::diff::Plan::Nothing) => {}
-            Ok(plan) => info!("repaired: {plan}"),
+            Ok(applied) if applied.is_nothing() => {}
+            Ok(applied) => info!("repaired: {applied}"),
             Err(e) => error!("table reconcile failed: {e}"),
         }
     }

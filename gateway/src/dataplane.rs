@@ -1,5 +1,6 @@
-//! The data plane on this machine: our nft table, IP forwarding and conntrack, driven from the
-//! state. Every function reads what the kernel has, plans the difference and applies it.
+//! The data plane on this machine, driven from the state: our nft table (nftables backend) or
+//! our firewalld zone and policies (firewalld backend), IP forwarding and conntrack. Every
+//! function reads what is there, plans the difference and applies it.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use roamgw_common::state::{Backend, Forward, GatewayState};
 use tracing::{debug, info, warn};
 
 use crate::conntrack;
+use crate::firewalld::{self, Difference, Firewalld, FirewalldError};
 use crate::nft::apply::{self, NftError};
 use crate::nft::diff::{plan, Plan};
 use crate::nft::model::{desired, forward_elements, is_count, Element};
@@ -19,19 +21,41 @@ pub enum DataPlaneError {
     Nft(#[from] NftError),
     #[error(transparent)]
     Parse(#[from] observed::ParseError),
-    #[error("the firewalld backend is not available in this version: run `roamgw init --force --backend nftables` (or wait for the firewalld backend)")]
-    FirewalldBackend,
+    #[error(transparent)]
+    Firewalld(#[from] FirewalldError),
     #[error("cannot enable IP forwarding ({0}): run as root")]
     Forwarding(std::io::Error),
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
-fn check_backend(state: &GatewayState) -> Result<(), DataPlaneError> {
-    match state.gateway.backend {
-        Backend::Nftables => Ok(()),
-        Backend::Firewalld => Err(DataPlaneError::FirewalldBackend),
+/// What an apply did (or, dry, would do), per backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Nft(Plan),
+    Firewalld(Vec<Difference>),
+}
+
+impl Applied {
+    pub fn is_nothing(&self) -> bool {
+        match self {
+            Applied::Nft(plan) => *plan == Plan::Nothing,
+            Applied::Firewalld(differences) => differences.is_empty(),
+        }
     }
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Applied::Nft(plan) => plan.fmt(f),
+            Applied::Firewalld(differences) => f.write_str(&firewalld::summary(differences)),
+        }
+    }
+}
+
+fn is_firewalld(state: &GatewayState) -> bool {
+    state.gateway.backend == Backend::Firewalld
 }
 
 /// Our table as the kernel has it; `None` when it does not exist.
@@ -55,8 +79,11 @@ pub fn observe_if_up() -> Result<Option<Observed>, DataPlaneError> {
 pub fn reconcile(
     state: &GatewayState,
     observed: Option<&Observed>,
-) -> Result<Plan, DataPlaneError> {
-    check_backend(state)?;
+) -> Result<Applied, DataPlaneError> {
+    if is_firewalld(state) {
+        let differences = Firewalld::connect()?.apply(&firewalld::model::desired(state))?;
+        return Ok(Applied::Firewalld(differences));
+    }
     let want = desired(state);
     let plan = plan(&want, observed);
     match &plan {
@@ -67,12 +94,37 @@ pub fn reconcile(
         }
         Plan::Update { remove, add } => apply::apply_update(remove, add)?,
     }
-    Ok(plan)
+    Ok(Applied::Nft(plan))
+}
+
+/// The firewalld backend's view for `status`: `None` when not up (firewalld not running, or
+/// our objects not there), else what differs from the state.
+pub fn firewalld_view(state: &GatewayState) -> Result<Option<Vec<Difference>>, DataPlaneError> {
+    let fw = match Firewalld::connect() {
+        Ok(fw) => fw,
+        Err(FirewalldError::Unreachable(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !fw.is_set_up()? {
+        return Ok(None);
+    }
+    Ok(Some(fw.differences(&firewalld::model::desired(state))?))
+}
+
+/// What `apply` would do, without doing it.
+pub fn dry_run(state: &GatewayState) -> Result<Applied, DataPlaneError> {
+    if is_firewalld(state) {
+        let differences = Firewalld::connect()?.differences(&firewalld::model::desired(state))?;
+        return Ok(Applied::Firewalld(differences));
+    }
+    Ok(Applied::Nft(plan(&desired(state), observe()?.as_ref())))
 }
 
 /// The exact transaction `up`/`apply` would run to (re)build the table.
 pub fn rules_text(state: &GatewayState) -> Result<String, DataPlaneError> {
-    check_backend(state)?;
+    if is_firewalld(state) {
+        return Ok(firewalld::describe(state));
+    }
     let keep = observe_if_up()?.map(|o| o.counters).unwrap_or_default();
     Ok(render::full_transaction(&desired(state), &keep))
 }
@@ -93,9 +145,8 @@ pub fn interface_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// `roamgw up`: forwarding on, table as the state says.
-pub fn up(state: &GatewayState) -> Result<Plan, DataPlaneError> {
-    check_backend(state)?;
+/// `roamgw up`: forwarding on, table (or firewalld objects) as the state says.
+pub fn up(state: &GatewayState) -> Result<Applied, DataPlaneError> {
     enable_forwarding()?;
     let interface = state.gateway.interface.as_str();
     if !interface_exists(interface) {
@@ -104,15 +155,40 @@ pub fn up(state: &GatewayState) -> Result<Plan, DataPlaneError> {
             "WireGuard interface is not present: forwards need it (e.g. `wg-quick up {interface}` with the file from `roamgw show-config --gateway --format wg-quick`)"
         );
     }
+    if is_firewalld(state) {
+        // Left from the nftables backend (a re-init): not ours to keep.
+        if observe_if_up()?.is_some() {
+            apply::delete_table()?;
+        }
+        return reconcile(state, None);
+    }
+    if Firewalld::is_running() {
+        // firewalld drops new flows to the WireGuard port unless firewalld itself opens it;
+        // forwarded (DNATed) flows it accepts early on its own.
+        let opened = Firewalld::connect()?.apply(&firewalld::model::nftables_allowance(state))?;
+        if !opened.is_empty() {
+            info!(
+                "firewalld is running: opened udp {} through it ({})",
+                state.gateway.listen_port,
+                firewalld::summary(&opened)
+            );
+        }
+    }
     let observed = observe()?;
     reconcile(state, observed.as_ref())
 }
 
-/// `roamgw down`: our table removed, nothing else touched.
-pub fn down() -> Result<bool, DataPlaneError> {
-    let existed = observe()?.is_some();
+/// `roamgw down`: our table removed, our firewalld policies emptied (with `purge`, removed
+/// with our zone); nothing else touched. Returns whether anything of ours was up.
+pub fn down(purge: bool) -> Result<bool, DataPlaneError> {
+    let existed = observe_if_up()?.is_some();
     apply::delete_table()?;
-    Ok(existed)
+    let firewalld = match Firewalld::connect() {
+        Ok(fw) => fw.down(purge)?,
+        Err(FirewalldError::Unreachable(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(existed || firewalld)
 }
 
 /// Applies a CLI change live when the data plane is up, in time independent of the number of
@@ -127,9 +203,8 @@ pub fn apply_change(
     old: &GatewayState,
     new: &GatewayState,
     change: &ForwardChange,
-) -> Result<Option<Plan>, DataPlaneError> {
-    check_backend(new)?;
-    if desired_settings(old) != desired_settings(new) {
+) -> Result<Option<Applied>, DataPlaneError> {
+    if is_firewalld(new) || desired_settings(old) != desired_settings(new) {
         return apply_if_up(new);
     }
     let remove: Vec<Element> = change
@@ -143,7 +218,7 @@ pub fn apply_change(
         .flat_map(|f| elements_of(new, f))
         .collect();
     match apply::apply_update(&remove, &add) {
-        Ok(()) => Ok(Some(Plan::Update { remove, add })),
+        Ok(()) => Ok(Some(Applied::Nft(Plan::Update { remove, add }))),
         Err(first) => {
             // No table (not up), not ours to see, or not the shape we expect: the full path
             // tells which and repairs the last.
@@ -184,7 +259,21 @@ pub struct ForwardChange {
 }
 
 /// Applies a state live when the data plane is up. `Ok(None)`: not up, nothing applied.
-pub fn apply_if_up(state: &GatewayState) -> Result<Option<Plan>, DataPlaneError> {
+pub fn apply_if_up(state: &GatewayState) -> Result<Option<Applied>, DataPlaneError> {
+    if is_firewalld(state) {
+        // Up once our objects exist; firewalld not running counts as not up (the change is
+        // saved and goes live with `up`).
+        let fw = match Firewalld::connect() {
+            Ok(fw) => fw,
+            Err(FirewalldError::Unreachable(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if !fw.is_set_up()? {
+            return Ok(None);
+        }
+        let differences = fw.apply(&firewalld::model::desired(state))?;
+        return Ok(Some(Applied::Firewalld(differences)));
+    }
     let Some(observed) = observe_if_up()? else {
         return Ok(None);
     };

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod detect;
 pub mod device;
+pub mod firewalld;
 pub mod nft;
 pub mod render;
 pub mod store;
@@ -31,7 +32,7 @@ pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
         Command::ShowConfig(args) => commands::show_config(&store, args),
         Command::Rules => commands::rules(&store),
         Command::Up => commands::up(&store),
-        Command::Down => commands::down(),
+        Command::Down(args) => commands::down(args.purge),
         Command::Apply(args) => commands::apply(&store, args.dry_run),
         Command::Status(args) => commands::status(&store, args.json),
         Command::Run => commands::run(store),

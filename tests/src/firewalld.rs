@@ -74,6 +74,7 @@ impl Firewalld {
                 "--nopid",
             ],
         );
+        bed.set_system_bus(&bus_address);
         let firewalld = Firewalld { bus_address };
         let up = wait_until(Duration::from_secs(30), || {
             firewalld.cmd(ns, &["--state"]).status.success()

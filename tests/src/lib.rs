@@ -112,7 +112,7 @@ pub struct Ns {
 }
 
 impl Ns {
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).args(args);
         cmd
@@ -229,7 +229,14 @@ pub struct Testbed {
     pub roam_wg: String,
     pub dir: tempfile::TempDir,
     children: Mutex<Vec<Child>>,
+    /// The D-Bus "system bus" roamgw and the daemon see: a dead address unless the test
+    /// started firewalld on a private bus, so no test ever reaches this machine's own bus
+    /// (and a firewalld on it).
+    system_bus: Mutex<String>,
 }
+
+/// Where tests point DBUS_SYSTEM_BUS_ADDRESS when they run no firewalld.
+const NO_SYSTEM_BUS: &str = "unix:path=/nonexistent/roamgw-tests-use-no-system-bus";
 
 impl Testbed {
     pub fn new() -> Self {
@@ -251,6 +258,7 @@ impl Testbed {
             id,
             dir: tempfile::tempdir().expect("tempdir"),
             children: Mutex::new(Vec::new()),
+            system_bus: Mutex::new(NO_SYSTEM_BUS.to_string()),
         };
         bed.build();
         bed
@@ -372,6 +380,7 @@ impl Testbed {
         let file = File::create(self.dir.path().join(log)).expect("log file");
         let child = ns
             .command(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.system_bus())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
@@ -521,7 +530,25 @@ impl Testbed {
             dir.to_str().expect("utf-8"),
         ];
         full.extend_from_slice(args);
-        self.gw.output(&full)
+        self.gw
+            .command(&full)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.system_bus())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run roamgw")
+    }
+
+    /// The system bus address the testbed's roamgw processes use.
+    pub fn system_bus(&self) -> String {
+        self.system_bus
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Points the testbed's roamgw processes at `address` (a private bus with firewalld).
+    pub fn set_system_bus(&self, address: &str) {
+        *self.system_bus.lock().unwrap_or_else(|p| p.into_inner()) = address.to_string();
     }
 
     /// Brings up stock wg-quick + wireguard-go in a namespace with the given config text.
@@ -668,6 +695,13 @@ pub enum GatewayMode {
     KernelDaemon,
 }
 
+/// Which roamgw backend a [`Scenario`]'s gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Nftables,
+    Firewalld,
+}
+
 /// What runs the laptop's tunnel in a [`Scenario`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Laptop {
@@ -687,6 +721,8 @@ pub struct Scenario {
     pub mode: GatewayMode,
     /// Print every roamgw command and its output (the demo).
     pub verbose: bool,
+    /// The firewalld in the gateway namespace, with [`Backend::Firewalld`].
+    pub firewalld: Option<firewalld::Firewalld>,
     /// The daemon's pid in [`GatewayMode::Daemon`].
     pub daemon: Option<u32>,
 }
@@ -694,6 +730,11 @@ pub struct Scenario {
 impl Scenario {
     pub fn new(mode: GatewayMode, extra_init_flags: &[&str]) -> Self {
         Self::build(mode, extra_init_flags, false)
+    }
+
+    /// A stock wg-quick laptop behind a gateway on `backend`.
+    pub fn on(mode: GatewayMode, backend: Backend, extra_init_flags: &[&str]) -> Self {
+        Self::gateway_on(mode, backend, extra_init_flags, false).connect_laptop(Laptop::WgQuick)
     }
 
     pub fn build(mode: GatewayMode, extra_init_flags: &[&str], verbose: bool) -> Self {
@@ -712,10 +753,37 @@ impl Scenario {
     /// [`Scenario::build_with`] in two steps, for tests that prepare the laptop's side first.
     /// This one: the gateway with roamer `laptop`, up.
     pub fn gateway_only(mode: GatewayMode, extra_init_flags: &[&str], verbose: bool) -> Self {
+        Self::gateway_on(mode, Backend::Nftables, extra_init_flags, verbose)
+    }
+
+    /// [`Scenario::gateway_only`] on a chosen backend; firewalld runs in the gateway namespace
+    /// on a private bus for [`Backend::Firewalld`].
+    pub fn gateway_on(
+        mode: GatewayMode,
+        backend: Backend,
+        extra_init_flags: &[&str],
+        verbose: bool,
+    ) -> Self {
+        let bed = Testbed::new();
+        let firewalld = (backend == Backend::Firewalld).then(|| {
+            let fw = firewalld::Firewalld::start(&bed, &bed.gw);
+            // The droplet's own services, as its admin opened them (ssh is open by default).
+            for args in [
+                &["--add-port=8080/tcp"][..],
+                &["--permanent", "--add-port=8080/tcp"][..],
+            ] {
+                assert!(
+                    fw.cmd(&bed.gw, args).status.success(),
+                    "firewall-cmd {args:?}"
+                );
+            }
+            fw
+        });
         let mut scenario = Scenario {
-            bed: Testbed::new(),
+            bed,
             mode,
             verbose,
+            firewalld,
             daemon: None,
         };
         let wireguard = match mode {
@@ -724,6 +792,9 @@ impl Scenario {
             GatewayMode::KernelDaemon => "kernel",
         };
         let mut init = scenario.bed.init_args(wireguard);
+        if backend == Backend::Firewalld {
+            init.extend(["--backend".to_string(), "firewalld".to_string()]);
+        }
         init.extend(extra_init_flags.iter().map(ToString::to_string));
         let init: Vec<&str> = init.iter().map(String::as_str).collect();
         scenario.ok(&init);
@@ -800,13 +871,12 @@ impl Scenario {
             ],
             "daemon.log",
         );
-        let gw = self.bed.gw.clone();
-        let up = wait_until(Duration::from_secs(10), || {
-            dir.join("roamgw.sock").exists()
-                && gw
-                    .output(&["nft", "list", "table", "ip", "roamgw"])
-                    .status
-                    .success()
+        let up = wait_until(Duration::from_secs(20), || {
+            dir.join("roamgw.sock").exists() && {
+                let out = self.bed.roamgw(&roamgw, &["status", "--json"]);
+                serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|v| v["data_plane_up"] == true && v["daemon_running"] == true)
+            }
         });
         assert!(
             up,

@@ -1,0 +1,266 @@
+//! What roamgw wants in firewalld, from the state: one zone and three policies, all named after
+//! roamgw and nothing else touched. Pure, so every rule shape is a table test.
+//!
+//! - zone `roamgw`: the WireGuard interface, so traffic toward the roamers has a zone;
+//! - policy `roamgw-host` (ANY → HOST): the WireGuard port open; the anchor closed except
+//!   forwards (or, with --anchor-passthrough, closed only for the allow-listed ports, so a
+//!   refused source never falls through to the droplet's own service);
+//! - policy `roamgw-dnat` (ANY → ANY): one forward-port rich rule per (forward, protocol,
+//!   allowed source), each matching the anchor as destination (a forward-port without one
+//!   would also capture the droplet's outbound traffic);
+//! - policy `roamgw-masq` (ANY → zone roamgw): masquerade toward the tunnel (the manual
+//!   setup's return path).
+//!
+//! firewalld has no maps: forwards are rules, and a remapped range is expanded port by port
+//! (a range `to-port` does not keep the offset).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use roamgw_common::state::{Forward, GatewayState};
+use roamgw_common::Protocol;
+
+pub const ZONE: &str = "roamgw";
+pub const HOST_POLICY: &str = "roamgw-host";
+pub const DNAT_POLICY: &str = "roamgw-dnat";
+pub const MASQ_POLICY: &str = "roamgw-masq";
+pub const POLICIES: [&str; 3] = [HOST_POLICY, DNAT_POLICY, MASQ_POLICY];
+/// Before the zones (which firewalld runs at priority 0): our drops and forwards first.
+pub const PRIORITY: i32 = -100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSpec {
+    pub interfaces: Vec<String>,
+}
+
+/// The parts of a policy roamgw sets; all else stays firewalld's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub name: &'static str,
+    pub ingress_zones: Vec<String>,
+    pub egress_zones: Vec<String>,
+    /// (port, protocol)
+    pub ports: Vec<(String, String)>,
+    pub masquerade: bool,
+    pub rich_rules: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// `None` for the nftables backend's allowance, which needs no zone.
+    pub zone: Option<ZoneSpec>,
+    pub policies: Vec<PolicySpec>,
+}
+
+fn any() -> Vec<String> {
+    vec!["ANY".to_string()]
+}
+
+pub fn desired(state: &GatewayState) -> Desired {
+    let g = &state.gateway;
+    let mut host_rules = BTreeSet::new();
+    if g.anchor_passthrough {
+        for forward in state.forwards.iter().filter(|f| !f.allow_from.is_empty()) {
+            for protocol in forward.spec.protocols.iter() {
+                host_rules.insert(anchor_port_drop(g.anchor_ip, forward, protocol));
+            }
+        }
+    } else {
+        // Roamers may dial the floating IP, which arrives on the anchor: its WireGuard port
+        // stays open (priority -1 runs before the drop).
+        host_rules.insert(format!(
+            "rule priority=\"-1\" family=\"ipv4\" destination address=\"{}\" port port=\"{}\" protocol=\"udp\" accept",
+            g.anchor_ip, g.listen_port
+        ));
+        host_rules.insert(format!(
+            "rule family=\"ipv4\" destination address=\"{}\" drop",
+            g.anchor_ip
+        ));
+    }
+    let dnat_rules = state
+        .forwards
+        .iter()
+        .flat_map(|forward| {
+            let to = state
+                .roamer(&forward.to)
+                .map(|r| r.address)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            forward_rules(g.anchor_ip, forward, to)
+        })
+        .collect();
+    Desired {
+        zone: Some(ZoneSpec {
+            interfaces: vec![g.interface.to_string()],
+        }),
+        policies: vec![
+            host_policy(state, host_rules),
+            PolicySpec {
+                name: DNAT_POLICY,
+                ingress_zones: any(),
+                egress_zones: any(),
+                ports: Vec::new(),
+                masquerade: false,
+                rich_rules: dnat_rules,
+            },
+            PolicySpec {
+                name: MASQ_POLICY,
+                ingress_zones: any(),
+                egress_zones: vec![ZONE.into()],
+                ports: Vec::new(),
+                masquerade: true,
+                rich_rules: BTreeSet::new(),
+            },
+        ],
+    }
+}
+
+fn host_policy(state: &GatewayState, rich_rules: BTreeSet<String>) -> PolicySpec {
+    PolicySpec {
+        name: HOST_POLICY,
+        ingress_zones: any(),
+        egress_zones: vec!["HOST".into()],
+        ports: vec![(state.gateway.listen_port.to_string(), "udp".into())],
+        masquerade: false,
+        rich_rules,
+    }
+}
+
+/// With the nftables backend next to a running firewalld: only the WireGuard port, opened
+/// through firewalld (an `accept` in our own table does not get past firewalld's input
+/// chain). Forwarded traffic needs nothing: firewalld accepts DNATed flows early.
+pub fn nftables_allowance(state: &GatewayState) -> Desired {
+    Desired {
+        zone: None,
+        policies: vec![host_policy(state, BTreeSet::new())],
+    }
+}
+
+fn anchor_port_drop(anchor: Ipv4Addr, forward: &Forward, protocol: Protocol) -> String {
+    format!(
+        "rule family=\"ipv4\" destination address=\"{anchor}\" port port=\"{}\" protocol=\"{}\" drop",
+        range_text(forward.spec.public.first(), forward.spec.public.last()),
+        protocol.as_str()
+    )
+}
+
+fn range_text(first: u16, last: u16) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
+    }
+}
+
+/// The forward-port rich rules of one forward.
+pub fn forward_rules(anchor: Ipv4Addr, forward: &Forward, to: Ipv4Addr) -> Vec<String> {
+    let spec = &forward.spec;
+    // (public ports, to-port or None to keep the port)
+    let ports: Vec<(String, Option<u16>)> = if !spec.is_remap() {
+        vec![(range_text(spec.public.first(), spec.public.last()), None)]
+    } else if spec.public.is_single() {
+        vec![(spec.public.first().to_string(), Some(spec.local.first()))]
+    } else {
+        (spec.public.first()..=spec.public.last())
+            .filter_map(|p| spec.local_port_for(p).map(|l| (p.to_string(), Some(l))))
+            .collect()
+    };
+    let sources: Vec<String> = if forward.allow_from.is_empty() {
+        vec![String::new()]
+    } else {
+        forward
+            .allow_from
+            .iter()
+            .map(|net| format!(" source address=\"{net}\""))
+            .collect()
+    };
+    let mut rules = Vec::new();
+    for protocol in spec.protocols.iter() {
+        for source in &sources {
+            for (port, to_port) in &ports {
+                let to_port = to_port
+                    .map(|p| format!(" to-port=\"{p}\""))
+                    .unwrap_or_default();
+                rules.push(format!(
+                    "rule family=\"ipv4\"{source} destination address=\"{anchor}\" forward-port port=\"{port}\" protocol=\"{}\"{to_port} to-addr=\"{to}\"",
+                    protocol.as_str()
+                ));
+            }
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANCHOR: Ipv4Addr = Ipv4Addr::new(10, 16, 0, 5);
+    const TO: Ipv4Addr = Ipv4Addr::new(192, 168, 32, 2);
+
+    fn forward(spec: &str, allow: &[&str]) -> Forward {
+        Forward {
+            spec: spec.parse().expect("spec"),
+            to: "laptop".parse().expect("name"),
+            allow_from: allow.iter().map(|a| a.parse().expect("cidr")).collect(),
+        }
+    }
+
+    #[test]
+    fn forward_rules_by_shape() {
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (
+                "22",
+                &[],
+                &[
+                    r#"rule family="ipv4" destination address="10.16.0.5" forward-port port="22" protocol="tcp" to-addr="192.168.32.2""#,
+                ],
+            ),
+            (
+                "2222:22",
+                &[],
+                &[
+                    r#"rule family="ipv4" destination address="10.16.0.5" forward-port port="2222" protocol="tcp" to-port="22" to-addr="192.168.32.2""#,
+                ],
+            ),
+            (
+                "60000-60002/udp",
+                &[],
+                &[
+                    r#"rule family="ipv4" destination address="10.16.0.5" forward-port port="60000-60002" protocol="udp" to-addr="192.168.32.2""#,
+                ],
+            ),
+            (
+                "8000-8001:9000-9001",
+                &[],
+                &[
+                    r#"rule family="ipv4" destination address="10.16.0.5" forward-port port="8000" protocol="tcp" to-port="9000" to-addr="192.168.32.2""#,
+                    r#"rule family="ipv4" destination address="10.16.0.5" forward-port port="8001" protocol="tcp" to-port="9001" to-addr="192.168.32.2""#,
+                ],
+            ),
+            (
+                "53/tcp+udp",
+                &["192.0.2.0/24"],
+                &[
+                    r#"rule family="ipv4" source address="192.0.2.0/24" destination address="10.16.0.5" forward-port port="53" protocol="tcp" to-addr="192.168.32.2""#,
+                    r#"rule family="ipv4" source address="192.0.2.0/24" destination address="10.16.0.5" forward-port port="53" protocol="udp" to-addr="192.168.32.2""#,
+                ],
+            ),
+        ];
+        for (spec, allow, want) in table {
+            assert_eq!(
+                forward_rules(ANCHOR, &forward(spec, allow), TO),
+                want.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn passthrough_drops_only_what_allow_lists_refuse() {
+        let f = forward("22", &["192.0.2.2/32"]);
+        assert_eq!(
+            anchor_port_drop(ANCHOR, &f, Protocol::Tcp),
+            r#"rule family="ipv4" destination address="10.16.0.5" port port="22" protocol="tcp" drop"#
+        );
+    }
+}
