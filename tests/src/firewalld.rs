@@ -64,6 +64,25 @@ impl Firewalld {
             "dbus-daemon did not start"
         );
         let bus_address = format!("unix:path={}", socket.display());
+        // Its permanent configuration in the test's own directory: firewalld writes zones and
+        // policies there, and every test's firewalld would otherwise share (and the machine's
+        // keep) /etc/firewalld.
+        let system_config = bed.dir.path().join("firewalld");
+        for sub in [
+            "zones",
+            "policies",
+            "services",
+            "ipsets",
+            "icmptypes",
+            "helpers",
+        ] {
+            std::fs::create_dir_all(system_config.join(sub)).expect("firewalld config dir");
+        }
+        std::fs::copy(
+            "/etc/firewalld/firewalld.conf",
+            system_config.join("firewalld.conf"),
+        )
+        .expect("copy firewalld.conf (is firewalld installed?)");
         bed.spawn(
             ns,
             &[
@@ -72,6 +91,8 @@ impl Firewalld {
                 "firewalld",
                 "--nofork",
                 "--nopid",
+                "--system-config",
+                system_config.to_str().expect("utf-8"),
             ],
         );
         bed.set_system_bus(&bus_address);

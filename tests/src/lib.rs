@@ -700,6 +700,8 @@ pub enum GatewayMode {
 pub enum Backend {
     Nftables,
     Firewalld,
+    /// The nftables backend on a droplet that also runs firewalld.
+    NftablesBesideFirewalld,
 }
 
 /// What runs the laptop's tunnel in a [`Scenario`].
@@ -765,7 +767,7 @@ impl Scenario {
         verbose: bool,
     ) -> Self {
         let bed = Testbed::new();
-        let firewalld = (backend == Backend::Firewalld).then(|| {
+        let firewalld = (backend != Backend::Nftables).then(|| {
             let fw = firewalld::Firewalld::start(&bed, &bed.gw);
             // The droplet's own services, as its admin opened them (ssh is open by default).
             for args in [
