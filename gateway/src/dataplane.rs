@@ -204,7 +204,10 @@ pub fn apply_change(
     new: &GatewayState,
     change: &ForwardChange,
 ) -> Result<Option<Applied>, DataPlaneError> {
-    if is_firewalld(new) || desired_settings(old) != desired_settings(new) {
+    if is_firewalld(new) {
+        return firewalld_change(old, new);
+    }
+    if desired_settings(old) != desired_settings(new) {
         return apply_if_up(new);
     }
     let remove: Vec<Element> = change
@@ -226,6 +229,38 @@ pub fn apply_change(
             apply_if_up(new)
         }
     }
+}
+
+/// A CLI change on the firewalld backend: only the policies whose rules changed are written
+/// (two calls each); anything unexpected takes the full path.
+fn firewalld_change(
+    old: &GatewayState,
+    new: &GatewayState,
+) -> Result<Option<Applied>, DataPlaneError> {
+    let before = firewalld::model::desired(old);
+    let after = firewalld::model::desired(new);
+    if before.zone != after.zone {
+        return apply_if_up(new);
+    }
+    let changed: Vec<&firewalld::model::PolicySpec> = after
+        .policies
+        .iter()
+        .filter(|p| !before.policies.contains(p))
+        .collect();
+    let fw = match Firewalld::connect() {
+        Ok(fw) => fw,
+        Err(FirewalldError::Unreachable(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if fw.set_policies(&changed)? {
+        return Ok(Some(Applied::Firewalld(
+            changed
+                .iter()
+                .map(|p| Difference::RuntimePolicy(p.name))
+                .collect(),
+        )));
+    }
+    apply_if_up(new)
 }
 
 fn desired_settings(state: &GatewayState) -> crate::nft::model::TableSettings {

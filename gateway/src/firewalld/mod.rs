@@ -422,6 +422,34 @@ impl Firewalld {
         Ok(differences)
     }
 
+    /// The fast path of a CLI change: writes just `changed` (permanent, then runtime), without
+    /// reading anything else first. `Ok(false)` when one of them is not there yet (not up, or
+    /// never created): the caller falls back to a full [`Firewalld::apply`].
+    pub fn set_policies(&self, changed: &[&PolicySpec]) -> Result<bool, FirewalldError> {
+        let runtime = self.runtime_policies()?;
+        for spec in changed {
+            let Some(path) = self.permanent_path("getPolicyByName", spec.name)? else {
+                return Ok(false);
+            };
+            if !runtime.iter().any(|r| r == spec.name) {
+                return Ok(false);
+            }
+            self.call_unit(
+                path.as_str(),
+                IFACE_CONFIG_POLICY,
+                "update",
+                &(policy_settings(spec, true),),
+            )?;
+            self.call_unit(
+                PATH,
+                IFACE_POLICY,
+                "setPolicySettings",
+                &(spec.name, policy_settings(spec, false)),
+            )?;
+        }
+        Ok(true)
+    }
+
     /// Whether roamgw's objects exist (permanent): the data plane counts as up then.
     pub fn is_set_up(&self) -> Result<bool, FirewalldError> {
         Ok(self
