@@ -239,7 +239,9 @@ fn firewalld_change(
 ) -> Result<Option<Applied>, DataPlaneError> {
     let before = firewalld::model::desired(old);
     let after = firewalld::model::desired(new);
-    if before.zone != after.zone {
+    let names =
+        |d: &firewalld::model::Desired| d.ipsets.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    if before.zone != after.zone || names(&before) != names(&after) {
         return apply_if_up(new);
     }
     let changed: Vec<&firewalld::model::PolicySpec> = after
@@ -252,15 +254,23 @@ fn firewalld_change(
         Err(FirewalldError::Unreachable(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if fw.set_policies(&changed)? {
-        return Ok(Some(Applied::Firewalld(
-            changed
-                .iter()
-                .map(|p| Difference::RuntimePolicy(p.name))
-                .collect(),
-        )));
+    let mut done = Vec::new();
+    for (was, now) in before.ipsets.iter().zip(&after.ipsets) {
+        if was.entries == now.entries {
+            continue;
+        }
+        let add: Vec<String> = now.entries.difference(&was.entries).cloned().collect();
+        let remove: Vec<String> = was.entries.difference(&now.entries).cloned().collect();
+        if !fw.change_entries(&now.name, &add, &remove)? {
+            return apply_if_up(new);
+        }
+        done.push(Difference::RuntimeIpset(now.name.clone()));
     }
-    apply_if_up(new)
+    if !fw.set_policies(&changed)? {
+        return apply_if_up(new);
+    }
+    done.extend(changed.iter().map(|p| Difference::RuntimePolicy(p.name)));
+    Ok(Some(Applied::Firewalld(done)))
 }
 
 fn desired_settings(state: &GatewayState) -> crate::nft::model::TableSettings {

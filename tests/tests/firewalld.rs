@@ -54,9 +54,12 @@ fn forwards_survive_a_firewalld_reload_behind_roamgws_back() {
     // Runtime and permanent agree, so nothing is left to repair.
     let apply = s.ok(&["apply"]);
     assert!(apply.contains("up to date"), "{apply}");
-    // roamgw's objects are firewalld's own: visible to its tools.
+    // roamgw's objects are firewalld's own: visible to its tools. Plain forwards are
+    // entries of the roamer's ipset, which one rule per protocol DNATs.
+    let set = firewall_cmd(&s, &["--info-ipset", "roamgw-192-168-32-2"]);
+    assert!(set.contains("10.16.0.5,tcp:22"), "{set}");
     let dnat = firewall_cmd(&s, &["--info-policy", "roamgw-dnat"]);
-    assert!(dnat.contains("forward-port port=\"22\""), "{dnat}");
+    assert!(dnat.contains("destination ipset=\"roamgw-192-168-32-2\""), "{dnat}");
 }
 
 #[test]

@@ -17,7 +17,29 @@ use tracing::{debug, info};
 use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
-use model::{Desired, PolicySpec, PRIORITY, ZONE};
+use model::{Desired, IpsetSpec, PolicySpec, IPSET_PREFIX, IPSET_TYPE, PRIORITY, ZONE};
+
+/// An ipset's settings as firewalld's config interface takes them:
+/// (version, short, description, type, options, entries).
+type IpsetSettings = (
+    String,
+    String,
+    String,
+    String,
+    HashMap<String, String>,
+    Vec<String>,
+);
+
+fn ipset_settings(spec: &IpsetSpec) -> IpsetSettings {
+    (
+        String::new(),
+        "roamgw forwards".to_string(),
+        "Managed by roamgw: the plain forwards to one roamer (anchor,protocol:port).".to_string(),
+        IPSET_TYPE.to_string(),
+        HashMap::new(),
+        spec.entries.iter().cloned().collect(),
+    )
+}
 
 const DEST: &str = "org.fedoraproject.FirewallD1";
 const PATH: &str = "/org/fedoraproject/FirewallD1";
@@ -28,6 +50,8 @@ const IFACE_ZONE: &str = "org.fedoraproject.FirewallD1.zone";
 const IFACE_CONFIG: &str = "org.fedoraproject.FirewallD1.config";
 const IFACE_CONFIG_POLICY: &str = "org.fedoraproject.FirewallD1.config.policy";
 const IFACE_CONFIG_ZONE: &str = "org.fedoraproject.FirewallD1.config.zone";
+const IFACE_IPSET: &str = "org.fedoraproject.FirewallD1.ipset";
+const IFACE_CONFIG_IPSET: &str = "org.fedoraproject.FirewallD1.config.ipset";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewalldError {
@@ -133,6 +157,11 @@ fn zone_settings(interfaces: &[String]) -> HashMap<&'static str, Value<'static>>
 pub enum Difference {
     CreateZone,
     PermanentZone(OwnedObjectPath),
+    CreateIpset(String),
+    PermanentIpset(String, OwnedObjectPath),
+    /// An ipset of a roamer that is gone (permanent; the runtime drops it at the next reload).
+    StaleIpset(String, OwnedObjectPath),
+    RuntimeIpset(String),
     CreatePolicy(&'static str),
     PermanentPolicy(&'static str, OwnedObjectPath),
     /// New objects exist at runtime only after a reload.
@@ -147,6 +176,10 @@ impl std::fmt::Display for Difference {
         match self {
             Difference::CreateZone => write!(f, "create zone {ZONE} (permanent)"),
             Difference::PermanentZone(_) => write!(f, "set zone {ZONE} (permanent)"),
+            Difference::CreateIpset(name) => write!(f, "create ipset {name} (permanent)"),
+            Difference::PermanentIpset(name, _) => write!(f, "set ipset {name} (permanent)"),
+            Difference::StaleIpset(name, _) => write!(f, "remove ipset {name} (permanent)"),
+            Difference::RuntimeIpset(name) => write!(f, "set ipset {name} (runtime)"),
             Difference::CreatePolicy(name) => write!(f, "create policy {name} (permanent)"),
             Difference::PermanentPolicy(name, _) => write!(f, "set policy {name} (permanent)"),
             Difference::Reload => write!(f, "reload firewalld once to load them"),
@@ -293,6 +326,18 @@ impl Firewalld {
                 }
             }
         }
+        for set in &desired.ipsets {
+            match self.permanent_path("getIPSetByName", &set.name)? {
+                None => out.push(Difference::CreateIpset(set.name.clone())),
+                Some(path) => {
+                    let entries: Vec<String> =
+                        self.call(path.as_str(), IFACE_CONFIG_IPSET, "getEntries", &())?;
+                    if entries.into_iter().collect::<BTreeSet<_>>() != set.entries {
+                        out.push(Difference::PermanentIpset(set.name.clone(), path));
+                    }
+                }
+            }
+        }
         for spec in &desired.policies {
             match self.permanent_path("getPolicyByName", spec.name)? {
                 None => out.push(Difference::CreatePolicy(spec.name)),
@@ -305,15 +350,42 @@ impl Firewalld {
                 }
             }
         }
+        // Only the firewalld backend (with its zone) owns ipsets: the nftables backend's
+        // allowance must not remove them.
+        if desired.zone.is_some() {
+            let names: Vec<String> = self.call(CONFIG_PATH, IFACE_CONFIG, "getIPSetNames", &())?;
+            for name in names.into_iter().filter(|n| n.starts_with(IPSET_PREFIX)) {
+                if !desired.ipsets.iter().any(|s| s.name == name) {
+                    if let Some(path) = self.permanent_path("getIPSetByName", &name)? {
+                        out.push(Difference::StaleIpset(name, path));
+                    }
+                }
+            }
+        }
         let runtime = self.runtime_policies()?;
         let zones = self.runtime_zones()?;
+        let runtime_ipsets: Vec<String> = self.call(PATH, IFACE_IPSET, "getIPSets", &())?;
         let zone_missing = desired.zone.is_some() && !zones.iter().any(|z| z == ZONE);
         let policy_missing = desired
             .policies
             .iter()
             .any(|p| !runtime.iter().any(|r| r == p.name));
-        if zone_missing || policy_missing {
+        let ipset_missing = desired
+            .ipsets
+            .iter()
+            .any(|s| !runtime_ipsets.contains(&s.name));
+        if zone_missing || policy_missing || ipset_missing {
             out.push(Difference::Reload);
+        }
+        for set in &desired.ipsets {
+            if !runtime_ipsets.contains(&set.name) {
+                out.push(Difference::RuntimeIpset(set.name.clone()));
+                continue;
+            }
+            let entries: Vec<String> = self.call(PATH, IFACE_IPSET, "getEntries", &(&set.name,))?;
+            if entries.into_iter().collect::<BTreeSet<_>>() != set.entries {
+                out.push(Difference::RuntimeIpset(set.name.clone()));
+            }
         }
         for spec in &desired.policies {
             if !runtime.iter().any(|r| r == spec.name) {
@@ -348,6 +420,7 @@ impl Firewalld {
     pub fn apply(&self, desired: &Desired) -> Result<Vec<Difference>, FirewalldError> {
         let differences = self.differences(desired)?;
         let spec_of = |name: &str| desired.policies.iter().find(|p| p.name == name);
+        let set_of = |name: &str| desired.ipsets.iter().find(|s| s.name == name);
         let interfaces = desired
             .zone
             .as_ref()
@@ -369,6 +442,45 @@ impl Firewalld {
                     "update2",
                     &(zone_settings(&interfaces),),
                 )?,
+                Difference::CreateIpset(name) => {
+                    if let Some(set) = set_of(name) {
+                        self.call::<_, OwnedObjectPath>(
+                            CONFIG_PATH,
+                            IFACE_CONFIG,
+                            "addIPSet",
+                            &(name.as_str(), ipset_settings(set)),
+                        )?;
+                    }
+                }
+                Difference::PermanentIpset(name, path) => {
+                    if let Some(set) = set_of(name) {
+                        let entries: Vec<String> = set.entries.iter().cloned().collect();
+                        self.call_unit(
+                            path.as_str(),
+                            IFACE_CONFIG_IPSET,
+                            "setEntries",
+                            &(entries,),
+                        )?;
+                    }
+                }
+                Difference::StaleIpset(_, path) => {
+                    self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "remove", &())?;
+                }
+                Difference::RuntimeIpset(name) => {
+                    if let Some(set) = set_of(name) {
+                        let entries: Vec<String> =
+                            self.call(PATH, IFACE_IPSET, "getEntries", &(name.as_str(),))?;
+                        if entries.into_iter().collect::<BTreeSet<_>>() != set.entries {
+                            let entries: Vec<String> = set.entries.iter().cloned().collect();
+                            self.call_unit(
+                                PATH,
+                                IFACE_IPSET,
+                                "setEntries",
+                                &(name.as_str(), entries),
+                            )?;
+                        }
+                    }
+                }
                 Difference::CreatePolicy(name) => {
                     if let Some(spec) = spec_of(name) {
                         self.call::<_, OwnedObjectPath>(
@@ -426,6 +538,9 @@ impl Firewalld {
     /// reading anything else first. `Ok(false)` when one of them is not there yet (not up, or
     /// never created): the caller falls back to a full [`Firewalld::apply`].
     pub fn set_policies(&self, changed: &[&PolicySpec]) -> Result<bool, FirewalldError> {
+        if changed.is_empty() {
+            return Ok(true);
+        }
         let runtime = self.runtime_policies()?;
         for spec in changed {
             let Some(path) = self.permanent_path("getPolicyByName", spec.name)? else {
@@ -446,6 +561,32 @@ impl Firewalld {
                 "setPolicySettings",
                 &(spec.name, policy_settings(spec, false)),
             )?;
+        }
+        Ok(true)
+    }
+
+    /// The fast path for one ipset: adds and removes single entries (permanent, then
+    /// runtime). `Ok(false)` when the ipset is not there (yet).
+    pub fn change_entries(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<bool, FirewalldError> {
+        let Some(path) = self.permanent_path("getIPSetByName", name)? else {
+            return Ok(false);
+        };
+        let runtime: Vec<String> = self.call(PATH, IFACE_IPSET, "getIPSets", &())?;
+        if !runtime.iter().any(|r| r == name) {
+            return Ok(false);
+        }
+        for entry in remove {
+            self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "removeEntry", &(entry,))?;
+            self.call_unit(PATH, IFACE_IPSET, "removeEntry", &(name, entry))?;
+        }
+        for entry in add {
+            self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "addEntry", &(entry,))?;
+            self.call_unit(PATH, IFACE_IPSET, "addEntry", &(name, entry))?;
         }
         Ok(true)
     }
@@ -498,6 +639,12 @@ impl Firewalld {
                 existed = true;
                 self.call_unit(path.as_str(), IFACE_CONFIG_ZONE, "remove", &())?;
             }
+            let names: Vec<String> = self.call(CONFIG_PATH, IFACE_CONFIG, "getIPSetNames", &())?;
+            for name in names.into_iter().filter(|n| n.starts_with(IPSET_PREFIX)) {
+                if let Some(path) = self.permanent_path("getIPSetByName", &name)? {
+                    self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "remove", &())?;
+                }
+            }
             self.call_unit(PATH, IFACE, "reload", &())?;
         }
         Ok(existed)
@@ -515,6 +662,13 @@ pub fn describe(state: &GatewayState) -> String {
             .map(|z| z.interfaces.join(", "))
             .unwrap_or_default()
     );
+    for set in &desired.ipsets {
+        out.push_str(&format!(
+            "ipset {} ({IPSET_TYPE}): {}\n",
+            set.name,
+            set.entries.iter().cloned().collect::<Vec<_>>().join(" ")
+        ));
+    }
     for p in &desired.policies {
         out.push_str(&format!(
             "policy {} (priority {PRIORITY}, target CONTINUE): ingress {} -> egress {}{}{}\n",

@@ -5,14 +5,16 @@
 //! - policy `roamgw-host` (ANY → HOST): the WireGuard port open; the anchor closed except
 //!   forwards (or, with --anchor-passthrough, closed only for the allow-listed ports, so a
 //!   refused source never falls through to the droplet's own service);
-//! - policy `roamgw-dnat` (ANY → ANY): one forward-port rich rule per (forward, protocol,
-//!   allowed source), each matching the anchor as destination (a forward-port without one
-//!   would also capture the droplet's outbound traffic);
+//! - policy `roamgw-dnat` (ANY → ANY): per roamer, two rules (tcp, udp) that DNAT what its
+//!   ipset `roamgw-A-B-C-D` (its tunnel address) holds — `anchor,protocol:port[-port]` entries,
+//!   one per plain forward — so add-port is one ipset entry, not a rewrite of every rule;
+//!   remapped and allow-listed forwards get rich rules of their own, each matching the anchor
+//!   as destination (a forward-port without one would also capture outbound traffic);
 //! - policy `roamgw-masq` (ANY → zone roamgw): masquerade toward the tunnel (the manual
 //!   setup's return path).
 //!
-//! firewalld has no maps: forwards are rules, and a remapped range is expanded port by port
-//! (a range `to-port` does not keep the offset).
+//! firewalld has no maps: its ipsets are the nearest thing. A remapped range is expanded port
+//! by port (a range `to-port` does not keep the offset).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -45,11 +47,48 @@ pub struct PolicySpec {
     pub rich_rules: BTreeSet<String>,
 }
 
+/// A `hash:ip,port` ipset of plain forwards to one roamer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsetSpec {
+    pub name: String,
+    pub entries: BTreeSet<String>,
+}
+
+pub const IPSET_PREFIX: &str = "roamgw-";
+pub const IPSET_TYPE: &str = "hash:ip,port";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     /// `None` for the nftables backend's allowance, which needs no zone.
     pub zone: Option<ZoneSpec>,
+    pub ipsets: Vec<IpsetSpec>,
     pub policies: Vec<PolicySpec>,
+}
+
+/// The ipset of forwards to the roamer at `address` (ipset names: 32 characters at most).
+pub fn ipset_name(address: Ipv4Addr) -> String {
+    format!("{IPSET_PREFIX}{}", address.to_string().replace('.', "-"))
+}
+
+/// Plain forwards (same ports, open to all) go into the roamer's ipset.
+fn is_plain(forward: &Forward) -> bool {
+    !forward.spec.is_remap() && forward.allow_from.is_empty()
+}
+
+/// The ipset entries of a plain forward.
+pub fn ipset_entries(anchor: Ipv4Addr, forward: &Forward) -> Vec<String> {
+    forward
+        .spec
+        .protocols
+        .iter()
+        .map(|protocol| {
+            format!(
+                "{anchor},{}:{}",
+                protocol.as_str(),
+                range_text(forward.spec.public.first(), forward.spec.public.last())
+            )
+        })
+        .collect()
 }
 
 fn any() -> Vec<String> {
@@ -77,21 +116,48 @@ pub fn desired(state: &GatewayState) -> Desired {
             g.anchor_ip
         ));
     }
-    let dnat_rules = state
-        .forwards
+    let mut ipsets: Vec<IpsetSpec> = state
+        .roamers
         .iter()
-        .flat_map(|forward| {
-            let to = state
-                .roamer(&forward.to)
-                .map(|r| r.address)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED);
-            forward_rules(g.anchor_ip, forward, to)
+        .map(|r| IpsetSpec {
+            name: ipset_name(r.address),
+            entries: BTreeSet::new(),
         })
         .collect();
+    let mut dnat_rules: BTreeSet<String> = state
+        .roamers
+        .iter()
+        .flat_map(|r| {
+            [Protocol::Tcp, Protocol::Udp].map(|protocol| {
+                format!(
+                    "rule family=\"ipv4\" destination ipset=\"{}\" forward-port port=\"1-65535\" protocol=\"{}\" to-addr=\"{}\"",
+                    ipset_name(r.address),
+                    protocol.as_str(),
+                    r.address
+                )
+            })
+        })
+        .collect();
+    for forward in &state.forwards {
+        let Some(roamer) = state.roamer(&forward.to) else {
+            continue;
+        };
+        if is_plain(forward) {
+            if let Some(set) = ipsets
+                .iter_mut()
+                .find(|s| s.name == ipset_name(roamer.address))
+            {
+                set.entries.extend(ipset_entries(g.anchor_ip, forward));
+            }
+        } else {
+            dnat_rules.extend(forward_rules(g.anchor_ip, forward, roamer.address));
+        }
+    }
     Desired {
         zone: Some(ZoneSpec {
             interfaces: vec![g.interface.to_string()],
         }),
+        ipsets,
         policies: vec![
             host_policy(state, host_rules),
             PolicySpec {
@@ -131,6 +197,7 @@ fn host_policy(state: &GatewayState, rich_rules: BTreeSet<String>) -> PolicySpec
 pub fn nftables_allowance(state: &GatewayState) -> Desired {
     Desired {
         zone: None,
+        ipsets: Vec::new(),
         policies: vec![host_policy(state, BTreeSet::new())],
     }
 }
@@ -253,6 +320,23 @@ mod tests {
                 "{spec}"
             );
         }
+    }
+
+    #[test]
+    fn plain_forwards_are_ipset_entries() {
+        assert_eq!(ipset_name(TO), "roamgw-192-168-32-2");
+        assert!(is_plain(&forward("22", &[])));
+        assert!(is_plain(&forward("60000-60100/udp", &[])));
+        assert!(!is_plain(&forward("2222:22", &[])));
+        assert!(!is_plain(&forward("22", &["192.0.2.0/24"])));
+        assert_eq!(
+            ipset_entries(ANCHOR, &forward("53/tcp+udp", &[])),
+            vec!["10.16.0.5,tcp:53", "10.16.0.5,udp:53"]
+        );
+        assert_eq!(
+            ipset_entries(ANCHOR, &forward("60000-60100/udp", &[])),
+            vec!["10.16.0.5,udp:60000-60100"]
+        );
     }
 
     #[test]
