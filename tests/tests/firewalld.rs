@@ -59,7 +59,10 @@ fn forwards_survive_a_firewalld_reload_behind_roamgws_back() {
     let set = firewall_cmd(&s, &["--info-ipset", "roamgw-192-168-32-2"]);
     assert!(set.contains("10.16.0.5,tcp:22"), "{set}");
     let dnat = firewall_cmd(&s, &["--info-policy", "roamgw-dnat"]);
-    assert!(dnat.contains("destination ipset=\"roamgw-192-168-32-2\""), "{dnat}");
+    assert!(
+        dnat.contains("destination ipset=\"roamgw-192-168-32-2\""),
+        "{dnat}"
+    );
 }
 
 #[test]

@@ -263,3 +263,22 @@ fn laptop_reconnects_to_a_restarted_gateway() {
     let out = s.roamer(&["down"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("was not running"));
 }
+
+#[test]
+fn roamer_behind_a_stock_wg_quick_gateway() {
+    // The manual setup's droplet: wg-quick + wireguard-go, roamgw managing only the rules.
+    let s = Scenario::build_with(GatewayMode::External, Laptop::Roamer, &[], false);
+    s.ok(&["add-port", "22"]);
+    assert_eq!(
+        s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+        Some("roamer")
+    );
+    let status = laptop_status_when(&s, "up");
+    assert_eq!(status["health"]["state"], "up", "{status}");
+    // Roaming works the same: wireguard-go follows the laptop's new source too.
+    let moved = Instant::now();
+    s.bed.move_laptop("100.64.0.3");
+    let took = recovered(&s, moved, Duration::from_secs(20), "the address change");
+    eprintln!("behind wg-quick: address change recovered after {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}

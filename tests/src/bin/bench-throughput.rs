@@ -2,16 +2,17 @@
 //! 3 runs each, all in one run:
 //! (a) the raw path without tunnel (client -> the droplet's public IP), the limit;
 //! (b) the manual setup: wg-quick + wireguard-go on both ends, firewalld rich rules;
-//! (c) `roamgw run` (embedded boringtun) on the droplet, wg-quick + wireguard-go on the laptop.
-//! Also the RSS of `roamgw run` with 1 roamer and 1,000 forwards. Prints a markdown report;
-//! `bash bench/throughput.sh` puts it into docs/benchmarks.md.
+//! (c) `roamgw run` (embedded boringtun) on the droplet, wg-quick + wireguard-go on the laptop;
+//! (d) `roamgw run` and `roamer run`; (e) (d) on the firewalld backend.
+//! Also the RSS of `roamgw run` with 1 roamer and 1,000 forwards, and of `roamer run`. Prints
+//! a markdown report; `bash bench/throughput.sh` puts it into docs/benchmarks.md.
 
 use std::time::Duration;
 
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{
-    binary, median, rss_kib, wait_until, GatewayMode, Laptop, Ns, Scenario, Testbed, ANCHOR_IP,
-    FLOATING_IP, PUBLIC_IP,
+    binary, median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns, Scenario, Testbed,
+    ANCHOR_IP, FLOATING_IP, PUBLIC_IP,
 };
 
 const RUNS: usize = 3;
@@ -161,6 +162,15 @@ fn both_ours() -> (Vec<f64>, u64) {
     (results, rss_kib)
 }
 
+/// (d) on the firewalld backend, against a real firewalld in the gateway namespace.
+fn both_ours_firewalld() -> Vec<f64> {
+    let s = Scenario::gateway_on(GatewayMode::Daemon, Backend::Firewalld, &[], false)
+        .connect_laptop(Laptop::Roamer);
+    s.ok(&["add-port", &PORT.to_string()]);
+    iperf_server(&s.bed, &s.bed.roam);
+    runs(&s.bed.cli, FLOATING_IP)
+}
+
 fn fmt(values: &[f64]) -> String {
     values
         .iter()
@@ -174,6 +184,7 @@ fn main() {
     let b = manual();
     let (c, rss) = roamgw_userspace();
     let (d, roamer_rss) = both_ours();
+    let e = both_ours_firewalld();
     let base = median(&b);
     println!("| path | Mbit/s (3 runs) | median | ratio to (b) |");
     println!("|---|---:|---:|---:|");
@@ -190,6 +201,10 @@ fn main() {
         (
             "(d) roamgw run on the droplet, roamer run on the laptop (boringtun both ends)",
             &d,
+        ),
+        (
+            "(e) as (d), on the firewalld backend (a real firewalld on the droplet)",
+            &e,
         ),
     ] {
         println!(
