@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-install_bench_deps firewalld dbus
+install_bench_deps
 report=$(cargo run --locked --release -q -p roamgw-e2e --bin bench-add-port)
 echo "$report"
 splice_report add-port "add-port until live" "$report"

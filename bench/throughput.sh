@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-install_bench_deps firewalld dbus iperf3
+install_bench_deps
 report=$(cargo run --locked --release -q -p roamgw-e2e --bin bench-throughput)
 echo "$report"
 splice_report throughput "Forwarded throughput" "$report"

@@ -456,6 +456,16 @@ impl RoamerConfig {
         toml::to_string(self).unwrap_or_else(|e| unreachable!("config serializes: {e}"))
     }
 
+    /// What goes through the tunnel, as WireGuard's allowed IPs.
+    pub fn allowed_ips(&self) -> Vec<ipnet::IpNet> {
+        self.gateway
+            .allowed_ips
+            .iter()
+            .copied()
+            .map(ipnet::IpNet::V4)
+            .collect()
+    }
+
     /// The gateway's tunnel address: configured, or the subnet's first host.
     pub fn gateway_tunnel_address(&self) -> Ipv4Addr {
         let subnet = self.address.trunc();

@@ -54,6 +54,15 @@ impl std::fmt::Display for Applied {
     }
 }
 
+/// firewalld when it runs; `None` when nothing answers on the system bus.
+fn firewalld_if_running() -> Result<Option<Firewalld>, DataPlaneError> {
+    match Firewalld::connect() {
+        Ok(fw) => Ok(Some(fw)),
+        Err(FirewalldError::Unreachable(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn is_firewalld(state: &GatewayState) -> bool {
     state.gateway.backend == Backend::Firewalld
 }
@@ -100,10 +109,8 @@ pub fn reconcile(
 /// The firewalld backend's view for `status`: `None` when not up (firewalld not running, or
 /// our objects not there), else what differs from the state.
 pub fn firewalld_view(state: &GatewayState) -> Result<Option<Vec<Difference>>, DataPlaneError> {
-    let fw = match Firewalld::connect() {
-        Ok(fw) => fw,
-        Err(FirewalldError::Unreachable(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(fw) = firewalld_if_running()? else {
+        return Ok(None);
     };
     if !fw.is_set_up()? {
         return Ok(None);
@@ -183,10 +190,9 @@ pub fn up(state: &GatewayState) -> Result<Applied, DataPlaneError> {
 pub fn down(purge: bool) -> Result<bool, DataPlaneError> {
     let existed = observe_if_up()?.is_some();
     apply::delete_table()?;
-    let firewalld = match Firewalld::connect() {
-        Ok(fw) => fw.down(purge)?,
-        Err(FirewalldError::Unreachable(_)) => false,
-        Err(e) => return Err(e.into()),
+    let firewalld = match firewalld_if_running()? {
+        Some(fw) => fw.down(purge)?,
+        None => false,
     };
     Ok(existed || firewalld)
 }
@@ -249,10 +255,8 @@ fn firewalld_change(
         .iter()
         .filter(|p| !before.policies.contains(p))
         .collect();
-    let fw = match Firewalld::connect() {
-        Ok(fw) => fw,
-        Err(FirewalldError::Unreachable(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(fw) = firewalld_if_running()? else {
+        return Ok(None);
     };
     let mut done = Vec::new();
     for (was, now) in before.ipsets.iter().zip(&after.ipsets) {
@@ -308,10 +312,8 @@ pub fn apply_if_up(state: &GatewayState) -> Result<Option<Applied>, DataPlaneErr
     if is_firewalld(state) {
         // Up once our objects exist; firewalld not running counts as not up (the change is
         // saved and goes live with `up`).
-        let fw = match Firewalld::connect() {
-            Ok(fw) => fw,
-            Err(FirewalldError::Unreachable(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(fw) = firewalld_if_running()? else {
+            return Ok(None);
         };
         if !fw.is_set_up()? {
             return Ok(None);

@@ -90,13 +90,7 @@ pub fn roamer_wg_quick(config: &RoamerConfig) -> String {
         peers: vec![Peer {
             public_key: config.gateway.public_key,
             preshared_key: config.gateway.preshared_key.clone(),
-            allowed_ips: config
-                .gateway
-                .allowed_ips
-                .iter()
-                .copied()
-                .map(IpNet::V4)
-                .collect(),
+            allowed_ips: config.allowed_ips(),
             endpoint: Some(config.gateway.endpoint.clone()),
             persistent_keepalive: (config.gateway.persistent_keepalive > 0)
                 .then_some(config.gateway.persistent_keepalive),

@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
 use roamgw_common::netlink::{Links, NetworkChange};
 use roamgw_common::state::RoamerConfig;
 use roamgw_common::wg::uapi::PeerConfig;
@@ -103,13 +102,7 @@ fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
         public_key: config.gateway.public_key,
         preshared_key: config.gateway.preshared_key.clone(),
         endpoint: Some(endpoint),
-        allowed_ips: config
-            .gateway
-            .allowed_ips
-            .iter()
-            .copied()
-            .map(IpNet::V4)
-            .collect(),
+        allowed_ips: config.allowed_ips(),
         persistent_keepalive: config.gateway.persistent_keepalive,
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+pub mod bench;
 pub mod firewalld;
 
 pub const CLIENT: &str = "192.0.2.2";
@@ -207,11 +208,21 @@ impl Ns {
         let payload = payload.to_string();
         self.enter(move || {
             let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-            socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            socket.send_to(payload.as_bytes(), addr).ok()?;
+            socket
+                .set_read_timeout(Some(Duration::from_millis(700)))
+                .ok()?;
             let mut buf = [0u8; 1500];
-            let (n, _) = socket.recv_from(&mut buf).ok()?;
-            Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+            // UDP: a client sends again when nothing comes back (3 tries, ~2 s in all).
+            for attempt in 1..=3 {
+                socket.send_to(payload.as_bytes(), addr).ok()?;
+                if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    if attempt > 1 {
+                        eprintln!("udp_exchange {addr}: answered on try {attempt}");
+                    }
+                    return Some(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+                }
+            }
+            None
         })
     }
 }
@@ -538,6 +549,36 @@ impl Testbed {
             .expect("run roamgw")
     }
 
+    /// Starts `roamgw run` in the gateway namespace (log: daemon.log) and waits until it
+    /// serves with its data plane up; returns its pid.
+    pub fn start_roamgw_run(&self, deadline: Duration) -> u32 {
+        let dir = self.config_dir();
+        let roamgw = binary("roamgw");
+        let pid = self.spawn_logged(
+            &self.gw,
+            &[
+                roamgw.to_str().expect("utf-8"),
+                "--config-dir",
+                dir.to_str().expect("utf-8"),
+                "run",
+            ],
+            "daemon.log",
+        );
+        let up = wait_until(deadline, || {
+            dir.join("roamgw.sock").exists() && {
+                let out = self.roamgw(&roamgw, &["status", "--json"]);
+                serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|v| v["data_plane_up"] == true && v["daemon_running"] == true)
+            }
+        });
+        assert!(
+            up,
+            "roamgw run did not come up:\n{}",
+            self.log("daemon.log")
+        );
+        pid
+    }
+
     /// The system bus address the testbed's roamgw processes use.
     pub fn system_bus(&self) -> String {
         self.system_bus
@@ -860,32 +901,8 @@ impl Scenario {
 
     /// Starts `roamgw run` in the gateway namespace and waits until it serves.
     pub fn start_daemon(&mut self) {
-        let dir = self.bed.config_dir();
-        let roamgw = binary("roamgw");
         self.say("roamgw run   (in the background)");
-        let pid = self.bed.spawn_logged(
-            &self.bed.gw,
-            &[
-                roamgw.to_str().expect("utf-8"),
-                "--config-dir",
-                dir.to_str().expect("utf-8"),
-                "run",
-            ],
-            "daemon.log",
-        );
-        let up = wait_until(Duration::from_secs(20), || {
-            dir.join("roamgw.sock").exists() && {
-                let out = self.bed.roamgw(&roamgw, &["status", "--json"]);
-                serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .is_ok_and(|v| v["data_plane_up"] == true && v["daemon_running"] == true)
-            }
-        });
-        assert!(
-            up,
-            "roamgw run did not come up:\n{}",
-            self.bed.log("daemon.log")
-        );
-        self.daemon = Some(pid);
+        self.daemon = Some(self.bed.start_roamgw_run(Duration::from_secs(20)));
     }
 
     /// Starts `roamer run` on the laptop with the config roamgw prints (interface renamed to
@@ -929,6 +946,30 @@ impl Scenario {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let json: serde_json::Value = serde_json::from_str(&text).expect("status JSON");
         json["pid"].as_u64().expect("pid")
+    }
+
+    /// Whether the laptop's WireGuard interface exists.
+    pub fn laptop_interface_exists(&self) -> bool {
+        self.bed
+            .roam
+            .output(&["ip", "link", "show", &self.bed.roam_wg])
+            .status
+            .success()
+    }
+
+    /// `roamer down` on the laptop, which must succeed and leave no interface behind.
+    pub fn roamer_down(&self) {
+        let out = self.roamer(&["down"]);
+        assert!(
+            out.status.success(),
+            "roamer down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !self.laptop_interface_exists(),
+            "roamer left its interface:\n{}",
+            self.bed.log("roamer.log")
+        );
     }
 
     /// Runs `roamer ARGS --config <the laptop's config>` on the laptop.

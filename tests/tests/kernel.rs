@@ -135,16 +135,5 @@ fn guest_kernel_wireguard() {
         .output(&["ip", "link", "show", &gw_wg])
         .status
         .success()));
-    let out = s.roamer(&["down"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!s
-        .bed
-        .roam
-        .output(&["ip", "link", "show", &s.bed.roam_wg])
-        .status
-        .success());
+    s.roamer_down();
 }

@@ -305,6 +305,18 @@ impl Firewalld {
         }
     }
 
+    /// roamgw's ipsets in the permanent configuration, by name prefix.
+    fn our_ipsets(&self) -> Result<Vec<(String, OwnedObjectPath)>, FirewalldError> {
+        let names: Vec<String> = self.call(CONFIG_PATH, IFACE_CONFIG, "getIPSetNames", &())?;
+        let mut out = Vec::new();
+        for name in names.into_iter().filter(|n| n.starts_with(IPSET_PREFIX)) {
+            if let Some(path) = self.permanent_path("getIPSetByName", &name)? {
+                out.push((name, path));
+            }
+        }
+        Ok(out)
+    }
+
     /// What differs between `desired` and firewalld's permanent and runtime configuration.
     /// Reads only.
     pub fn differences(&self, desired: &Desired) -> Result<Vec<Difference>, FirewalldError> {
@@ -353,12 +365,9 @@ impl Firewalld {
         // Only the firewalld backend (with its zone) owns ipsets: the nftables backend's
         // allowance must not remove them.
         if desired.zone.is_some() {
-            let names: Vec<String> = self.call(CONFIG_PATH, IFACE_CONFIG, "getIPSetNames", &())?;
-            for name in names.into_iter().filter(|n| n.starts_with(IPSET_PREFIX)) {
+            for (name, path) in self.our_ipsets()? {
                 if !desired.ipsets.iter().any(|s| s.name == name) {
-                    if let Some(path) = self.permanent_path("getIPSetByName", &name)? {
-                        out.push(Difference::StaleIpset(name, path));
-                    }
+                    out.push(Difference::StaleIpset(name, path));
                 }
             }
         }
@@ -639,11 +648,8 @@ impl Firewalld {
                 existed = true;
                 self.call_unit(path.as_str(), IFACE_CONFIG_ZONE, "remove", &())?;
             }
-            let names: Vec<String> = self.call(CONFIG_PATH, IFACE_CONFIG, "getIPSetNames", &())?;
-            for name in names.into_iter().filter(|n| n.starts_with(IPSET_PREFIX)) {
-                if let Some(path) = self.permanent_path("getIPSetByName", &name)? {
-                    self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "remove", &())?;
-                }
+            for (_, path) in self.our_ipsets()? {
+                self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "remove", &())?;
             }
             self.call_unit(PATH, IFACE, "reload", &())?;
         }

@@ -9,37 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use roamgw_common::state::{Forward, GatewayState};
+use roamgw_common::state::GatewayState;
+use roamgw_e2e::bench::{forward, ms, percentile, timed};
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{binary, wait_until, Testbed, ANCHOR_IP, PUBLIC_IP};
 
 const ROUNDS: usize = 30;
 const MANUAL_ROUNDS: usize = 10;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn timed(f: impl FnOnce() -> std::process::Output) -> Duration {
-    let start = Instant::now();
-    let out = f();
-    let elapsed = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    elapsed
-}
-
-fn forward(port: u16) -> Forward {
-    format!("{port}/tcp -> laptop").parse().expect("forward")
-}
 
 fn main() {
     let bed = Testbed::new();
@@ -81,26 +57,7 @@ fn main() {
             let socket = dir.join("roamgw.sock");
             let (batch, pid) = if daemon {
                 let start = Instant::now();
-                let pid = bed.spawn_logged(
-                    gw,
-                    &[
-                        roamgw.to_str().expect("utf-8"),
-                        "--config-dir",
-                        dir.to_str().expect("utf-8"),
-                        "run",
-                    ],
-                    "daemon.log",
-                );
-                // Up once its main loop answers (it serves after the device and table are up).
-                let answers = || {
-                    String::from_utf8_lossy(&run(&["status", "--json"]).stdout)
-                        .contains("\"daemon_running\": true")
-                };
-                assert!(
-                    wait_until(Duration::from_secs(30), answers),
-                    "roamgw run: {}",
-                    bed.log("daemon.log")
-                );
+                let pid = bed.start_roamgw_run(Duration::from_secs(30));
                 (start.elapsed(), Some(pid))
             } else {
                 (timed(|| run(&["up"])), None)

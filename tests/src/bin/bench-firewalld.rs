@@ -6,37 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use roamgw_common::state::{Forward, GatewayState};
+use roamgw_common::state::GatewayState;
+use roamgw_e2e::bench::{forward, ms, percentile, timed};
 use roamgw_e2e::firewalld::Firewalld;
-use roamgw_e2e::{binary, wait_until, Testbed, ANCHOR_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, Testbed, ANCHOR_IP, PUBLIC_IP};
 
 const ROUNDS: u16 = 15;
 const SIZES: [u16; 2] = [10, 1_000];
-
-fn p(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1e3)
-}
-
-fn timed(f: impl FnOnce() -> std::process::Output) -> Duration {
-    let start = Instant::now();
-    let out = f();
-    let elapsed = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    elapsed
-}
-
-fn forward(port: u16) -> Forward {
-    format!("{port}/tcp -> laptop").parse().expect("forward")
-}
 
 fn main() {
     let mut rows = Vec::new();
@@ -72,26 +48,7 @@ fn main() {
             std::fs::write(&path, state.to_toml()).expect("write state");
             let start = Instant::now();
             if daemon {
-                let dir = bed.config_dir();
-                bed.spawn_logged(
-                    &bed.gw,
-                    &[
-                        roamgw.to_str().expect("utf-8"),
-                        "--config-dir",
-                        dir.to_str().expect("utf-8"),
-                        "run",
-                    ],
-                    "daemon.log",
-                );
-                let answers = || {
-                    String::from_utf8_lossy(&run(&["status", "--json"]).stdout)
-                        .contains("\"daemon_running\": true")
-                };
-                assert!(
-                    wait_until(Duration::from_secs(60), answers),
-                    "{}",
-                    bed.log("daemon.log")
-                );
+                bed.start_roamgw_run(Duration::from_secs(60));
             } else {
                 timed(|| run(&["up"]));
             }
@@ -99,7 +56,7 @@ fn main() {
             let mut samples: Vec<Duration> = (0..ROUNDS)
                 .map(|i| timed(|| run(&["add-port", &(10_000 + i).to_string()])))
                 .collect();
-            let p50 = p(&mut samples, 0.5);
+            let p50 = percentile(&mut samples, 0.5);
             if daemon {
                 ours_at.push((size, p50));
             }
@@ -111,7 +68,7 @@ fn main() {
                     "CLI alone"
                 },
                 ms(p50),
-                ms(p(&mut samples, 0.95)),
+                ms(percentile(&mut samples, 0.95)),
                 ms(batch)
             ));
         }
@@ -133,11 +90,11 @@ fn main() {
         let mut samples: Vec<Duration> = (0..ROUNDS.min(10))
             .map(|i| timed(|| firewalld.cmd(&bed.gw, &[&rich(40_000 + i)])))
             .collect();
-        let p50 = p(&mut samples, 0.5);
+        let p50 = percentile(&mut samples, 0.5);
         rows.push(format!(
             "| {size} | manual: `firewall-cmd --add-rich-rule` | {} | {} | {} |",
             ms(p50),
-            ms(p(&mut samples, 0.95)),
+            ms(percentile(&mut samples, 0.95)),
             ms(batch)
         ));
         if let Some((_, ours)) = ours_at.iter().find(|(s, _)| *s == size) {
