@@ -80,6 +80,17 @@ enum Event {
     Stop(i32),
 }
 
+/// How long the machine was suspended between two (CLOCK_BOOTTIME, CLOCK_MONOTONIC) readings:
+/// boot time counts the sleep, monotonic time does not. `None` below [`SUSPEND_GAP`] (a busy
+/// machine's scheduling noise).
+fn slept_between(before: (Duration, Duration), after: (Duration, Duration)) -> Option<Duration> {
+    let slept = after
+        .0
+        .saturating_sub(before.0)
+        .saturating_sub(after.1.saturating_sub(before.1));
+    (slept > SUSPEND_GAP).then_some(slept)
+}
+
 /// Seconds the machine has been up, suspend included (CLOCK_BOOTTIME).
 fn boottime() -> Duration {
     clock(rustix::time::ClockId::Boottime)
@@ -279,12 +290,10 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
                 } else {
                     TICK
                 };
-            let (boot, mono) = (boottime(), monotonic());
-            let slept = boot
-                .saturating_sub(clocks.0)
-                .saturating_sub(mono.saturating_sub(clocks.1));
-            clocks = (boot, mono);
-            if slept > SUSPEND_GAP {
+            let now_clocks = (boottime(), monotonic());
+            let slept = slept_between(clocks, now_clocks);
+            clocks = now_clocks;
+            if let Some(slept) = slept {
                 info!(
                     slept_secs = slept.as_secs(),
                     "woke from suspend: probing the gateway"
@@ -348,5 +357,47 @@ fn log_health(before: &Health, machine: &Machine) {
             warn!(gateway = %machine.endpoint(), "tunnel down: {why}; retrying with backoff")
         }
         Health::Connecting => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_suspend_is_boot_time_that_monotonic_time_did_not_see() {
+        // (boot, monotonic) before -> after
+        let table = [
+            ((secs(100), secs(90)), (secs(101), secs(91)), None), // half a second tick
+            ((secs(100), secs(90)), (secs(102), secs(91)), None), // 1 s of noise
+            (
+                (secs(100), secs(90)),
+                (secs(701), secs(91)),
+                Some(secs(600)),
+            ), // 10 min lid closed
+            ((secs(100), secs(90)), (secs(100), secs(90)), None),
+        ];
+        for (before, after, want) in table {
+            assert_eq!(
+                slept_between(before, after),
+                want,
+                "{before:?} -> {after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_clocks_read() {
+        // Boot time includes suspends, so it never trails monotonic time (read right after it).
+        let (boot, mono) = (boottime(), monotonic());
+        assert!(
+            boot + Duration::from_millis(100) >= mono,
+            "{boot:?} {mono:?}"
+        );
+        assert!(mono > Duration::ZERO);
     }
 }

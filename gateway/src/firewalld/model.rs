@@ -339,6 +339,82 @@ mod tests {
         );
     }
 
+    fn state(forwards: &[&str], passthrough: bool) -> GatewayState {
+        let text = format!(
+            r#"version = 1
+forwards = [{}]
+
+[gateway]
+public_ip = "203.0.113.10"
+endpoint = "203.0.113.10:51820"
+anchor_ip = "10.16.0.5"
+listen_port = 51820
+subnet = "192.168.32.0/24"
+address = "192.168.32.1"
+backend = "firewalld"
+wireguard = "userspace"
+interface = "roamgw0"
+mtu = 1420
+public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+anchor_passthrough = {passthrough}
+
+[[roamer]]
+name = "laptop"
+address = "192.168.32.2"
+public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+"#,
+            forwards
+                .iter()
+                .map(|f| format!("\"{f} -> laptop\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        GatewayState::from_toml(&text).expect("state")
+    }
+
+    #[test]
+    fn desired_objects_by_state() {
+        let d = desired(&state(&["22", "53/tcp+udp", "2222:22"], false));
+        assert_eq!(
+            d.zone,
+            Some(ZoneSpec {
+                interfaces: vec!["roamgw0".into()]
+            })
+        );
+        assert_eq!(d.ipsets.len(), 1);
+        assert_eq!(
+            d.ipsets[0]
+                .entries
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            vec!["10.16.0.5,tcp:22", "10.16.0.5,tcp:53", "10.16.0.5,udp:53"]
+        );
+        let names: Vec<&str> = d.policies.iter().map(|p| p.name).collect();
+        assert_eq!(names, POLICIES);
+        let dnat = &d.policies[1];
+        // Two ipset rules for the roamer, one rich rule for the remap.
+        assert_eq!(dnat.rich_rules.len(), 3, "{:?}", dnat.rich_rules);
+        let host = &d.policies[0];
+        assert_eq!(host.ports, vec![("51820".to_string(), "udp".to_string())]);
+        assert!(host.rich_rules.iter().any(|r| r.ends_with("drop")));
+        assert!(d.policies[2].masquerade);
+        // Adding a plain forward changes only the ipset: add-port is one entry.
+        let more = desired(&state(&["22", "53/tcp+udp", "2222:22", "8080"], false));
+        assert_eq!(more.policies, d.policies);
+        assert_ne!(more.ipsets, d.ipsets);
+    }
+
+    #[test]
+    fn passthrough_closes_nothing_but_refused_sources() {
+        let d = desired(&state(&["22"], true));
+        assert!(d.policies[0].rich_rules.is_empty());
+        let nftables = nftables_allowance(&state(&["22"], false));
+        assert_eq!(nftables.zone, None);
+        assert!(nftables.ipsets.is_empty());
+        assert_eq!(nftables.policies.len(), 1);
+    }
+
     #[test]
     fn passthrough_drops_only_what_allow_lists_refuse() {
         let f = forward("22", &["192.0.2.2/32"]);
