@@ -579,6 +579,20 @@ impl Testbed {
         pid
     }
 
+    /// Writes `count` plain TCP forwards (ports 20000, 20001, …) to roamer `laptop` straight
+    /// into the state file, as a long-lived gateway would have them (benchmarks).
+    pub fn preload_forwards(&self, count: u16) {
+        let path = self.config_dir().join("gateway.toml");
+        let mut state = roamgw_common::state::GatewayState::from_toml(
+            &std::fs::read_to_string(&path).expect("read state"),
+        )
+        .expect("parse state");
+        state
+            .forwards
+            .extend((0..count).map(|i| bench::forward(20_000 + i)));
+        std::fs::write(&path, state.to_toml()).expect("write state");
+    }
+
     /// The system bus address the testbed's roamgw processes use.
     pub fn system_bus(&self) -> String {
         self.system_bus
@@ -1068,6 +1082,19 @@ impl Scenario {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `add-port 22`, then: the floating IP reaches the laptop, the public IP the droplet.
+    pub fn forward_22_works(&self) {
+        self.ok(&["add-port", "22"]);
+        assert_eq!(
+            self.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+            Some("roamer")
+        );
+        assert_eq!(
+            self.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
+            Some("droplet")
+        );
     }
 
     /// The banner the outside client reads from `addr`.

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{
-    binary, on_path, wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP,
-};
+use roamgw_e2e::{binary, on_path, wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP};
 
 const GUEST_TEST: &str = "guest_kernel_wireguard";
 
@@ -77,15 +75,7 @@ fn guest_kernel_wireguard() {
         is_kernel_wireguard(&s.bed.roam, &s.bed.roam_wg),
         "laptop: not kernel WireGuard"
     );
-    s.ok(&["add-port", "22"]);
-    assert_eq!(
-        s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
-        Some("roamer")
-    );
-    assert_eq!(
-        s.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
-        Some("droplet")
-    );
+    s.forward_22_works();
     // Stock `wg show` reads the kernel device directly: the learned endpoint is the CGNAT's.
     let show = s.bed.gw.run(&["wg", "show", &s.bed.gw_wg, "endpoints"]);
     assert!(show.contains("198.51.100.2:"), "{show}");

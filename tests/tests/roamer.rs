@@ -83,15 +83,7 @@ fn roamgw_and_roamer_only() {
         "tunnel up {:?} after the testbed started",
         started.elapsed()
     );
-    s.ok(&["add-port", "22"]);
-    assert_eq!(
-        s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
-        Some("roamer")
-    );
-    assert_eq!(
-        s.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
-        Some("droplet")
-    );
+    s.forward_22_works();
     // Only the tunnel subnet goes through the tunnel: the laptop's default route is untouched.
     let route = s.bed.roam.run(&["ip", "route", "get", "198.51.100.1"]);
     assert!(route.contains("dev eth0"), "{route}");

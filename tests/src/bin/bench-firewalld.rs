@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use roamgw_common::state::GatewayState;
-use roamgw_e2e::bench::{forward, ms, percentile, timed};
+use roamgw_e2e::bench::{ms, percentile, timed};
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{binary, Testbed, ANCHOR_IP, PUBLIC_IP};
 
@@ -39,13 +38,7 @@ fn main() {
             ];
             assert!(run(&init).status.success());
             assert!(run(&["add-roamer", "laptop"]).status.success());
-            let path = bed.config_dir().join("gateway.toml");
-            let mut state = GatewayState::from_toml(&std::fs::read_to_string(&path).expect("read"))
-                .expect("parse");
-            state
-                .forwards
-                .extend((0..size).map(|i| forward(20_000 + i)));
-            std::fs::write(&path, state.to_toml()).expect("write state");
+            bed.preload_forwards(size);
             let start = Instant::now();
             if daemon {
                 bed.start_roamgw_run(Duration::from_secs(60));

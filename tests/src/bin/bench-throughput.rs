@@ -116,17 +116,7 @@ fn roamgw_userspace() -> (Vec<f64>, u64) {
     init(&bed, "userspace");
     roamgw_ok(&bed, &["add-port", &PORT.to_string()]);
     // 999 more forwards, for the RSS figure with 1,000.
-    let path = bed.config_dir().join("gateway.toml");
-    let mut state = roamgw_common::state::GatewayState::from_toml(
-        &std::fs::read_to_string(&path).expect("state"),
-    )
-    .expect("parse");
-    state.forwards.extend((0..999u16).map(|i| {
-        format!("{}/tcp -> laptop", 20_000 + i)
-            .parse()
-            .expect("forward")
-    }));
-    std::fs::write(&path, state.to_toml()).expect("write");
+    bed.preload_forwards(999);
     let dir = bed.config_dir();
     let pid = bed.spawn_logged(
         &bed.gw,
