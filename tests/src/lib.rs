@@ -579,6 +579,23 @@ impl Testbed {
         pid
     }
 
+    /// `roamgw init` (with `wireguard`, plus `extra` flags) and `add-roamer laptop`, which must
+    /// both succeed.
+    pub fn init_with_laptop(&self, wireguard: &str, extra: &[&str]) {
+        let mut args = self.init_args(wireguard);
+        args.extend(extra.iter().map(ToString::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let roamgw = binary("roamgw");
+        for command in [&args[..], &["add-roamer", "laptop"][..]] {
+            let out = self.roamgw(&roamgw, command);
+            assert!(
+                out.status.success(),
+                "roamgw {command:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     /// Writes `count` plain TCP forwards (ports 20000, 20001, …) to roamer `laptop` straight
     /// into the state file, as a long-lived gateway would have them (benchmarks).
     pub fn preload_forwards(&self, count: u16) {

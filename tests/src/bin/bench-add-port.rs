@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use roamgw_e2e::bench::{ms, percentile, timed};
 use roamgw_e2e::firewalld::Firewalld;
-use roamgw_e2e::{binary, wait_until, Testbed, ANCHOR_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, wait_until, Testbed, ANCHOR_IP};
 
 const ROUNDS: usize = 30;
 const MANUAL_ROUNDS: usize = 10;
@@ -31,20 +31,7 @@ fn main() {
     for size in [10u16, 1_000, 10_000] {
         for daemon in [false, true] {
             let run = |args: &[&str]| bed.roamgw(&roamgw, args);
-            let init = [
-                "init",
-                "--force",
-                "--public-ip",
-                PUBLIC_IP,
-                "--anchor-ip",
-                ANCHOR_IP,
-                "--wireguard",
-                if daemon { "userspace" } else { "external" },
-                "--interface",
-                &bed.gw_wg,
-            ];
-            assert!(run(&init).status.success());
-            assert!(run(&["add-roamer", "laptop"]).status.success());
+            bed.init_with_laptop(if daemon { "userspace" } else { "external" }, &["--force"]);
             bed.preload_forwards(size);
             let dir = bed.config_dir();
             let socket = dir.join("roamgw.sock");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roamgw_e2e::bench::{ms, percentile, timed};
 use roamgw_e2e::firewalld::Firewalld;
-use roamgw_e2e::{binary, Testbed, ANCHOR_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, Testbed, ANCHOR_IP};
 
 const ROUNDS: u16 = 15;
 const SIZES: [u16; 2] = [10, 1_000];
@@ -23,21 +23,10 @@ fn main() {
             let _firewalld = Firewalld::start(&bed, &bed.gw);
             let roamgw = binary("roamgw");
             let run = |args: &[&str]| bed.roamgw(&roamgw, args);
-            let init = [
-                "init",
-                "--public-ip",
-                PUBLIC_IP,
-                "--anchor-ip",
-                ANCHOR_IP,
-                "--backend",
-                "firewalld",
-                "--wireguard",
+            bed.init_with_laptop(
                 if daemon { "userspace" } else { "external" },
-                "--interface",
-                &bed.gw_wg,
-            ];
-            assert!(run(&init).status.success());
-            assert!(run(&["add-roamer", "laptop"]).status.success());
+                &["--backend", "firewalld"],
+            );
             bed.preload_forwards(size);
             let start = Instant::now();
             if daemon {

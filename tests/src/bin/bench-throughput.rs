@@ -55,13 +55,6 @@ fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn init(bed: &Testbed, mode: &str) {
-    let args = bed.init_args(mode);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    roamgw_ok(bed, &args);
-    roamgw_ok(bed, &["add-roamer", "laptop"]);
-}
-
 fn wait_tunnel(bed: &Testbed) {
     let roam = bed.roam.clone();
     assert!(
@@ -90,7 +83,7 @@ fn raw() -> Vec<f64> {
 fn manual() -> Vec<f64> {
     let bed = Testbed::new();
     // The keys and tunnel of the manual setup, written by hand there; roamgw prints the same.
-    init(&bed, "external");
+    bed.init_with_laptop("external", &[]);
     let gateway = roamgw_ok(&bed, &["show-config", "--gateway", "--format", "wg-quick"]);
     let laptop = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
     let firewalld = Firewalld::start(&bed, &bed.gw);
@@ -113,7 +106,7 @@ fn manual() -> Vec<f64> {
 
 fn roamgw_userspace() -> (Vec<f64>, u64) {
     let bed = Testbed::new();
-    init(&bed, "userspace");
+    bed.init_with_laptop("userspace", &[]);
     roamgw_ok(&bed, &["add-port", &PORT.to_string()]);
     // 999 more forwards, for the RSS figure with 1,000.
     bed.preload_forwards(999);
