@@ -165,7 +165,6 @@ pub fn watch_network(
     mut on_change: impl FnMut(NetworkChange) + Send + 'static,
 ) -> Result<(), NetlinkError> {
     use rtnetlink::packet_core::NetlinkPayload;
-    use rtnetlink::packet_route::route::RouteAttribute;
     use rtnetlink::packet_route::RouteNetlinkMessage as M;
     use rtnetlink::MulticastGroup;
 
@@ -197,20 +196,8 @@ pub fn watch_network(
                         M::DelLink(link) => ("link removed", link.header.index),
                         M::NewAddress(a) => ("address added", a.header.index),
                         M::DelAddress(a) => ("address removed", a.header.index),
-                        M::NewRoute(r) | M::DelRoute(r) => (
-                            if matches!(message, M::NewRoute(_)) {
-                                "route added"
-                            } else {
-                                "route removed"
-                            },
-                            r.attributes
-                                .iter()
-                                .find_map(|a| match a {
-                                    RouteAttribute::Oif(index) => Some(*index),
-                                    _ => None,
-                                })
-                                .unwrap_or(0),
-                        ),
+                        M::NewRoute(r) => ("route added", output_interface(r)),
+                        M::DelRoute(r) => ("route removed", output_interface(r)),
                         _ => continue,
                     };
                     if index != ignore {
@@ -221,4 +208,17 @@ pub fn watch_network(
         })
         .map_err(NetlinkError::Connect)?;
     Ok(())
+}
+
+/// The interface a route leaves by (0 when it names none).
+fn output_interface(route: &rtnetlink::packet_route::route::RouteMessage) -> u32 {
+    use rtnetlink::packet_route::route::RouteAttribute;
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Oif(index) => Some(*index),
+            _ => None,
+        })
+        .unwrap_or(0)
 }

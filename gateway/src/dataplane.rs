@@ -169,10 +169,10 @@ pub fn up(state: &GatewayState) -> Result<Applied, DataPlaneError> {
         }
         return reconcile(state, None);
     }
-    if Firewalld::is_running() {
+    if let Some(fw) = firewalld_if_running()? {
         // firewalld drops new flows to the WireGuard port unless firewalld itself opens it;
         // forwarded (DNATed) flows it accepts early on its own.
-        let opened = Firewalld::connect()?.apply(&firewalld::model::nftables_allowance(state))?;
+        let opened = fw.apply(&firewalld::model::nftables_allowance(state))?;
         if !opened.is_empty() {
             info!(
                 "firewalld is running: opened udp {} through it ({})",

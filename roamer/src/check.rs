@@ -65,6 +65,15 @@ fn loose_mode_warning(path: &Path) -> Option<String> {
     })
 }
 
+/// The config alone, validated, without its key (`status`, `up` and `down` need no key).
+pub fn read_config(path: &Path) -> Result<RoamerConfig, CheckError> {
+    let text = fsutil::read_to_string(path)?;
+    RoamerConfig::from_toml(&text).map_err(|source| CheckError::Config {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// One warning per network of the laptop that overlaps the tunnel subnet (and so hides it).
 pub fn collision_warnings(routes: &[Route], config: &RoamerConfig) -> Vec<String> {
     colliding_routes(routes, config.address.trunc(), config.interface.as_str())
@@ -91,11 +100,7 @@ pub struct Loaded {
 /// Reads and validates the config and its key. `routes` are the laptop's current routes (for
 /// collisions); warnings are things that will work badly, not errors.
 pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, CheckError> {
-    let text = fsutil::read_to_string(path)?;
-    let config = RoamerConfig::from_toml(&text).map_err(|source| CheckError::Config {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let config = read_config(path)?;
     let mut warnings = Vec::new();
     let (key, key_source) = match (&config.private_key, &config.private_key_file) {
         (Some(key), _) => {

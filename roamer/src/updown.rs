@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use roamgw_common::fsutil;
-use roamgw_common::state::RoamerConfig;
 
 use clap::ValueEnum;
 
@@ -22,25 +21,14 @@ use crate::status::{self, RUN_DIR};
 pub enum UpDownError {
     #[error(transparent)]
     Fs(#[from] fsutil::FsError),
-    #[error("{path}: {source}")]
-    Config {
-        path: PathBuf,
-        source: roamgw_common::state::StateError,
-    },
+    #[error(transparent)]
+    Config(#[from] crate::check::CheckError),
     #[error("cannot start `roamer run`: {0}")]
     Spawn(std::io::Error),
     #[error("`roamer run` exited: {0} (full log: {1})")]
     Exited(String, PathBuf),
     #[error("roamer (pid {0}) did not stop within {1} s; it is still running")]
     StillRunning(u32, u64),
-}
-
-pub fn read_config(path: &Path) -> Result<RoamerConfig, UpDownError> {
-    let text = fsutil::read_to_string(path)?;
-    RoamerConfig::from_toml(&text).map_err(|source| UpDownError::Config {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 fn log_path(interface: &str) -> PathBuf {
@@ -50,7 +38,7 @@ fn log_path(interface: &str) -> PathBuf {
 /// Starts `roamer run` and waits up to `wait` for the gateway's first answer.
 pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
     let config_path = args.config.config.as_path();
-    let config = read_config(config_path)?;
+    let config = crate::check::read_config(config_path)?;
     let interface = config.interface.to_string();
     if let Some(running) = status::read_live(&interface) {
         return Ok(format!(
@@ -126,7 +114,7 @@ pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
 
 /// Stops the `roamer run` that serves this config's interface, however it was started.
 pub fn down(config_path: &Path, wait: Duration) -> Result<String, UpDownError> {
-    let config = read_config(config_path)?;
+    let config = crate::check::read_config(config_path)?;
     let interface = config.interface.to_string();
     let Some(running) = status::read_live(&interface) else {
         return Ok(format!(

@@ -875,15 +875,12 @@ impl Scenario {
         scenario.ok(&["add-roamer", "laptop"]);
         match mode {
             GatewayMode::External => {
-                let gateway_conf =
-                    scenario.quiet(&["show-config", "--gateway", "--format", "wg-quick"]);
-                scenario.say(&format!(
-                    "wg-quick up {} on the droplet (wireguard-go)",
-                    scenario.bed.gw_wg
-                ));
-                scenario
-                    .bed
-                    .wg_quick_up(&scenario.bed.gw, &scenario.bed.gw_wg, &gateway_conf);
+                scenario.wg_quick_up_from_show_config(
+                    &scenario.bed.gw,
+                    &scenario.bed.gw_wg,
+                    &["--gateway"],
+                    "droplet",
+                );
                 scenario.ok(&["up"]);
             }
             GatewayMode::Daemon | GatewayMode::KernelDaemon => scenario.start_daemon(),
@@ -891,21 +888,29 @@ impl Scenario {
         scenario
     }
 
+    /// Stock wg-quick + wireguard-go in `ns` with the file `roamgw show-config WHOM --format
+    /// wg-quick` prints.
+    fn wg_quick_up_from_show_config(&self, ns: &Ns, interface: &str, whom: &[&str], host: &str) {
+        let mut args = vec!["show-config"];
+        args.extend_from_slice(whom);
+        args.extend(["--format", "wg-quick"]);
+        let conf = self.quiet(&args);
+        self.say(&format!(
+            "wg-quick up {interface} on the {host} (wireguard-go)"
+        ));
+        self.bed.wg_quick_up(ns, interface, &conf);
+    }
+
     /// The second step: the laptop's tunnel up, and the banner servers.
     pub fn connect_laptop(mut self, laptop: Laptop) -> Self {
         let scenario = &mut self;
         match laptop {
-            Laptop::WgQuick => {
-                let laptop_conf =
-                    scenario.quiet(&["show-config", "laptop", "--format", "wg-quick"]);
-                scenario.say(&format!(
-                    "wg-quick up {} on the laptop (wireguard-go)",
-                    scenario.bed.roam_wg
-                ));
-                scenario
-                    .bed
-                    .wg_quick_up(&scenario.bed.roam, &scenario.bed.roam_wg, &laptop_conf);
-            }
+            Laptop::WgQuick => scenario.wg_quick_up_from_show_config(
+                &scenario.bed.roam,
+                &scenario.bed.roam_wg,
+                &["laptop"],
+                "laptop",
+            ),
             Laptop::Roamer => scenario.start_roamer(),
             Laptop::KernelRoamer => scenario.start_roamer_with(&["--wireguard", "kernel"]),
         }

@@ -217,10 +217,32 @@ impl Firewalld {
         Ok(fw)
     }
 
-    /// Whether firewalld answers on the system bus (for the nftables backend's coexistence
-    /// check): `false` on any error.
-    pub fn is_running() -> bool {
-        Firewalld::connect().is_ok()
+    /// One method call; its error says which method firewalld refused, or that it is gone.
+    fn call_raw<B>(
+        &self,
+        path: &str,
+        iface: &str,
+        method: &str,
+        body: &B,
+    ) -> Result<zbus::Message, FirewalldError>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.conn
+            .call_method(Some(DEST), path, Some(iface), method, body)
+            .map_err(|e| match e {
+                zbus::Error::MethodError(_, Some(message), _) => FirewalldError::Refused {
+                    what: method.to_string(),
+                    message,
+                },
+                zbus::Error::InputOutput(_)
+                | zbus::Error::Address(_)
+                | zbus::Error::Handshake(_) => FirewalldError::Unreachable(e.to_string()),
+                other => FirewalldError::Refused {
+                    what: method.to_string(),
+                    message: other.to_string(),
+                },
+            })
     }
 
     fn call<B, R>(
@@ -234,24 +256,7 @@ impl Firewalld {
         B: serde::Serialize + zbus::zvariant::DynamicType,
         R: serde::de::DeserializeOwned + zbus::zvariant::Type,
     {
-        let refused = |e: zbus::Error| match e {
-            zbus::Error::MethodError(_, Some(message), _) => FirewalldError::Refused {
-                what: method.to_string(),
-                message,
-            },
-            zbus::Error::InputOutput(_) | zbus::Error::Address(_) | zbus::Error::Handshake(_) => {
-                FirewalldError::Unreachable(e.to_string())
-            }
-            other => FirewalldError::Refused {
-                what: method.to_string(),
-                message: other.to_string(),
-            },
-        };
-        let reply = self
-            .conn
-            .call_method(Some(DEST), path, Some(iface), method, body)
-            .map_err(refused)?;
-        reply
+        self.call_raw(path, iface, method, body)?
             .body()
             .deserialize::<R>()
             .map_err(|e| FirewalldError::Refused {
@@ -260,6 +265,7 @@ impl Firewalld {
             })
     }
 
+    /// A call whose reply carries nothing we need.
     fn call_unit<B>(
         &self,
         path: &str,
@@ -270,17 +276,7 @@ impl Firewalld {
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        let refused = |e: zbus::Error| FirewalldError::Refused {
-            what: method.to_string(),
-            message: match e {
-                zbus::Error::MethodError(_, Some(message), _) => message,
-                other => other.to_string(),
-            },
-        };
-        self.conn
-            .call_method(Some(DEST), path, Some(iface), method, body)
-            .map(|_| ())
-            .map_err(refused)
+        self.call_raw(path, iface, method, body).map(|_| ())
     }
 
     fn runtime_policies(&self) -> Result<Vec<String>, FirewalldError> {
@@ -430,6 +426,7 @@ impl Firewalld {
         let differences = self.differences(desired)?;
         let spec_of = |name: &str| desired.policies.iter().find(|p| p.name == name);
         let set_of = |name: &str| desired.ipsets.iter().find(|s| s.name == name);
+        let reloads = differences.contains(&Difference::Reload);
         let interfaces = desired
             .zone
             .as_ref()
@@ -477,9 +474,13 @@ impl Firewalld {
                 }
                 Difference::RuntimeIpset(name) => {
                     if let Some(set) = set_of(name) {
-                        let entries: Vec<String> =
-                            self.call(PATH, IFACE_IPSET, "getEntries", &(name.as_str(),))?;
-                        if entries.into_iter().collect::<BTreeSet<_>>() != set.entries {
+                        // Read again only when a reload may have brought it in line already.
+                        let differs = !reloads || {
+                            let entries: Vec<String> =
+                                self.call(PATH, IFACE_IPSET, "getEntries", &(name.as_str(),))?;
+                            entries.into_iter().collect::<BTreeSet<_>>() != set.entries
+                        };
+                        if differs {
                             let entries: Vec<String> = set.entries.iter().cloned().collect();
                             self.call_unit(
                                 PATH,
@@ -516,10 +517,13 @@ impl Firewalld {
                 }
                 Difference::RuntimePolicy(name) => {
                     if let Some(spec) = spec_of(name) {
-                        let settings: Settings =
-                            self.call(PATH, IFACE_POLICY, "getPolicySettings", &(*name,))?;
-                        // A reload may have brought it in line already.
-                        if PolicyView::from_settings(&settings) != PolicyView::of(spec) {
+                        // Read again only when a reload may have brought it in line already.
+                        let differs = !reloads || {
+                            let settings: Settings =
+                                self.call(PATH, IFACE_POLICY, "getPolicySettings", &(*name,))?;
+                            PolicyView::from_settings(&settings) != PolicyView::of(spec)
+                        };
+                        if differs {
                             self.call_unit(
                                 PATH,
                                 IFACE_POLICY,
