@@ -24,6 +24,9 @@ pub enum UapiError {
     /// The kernel device, over netlink.
     #[error("kernel WireGuard: {0}")]
     Kernel(String),
+    /// Our userspace device refused a change.
+    #[error("userspace WireGuard: {0}")]
+    Device(String),
 }
 
 fn hex(bytes: &[u8; 32]) -> Zeroizing<String> {
@@ -149,6 +152,43 @@ pub fn parse_get(text: &str) -> Result<DeviceStatus, UapiError> {
         finish_handshake(peer, handshake_sec, handshake_nsec);
     }
     Ok(status)
+}
+
+/// Renders `status` as the body of a `get=1` reply (what `wg show` reads), ending with
+/// `errno=0`. With `private_key`, `wg show` can print the interface's public key.
+pub fn render_get(status: &DeviceStatus, private_key: Option<&PrivateKey>) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::new());
+    let mut line = |key: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "{key}={value}");
+    };
+    if let Some(key) = private_key {
+        line("private_key", &hex(key.expose_bytes()).as_str());
+    }
+    line("listen_port", &status.listen_port);
+    if status.fwmark != 0 {
+        line("fwmark", &status.fwmark);
+    }
+    for peer in &status.peers {
+        line("public_key", &hex(peer.public_key.as_bytes()).as_str());
+        if let Some(endpoint) = peer.endpoint {
+            line("endpoint", &endpoint);
+        }
+        let since_epoch = peer
+            .last_handshake
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        line("last_handshake_time_sec", &since_epoch.as_secs());
+        line("last_handshake_time_nsec", &since_epoch.subsec_nanos());
+        line("tx_bytes", &peer.tx_bytes);
+        line("rx_bytes", &peer.rx_bytes);
+        line("persistent_keepalive_interval", &peer.persistent_keepalive);
+        for net in &peer.allowed_ips {
+            line("allowed_ip", net);
+        }
+        line("protocol_version", &1);
+    }
+    line("errno", &0);
+    out
 }
 
 /// A peer to configure. The gateway never sets `endpoint`: WireGuard learns it from the
@@ -357,6 +397,28 @@ mod tests {
             "public_key={}",
             hex(key.public_key().as_bytes()).as_str()
         )));
+    }
+
+    #[test]
+    fn rendered_status_parses_back() {
+        let key = PrivateKey::generate().expect("random");
+        let status = DeviceStatus {
+            listen_port: 51820,
+            fwmark: 0,
+            peers: vec![PeerStatus {
+                public_key: key.public_key(),
+                has_preshared_key: false,
+                endpoint: Some("198.51.100.2:40000".parse().expect("addr")),
+                allowed_ips: vec!["192.168.32.2/32".parse().expect("net")],
+                persistent_keepalive: 25,
+                last_handshake: Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5)),
+                rx_bytes: 7,
+                tx_bytes: 9,
+            }],
+        };
+        let text = render_get(&status, Some(&key));
+        assert!(text.starts_with("private_key="), "{}", text.as_str());
+        assert_eq!(parse_get(&text).expect("parse"), status);
     }
 
     #[test]

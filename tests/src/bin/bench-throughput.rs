@@ -162,12 +162,34 @@ fn fmt(values: &[f64]) -> String {
         .join(" / ")
 }
 
+/// `BENCH_CASES=b,d` runs only those cases (for a quick look while tuning); the report needs
+/// all of them.
+fn selected(case: &str) -> bool {
+    std::env::var("BENCH_CASES").map_or(true, |cases| cases.split(',').any(|c| c == case))
+}
+
 fn main() {
-    let a = raw();
-    let b = manual();
-    let (c, rss) = roamgw_userspace();
-    let (d, roamer_rss) = both_ours();
-    let e = both_ours_firewalld();
+    let a = if selected("a") { raw() } else { vec![f64::NAN] };
+    let b = if selected("b") {
+        manual()
+    } else {
+        vec![f64::NAN]
+    };
+    let (c, rss) = if selected("c") {
+        roamgw_userspace()
+    } else {
+        (vec![f64::NAN], 0)
+    };
+    let (d, roamer_rss) = if selected("d") {
+        both_ours()
+    } else {
+        (vec![f64::NAN], 0)
+    };
+    let e = if selected("e") {
+        both_ours_firewalld()
+    } else {
+        vec![f64::NAN]
+    };
     let base = median(&b);
     println!("| path | Mbit/s (3 runs) | median | ratio to (b) |");
     println!("|---|---:|---:|---:|");

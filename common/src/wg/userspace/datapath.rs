@@ -1,0 +1,489 @@
+//! The userspace device's data path: boringtun's `noise::Tunn` does the WireGuard protocol;
+//! the I/O around it is ours, because that is where the time goes (measured in
+//! docs/benchmarks.md):
+//! - TUN with `IFF_VNET_HDR` and TSO (tun-rs): the kernel hands us a TCP burst of up to 64 KB
+//!   in one read, already cut into MTU-sized packets by tun-rs; on the way back, decrypted
+//!   TCP segments of one flow are coalesced into one write (userspace GRO).
+//! - UDP with GSO and GRO (quinn-udp): one `sendmsg` per burst of equal-sized datagrams, one
+//!   `recvmmsg` for many datagrams, each possibly a GRO train.
+//! - One thread per direction plus one for timers; a peer's `Tunn` sits behind its own lock.
+
+use std::io::{self, IoSliceMut};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
+use super::gso::{GsoBatch, Send};
+use super::table::{Peer, Table};
+use crate::keys::PublicKey;
+
+/// Largest packet the TUN hands us after splitting (MTU is at most 9000, see state.rs).
+const MAX_PACKET: usize = 9000;
+/// WireGuard's data message overhead; boringtun also wants 148 bytes for a handshake.
+const OVERHEAD: usize = 32;
+const MIN_OUT: usize = 148;
+/// Receive slots per `recvmmsg`; each holds a GRO train of up to 64 KB.
+const RECV_SLOTS: usize = 8;
+const GRO_BUFFER: usize = 65_535;
+/// Kernel socket buffers: bursts of 64 KB sends must not find a full buffer.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// boringtun's device runs timers at this period.
+const TIMER_PERIOD: Duration = Duration::from_millis(250);
+
+pub fn lock_read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The UDP socket: dual-stack where the machine has IPv6, else IPv4.
+pub struct UdpPort {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    dual_stack: bool,
+}
+
+impl UdpPort {
+    pub fn bind(port: u16) -> io::Result<Self> {
+        let (socket, dual_stack) = match bind_dual_stack(port) {
+            Ok(socket) => (socket, true),
+            Err(_) => (UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?, false),
+        };
+        let state = UdpSocketState::new((&socket).into())?;
+        // quinn-udp forbids fragmentation; WireGuard lets a path with a small MTU fragment
+        // instead of losing every full-sized packet (the kernel module does the same).
+        let _ = rustix::net::sockopt::set_ip_mtu_discover(
+            &socket,
+            rustix::net::sockopt::Ipv4PathMtuDiscovery::DONT,
+        );
+        // The forced sizes need CAP_NET_ADMIN; without it the sysctl maximum applies.
+        use rustix::net::sockopt as opt;
+        let fd = socket.as_fd();
+        if opt::set_socket_send_buffer_size_force(fd, SOCKET_BUFFER).is_err() {
+            let _ = opt::set_socket_send_buffer_size(fd, SOCKET_BUFFER);
+        }
+        if opt::set_socket_recv_buffer_size_force(fd, SOCKET_BUFFER).is_err() {
+            let _ = opt::set_socket_recv_buffer_size(fd, SOCKET_BUFFER);
+        }
+        Ok(UdpPort {
+            socket,
+            state,
+            dual_stack,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// How many datagrams one send may carry.
+    pub fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Sends `contents`, cut into datagrams of `segment` bytes when given. A full socket buffer
+    /// waits for room (up to a second) rather than dropping: a drop costs TCP far more.
+    pub fn send(&self, destination: SocketAddr, contents: &[u8], segment: Option<usize>) {
+        let transmit = Transmit {
+            destination: self.to_wire(destination),
+            ecn: None,
+            contents,
+            segment_size: segment,
+            src_ip: None,
+        };
+        for _ in 0..10 {
+            match self.state.try_send((&self.socket).into(), &transmit) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(&self.socket, PollFlags::OUT)];
+                    let _ = poll(&mut fds, Some(&timespec(Duration::from_millis(100))));
+                }
+                Err(e) => {
+                    tracing::debug!(%destination, "UDP send failed: {e}");
+                    return;
+                }
+                Ok(()) => return,
+            }
+        }
+    }
+
+    pub fn send_one(&self, destination: SocketAddr, datagram: &[u8]) {
+        self.send(destination, datagram, None);
+    }
+
+    fn to_wire(&self, address: SocketAddr) -> SocketAddr {
+        match address {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0).into()
+            }
+            other => other,
+        }
+    }
+}
+
+fn from_wire(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
+fn bind_dual_stack(port: u16) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None)?;
+    socket.set_only_v6(false)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    Ok(socket.into())
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: d.as_secs() as _,
+        tv_nsec: d.subsec_nanos() as _,
+    }
+}
+
+/// What the device threads share.
+pub struct Shared {
+    pub table: RwLock<Table>,
+    pub udp: RwLock<Option<Arc<UdpPort>>>,
+    stop: AtomicBool,
+    wake_tx: OwnedFd,
+    wake_rx: OwnedFd,
+    wake_timers: OwnedFd,
+    /// Sockets are bound on the timer thread: it runs in the network namespace the device was
+    /// created in, which the thread configuring the device need not be in.
+    binds: Mutex<Vec<BindRequest>>,
+}
+
+/// A port to bind, and where the result goes.
+pub type BindRequest = (u16, mpsc::Sender<io::Result<UdpPort>>);
+
+impl Shared {
+    pub fn new() -> io::Result<Self> {
+        let wake = || eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK);
+        Ok(Shared {
+            table: RwLock::new(Table::default()),
+            udp: RwLock::new(None),
+            stop: AtomicBool::new(false),
+            wake_tx: wake()?,
+            wake_rx: wake()?,
+            wake_timers: wake()?,
+            binds: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn udp(&self) -> Option<Arc<UdpPort>> {
+        lock_read(&self.udp).clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Tells the receive thread that the socket changed.
+    pub fn socket_changed(&self) {
+        let _ = rustix::io::write(&self.wake_rx, &1u64.to_ne_bytes());
+    }
+
+    /// Binds a UDP socket to `port` in the device's network namespace.
+    pub fn bind(&self, port: u16) -> io::Result<UdpPort> {
+        let (reply, result) = mpsc::channel();
+        self.binds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((port, reply));
+        let _ = rustix::io::write(&self.wake_timers, &1u64.to_ne_bytes());
+        result
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| io::Error::other("the device's timer thread did not answer"))?
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for fd in [&self.wake_tx, &self.wake_rx, &self.wake_timers] {
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Starts a handshake with `key` now (a configured endpoint is known).
+    pub fn initiate(&self, key: &PublicKey) {
+        let (Some(udp), Some(peer)) = (self.udp(), lock_read(&self.table).peer(key).cloned())
+        else {
+            return;
+        };
+        let Some(endpoint) = peer.endpoint() else {
+            return;
+        };
+        let mut out = [0u8; MIN_OUT];
+        let mut tunn = peer.tunn();
+        if let TunnResult::WriteToNetwork(packet) =
+            tunn.format_handshake_initiation(&mut out, false)
+        {
+            udp.send_one(endpoint, packet);
+        }
+    }
+}
+
+/// Waits until `fd` is readable (`true`) or `wake` fired / the timeout passed (`false`).
+fn wait_readable(fd: Option<BorrowedFd<'_>>, wake: &OwnedFd, timeout: Option<Duration>) -> bool {
+    let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
+    if let Some(fd) = fd {
+        fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+    }
+    let timeout = timeout.map(timespec);
+    if poll(&mut fds, timeout.as_ref()).is_err() {
+        return false;
+    }
+    if !fds[0].revents().is_empty() {
+        let _ = rustix::io::read(wake, &mut [0u8; 8]);
+    }
+    fds.get(1).is_some_and(|f| !f.revents().is_empty())
+}
+
+/// TUN → encrypt → UDP.
+pub fn transmit_loop(shared: &Shared, tun: &SyncDevice) {
+    let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + GRO_BUFFER];
+    let mut packets = vec![vec![0u8; MAX_PACKET]; IDEAL_BATCH_SIZE];
+    let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+    let mut batch = GsoBatch::new();
+    while !shared.stopping() {
+        if !wait_readable(Some(tun.as_fd()), &shared.wake_tx, None) {
+            continue;
+        }
+        loop {
+            let count = match tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) {
+                Ok(count) => count,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!("TUN read: {e}");
+                    break;
+                }
+            };
+            let Some(udp) = shared.udp() else { continue };
+            let table = lock_read(&shared.table);
+            let mut send = |s: Send<'_>| udp.send(s.destination, s.contents, s.segment);
+            for (packet, &size) in packets.iter().zip(&sizes).take(count) {
+                let packet = &packet[..size];
+                let Some(peer) = Tunn::dst_address(packet).and_then(|ip| table.route(ip)) else {
+                    continue;
+                };
+                // Without an endpoint (a roamer not heard from yet) there is nowhere to send.
+                let Some(endpoint) = peer.endpoint() else {
+                    continue;
+                };
+                let slot = batch.slot((packet.len() + OVERHEAD).max(MIN_OUT));
+                let len = match peer.tunn().encapsulate(packet, slot) {
+                    TunnResult::WriteToNetwork(out) => out.len(),
+                    TunnResult::Err(e) => {
+                        tracing::trace!("encapsulate: {e:?}");
+                        continue;
+                    }
+                    _ => continue,
+                };
+                batch.commit(endpoint, len, udp.max_segments(), &mut send);
+            }
+            batch.flush(&mut send);
+        }
+    }
+}
+
+/// Decrypted packets waiting for one batched TUN write.
+struct TunBatch {
+    packets: Vec<Vec<u8>>,
+    used: usize,
+    gro: GROTable,
+}
+
+impl TunBatch {
+    fn new() -> Self {
+        TunBatch {
+            // Room to coalesce a 64 KB segment into the first packet of a flow.
+            packets: (0..IDEAL_BATCH_SIZE)
+                .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + GRO_BUFFER))
+                .collect(),
+            used: 0,
+            gro: GROTable::default(),
+        }
+    }
+
+    /// The next free buffer, `len` bytes after the virtio header.
+    fn next(&mut self, len: usize) -> &mut Vec<u8> {
+        let buf = &mut self.packets[self.used];
+        buf.clear();
+        buf.resize(VIRTIO_NET_HDR_LEN + len, 0);
+        buf
+    }
+
+    fn keep(&mut self, tun: &SyncDevice, len: usize) {
+        self.packets[self.used].truncate(VIRTIO_NET_HDR_LEN + len);
+        self.used += 1;
+        if self.used == self.packets.len() {
+            self.flush(tun);
+        }
+    }
+
+    fn flush(&mut self, tun: &SyncDevice) {
+        if self.used == 0 {
+            return;
+        }
+        if let Err(e) = tun.send_multiple(
+            &mut self.gro,
+            &mut self.packets[..self.used],
+            VIRTIO_NET_HDR_LEN,
+        ) {
+            tracing::debug!("TUN write: {e}");
+        }
+        self.used = 0;
+    }
+}
+
+/// UDP → decrypt → TUN.
+pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
+    let mut slots = vec![vec![0u8; GRO_BUFFER]; RECV_SLOTS];
+    let mut meta = [RecvMeta::default(); RECV_SLOTS];
+    let mut to_tun = TunBatch::new();
+    let mut scratch = vec![0u8; MAX_PACKET + OVERHEAD + MIN_OUT];
+    while !shared.stopping() {
+        let Some(udp) = shared.udp() else {
+            wait_readable(None, &shared.wake_rx, Some(Duration::from_secs(1)));
+            continue;
+        };
+        if !wait_readable(Some(udp.fd()), &shared.wake_rx, None) {
+            continue;
+        }
+        loop {
+            let mut slices: Vec<IoSliceMut<'_>> =
+                slots.iter_mut().map(|s| IoSliceMut::new(s)).collect();
+            let count = match udp.state.recv((&udp.socket).into(), &mut slices, &mut meta) {
+                Ok(count) => count,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!("UDP receive: {e}");
+                    break;
+                }
+            };
+            drop(slices);
+            let table = lock_read(&shared.table);
+            for (meta, slot) in meta.iter().zip(&slots).take(count) {
+                let from = from_wire(meta.addr);
+                for datagram in slot[..meta.len].chunks(meta.stride.max(1)) {
+                    if let Some(len) = receive(
+                        &table,
+                        &udp,
+                        from,
+                        datagram,
+                        to_tun.next(datagram.len()),
+                        &mut scratch,
+                    ) {
+                        to_tun.keep(tun, len);
+                    }
+                }
+            }
+            drop(table);
+            to_tun.flush(tun);
+        }
+    }
+}
+
+/// One datagram from `from`: returns the length of the packet decrypted into `out` (after the
+/// virtio header) when there is one for the TUN.
+fn receive(
+    table: &Table,
+    udp: &UdpPort,
+    from: SocketAddr,
+    datagram: &[u8],
+    out: &mut [u8],
+    scratch: &mut [u8],
+) -> Option<usize> {
+    let identity = table.identity()?;
+    let packet = match identity
+        .rate_limiter
+        .verify_packet(Some(from.ip()), datagram, scratch)
+    {
+        Ok(packet) => packet,
+        Err(TunnResult::WriteToNetwork(cookie)) => {
+            udp.send_one(from, cookie);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let peer: &Arc<Peer> = match packet {
+        Packet::HandshakeInit(init) => {
+            let half = parse_handshake_anon(&identity.secret, &identity.public, &init).ok()?;
+            table.peer(&PublicKey::from_bytes(half.peer_static_public))?
+        }
+        Packet::HandshakeResponse(p) => table.by_receiver_index(p.receiver_idx)?,
+        Packet::PacketCookieReply(p) => table.by_receiver_index(p.receiver_idx)?,
+        Packet::PacketData(p) => table.by_receiver_index(p.receiver_idx)?,
+    };
+    let mut tunn = peer.tunn();
+    let out = &mut out[VIRTIO_NET_HDR_LEN..];
+    match tunn.decapsulate(Some(from.ip()), datagram, out) {
+        TunnResult::Done => {
+            peer.learn_endpoint(from);
+            None
+        }
+        TunnResult::Err(e) => {
+            tracing::trace!(%from, "decapsulate: {e:?}");
+            None
+        }
+        TunnResult::WriteToNetwork(reply) => {
+            peer.learn_endpoint(from);
+            udp.send_one(from, reply);
+            // A completed handshake releases the packets queued while it ran.
+            while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], scratch) {
+                udp.send_one(from, queued);
+            }
+            None
+        }
+        TunnResult::WriteToTunnelV4(packet, source) => {
+            peer.learn_endpoint(from);
+            // Cryptokey routing: a peer may only send from its allowed IPs.
+            peer.allows(source.into()).then_some(packet.len())
+        }
+        TunnResult::WriteToTunnelV6(packet, source) => {
+            peer.learn_endpoint(from);
+            peer.allows(source.into()).then_some(packet.len())
+        }
+    }
+}
+
+/// Handshake retries, keepalives, session expiry; the handshake rate limit's window.
+pub fn timer_loop(shared: &Shared) {
+    let mut out = vec![0u8; MAX_PACKET + OVERHEAD + MIN_OUT];
+    let mut limiter_reset = Instant::now();
+    while !shared.stopping() {
+        wait_readable(None, &shared.wake_timers, Some(TIMER_PERIOD));
+        let binds = std::mem::take(&mut *shared.binds.lock().unwrap_or_else(|p| p.into_inner()));
+        for (port, reply) in binds {
+            let _ = reply.send(UdpPort::bind(port));
+        }
+        let udp = shared.udp();
+        let table = lock_read(&shared.table);
+        for peer in table.peers() {
+            match peer.tunn().update_timers(&mut out) {
+                TunnResult::WriteToNetwork(packet) => {
+                    if let (Some(udp), Some(endpoint)) = (&udp, peer.endpoint()) {
+                        udp.send_one(endpoint, packet);
+                    }
+                }
+                TunnResult::Err(WireGuardError::ConnectionExpired) | TunnResult::Done => {}
+                TunnResult::Err(e) => tracing::debug!(peer = %peer.public_key, "timers: {e:?}"),
+                _ => {}
+            }
+        }
+        if limiter_reset.elapsed() >= Duration::from_secs(1) {
+            if let Some(identity) = table.identity() {
+                identity.rate_limiter.reset_count();
+            }
+            limiter_reset = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The userspace device's configuration: our key, the peers (each with its boringtun
+//! `noise::Tunn` session state), their allowed IPs as a routing table, and the session indexes
+//! that route incoming datagrams to a peer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::Tunn;
+use boringtun::x25519;
+use ipnet::IpNet;
+
+use super::super::uapi::{DeviceStatus, PeerConfig, PeerStatus, SetOp, UapiError};
+use crate::keys::{PrivateKey, PublicKey};
+
+/// Handshakes per second before the device answers with cookies (boringtun's device uses the
+/// same figure).
+const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+pub struct Peer {
+    pub public_key: PublicKey,
+    /// This peer's session index (24 bits; the low 8 bits of a receiver index are boringtun's).
+    pub index: u32,
+    pub allowed_ips: Vec<IpNet>,
+    pub persistent_keepalive: u16,
+    has_preshared_key: bool,
+    /// Shared with the entry a change replaces, so the session survives the change.
+    tunn: Arc<Mutex<Tunn>>,
+    endpoint: Mutex<Option<SocketAddr>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the data path down with it.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Peer {
+    pub fn tunn(&self) -> MutexGuard<'_, Tunn> {
+        lock(&self.tunn)
+    }
+
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        *lock(&self.endpoint)
+    }
+
+    /// WireGuard's roaming: the endpoint is wherever the last authenticated datagram came from.
+    pub fn learn_endpoint(&self, from: SocketAddr) {
+        let mut endpoint = lock(&self.endpoint);
+        if *endpoint != Some(from) {
+            *endpoint = Some(from);
+        }
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allowed_ips.iter().any(|net| net.contains(&ip))
+    }
+
+    fn status(&self) -> PeerStatus {
+        let (since_handshake, tx, rx, _, _) = self.tunn().stats();
+        PeerStatus {
+            public_key: self.public_key,
+            has_preshared_key: self.has_preshared_key,
+            endpoint: self.endpoint(),
+            allowed_ips: self.allowed_ips.clone(),
+            persistent_keepalive: self.persistent_keepalive,
+            last_handshake: since_handshake.and_then(|d| SystemTime::now().checked_sub(d)),
+            rx_bytes: rx as u64,
+            tx_bytes: tx as u64,
+        }
+    }
+}
+
+pub struct Identity {
+    private: PrivateKey,
+    pub secret: x25519::StaticSecret,
+    pub public: x25519::PublicKey,
+    pub rate_limiter: Arc<RateLimiter>,
+}
+
+impl Identity {
+    fn new(private: &PrivateKey) -> Self {
+        let secret = x25519::StaticSecret::from(*private.expose_bytes());
+        let public = x25519::PublicKey::from(&secret);
+        Identity {
+            private: private.clone(),
+            rate_limiter: Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT)),
+            secret,
+            public,
+        }
+    }
+}
+
+/// What a `set` changed that the data path must act on.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The UDP socket has to be bound to this port.
+    pub listen_port: Option<u16>,
+    /// Peers that should start a handshake now (a configured endpoint and keepalive: the
+    /// kernel's behaviour, so a roamer is reachable without waiting for its first packet).
+    pub initiate: Vec<PublicKey>,
+}
+
+#[derive(Default)]
+pub struct Table {
+    identity: Option<Identity>,
+    pub listen_port: u16,
+    peers: Vec<Arc<Peer>>,
+    by_index: HashMap<u32, Arc<Peer>>,
+    /// Allowed IPs, longest prefix first: the first match routes.
+    routes: Vec<(IpNet, Arc<Peer>)>,
+    last_index: u32,
+}
+
+impl Table {
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    pub fn private_key(&self) -> Option<&PrivateKey> {
+        self.identity.as_ref().map(|i| &i.private)
+    }
+
+    pub fn peers(&self) -> &[Arc<Peer>] {
+        &self.peers
+    }
+
+    pub fn peer(&self, key: &PublicKey) -> Option<&Arc<Peer>> {
+        self.peers.iter().find(|p| &p.public_key == key)
+    }
+
+    /// The peer a datagram's receiver index names.
+    pub fn by_receiver_index(&self, receiver_index: u32) -> Option<&Arc<Peer>> {
+        self.by_index.get(&(receiver_index >> 8))
+    }
+
+    /// Cryptokey routing: the peer whose allowed IPs hold `destination` most specifically.
+    pub fn route(&self, destination: IpAddr) -> Option<&Arc<Peer>> {
+        self.routes
+            .iter()
+            .find(|(net, _)| net.contains(&destination))
+            .map(|(_, peer)| peer)
+    }
+
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus {
+            listen_port: self.listen_port,
+            fwmark: 0,
+            peers: self.peers.iter().map(|p| p.status()).collect(),
+        }
+    }
+
+    /// Applies one `set` transaction. Checked first, so a refused one changes nothing.
+    pub fn apply(&mut self, ops: &[SetOp]) -> Result<Applied, UapiError> {
+        let key_set = ops.iter().any(|op| matches!(op, SetOp::PrivateKey(_)));
+        if self.identity.is_none() && !key_set && ops.iter().any(|op| matches!(op, SetOp::Peer(_)))
+        {
+            return Err(UapiError::Device(
+                "set the private key before adding peers".into(),
+            ));
+        }
+        let mut applied = Applied::default();
+        for op in ops {
+            match op {
+                SetOp::PrivateKey(key) => self.set_key(key),
+                SetOp::ListenPort(port) => {
+                    self.listen_port = *port;
+                    applied.listen_port = Some(*port);
+                }
+                SetOp::Peer(config) => {
+                    if self.upsert(config) {
+                        applied.initiate.push(config.public_key);
+                    }
+                }
+                SetOp::RemovePeer(key) => self.peers.retain(|p| &p.public_key != key),
+            }
+        }
+        self.reindex();
+        Ok(applied)
+    }
+
+    fn set_key(&mut self, key: &PrivateKey) {
+        if self.private_key() == Some(key) {
+            return;
+        }
+        let identity = Identity::new(key);
+        for peer in &self.peers {
+            peer.tunn().set_static_private(
+                identity.secret.clone(),
+                identity.public,
+                Some(Arc::clone(&identity.rate_limiter)),
+            );
+        }
+        self.identity = Some(identity);
+    }
+
+    fn next_index(&mut self) -> u32 {
+        // Any unused 24-bit value will do; start from a random one so a restarted device does
+        // not hand out the indexes its previous sessions had.
+        if self.last_index == 0 {
+            let mut seed = [0u8; 4];
+            let _ = getrandom::fill(&mut seed);
+            self.last_index = u32::from_le_bytes(seed) & 0x00ff_ffff;
+        }
+        loop {
+            self.last_index = (self.last_index + 1) & 0x00ff_ffff;
+            if self.last_index != 0 && !self.by_index.contains_key(&self.last_index) {
+                return self.last_index;
+            }
+        }
+    }
+
+    /// Adds the peer, or changes it: a change keeps the session when the key material and
+    /// keepalive are the same, and keeps the learned endpoint unless a new one is given.
+    /// Returns whether the peer should start a handshake now.
+    fn upsert(&mut self, config: &PeerConfig) -> bool {
+        let Some(identity) = self.identity.as_ref() else {
+            return false;
+        };
+        let existing = self.peer(&config.public_key).cloned();
+        self.peers.retain(|p| p.public_key != config.public_key);
+        let endpoint = config
+            .endpoint
+            .or_else(|| existing.as_ref().and_then(|p| p.endpoint()));
+        let (index, tunn, fresh) = match existing {
+            Some(old)
+                if config.preshared_key.is_none()
+                    && !old.has_preshared_key
+                    && old.persistent_keepalive == config.persistent_keepalive =>
+            {
+                (old.index, Arc::clone(&old.tunn), false)
+            }
+            _ => {
+                let secret = identity.secret.clone();
+                let limiter = Arc::clone(&identity.rate_limiter);
+                self.reindex();
+                let index = self.next_index();
+                let tunn = Tunn::new(
+                    secret,
+                    x25519::PublicKey::from(*config.public_key.as_bytes()),
+                    config.preshared_key.as_ref().map(|k| *k.expose_bytes()),
+                    (config.persistent_keepalive > 0).then_some(config.persistent_keepalive),
+                    index,
+                    Some(limiter),
+                );
+                (index, Arc::new(Mutex::new(tunn)), true)
+            }
+        };
+        self.peers.push(Arc::new(Peer {
+            public_key: config.public_key,
+            index,
+            allowed_ips: config.allowed_ips.iter().map(IpNet::trunc).collect(),
+            persistent_keepalive: config.persistent_keepalive,
+            has_preshared_key: config.preshared_key.is_some(),
+            tunn,
+            endpoint: Mutex::new(endpoint),
+        }));
+        fresh && endpoint.is_some() && config.persistent_keepalive > 0
+    }
+
+    fn reindex(&mut self) {
+        self.by_index = self
+            .peers
+            .iter()
+            .map(|p| (p.index, Arc::clone(p)))
+            .collect();
+        let mut routes: Vec<(IpNet, Arc<Peer>)> = Vec::new();
+        for peer in &self.peers {
+            for net in &peer.allowed_ips {
+                // An allowed IP belongs to one peer: the last configured one wins, as in WireGuard.
+                routes.retain(|(n, _)| n != net);
+                routes.push((*net, Arc::clone(peer)));
+            }
+        }
+        routes.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        self.routes = routes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(key: &PublicKey, allowed: &[&str], keepalive: u16) -> PeerConfig {
+        PeerConfig {
+            public_key: *key,
+            preshared_key: None,
+            endpoint: None,
+            allowed_ips: allowed.iter().map(|a| a.parse().expect("net")).collect(),
+            persistent_keepalive: keepalive,
+        }
+    }
+
+    fn key() -> PublicKey {
+        PrivateKey::generate().expect("random").public_key()
+    }
+
+    fn table_with(peers: &[PeerConfig]) -> Table {
+        let mut table = Table::default();
+        let mut ops = vec![SetOp::PrivateKey(PrivateKey::generate().expect("random"))];
+        ops.extend(peers.iter().cloned().map(SetOp::Peer));
+        table.apply(&ops).expect("apply");
+        table
+    }
+
+    #[test]
+    fn routes_by_longest_prefix() {
+        let (a, b) = (key(), key());
+        let table = table_with(&[
+            peer(&a, &["10.0.0.0/8"], 0),
+            peer(&b, &["10.1.2.3/32", "192.168.5.0/24"], 0),
+        ]);
+        let routed = |ip: &str| table.route(ip.parse().expect("ip")).map(|p| p.public_key);
+        assert_eq!(routed("10.1.2.3"), Some(b));
+        assert_eq!(routed("10.1.2.4"), Some(a));
+        assert_eq!(routed("192.168.5.9"), Some(b));
+        assert_eq!(routed("192.168.6.9"), None);
+    }
+
+    #[test]
+    fn an_allowed_ip_moves_to_the_peer_configured_last() {
+        let (a, b) = (key(), key());
+        let table = table_with(&[peer(&a, &["10.0.0.2/32"], 0), peer(&b, &["10.0.0.2/32"], 0)]);
+        let routed = table
+            .route("10.0.0.2".parse().expect("ip"))
+            .map(|p| p.public_key);
+        assert_eq!(routed, Some(b));
+    }
+
+    #[test]
+    fn peers_are_found_by_their_session_index() {
+        let (a, b) = (key(), key());
+        let table = table_with(&[peer(&a, &["10.0.0.1/32"], 0), peer(&b, &["10.0.0.2/32"], 0)]);
+        for p in table.peers() {
+            let receiver_index = (p.index << 8) | 3;
+            let found = table
+                .by_receiver_index(receiver_index)
+                .map(|f| f.public_key);
+            assert_eq!(found, Some(p.public_key));
+        }
+        assert_ne!(table.peers()[0].index, table.peers()[1].index);
+    }
+
+    #[test]
+    fn a_changed_peer_keeps_its_session_and_learned_endpoint() {
+        let a = key();
+        let mut table = table_with(&[peer(&a, &["10.0.0.1/32"], 0)]);
+        let learned: SocketAddr = "198.51.100.9:40000".parse().expect("addr");
+        table.peers()[0].learn_endpoint(learned);
+        let index = table.peers()[0].index;
+        table
+            .apply(&[SetOp::Peer(peer(&a, &["10.0.0.1/32", "10.0.9.0/24"], 0))])
+            .expect("change");
+        assert_eq!(table.peers().len(), 1);
+        assert_eq!(table.peers()[0].index, index, "same session");
+        assert_eq!(table.peers()[0].endpoint(), Some(learned));
+        assert!(table.route("10.0.9.5".parse().expect("ip")).is_some());
+
+        // A new keepalive means a new session (boringtun's Tunn cannot change it), same endpoint.
+        table
+            .apply(&[SetOp::Peer(peer(&a, &["10.0.0.1/32"], 25))])
+            .expect("change");
+        assert_ne!(table.peers()[0].index, index);
+        assert_eq!(table.peers()[0].endpoint(), Some(learned));
+        assert!(table.route("10.0.9.5".parse().expect("ip")).is_none());
+    }
+
+    #[test]
+    fn removing_a_peer_removes_its_routes_and_index() {
+        let (a, b) = (key(), key());
+        let mut table = table_with(&[peer(&a, &["10.0.0.1/32"], 0), peer(&b, &["10.0.0.2/32"], 0)]);
+        let index = table.peer(&a).expect("a").index;
+        table.apply(&[SetOp::RemovePeer(a)]).expect("remove");
+        assert!(table.route("10.0.0.1".parse().expect("ip")).is_none());
+        assert!(table.by_receiver_index(index << 8).is_none());
+        assert_eq!(table.peers().len(), 1);
+    }
+
+    #[test]
+    fn peers_need_a_key_first_and_a_refused_set_changes_nothing() {
+        let mut table = Table::default();
+        let err = table
+            .apply(&[SetOp::ListenPort(5), SetOp::Peer(peer(&key(), &[], 0))])
+            .expect_err("no key");
+        assert!(err.to_string().contains("private key"), "{err}");
+        assert_eq!(table.listen_port, 0);
+        assert!(table.peers().is_empty());
+    }
+
+    #[test]
+    fn a_peer_with_endpoint_and_keepalive_starts_a_handshake() {
+        let mut table = table_with(&[]);
+        let mut with_endpoint = peer(&key(), &["10.0.0.1/32"], 10);
+        with_endpoint.endpoint = Some("192.0.2.1:51820".parse().expect("addr"));
+        let applied = table
+            .apply(&[
+                SetOp::Peer(with_endpoint.clone()),
+                SetOp::Peer(peer(&key(), &[], 10)),
+            ])
+            .expect("apply");
+        assert_eq!(applied.initiate, vec![with_endpoint.public_key]);
+    }
+}
