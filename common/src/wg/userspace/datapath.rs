@@ -34,6 +34,10 @@ const MIN_OUT: usize = 148;
 /// Receive slots per `recvmmsg`; each holds a GRO train of up to 64 KB.
 const RECV_SLOTS: usize = 8;
 const GRO_BUFFER: usize = 65_535;
+/// How far decrypted TCP segments are coalesced into one TUN write. 128 slots of this may all
+/// be touched: 32 KB kept roamer's RSS at 12.8 MB for 2,941 Mbit/s; 64 KB gave 15.2 MB for
+/// 3,030 (within the noise), 16 KB 10.9 MB for 2,374 (docs/benchmarks.md).
+const TUN_GRO_BYTES: usize = 32_768;
 /// Kernel socket buffers: bursts of 64 KB sends must not find a full buffer.
 const SOCKET_BUFFER: usize = 4 << 20;
 /// boringtun's device runs timers at this period.
@@ -304,9 +308,9 @@ struct TunBatch {
 impl TunBatch {
     fn new() -> Self {
         TunBatch {
-            // Room to coalesce a 64 KB segment into the first packet of a flow.
+            // Room to coalesce segments into the first packet of a flow.
             packets: (0..IDEAL_BATCH_SIZE)
-                .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + GRO_BUFFER))
+                .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + TUN_GRO_BYTES))
                 .collect(),
             used: 0,
             gro: GROTable::default(),
