@@ -1,5 +1,5 @@
-//! `roamgw run` with its embedded userspace WireGuard (boringtun) against a stock wg-quick +
-//! wireguard-go laptop, in the namespace internet.
+//! `roamgw run` with its embedded userspace WireGuard against a stock wg-quick + wireguard-go
+//! laptop, in the namespace internet.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! WireGuard devices: one trait, and the peer reconciliation that is safe for all of them.
 //!
-//! - [`userspace`]: boringtun embedded in-process (a TUN device), configured over UAPI through a
-//!   socketpair, with the workarounds for its known traps in one place.
+//! - [`userspace`]: boringtun's protocol core (`noise::Tunn`) in our own batched I/O loop on a
+//!   TUN device, configured in-process.
 //! - [`kernel`]: kernel WireGuard over netlink (defguard_wireguard_rs).
 //! - [`uapi`]: the cross-platform text protocol, also used to talk to wireguard-go.
 //! - [`socket`]: a device reached through its UAPI socket (wireguard-go, or `wg show`'s view
@@ -48,7 +48,7 @@ pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDev
             {
                 tracing::info!(
                     interface = name,
-                    "no kernel WireGuard ({message}): embedded userspace WireGuard (boringtun)"
+                    "no kernel WireGuard ({message}): embedded userspace WireGuard"
                 );
             }
             Err(e) => return Err(e.into()),
@@ -56,7 +56,7 @@ pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDev
     }
     let device = userspace::UserspaceDevice::create(name)?;
     if preference == Preference::Userspace {
-        tracing::info!(interface = name, "userspace WireGuard (embedded boringtun)");
+        tracing::info!(interface = name, "embedded userspace WireGuard");
     }
     Ok(Box::new(device))
 }
@@ -115,10 +115,11 @@ fn same_config(current: &uapi::PeerStatus, desired: &PeerConfig) -> bool {
         && current.has_preshared_key == desired.preshared_key.is_some()
 }
 
-/// Brings the device's peers to `desired` the way that is safe on every backend (measured on
-/// boringtun 0.7, see docs/decisions.md):
-/// - one peer per `set` transaction (fields of one peer leaked into the next within one set);
-/// - a changed peer is removed and added again (changing one in place could panic the device),
+/// Brings the device's peers to `desired` in the one way tested on every device we drive
+/// (kernel, wireguard-go, ours). It was forced on us by boringtun 0.7's own device, which we
+/// no longer run (docs/decisions.md), and is kept because it is safe everywhere:
+/// - one peer per `set` transaction (that device leaked fields of one peer into the next);
+/// - a changed peer is removed and added again (that device could panic on a change in place),
 ///   and re-added with the endpoint it had learned: the gateway never configures endpoints, so
 ///   without the write-back the roamer would be unreachable until its next keepalive;
 /// - unchanged peers are not touched, so their sessions go on.

@@ -2,7 +2,7 @@
 //! 3 runs each, all in one run:
 //! (a) the raw path without tunnel (client -> the droplet's public IP), the limit;
 //! (b) the manual setup: wg-quick + wireguard-go on both ends, firewalld rich rules;
-//! (c) `roamgw run` (embedded boringtun) on the droplet, wg-quick + wireguard-go on the laptop;
+//! (c) `roamgw run` (embedded userspace WireGuard) on the droplet, wg-quick + wireguard-go on the laptop;
 //! (d) `roamgw run` and `roamer run`; (e) (d) on the firewalld backend.
 //! Also the RSS of `roamgw run` with 1 roamer and 1,000 forwards, and of `roamer run`. Prints
 //! a markdown report; `bash bench/throughput.sh` puts it into docs/benchmarks.md.
@@ -200,11 +200,11 @@ fn main() {
             &b,
         ),
         (
-            "(c) roamgw run (boringtun) on the droplet, wg-quick + wireguard-go laptop",
+            "(c) roamgw run (userspace) on the droplet, wg-quick + wireguard-go laptop",
             &c,
         ),
         (
-            "(d) roamgw run on the droplet, roamer run on the laptop (boringtun both ends)",
+            "(d) roamgw run on the droplet, roamer run on the laptop (userspace both ends)",
             &d,
         ),
         (
