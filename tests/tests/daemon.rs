@@ -47,12 +47,15 @@ fn full_scenario_through_our_own_device() {
     // `wg show` works on the userspace device, and status has the roamer's endpoint.
     let wg = b.gw.run(&["wg", "show", &b.gw_wg]);
     assert!(
-        wg.contains("peer:") && wg.contains("endpoint: 198.51.100.2"),
+        wg.contains("public key:")
+            && wg.contains("peer:")
+            && wg.contains("endpoint: 198.51.100.2")
+            && wg.contains("latest handshake:"),
         "{wg}"
     );
     assert!(
         !wg.contains("years ago"),
-        "handshake time must be fixed up: {wg}"
+        "the handshake time is an instant, not an age: {wg}"
     );
     let status: serde_json::Value =
         serde_json::from_str(&gw.ok(&["status", "--json"])).expect("json");
