@@ -1,4 +1,4 @@
-//! The boringtun workarounds (common/src/wg), against a real wireguard-go peer: a peer change
+//! Our userspace device and `wg::sync_peers` against a real wireguard-go peer: a peer change
 //! while traffic flows neither stops nor panics the device, and the endpoint the device had
 //! learned survives the change, so the gateway can reach the roamer at once.
 
