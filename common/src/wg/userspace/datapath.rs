@@ -31,6 +31,8 @@ const MAX_PACKET: usize = 9000;
 /// WireGuard's data message overhead; boringtun also wants 148 bytes for a handshake.
 const OVERHEAD: usize = 32;
 const MIN_OUT: usize = 148;
+/// The size of a WireGuard cookie reply message.
+const COOKIE_REPLY_LEN: usize = 64;
 /// Receive slots per `recvmmsg`; each holds a GRO train of up to 64 KB.
 const RECV_SLOTS: usize = 8;
 const GRO_BUFFER: usize = 65_535;
@@ -439,7 +441,11 @@ fn receive(
             None
         }
         TunnResult::WriteToNetwork(reply) => {
-            peer.learn_endpoint(from);
+            // A cookie reply answers a sender we could not authenticate (handshakes over the
+            // rate limit): it must not move the peer's endpoint.
+            if reply.len() != COOKIE_REPLY_LEN {
+                peer.learn_endpoint(from);
+            }
             udp.send_one(from, reply);
             // A completed handshake releases the packets queued while it ran.
             while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], scratch) {
