@@ -2,9 +2,10 @@
 //! network to network.
 //!
 //! Brings the tunnel up (kernel WireGuard, or embedded userspace WireGuard; address, MTU,
-//! the tunnel subnet's route) and pokes it at once: boringtun starts a handshake only when it
-//! has something to send (measured: 10–14 ms to a working forward with a poke, 10.2 s
-//! without). Then one loop
+//! the tunnel subnet's route) and probes it at once: the handshake starts when the peer is
+//! added (both devices), the answered probe is what says the path works; boringtun's own
+//! device, which we used first, started no handshake before it had something to send
+//! (10–14 ms to a working forward with a poke, 10.2 s without). Then one loop
 //! feeds [`crate::health::Machine`] with rtnetlink changes, resolver answers and a 500 ms tick
 //! (the device's rx counter, and the CLOCK_BOOTTIME/CLOCK_MONOTONIC gap that betrays a
 //! suspend), and carries out what it asks: probe, re-resolve, reconnect.
