@@ -535,6 +535,8 @@ struct StatusView {
     public_ip: String,
     interface: String,
     interface_present: bool,
+    /// `kernel` or `userspace` WireGuard.
+    interface_kind: Option<&'static str>,
     data_plane_up: bool,
     in_sync: Option<bool>,
     drift: Option<String>,
@@ -589,6 +591,7 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         public_ip: g.public_ip.to_string(),
         interface: g.interface.to_string(),
         interface_present: dataplane::interface_exists(g.interface.as_str()),
+        interface_kind: dataplane::interface_kind(g.interface.as_str()),
         data_plane_up: up,
         in_sync: up.then_some(drift.is_none()),
         drift,
@@ -628,10 +631,10 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
             .unwrap_or_default(),
         view.public_ip,
         view.interface,
-        if view.interface_present {
-            "present"
-        } else {
-            "missing"
+        match (view.interface_present, view.interface_kind) {
+            (true, Some(kind)) => format!("present, {kind} WireGuard"),
+            (true, None) => "present".to_string(),
+            (false, _) => "missing".to_string(),
         },
         if view.daemon_running {
             " (roamgw run is up)"

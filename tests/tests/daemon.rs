@@ -60,6 +60,7 @@ fn full_scenario_through_our_own_device() {
     let status: serde_json::Value =
         serde_json::from_str(&gw.ok(&["status", "--json"])).expect("json");
     assert_eq!(status["daemon_running"], true);
+    assert_eq!(status["interface_kind"], "userspace", "{status}");
     assert!(
         status["roamers"][0]["endpoint"]
             .as_str()

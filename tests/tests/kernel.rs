@@ -81,6 +81,7 @@ fn guest_kernel_wireguard() {
     assert!(show.contains("198.51.100.2:"), "{show}");
     let status = s.ok(&["status"]);
     assert!(status.contains("198.51.100.2:"), "{status}");
+    assert!(status.contains("present, kernel WireGuard"), "{status}");
 
     // Roaming works the same on the kernel device.
     let moved = Instant::now();
