@@ -463,8 +463,8 @@ fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
     ) {
         return peers;
     }
-    let status = roamgw_common::wg::socket::UapiSocket::find(state.gateway.interface.as_str())
-        .and_then(|d| roamgw_common::wg::WgDevice::status(&d).ok());
+    let status = roamgw_common::wg::open_existing(state.gateway.interface.as_str())
+        .and_then(|d| d.status().ok());
     control::PeerView::for_roamers(state, status.as_ref())
 }
 
@@ -536,7 +536,7 @@ struct StatusView {
     interface: String,
     interface_present: bool,
     /// `kernel` or `userspace` WireGuard.
-    interface_kind: Option<&'static str>,
+    interface_kind: Option<roamgw_common::wg::Kind>,
     data_plane_up: bool,
     in_sync: Option<bool>,
     drift: Option<String>,
@@ -591,7 +591,7 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         public_ip: g.public_ip.to_string(),
         interface: g.interface.to_string(),
         interface_present: dataplane::interface_exists(g.interface.as_str()),
-        interface_kind: dataplane::interface_kind(g.interface.as_str()),
+        interface_kind: roamgw_common::wg::interface_kind(g.interface.as_str()),
         data_plane_up: up,
         in_sync: up.then_some(drift.is_none()),
         drift,

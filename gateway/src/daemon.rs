@@ -286,10 +286,8 @@ impl Daemon {
     fn peer_views(&self) -> Vec<PeerView> {
         let status = match &self.device {
             Some(device) => device.status().ok(),
-            None => {
-                roamgw_common::wg::socket::UapiSocket::find(self.state.gateway.interface.as_str())
-                    .and_then(|d| d.status().ok())
-            }
+            None => roamgw_common::wg::open_existing(self.state.gateway.interface.as_str())
+                .and_then(|d| d.status().ok()),
         };
         PeerView::for_roamers(&self.state, status.as_ref())
     }

@@ -152,20 +152,6 @@ pub fn interface_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Which WireGuard runs the interface: `kernel`, or `userspace` for a TUN interface (ours, or
-/// wireguard-go's); `None` when there is no such interface or it is neither.
-pub fn interface_kind(name: &str) -> Option<&'static str> {
-    let dir = std::path::Path::new("/sys/class/net").join(name);
-    let uevent = std::fs::read_to_string(dir.join("uevent")).ok()?;
-    if uevent.lines().any(|l| l == "DEVTYPE=wireguard") {
-        Some("kernel")
-    } else if dir.join("tun_flags").exists() {
-        Some("userspace")
-    } else {
-        None
-    }
-}
-
 /// `roamgw up`: forwarding on, table (or firewalld objects) as the state says.
 pub fn up(state: &GatewayState) -> Result<Applied, DataPlaneError> {
     enable_forwarding()?;

@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::Ipv4Net;
 use roamgw_common::fsutil::{self, FsError};
 use roamgw_common::state::RoamerConfig;
-use roamgw_common::wg::socket::UapiSocket;
-use roamgw_common::wg::WgDevice;
+use roamgw_common::wg;
 use serde::{Deserialize, Serialize};
 
 use crate::health::Health;
@@ -88,6 +87,9 @@ pub fn process_alive(pid: u32) -> bool {
 pub struct Report {
     pub name: String,
     pub interface: String,
+    /// `kernel` or `userspace` WireGuard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<wg::Kind>,
     pub running: bool,
     pub tunnel_address: Ipv4Net,
     pub gateway_endpoint: String,
@@ -107,12 +109,13 @@ impl Report {
     pub fn gather(config: &RoamerConfig) -> Report {
         let interface = config.interface.to_string();
         let run = read_live(&interface);
-        let peer = UapiSocket::find(&interface)
+        let peer = wg::open_existing(&interface)
             .and_then(|device| device.status().ok())
             .and_then(|status| status.peer(&config.gateway.public_key).cloned());
         let now = SystemTime::now();
         Report {
             name: config.name.to_string(),
+            wireguard: wg::interface_kind(&interface),
             running: run.is_some(),
             tunnel_address: config.address,
             gateway_endpoint: config.gateway.endpoint.to_string(),
@@ -147,11 +150,14 @@ impl Report {
             .as_ref()
             .map_or("unknown".to_string(), ToString::to_string);
         format!(
-            "roamer {}: {health} (for {})\n  interface  {}, address {}\n  gateway    {} -> {}\n  \
+            "roamer {}: {health} (for {})\n  interface  {}{}, address {}\n  gateway    {} -> {}\n  \
              handshake  {}\n  transfer   {} received, {} sent\n",
             self.name,
             age(self.health_for_secs.unwrap_or(0)),
             self.interface,
+            self.wireguard
+                .map(|kind| format!(" ({kind} WireGuard)"))
+                .unwrap_or_default(),
             self.tunnel_address,
             self.gateway_endpoint,
             self.gateway_address

@@ -82,6 +82,12 @@ fn guest_kernel_wireguard() {
     let status = s.ok(&["status"]);
     assert!(status.contains("198.51.100.2:"), "{status}");
     assert!(status.contains("present, kernel WireGuard"), "{status}");
+    // roamer status reads the kernel device over netlink (there is no UAPI socket).
+    let laptop: serde_json::Value =
+        serde_json::from_slice(&s.roamer(&["status", "--json"]).stdout).expect("roamer status");
+    assert_eq!(laptop["wireguard"], "kernel", "{laptop}");
+    assert!(laptop["last_handshake_secs"].is_u64(), "{laptop}");
+    assert!(laptop["rx_bytes"].as_u64().unwrap_or(0) > 0, "{laptop}");
 
     // Roaming works the same on the kernel device.
     let moved = Instant::now();

@@ -89,6 +89,7 @@ fn roamgw_and_roamer_only() {
     assert!(route.contains("dev eth0"), "{route}");
     let status = laptop_status_when(&s, "up");
     assert_eq!(status["running"], true, "{status}");
+    assert_eq!(status["wireguard"], "userspace", "{status}");
     assert_eq!(
         status["health"]["state"],
         "up",

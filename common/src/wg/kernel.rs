@@ -30,6 +30,8 @@ pub enum KernelError {
 pub struct KernelDevice {
     name: String,
     api: WGApi<Kernel>,
+    /// Created (or taken over) by us, and deleted when dropped; an attached one is only read.
+    owned: bool,
 }
 
 fn kernel_error(e: impl std::fmt::Display) -> UapiError {
@@ -61,12 +63,27 @@ impl KernelDevice {
         Ok(KernelDevice {
             name: name.to_string(),
             api,
+            owned: true,
+        })
+    }
+
+    /// An existing kernel interface someone else runs, to read (`status`); left as it is when
+    /// dropped.
+    pub fn attach(name: &str) -> Option<Self> {
+        let api = WGApi::<Kernel>::new(name).ok()?;
+        Some(KernelDevice {
+            name: name.to_string(),
+            api,
+            owned: false,
         })
     }
 }
 
 impl Drop for KernelDevice {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Ok(links) = Links::connect() {
             let _ = links.delete(&self.name);
         }

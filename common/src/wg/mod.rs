@@ -61,6 +61,49 @@ pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDev
     Ok(Box::new(device))
 }
 
+/// Which WireGuard runs the interface `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Kernel,
+    /// A TUN interface: ours, or wireguard-go's.
+    Userspace,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Kernel => "kernel",
+            Kind::Userspace => "userspace",
+        })
+    }
+}
+
+/// `None` when there is no such interface or it is neither kind.
+pub fn interface_kind(name: &str) -> Option<Kind> {
+    let dir = std::path::Path::new("/sys/class/net").join(name);
+    let uevent = std::fs::read_to_string(dir.join("uevent")).ok()?;
+    if uevent.lines().any(|l| l == "DEVTYPE=wireguard") {
+        Some(Kind::Kernel)
+    } else if dir.join("tun_flags").exists() {
+        Some(Kind::Userspace)
+    } else {
+        None
+    }
+}
+
+/// A WireGuard interface another process runs, to read its status: through its UAPI socket
+/// (wireguard-go, or the `wg show` socket of our device), or over netlink for the kernel.
+pub fn open_existing(name: &str) -> Option<Box<dyn WgDevice>> {
+    if let Some(socket) = socket::UapiSocket::find(name) {
+        return Some(Box::new(socket));
+    }
+    match interface_kind(name)? {
+        Kind::Kernel => Some(Box::new(kernel::KernelDevice::attach(name)?)),
+        Kind::Userspace => None,
+    }
+}
+
 /// A running WireGuard interface roamgw can configure.
 pub trait WgDevice: Send + Sync {
     fn name(&self) -> &str;
