@@ -346,3 +346,39 @@ fn bulk_both_ways(s: &Scenario) {
         "upload through the forward: data changed"
     );
 }
+
+/// SIGTERM ends both ends promptly while a bulk transfer keeps their data paths busy (the
+/// device threads drain their queues, but a stop request ends even an endless stream).
+#[test]
+fn sigterm_under_full_load_stops_both_ends_promptly() {
+    let mut s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    s.bed.spawn(&s.bed.roam, &["iperf3", "-s", "-p", "5201"]);
+    wait_until(Duration::from_secs(5), || {
+        s.bed.roam.run(&["ss", "-Htln"]).contains(":5201")
+    });
+    s.ok(&["add-port", "5201"]);
+    s.bed.spawn(
+        &s.bed.cli,
+        &[
+            "iperf3",
+            "-c",
+            FLOATING_IP,
+            "-p",
+            "5201",
+            "-t",
+            "60",
+            "-P",
+            "2",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    s.roamer_down();
+    let roamer_took = started.elapsed();
+    let started = Instant::now();
+    s.stop_daemon();
+    let daemon_took = started.elapsed();
+    eprintln!("under load: roamer down {roamer_took:?}, roamgw run down {daemon_took:?}");
+    assert!(roamer_took < Duration::from_secs(5), "{roamer_took:?}");
+    assert!(daemon_took < Duration::from_secs(5), "{daemon_took:?}");
+}

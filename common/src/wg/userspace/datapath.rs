@@ -253,6 +253,14 @@ fn wait_readable(fd: Option<BorrowedFd<'_>>, wake: &OwnedFd, timeout: Option<Dur
     fds.get(1).is_some_and(|f| !f.revents().is_empty())
 }
 
+/// A failed syscall (not a packet tun-rs could not split) may fail again at once, e.g. when
+/// the interface was deleted under us: wait a little rather than spin.
+fn pause_after(error: &io::Error) {
+    if error.raw_os_error().is_some() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// TUN → encrypt → UDP.
 pub fn transmit_loop(shared: &Shared, tun: &SyncDevice) {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + GRO_BUFFER];
@@ -263,12 +271,14 @@ pub fn transmit_loop(shared: &Shared, tun: &SyncDevice) {
         if !wait_readable(Some(tun.as_fd()), &shared.wake_tx, None) {
             continue;
         }
-        loop {
+        // Drains what is there, but a stop request ends even an endless stream.
+        while !shared.stopping() {
             let count = match tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) {
                 Ok(count) => count,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!("TUN read: {e}");
+                    pause_after(&e);
                     break;
                 }
             };
@@ -364,7 +374,7 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
         if !wait_readable(Some(udp.fd()), &shared.wake_rx, None) {
             continue;
         }
-        loop {
+        while !shared.stopping() {
             let mut slices: Vec<IoSliceMut<'_>> =
                 slots.iter_mut().map(|s| IoSliceMut::new(s)).collect();
             let count = match udp.state.recv((&udp.socket).into(), &mut slices, &mut meta) {
@@ -372,6 +382,7 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!("UDP receive: {e}");
+                    pause_after(&e);
                     break;
                 }
             };
