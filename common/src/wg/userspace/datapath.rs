@@ -253,11 +253,20 @@ fn wait_readable(fd: Option<BorrowedFd<'_>>, wake: &OwnedFd, timeout: Option<Dur
     fds.get(1).is_some_and(|f| !f.revents().is_empty())
 }
 
-/// A failed syscall (not a packet tun-rs could not split) may fail again at once, e.g. when
-/// the interface was deleted under us: wait a little rather than spin.
-fn pause_after(error: &io::Error) {
-    if error.raw_os_error().is_some() {
-        std::thread::sleep(Duration::from_millis(50));
+/// How many packets a batched read brought; `None` when the queue is drained or the read
+/// failed. A failed syscall (not a packet tun-rs could not split) may fail again at once, e.g.
+/// when the interface was deleted under us: it waits a little rather than spin.
+fn batch_count(read: io::Result<usize>, what: &str) -> Option<usize> {
+    match read {
+        Ok(count) => Some(count),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) => {
+            tracing::debug!("{what}: {e}");
+            if e.raw_os_error().is_some() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        }
     }
 }
 
@@ -273,14 +282,9 @@ pub fn transmit_loop(shared: &Shared, tun: &SyncDevice) {
         }
         // Drains what is there, but a stop request ends even an endless stream.
         while !shared.stopping() {
-            let count = match tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0) {
-                Ok(count) => count,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!("TUN read: {e}");
-                    pause_after(&e);
-                    break;
-                }
+            let read = tun.recv_multiple(&mut original, &mut packets, &mut sizes, 0);
+            let Some(count) = batch_count(read, "TUN read") else {
+                break;
             };
             let Some(udp) = shared.udp() else { continue };
             let table = lock_read(&shared.table);
@@ -377,14 +381,9 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
         while !shared.stopping() {
             let mut slices: Vec<IoSliceMut<'_>> =
                 slots.iter_mut().map(|s| IoSliceMut::new(s)).collect();
-            let count = match udp.state.recv((&udp.socket).into(), &mut slices, &mut meta) {
-                Ok(count) => count,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!("UDP receive: {e}");
-                    pause_after(&e);
-                    break;
-                }
+            let read = udp.state.recv((&udp.socket).into(), &mut slices, &mut meta);
+            let Some(count) = batch_count(read, "UDP receive") else {
+                break;
             };
             drop(slices);
             let table = lock_read(&shared.table);
