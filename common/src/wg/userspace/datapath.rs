@@ -22,6 +22,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
+use super::super::uapi::DeviceStatus;
 use super::gso::{GsoBatch, Send};
 use super::table::{Peer, Table};
 use crate::keys::PublicKey;
@@ -187,6 +188,11 @@ impl Shared {
 
     pub fn udp(&self) -> Option<Arc<UdpPort>> {
         lock_read(&self.udp).clone()
+    }
+
+    pub fn status(&self) -> DeviceStatus {
+        let port = self.udp().map_or(0, |udp| udp.port());
+        lock_read(&self.table).status(port)
     }
 
     fn stopping(&self) -> bool {

@@ -83,8 +83,8 @@ impl UserspaceDevice {
         let relay = Relay::start(
             name,
             Box::new(move || {
-                let table = lock_read(&for_relay.table);
-                uapi::render_get(&table.status(), table.private_key())
+                let status = for_relay.status();
+                uapi::render_get(&status, lock_read(&for_relay.table).private_key())
             }),
         )?;
         // Built before the threads start, so a failed spawn stops those already running.
@@ -135,7 +135,7 @@ impl WgDevice for UserspaceDevice {
     }
 
     fn status(&self) -> Result<DeviceStatus, UapiError> {
-        Ok(lock_read(&self.shared.table).status())
+        Ok(self.shared.status())
     }
 
     fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
@@ -156,21 +156,17 @@ impl WgDevice for UserspaceDevice {
             }
             _ => None,
         };
-        let applied = {
-            let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
-            let applied = table.apply(request.ops())?;
-            if let Some(udp) = &new_socket {
-                table.listen_port = udp.port();
-            } else if let (Some(_), Some(udp)) = (applied.listen_port, self.shared.udp()) {
-                table.listen_port = udp.port();
-            }
-            applied
-        };
+        let initiate = self
+            .shared
+            .table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(request.ops())?;
         if let Some(udp) = new_socket {
             *self.shared.udp.write().unwrap_or_else(|p| p.into_inner()) = Some(udp);
             self.shared.socket_changed();
         }
-        for key in &applied.initiate {
+        for key in &initiate {
             self.shared.initiate(key);
         }
         Ok(())

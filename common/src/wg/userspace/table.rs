@@ -47,10 +47,7 @@ impl Peer {
 
     /// WireGuard's roaming: the endpoint is wherever the last authenticated datagram came from.
     pub fn learn_endpoint(&self, from: SocketAddr) {
-        let mut endpoint = lock(&self.endpoint);
-        if *endpoint != Some(from) {
-            *endpoint = Some(from);
-        }
+        *lock(&self.endpoint) = Some(from);
     }
 
     pub fn allows(&self, ip: IpAddr) -> bool {
@@ -92,20 +89,9 @@ impl Identity {
     }
 }
 
-/// What a `set` changed that the data path must act on.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// The UDP socket has to be bound to this port.
-    pub listen_port: Option<u16>,
-    /// Peers that should start a handshake now (a configured endpoint and keepalive: the
-    /// kernel's behaviour, so a roamer is reachable without waiting for its first packet).
-    pub initiate: Vec<PublicKey>,
-}
-
 #[derive(Default)]
 pub struct Table {
     identity: Option<Identity>,
-    pub listen_port: u16,
     peers: Vec<Arc<Peer>>,
     by_index: HashMap<u32, Arc<Peer>>,
     /// Allowed IPs, longest prefix first: the first match routes.
@@ -143,16 +129,20 @@ impl Table {
             .map(|(_, peer)| peer)
     }
 
-    pub fn status(&self) -> DeviceStatus {
+    /// The device's status; the port is the bound socket's, which the table does not hold.
+    pub fn status(&self, listen_port: u16) -> DeviceStatus {
         DeviceStatus {
-            listen_port: self.listen_port,
+            listen_port,
             fwmark: 0,
             peers: self.peers.iter().map(|p| p.status()).collect(),
         }
     }
 
-    /// Applies one `set` transaction. Checked first, so a refused one changes nothing.
-    pub fn apply(&mut self, ops: &[SetOp]) -> Result<Applied, UapiError> {
+    /// Applies one `set` transaction (the listen port is the device's to bind). Checked first,
+    /// so a refused one changes nothing. Returns the peers that should start a handshake now:
+    /// a configured endpoint and keepalive, the kernel's behaviour, so a roamer is reachable
+    /// without waiting for its first packet.
+    pub fn apply(&mut self, ops: &[SetOp]) -> Result<Vec<PublicKey>, UapiError> {
         let key_set = ops.iter().any(|op| matches!(op, SetOp::PrivateKey(_)));
         if self.identity.is_none() && !key_set && ops.iter().any(|op| matches!(op, SetOp::Peer(_)))
         {
@@ -160,24 +150,21 @@ impl Table {
                 "set the private key before adding peers".into(),
             ));
         }
-        let mut applied = Applied::default();
+        let mut initiate = Vec::new();
         for op in ops {
             match op {
                 SetOp::PrivateKey(key) => self.set_key(key),
-                SetOp::ListenPort(port) => {
-                    self.listen_port = *port;
-                    applied.listen_port = Some(*port);
-                }
+                SetOp::ListenPort(_) => {}
                 SetOp::Peer(config) => {
                     if self.upsert(config) {
-                        applied.initiate.push(config.public_key);
+                        initiate.push(config.public_key);
                     }
                 }
                 SetOp::RemovePeer(key) => self.peers.retain(|p| &p.public_key != key),
             }
         }
         self.reindex();
-        Ok(applied)
+        Ok(initiate)
     }
 
     fn set_key(&mut self, key: &PrivateKey) {
@@ -205,7 +192,8 @@ impl Table {
         }
         loop {
             self.last_index = (self.last_index + 1) & 0x00ff_ffff;
-            if self.last_index != 0 && !self.by_index.contains_key(&self.last_index) {
+            // The peers themselves, not `by_index`: that is rebuilt only after a transaction.
+            if self.last_index != 0 && !self.peers.iter().any(|p| p.index == self.last_index) {
                 return self.last_index;
             }
         }
@@ -234,7 +222,6 @@ impl Table {
             _ => {
                 let secret = identity.secret.clone();
                 let limiter = Arc::clone(&identity.rate_limiter);
-                self.reindex();
                 let index = self.next_index();
                 let tunn = Tunn::new(
                     secret,
@@ -384,7 +371,6 @@ mod tests {
             .apply(&[SetOp::ListenPort(5), SetOp::Peer(peer(&key(), &[], 0))])
             .expect_err("no key");
         assert!(err.to_string().contains("private key"), "{err}");
-        assert_eq!(table.listen_port, 0);
         assert!(table.peers().is_empty());
     }
 
@@ -393,12 +379,12 @@ mod tests {
         let mut table = table_with(&[]);
         let mut with_endpoint = peer(&key(), &["10.0.0.1/32"], 10);
         with_endpoint.endpoint = Some("192.0.2.1:51820".parse().expect("addr"));
-        let applied = table
+        let initiate = table
             .apply(&[
                 SetOp::Peer(with_endpoint.clone()),
                 SetOp::Peer(peer(&key(), &[], 10)),
             ])
             .expect("apply");
-        assert_eq!(applied.initiate, vec![with_endpoint.public_key]);
+        assert_eq!(initiate, vec![with_endpoint.public_key]);
     }
 }
