@@ -116,6 +116,122 @@ impl DirLock {
     }
 }
 
+/// An exclusive lock that one process holds for its whole life (a daemon per config
+/// directory), with the holder's pid in the file so others can name it. The kernel drops the
+/// lock when the process dies, however it dies, so a stale file never blocks a new start.
+#[derive(Debug)]
+pub struct PidLock {
+    _file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PidLockError {
+    #[error("held by pid {0}")]
+    Held(u32),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+/// How a process looks from /proc: gone (or a zombie, whose files are closed), exiting (killed,
+/// its kernel resources still being released), or alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Gone,
+    Exiting,
+    Alive,
+}
+
+/// PF_EXITING in /proc/PID/stat's flags: set from the start of exit until the task is reaped.
+const PF_EXITING: u64 = 0x4;
+
+pub fn liveness(pid: u32) -> Liveness {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Liveness::Gone;
+    };
+    parse_liveness(&stat)
+}
+
+fn parse_liveness(stat: &str) -> Liveness {
+    // "PID (comm) STATE PPID PGRP SESSION TTY TPGID FLAGS ...": comm may hold spaces and ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    match (
+        fields.first(),
+        fields.get(6).and_then(|f| f.parse::<u64>().ok()),
+    ) {
+        (Some(&("Z" | "X" | "x")), _) | (None, _) => Liveness::Gone,
+        (_, Some(flags)) if flags & PF_EXITING != 0 => Liveness::Exiting,
+        _ => Liveness::Alive,
+    }
+}
+
+impl PidLock {
+    fn open(path: &Path) -> Result<File, FsError> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(PRIVATE_FILE_MODE)
+            .open(path)
+            .map_err(|e| FsError::new("cannot open lock file", path, e))
+    }
+
+    /// Takes the lock for this process and writes its pid. A live holder is an error at once;
+    /// a holder that is exiting (a daemon killed a moment ago) is waited for, up to `patience`.
+    pub fn acquire(path: &Path, patience: std::time::Duration) -> Result<Self, PidLockError> {
+        let mut file = Self::open(path)?;
+        let deadline = std::time::Instant::now() + patience;
+        // A CLI's probe holds the lock shared for a few microseconds: a live holder must be
+        // seen more than once before we believe it.
+        let mut live_sightings = 0;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {}
+                Err(e) => return Err(FsError::new("cannot lock", path, e.into()).into()),
+            }
+            let holder = read_pid(path);
+            if let Some(pid) = holder.filter(|pid| liveness(*pid) == Liveness::Alive) {
+                live_sightings += 1;
+                if live_sightings >= 3 {
+                    return Err(PidLockError::Held(pid));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(PidLockError::Held(holder.unwrap_or(0)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        file.set_len(0)
+            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(|e| FsError::new("cannot write", path, e))?;
+        Ok(Self { _file: file })
+    }
+
+    /// The pid of the process holding the lock at `path`, without taking it; `None` when no
+    /// process holds it (or the file does not exist). `Some(0)`: held, pid not written yet.
+    pub fn holder(path: &Path) -> Result<Option<u32>, FsError> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(FsError::new("cannot open lock file", path, e)),
+        };
+        match flock(&file, FlockOperation::NonBlockingLockShared) {
+            // Free: our shared lock goes with the file.
+            Ok(()) => Ok(None),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(Some(read_pid(path).unwrap_or(0))),
+            Err(e) => Err(FsError::new("cannot lock", path, e.into())),
+        }
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +287,36 @@ mod tests {
         for h in handles {
             h.join().expect("thread");
         }
+    }
+
+    #[test]
+    fn liveness_reads_state_and_exit_flag() {
+        let alive = "42 (roamgw run) S 1 42 42 0 -1 4194560 100 0 0 0";
+        let exiting = "42 (roamgw) R 1 42 42 0 -1 4194564 100 0 0 0";
+        let zombie = "42 (a) b) Z 1 42 42 0 -1 4194564 100 0 0 0";
+        assert_eq!(parse_liveness(alive), Liveness::Alive);
+        assert_eq!(parse_liveness(exiting), Liveness::Exiting);
+        assert_eq!(parse_liveness(zombie), Liveness::Gone);
+        assert_eq!(parse_liveness(""), Liveness::Gone);
+    }
+
+    #[test]
+    fn pid_lock_names_its_holder_and_is_free_after_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("roamgw.pid");
+        assert_eq!(PidLock::holder(&path).expect("probe"), None);
+        let lock = PidLock::acquire(&path, std::time::Duration::ZERO).expect("lock");
+        assert_eq!(
+            PidLock::holder(&path).expect("probe"),
+            Some(std::process::id())
+        );
+        // flock locks belong to the open file: a second open in this process is refused.
+        match PidLock::acquire(&path, std::time::Duration::from_millis(100)) {
+            Err(PidLockError::Held(pid)) => assert_eq!(pid, std::process::id()),
+            other => panic!("second lock: {other:?}"),
+        }
+        drop(lock);
+        assert_eq!(PidLock::holder(&path).expect("probe"), None);
+        PidLock::acquire(&path, std::time::Duration::ZERO).expect("free again");
     }
 }

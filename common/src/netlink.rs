@@ -151,13 +151,35 @@ const fn libc_enodev() -> i32 {
     19
 }
 
-/// What changed on the machine's network, in a few words for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkChange(pub &'static str);
+/// What changed on the machine's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkChange {
+    LinkChanged,
+    LinkRemoved,
+    AddressAdded,
+    AddressRemoved,
+    RouteAdded,
+    RouteRemoved,
+}
+
+impl NetworkChange {
+    /// A few words for the log.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            NetworkChange::LinkChanged => "link changed",
+            NetworkChange::LinkRemoved => "link removed",
+            NetworkChange::AddressAdded => "address added",
+            NetworkChange::AddressRemoved => "address removed",
+            NetworkChange::RouteAdded => "route added",
+            NetworkChange::RouteRemoved => "route removed",
+        }
+    }
+}
 
 /// Watches rtnetlink (links, IPv4 addresses, IPv4 routes) on a thread of its own and calls
-/// `on_change` for every change that is not on the interface `ignore` (our own tunnel: its
-/// link, address and route changes are ours, not the network's).
+/// `on_change` for every change that is not on the interface `ignore` (the roamer's own
+/// tunnel: its link, address and route changes are its own, not the network's; 0 ignores
+/// nothing but routes without an output interface).
 ///
 /// Returns once the subscription is in place, so no change after the return is missed.
 pub fn watch_network(
@@ -191,17 +213,17 @@ pub fn watch_network(
                     let NetlinkPayload::InnerMessage(message) = message.payload else {
                         continue;
                     };
-                    let (what, index) = match &message {
-                        M::NewLink(link) => ("link changed", link.header.index),
-                        M::DelLink(link) => ("link removed", link.header.index),
-                        M::NewAddress(a) => ("address added", a.header.index),
-                        M::DelAddress(a) => ("address removed", a.header.index),
-                        M::NewRoute(r) => ("route added", output_interface(r)),
-                        M::DelRoute(r) => ("route removed", output_interface(r)),
+                    let (change, index) = match &message {
+                        M::NewLink(link) => (NetworkChange::LinkChanged, link.header.index),
+                        M::DelLink(link) => (NetworkChange::LinkRemoved, link.header.index),
+                        M::NewAddress(a) => (NetworkChange::AddressAdded, a.header.index),
+                        M::DelAddress(a) => (NetworkChange::AddressRemoved, a.header.index),
+                        M::NewRoute(r) => (NetworkChange::RouteAdded, output_interface(r)),
+                        M::DelRoute(r) => (NetworkChange::RouteRemoved, output_interface(r)),
                         _ => continue,
                     };
                     if index != ignore {
-                        on_change(NetworkChange(what));
+                        on_change(change);
                     }
                 }
             });

@@ -123,13 +123,23 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  roamgw run                    # foreground; systemd: contrib/roamgw.service\n  \
         RUST_LOG=debug roamgw run\n\n\
-        While it runs, add-roamer/add-port/remove-* return once the change is live."
+        While it runs, add-roamer/add-port/remove-* return once the change is live.\n\
+        One daemon per config directory (its pid in roamgw.pid); a second one refuses to start."
     )]
-    Run,
+    Run(RunArgs),
 
     /// Show the data plane: table, forwarding, interface, and per-forward counters.
     #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
     Status(JsonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where the daemon remembers what it learns at run time (each roamer's last endpoint, so
+    /// a restart or a reboot can start the handshakes itself). Default: systemd's
+    /// $STATE_DIRECTORY, else /var/lib/roamgw.
+    #[arg(long, env = "ROAMGW_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -47,7 +47,25 @@ type Result<T> = std::result::Result<T, CommandError>;
 
 const PENDING: &str = "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)";
 const LIVE: &str = "live";
-const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the daemon may take to make a change live before the CLI gives up; the daemon
+/// refuses a change whose CLI has given up, so the answer always matches what happened.
+const DAEMON_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the CLI waits for the daemon's reply: the deadline plus time for the refusal.
+const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Sends a request to the daemon if one runs: `Ok(None)` when none does. A daemon that holds
+/// the directory but does not answer is an error: nothing may change behind its back.
+fn ask_daemon(store: &Store, request: &control::Request) -> Result<Option<String>> {
+    match control::request(store, request, DAEMON_TIMEOUT) {
+        Ok(control::Reply::Applied { summary }) => Ok(Some(summary)),
+        Ok(control::Reply::Error { message }) => Err(refused(message)),
+        Ok(other) => Err(refused(format!(
+            "unexpected reply from the daemon: {other:?}"
+        ))),
+        Err(control::ControlError::NotRunning) => Ok(None),
+        Err(e) => Err(refused(e.to_string())),
+    }
+}
 
 /// Makes a change, with the state lock held by the caller. With `roamgw run` up, the daemon
 /// applies it to the state it holds, makes it live and saves it. Without, it is applied to the
@@ -57,16 +75,10 @@ const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static str)> {
     let request = control::Request::Change {
         change: change.clone(),
+        deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
     };
-    match control::request(store, &request, DAEMON_TIMEOUT).map_err(|e| refused(e.to_string()))? {
-        Some(control::Reply::Applied { summary }) => return Ok((summary, LIVE)),
-        Some(control::Reply::Error { message }) => return Err(refused(message)),
-        Some(other) => {
-            return Err(refused(format!(
-                "unexpected reply from the daemon: {other:?}"
-            )))
-        }
-        None => {}
+    if let Some(summary) = ask_daemon(store, &request)? {
+        return Ok((summary, LIVE));
     }
     let mut state = store.load()?;
     let old = state.clone();
@@ -88,10 +100,10 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
 }
 
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
-    if control::daemon_running(store) {
-        return Err(refused(
-            "roamgw run is up for this directory: stop it first (systemctl stop roamgw), then init",
-        ));
+    if let Some(pid) = control::daemon_pid(store).map_err(|e| refused(e.to_string()))? {
+        return Err(refused(format!(
+            "roamgw run (pid {pid}) is up for this directory: stop it first (systemctl stop roamgw), then init"
+        )));
     }
     if store.is_initialized() && !args.force {
         return Err(refused(format!(
@@ -449,14 +461,17 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
     Ok(text)
 }
 
-pub fn run(store: Store) -> Result<String> {
-    crate::daemon::run(store)?;
+pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(crate::daemon::default_state_dir);
+    crate::daemon::run(store, &state_dir)?;
     Ok(String::new())
 }
 
 /// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
 fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
-    if let Ok(Some(control::Reply::Status { peers })) = control::request(
+    if let Ok(control::Reply::Status { peers }) = control::request(
         store,
         &control::Request::Status,
         std::time::Duration::from_secs(5),
@@ -481,8 +496,8 @@ fn forward_count(state: &GatewayState) -> String {
 
 pub fn up(store: &Store) -> Result<String> {
     let state = store.load()?;
-    if control::daemon_running(store) {
-        return Ok("roamgw run is up for this directory: the data plane is its job (`roamgw apply` repairs drift)\n".into());
+    if let Some(pid) = control::daemon_pid_or_none(store) {
+        return Ok(format!("roamgw run (pid {pid}) is up for this directory: the data plane is its job (`roamgw apply` repairs drift)\n"));
     }
     if matches!(
         state.gateway.wireguard,
@@ -503,7 +518,14 @@ pub fn up(store: &Store) -> Result<String> {
     ))
 }
 
-pub fn down(purge: bool) -> Result<String> {
+pub fn down(store: &Store, purge: bool) -> Result<String> {
+    if let Some(pid) = control::daemon_pid_or_none(store) {
+        return Err(refused(format!(
+            "roamgw run (pid {pid}) keeps this data plane up and would bring it back: stop it instead \
+             (`systemctl stop roamgw`, or `kill {pid}`), which takes the table and the interface down{}; nothing was changed",
+            if purge { ", then run `roamgw down --purge` for the firewalld config" } else { "" }
+        )));
+    }
     Ok(if dataplane::down(purge)? {
         if purge {
             "data plane down: table ip roamgw and roamgw's firewalld zone and policies removed\n"
@@ -521,6 +543,12 @@ pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
     let state = store.load()?;
     if dry_run {
         return Ok(format!("{}\n", dataplane::dry_run(&state)?));
+    }
+    let request = control::Request::Reconcile {
+        deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
+    };
+    if let Some(summary) = ask_daemon(store, &request)? {
+        return Ok(format!("{summary} (by roamgw run)\n"));
     }
     let plan = dataplane::up(&state)?;
     Ok(format!("{plan}\n"))
@@ -542,6 +570,7 @@ struct StatusView {
     drift: Option<String>,
     ip_forward: Option<bool>,
     daemon_running: bool,
+    daemon_pid: Option<u32>,
     roamers: Vec<control::PeerView>,
     forwards: Vec<ForwardStatus>,
 }
@@ -556,6 +585,7 @@ struct ForwardStatus {
 
 pub fn status(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
+    let daemon_pid = control::daemon_pid_or_none(store);
     let g = &state.gateway;
     // (up?, what differs when up, per-forward counters)
     let (up, drift, counters) = match g.backend {
@@ -598,7 +628,8 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
             .ok()
             .map(|v| v.trim() == "1"),
-        daemon_running: control::daemon_running(store),
+        daemon_running: daemon_pid.is_some(),
+        daemon_pid,
         roamers: peer_views(store, &state),
         forwards: state
             .forwards

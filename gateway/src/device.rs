@@ -88,8 +88,47 @@ pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     Ok(())
 }
 
+/// Whether the interface has the gateway's tunnel address (someone may have flushed it).
+pub fn link_configured(state: &GatewayState) -> bool {
+    let g = &state.gateway;
+    interface_addresses()
+        .iter()
+        .any(|(name, address)| name == g.interface.as_str() && *address == g.address)
+}
+
+/// Whether `address` is on any interface of this machine (namespace).
+pub fn address_present(address: std::net::Ipv4Addr) -> bool {
+    interface_addresses().iter().any(|(_, a)| *a == address)
+}
+
+fn interface_addresses() -> Vec<(String, std::net::Ipv4Addr)> {
+    let Ok(addresses) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addresses
+        .filter_map(|a| {
+            let ip = a.address.as_ref()?.as_sockaddr_in()?.ip();
+            Some((a.interface_name, ip))
+        })
+        .collect()
+}
+
+/// The discard port: a datagram to it starts a handshake and is then dropped by the laptop.
+const POKE_PORT: u16 = 9;
+
+/// One datagram into the tunnel to each of `roamers` (tunnel addresses): a peer without a
+/// session that has an endpoint starts a handshake to it at once (kernel and userspace alike).
+pub fn poke(roamers: &[std::net::Ipv4Addr]) -> std::io::Result<()> {
+    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
+    for roamer in roamers {
+        socket.send_to(b"roamgw", (*roamer, POKE_PORT))?;
+    }
+    Ok(())
+}
+
 /// The peers the state asks for: one per roamer, its tunnel address only, its PSK; never an
-/// endpoint (WireGuard learns it) and no keepalive (the roamer keeps the NAT open).
+/// endpoint (WireGuard learns it; the daemon adds remembered ones to a fresh device) and no
+/// keepalive (the roamer keeps the NAT open).
 pub fn desired_peers(state: &GatewayState, store: &Store) -> Result<Vec<PeerConfig>, DeviceError> {
     state
         .roamers

@@ -32,9 +32,9 @@ pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
         Command::ShowConfig(args) => commands::show_config(&store, args),
         Command::Rules => commands::rules(&store),
         Command::Up => commands::up(&store),
-        Command::Down(args) => commands::down(args.purge),
+        Command::Down(args) => commands::down(&store, args.purge),
         Command::Apply(args) => commands::apply(&store, args.dry_run),
         Command::Status(args) => commands::status(&store, args.json),
-        Command::Run => commands::run(store),
+        Command::Run(args) => commands::run(store, args),
     }
 }

@@ -272,7 +272,10 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
         let now = Instant::now();
         if let Some((first, last, what)) = &burst {
             if now >= (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX) {
-                info!(change = what.0, "network changed: probing the gateway");
+                info!(
+                    change = what.describe(),
+                    "network changed: probing the gateway"
+                );
                 inputs.push(Input::NetworkChanged);
                 burst = None;
                 let routes = roamgw_common::routes::system_routes();

@@ -551,28 +551,47 @@ impl Testbed {
             .expect("run roamgw")
     }
 
+    /// The daemon's state directory (remembered endpoints), inside the temp dir.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `roamgw run` for this testbed's config and state directories, as a command line.
+    pub fn roamgw_run_command(&self) -> Vec<String> {
+        [
+            binary("roamgw"),
+            PathBuf::from("--config-dir"),
+            self.config_dir(),
+            PathBuf::from("run"),
+            PathBuf::from("--state-dir"),
+            self.state_dir(),
+        ]
+        .iter()
+        .map(|p| p.to_str().expect("utf-8").to_string())
+        .collect()
+    }
+
+    /// Starts `roamgw run` (log: daemon.log); returns its pid at once.
+    pub fn spawn_roamgw_run(&self) -> u32 {
+        let command = self.roamgw_run_command();
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        self.spawn_logged(&self.gw, &args, "daemon.log")
+    }
+
+    /// Whether `roamgw run` serves with its data plane up (`roamgw status` says so).
+    pub fn roamgw_run_ready(&self) -> bool {
+        self.config_dir().join("roamgw.sock").exists() && {
+            let out = self.roamgw(&binary("roamgw"), &["status", "--json"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v["data_plane_up"] == true && v["daemon_running"] == true)
+        }
+    }
+
     /// Starts `roamgw run` in the gateway namespace (log: daemon.log) and waits until it
     /// serves with its data plane up; returns its pid.
     pub fn start_roamgw_run(&self, deadline: Duration) -> u32 {
-        let dir = self.config_dir();
-        let roamgw = binary("roamgw");
-        let pid = self.spawn_logged(
-            &self.gw,
-            &[
-                roamgw.to_str().expect("utf-8"),
-                "--config-dir",
-                dir.to_str().expect("utf-8"),
-                "run",
-            ],
-            "daemon.log",
-        );
-        let up = wait_until(deadline, || {
-            dir.join("roamgw.sock").exists() && {
-                let out = self.roamgw(&roamgw, &["status", "--json"]);
-                serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .is_ok_and(|v| v["data_plane_up"] == true && v["daemon_running"] == true)
-            }
-        });
+        let pid = self.spawn_roamgw_run();
+        let up = wait_until(deadline, || self.roamgw_run_ready());
         assert!(
             up,
             "roamgw run did not come up:\n{}",

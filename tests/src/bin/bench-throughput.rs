@@ -111,16 +111,7 @@ fn roamgw_userspace() -> (Vec<f64>, u64) {
     // 999 more forwards, for the RSS figure with 1,000.
     bed.preload_forwards(999);
     let dir = bed.config_dir();
-    let pid = bed.spawn_logged(
-        &bed.gw,
-        &[
-            binary("roamgw").to_str().expect("utf-8"),
-            "--config-dir",
-            dir.to_str().expect("utf-8"),
-            "run",
-        ],
-        "daemon.log",
-    );
+    let pid = bed.spawn_roamgw_run();
     let socket = dir.join("roamgw.sock");
     assert!(
         wait_until(Duration::from_secs(10), || socket.exists()),
