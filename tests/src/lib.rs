@@ -241,6 +241,9 @@ pub struct Testbed {
     pub gw_wg: String,
     pub roam_wg: String,
     pub dir: tempfile::TempDir,
+    /// The gateway's "namespace" is this machine's own (a handle on PID 1's), for services
+    /// that systemd starts (the qemu guest's systemd test).
+    gw_is_root: bool,
     children: Mutex<Vec<Child>>,
     /// The D-Bus "system bus" roamgw and the daemon see: a dead address unless the test
     /// started firewalld on a private bus, so no test ever reaches this machine's own bus
@@ -253,6 +256,17 @@ const NO_SYSTEM_BUS: &str = "unix:path=/nonexistent/roamgw-tests-use-no-system-b
 
 impl Testbed {
     pub fn new() -> Self {
+        Self::create(false)
+    }
+
+    /// A testbed whose droplet is this machine itself (its root network namespace, named
+    /// like the others through `ip netns attach`), so that services started by the machine's
+    /// systemd are the droplet's. Only for a machine of the test's own: the qemu guest.
+    pub fn with_gateway_in_root_namespace() -> Self {
+        Self::create(true)
+    }
+
+    fn create(gw_is_root: bool) -> Self {
         require_root_and_tools();
         let n = NEXT_ID.fetch_add(1, Ordering::SeqCst);
         // pid modulo keeps names short (interface names have 15 characters) and apart across runs.
@@ -270,6 +284,7 @@ impl Testbed {
             roam_wg: format!("rg{id}r"),
             id,
             dir: tempfile::tempdir().expect("tempdir"),
+            gw_is_root,
             children: Mutex::new(Vec::new()),
             system_bus: Mutex::new(NO_SYSTEM_BUS.to_string()),
         };
@@ -283,10 +298,17 @@ impl Testbed {
 
     fn build(&self) {
         for ns in self.all() {
-            let out = Command::new("ip")
-                .args(["netns", "add", &ns.name])
-                .output()
-                .expect("ip netns add");
+            let out = if self.gw_is_root && ns.name == self.gw.name {
+                Command::new("ip")
+                    .args(["netns", "attach", &ns.name, "1"])
+                    .output()
+                    .expect("ip netns attach")
+            } else {
+                Command::new("ip")
+                    .args(["netns", "add", &ns.name])
+                    .output()
+                    .expect("ip netns add")
+            };
             assert!(
                 out.status.success(),
                 "ip netns add {}: {}",
@@ -749,7 +771,12 @@ impl Drop for Testbed {
         // Whatever else runs in our namespaces (wireguard-go daemons, socat forks) goes too:
         // SIGTERM first so wireguard-go removes its UAPI socket.
         for signal in ["-TERM", "-KILL"] {
-            for ns in self.all() {
+            // Not the machine's own namespace: everything runs there.
+            for ns in self
+                .all()
+                .into_iter()
+                .filter(|ns| !(self.gw_is_root && ns.name == self.gw.name))
+            {
                 let pids = Command::new("ip")
                     .args(["netns", "pids", &ns.name])
                     .output();
