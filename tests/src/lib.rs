@@ -16,8 +16,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
@@ -1190,5 +1190,131 @@ impl Scenario {
 
     pub fn banner(&self, addr: &str) -> Option<String> {
         self.bed.cli.tcp_banner(addr)
+    }
+
+    /// Waits until the daemon has remembered the laptop's endpoint (it writes it within a
+    /// second of learning it).
+    pub fn await_remembered_endpoint(&self) {
+        let file = self
+            .bed
+            .state_dir()
+            .join(format!("{}.endpoints.json", self.bed.gw_wg));
+        let remembered = wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"198.51.100.2:"))
+        });
+        assert!(
+            remembered,
+            "no endpoint remembered in {}:\n{}",
+            file.display(),
+            self.bed.log("daemon.log")
+        );
+    }
+
+    /// Forgets the remembered endpoints, as a daemon without them (before they existed).
+    pub fn forget_endpoints(&self) {
+        let _ = std::fs::remove_file(
+            self.bed
+                .state_dir()
+                .join(format!("{}.endpoints.json", self.bed.gw_wg)),
+        );
+    }
+
+    /// `kill -9` of the daemon; returns once it is dead.
+    pub fn kill_daemon(&mut self) {
+        let pid = self.daemon.take().expect("daemon pid");
+        self.bed.gw.run(&["kill", "-9", &pid.to_string()]);
+        // Dead once it is a zombie (the test process is its parent).
+        let dead = wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        });
+        assert!(dead, "the daemon did not die");
+    }
+
+    /// What a reboot leaves of the droplet: the daemon gone, no WireGuard link, no ruleset,
+    /// empty runtime directories (the socket files). The state directory stays (/var/lib).
+    pub fn simulate_reboot(&mut self) {
+        self.kill_daemon();
+        let b = &self.bed;
+        let _ = b.gw.output(&["ip", "link", "del", &b.gw_wg]);
+        b.gw.run(&["nft", "flush", "ruleset"]);
+        let _ = std::fs::remove_file(b.config_dir().join("roamgw.sock"));
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", b.gw_wg));
+    }
+
+    /// Starts the daemon again and returns how long after it was ready the forward 22
+    /// answered (`None`: not within `cap`).
+    pub fn restart_daemon_until_forward(&mut self, cap: Duration) -> Option<Duration> {
+        let pid = self.bed.spawn_roamgw_run();
+        let ready = wait_until(Duration::from_secs(20), || self.bed.roamgw_run_ready());
+        assert!(
+            ready,
+            "roamgw run did not come up:\n{}",
+            self.bed.log("daemon.log")
+        );
+        self.daemon = Some(pid);
+        self.bed
+            .time_until_banner(&format!("{FLOATING_IP}:22"), "roamer", Instant::now(), cap)
+    }
+}
+
+impl Scenario {
+    /// Breaks the data plane with `args` (a command in the gateway namespace) and returns how
+    /// long until the forward 22 answers again (`None`: not within 10 s). Waits 1.5 s first,
+    /// so that a [`StatusPoller`]'s requests are in flight around the repair.
+    pub fn time_to_repair(&self, args: &[&str]) -> Option<Duration> {
+        std::thread::sleep(Duration::from_millis(1500));
+        let since = Instant::now();
+        self.bed.gw.run(args);
+        self.bed.time_until_banner(
+            &format!("{FLOATING_IP}:22"),
+            "roamer",
+            since,
+            Duration::from_secs(10),
+        )
+    }
+}
+
+/// Polls `roamgw status` every second until dropped, as a monitoring check would.
+pub struct StatusPoller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StatusPoller {
+    pub fn start(bed: &Testbed) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let gw = bed.gw.clone();
+        let command = [
+            binary("roamgw").to_str().expect("utf-8").to_string(),
+            "--config-dir".into(),
+            bed.config_dir().to_str().expect("utf-8").to_string(),
+            "status".into(),
+        ];
+        let bus = bed.system_bus();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            while !flag.load(Ordering::SeqCst) {
+                let _ = gw
+                    .command(&args)
+                    .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
+                    .output();
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StatusPoller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

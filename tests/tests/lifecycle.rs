@@ -5,12 +5,10 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roamgw_e2e::{
-    binary, rss_kib, wait_until, Backend, GatewayMode, Laptop, Scenario, FLOATING_IP,
+    binary, rss_kib, wait_until, Backend, GatewayMode, Laptop, Scenario, StatusPoller, FLOATING_IP,
 };
 
 /// The bound for "works again within 1 s" in a test on a noisy machine; the figure itself is
@@ -22,70 +20,18 @@ fn forward() -> String {
 }
 
 /// `roamgw run` with the forward 22 to `laptop`, once the daemon has remembered the laptop's
-/// endpoint (it writes it within a second of learning it).
+/// endpoint.
 fn gateway_with(laptop: Laptop) -> Scenario {
     let s = Scenario::build_with(GatewayMode::Daemon, laptop, &[], false);
     s.forward_22_works();
-    let file = s
-        .bed
-        .state_dir()
-        .join(format!("{}.endpoints.json", s.bed.gw_wg));
-    let remembered = wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"198.51.100.2:"))
-    });
-    assert!(
-        remembered,
-        "no endpoint remembered in {}:\n{}",
-        file.display(),
-        s.bed.log("daemon.log")
-    );
+    s.await_remembered_endpoint();
     s
-}
-
-fn kill_9(s: &mut Scenario) {
-    let pid = s.daemon.take().expect("daemon pid");
-    s.bed.gw.run(&["kill", "-9", &pid.to_string()]);
-    let dead = wait_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |stat| stat.contains(") Z "))
-    });
-    assert!(dead, "the daemon did not die");
-}
-
-fn sigterm(s: &mut Scenario) {
-    s.stop_daemon();
-}
-
-/// What a reboot leaves: no WireGuard link, no ruleset, empty runtime directories (the
-/// socket files), the daemon gone. The state directory stays (it is /var/lib).
-fn reboot(s: &mut Scenario) {
-    kill_9(s);
-    let b = &s.bed;
-    let _ = b.gw.output(&["ip", "link", "del", &b.gw_wg]);
-    b.gw.run(&["nft", "flush", "ruleset"]);
-    let _ = std::fs::remove_file(b.config_dir().join("roamgw.sock"));
-    let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", b.gw_wg));
-}
-
-/// Starts the daemon again; returns how long after it was ready the forward answered.
-fn restart_and_time(s: &mut Scenario) -> Option<Duration> {
-    let pid = s.bed.spawn_roamgw_run();
-    let ready = wait_until(Duration::from_secs(20), || s.bed.roamgw_run_ready());
-    assert!(
-        ready,
-        "roamgw run did not come up:\n{}",
-        s.bed.log("daemon.log")
-    );
-    s.daemon = Some(pid);
-    let since = Instant::now();
-    s.bed
-        .time_until_banner(&forward(), "roamer", since, Duration::from_secs(10))
 }
 
 fn check_restart(laptop: Laptop, stop: fn(&mut Scenario), what: &str) {
     let mut s = gateway_with(laptop);
     stop(&mut s);
-    let took = restart_and_time(&mut s);
+    let took = s.restart_daemon_until_forward(Duration::from_secs(10));
     assert!(
         took.is_some_and(|t| t <= BOUND),
         "{laptop:?} after {what}: forward back after {took:?} (bound {BOUND:?})\n{}",
@@ -101,82 +47,35 @@ fn check_restart(laptop: Laptop, stop: fn(&mut Scenario), what: &str) {
 
 #[test]
 fn stock_laptop_is_back_within_a_second_after_kill_9() {
-    check_restart(Laptop::WgQuick, kill_9, "kill -9");
+    check_restart(Laptop::WgQuick, Scenario::kill_daemon, "kill -9");
 }
 
 #[test]
 fn stock_laptop_is_back_within_a_second_after_sigterm_and_start() {
-    check_restart(Laptop::WgQuick, sigterm, "SIGTERM + start");
+    check_restart(Laptop::WgQuick, Scenario::stop_daemon, "SIGTERM + start");
 }
 
 #[test]
 fn stock_laptop_is_back_within_a_second_after_a_reboot() {
-    check_restart(Laptop::WgQuick, reboot, "a simulated reboot");
+    check_restart(
+        Laptop::WgQuick,
+        Scenario::simulate_reboot,
+        "a simulated reboot",
+    );
 }
 
 #[test]
 fn roamer_is_back_within_a_second_after_kill_9_and_a_reboot() {
-    check_restart(Laptop::Roamer, kill_9, "kill -9");
-    check_restart(Laptop::Roamer, reboot, "a simulated reboot");
-}
-
-/// Polls `roamgw status` every second until dropped, as a monitoring check would.
-struct StatusPoller {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl StatusPoller {
-    fn start(s: &Scenario) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let gw = s.bed.gw.clone();
-        let command = [
-            binary("roamgw").to_str().expect("utf-8").to_string(),
-            "--config-dir".into(),
-            s.bed.config_dir().to_str().expect("utf-8").to_string(),
-            "status".into(),
-        ];
-        let bus = s.bed.system_bus();
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let args: Vec<&str> = command.iter().map(String::as_str).collect();
-            while !flag.load(Ordering::SeqCst) {
-                let _ = gw
-                    .command(&args)
-                    .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
-                    .output();
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for StatusPoller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Breaks the data plane with `args` in the gateway namespace and returns how long until the
-/// forward answers again.
-fn time_to_repair(s: &Scenario, args: &[&str]) -> Option<Duration> {
-    // Let the poller's first requests in, so the repair has to happen among them.
-    std::thread::sleep(Duration::from_millis(1500));
-    let since = Instant::now();
-    s.bed.gw.run(args);
-    s.bed
-        .time_until_banner(&forward(), "roamer", since, Duration::from_secs(10))
+    check_restart(Laptop::Roamer, Scenario::kill_daemon, "kill -9");
+    check_restart(
+        Laptop::Roamer,
+        Scenario::simulate_reboot,
+        "a simulated reboot",
+    );
 }
 
 fn assert_repaired(s: &Scenario, args: &[&str]) {
-    let took = time_to_repair(s, args);
+    let took = s.time_to_repair(args);
     assert!(
         took.is_some_and(|t| t <= BOUND),
         "{args:?}: forward back after {took:?} (bound {BOUND:?})\n{}",
@@ -188,7 +87,7 @@ fn assert_repaired(s: &Scenario, args: &[&str]) {
 #[test]
 fn drift_is_repaired_by_events_while_status_is_polled() {
     let s = gateway_with(Laptop::WgQuick);
-    let _poller = StatusPoller::start(&s);
+    let _poller = StatusPoller::start(&s.bed);
     assert_repaired(&s, &["nft", "flush", "ruleset"]);
     assert_repaired(&s, &["nft", "delete", "table", "ip", "roamgw"]);
     assert_repaired(&s, &["ip", "link", "del", &s.bed.gw_wg]);
@@ -213,7 +112,7 @@ fn firewalld_reload_is_repaired_within_a_second_on_the_firewalld_backend() {
     let s = Scenario::gateway_on(GatewayMode::Daemon, Backend::Firewalld, &[], false)
         .connect_laptop(Laptop::WgQuick);
     s.forward_22_works();
-    let _poller = StatusPoller::start(&s);
+    let _poller = StatusPoller::start(&s.bed);
     let fw = s.firewalld.as_ref().expect("firewalld");
     std::thread::sleep(Duration::from_millis(1500));
     let since = Instant::now();
