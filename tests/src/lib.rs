@@ -1097,9 +1097,9 @@ impl Scenario {
         }
     }
 
-    /// Brings it up again. A restarted daemon has a new device with new sessions: a stock
-    /// laptop handshakes again only once data it sends goes unanswered for 15 s (keepalives do
-    /// not count), so it sends some, as a laptop in use would, until the tunnel is back.
+    /// Brings it up again. A restarted daemon starts the handshakes to the endpoints it
+    /// remembered; the laptop also sends some data, as a laptop in use would, until the
+    /// tunnel is back (so this works even before the daemon has remembered an endpoint).
     pub fn up(&mut self) {
         match self.mode {
             GatewayMode::External => {

@@ -8,7 +8,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use roamgw_e2e::{
-    binary, rss_kib, wait_until, Backend, GatewayMode, Laptop, Scenario, StatusPoller, FLOATING_IP,
+    binary, rss_kib, wait_until, Backend, GatewayMode, Laptop, Scenario, StatusPoller, Testbed,
+    FLOATING_IP,
 };
 
 /// The bound for "works again within 1 s" in a test on a noisy machine; the figure itself is
@@ -228,4 +229,72 @@ fn control_socket_cannot_be_held_hostage_and_one_daemon_per_directory() {
     let out = s.ok(&["apply"]);
     assert!(out.contains("by roamgw run"), "{out}");
     assert_eq!(s.banner(&forward()).as_deref(), Some("roamer"));
+}
+
+#[test]
+fn a_daemon_that_holds_the_directory_but_does_not_answer_is_reported_stuck() {
+    let bed = Testbed::new();
+    let roamgw = binary("roamgw");
+    let init = bed.init_args("external");
+    for args in [
+        init.iter().map(String::as_str).collect::<Vec<_>>(),
+        vec!["add-roamer", "laptop"],
+    ] {
+        assert!(bed.roamgw(&roamgw, &args).status.success(), "{args:?}");
+    }
+    // A process holds the daemon's lock (its pid inside) and serves no socket.
+    let lock = bed.config_dir().join("roamgw.pid");
+    bed.spawn(
+        &bed.gw,
+        &[
+            "sh",
+            "-c",
+            &format!("echo $$ > {0}; exec flock {0} sleep 60", lock.display()),
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(5), || bed
+        .gw
+        .output(&["flock", "-n", lock.to_str().expect("utf-8"), "true"])
+        .status
+        .code()
+        == Some(1)));
+    let state = bed.config_dir().join("gateway.toml");
+    let before = std::fs::read(&state).expect("state");
+    for args in [&["add-port", "22"][..], &["apply"], &["down"]] {
+        let out = bed.roamgw(&roamgw, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("roamgw run (pid ")
+                && (stderr.contains("stuck") || stderr.contains("keeps this data plane up")),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&state).expect("state"),
+        before,
+        "the state changed"
+    );
+    assert!(
+        !bed.gw
+            .output(&["nft", "list", "table", "ip", "roamgw"])
+            .status
+            .success(),
+        "a table was made behind the (stuck) daemon's back"
+    );
+    let second = bed
+        .gw
+        .command(
+            &bed.roamgw_run_command()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .output()
+        .expect("roamgw run");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && stderr.contains("already running"),
+        "{stderr}"
+    );
 }

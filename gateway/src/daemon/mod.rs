@@ -38,7 +38,6 @@ use watch::Drift;
 
 /// The safety net: a full check this often, whatever else happens.
 const PERIODIC_CHECK: Duration = Duration::from_secs(30);
-const PERIODIC: &str = "periodic check";
 /// How often the peers' endpoints are read to be remembered (a read of the device, no I/O
 /// unless one changed).
 const ENDPOINT_SCAN: Duration = Duration::from_secs(1);
@@ -266,12 +265,15 @@ impl Daemon {
             let now = Instant::now();
             if repair.as_ref().is_some_and(|(at, _)| now >= *at) {
                 if let Some((_, cause)) = repair.take() {
-                    self.check(&cause.to_string());
+                    // Links and addresses change all the time on a busy host: say only
+                    // what they made us repair.
+                    let quiet = matches!(cause, Drift::Network(_));
+                    self.check(&cause.to_string(), quiet);
                 }
             }
             if now >= next_check {
                 next_check = now + PERIODIC_CHECK;
-                self.check(PERIODIC);
+                self.check("periodic check", true);
             }
             if now >= next_scan {
                 next_scan = now + ENDPOINT_SCAN;
@@ -285,7 +287,7 @@ impl Daemon {
             Ok(state) => {
                 info!("SIGHUP: state re-read");
                 self.state = state;
-                self.check("SIGHUP");
+                self.check("SIGHUP", false);
             }
             Err(e) => error!("SIGHUP: keeping the running state, the file is not usable: {e}"),
         }
@@ -415,10 +417,10 @@ impl Daemon {
     }
 
     /// Repairs whatever differs from the state; errors are logged, the daemon stays up.
-    fn check(&mut self, cause: &str) {
+    /// `quiet`: finding nothing to repair is not worth an info line.
+    fn check(&mut self, cause: &str, quiet: bool) {
         match self.own(|d| d.repair()) {
-            // Said for events (what was seen, and that it needed nothing); not every 30 s.
-            Ok(repaired) if repaired.is_empty() && cause == PERIODIC => debug!(cause, "in sync"),
+            Ok(repaired) if repaired.is_empty() && quiet => debug!(cause, "in sync"),
             Ok(repaired) if repaired.is_empty() => info!(cause, "checked: in sync"),
             Ok(repaired) => info!(cause, "repaired: {}", repaired.join("; ")),
             Err(e) => error!(cause, "repair failed: {e}"),
@@ -520,7 +522,7 @@ impl Daemon {
             }
             Err(e) => {
                 warn!("change refused ({e}); restoring the running state");
-                self.check("a refused change");
+                self.check("a refused change", true);
                 Err(e)
             }
         }
