@@ -9,8 +9,6 @@ use roamgw_common::state::{check_forward_ports, Forward, GatewayState, RoamerEnt
 use roamgw_common::{PortSpec, PublicKey, RoamerName};
 use serde::{Deserialize, Serialize};
 
-use crate::dataplane::ForwardChange;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StateChange {
@@ -41,6 +39,14 @@ pub struct Refused(pub String);
 
 fn refused(message: impl Into<String>) -> Refused {
     Refused(message.into())
+}
+
+/// The forwards a change removed and added: the caller knows, so nothing has to compare
+/// thousands of forwards to find out.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardChange {
+    pub removed: Vec<Forward>,
+    pub added: Vec<Forward>,
 }
 
 /// What a change did: the line for the user, and the forwards it removed and added.

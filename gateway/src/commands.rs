@@ -11,13 +11,13 @@ use roamgw_common::{PresharedKey, PrivateKey};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::backend;
 use crate::change::{roamer_names, StateChange};
 use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
     ShowConfigArgs,
 };
 use crate::control;
-use crate::dataplane;
 use crate::detect;
 use crate::render;
 use crate::store::{Store, StoreError};
@@ -34,7 +34,7 @@ pub enum CommandError {
     #[error(transparent)]
     Key(#[from] roamgw_common::keys::KeyError),
     #[error(transparent)]
-    DataPlane(#[from] dataplane::DataPlaneError),
+    DataPlane(#[from] backend::DataPlaneError),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
 }
@@ -83,19 +83,19 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
     let mut state = store.load()?;
     let old = state.clone();
     let applied = crate::change::apply(&mut state, &change).map_err(|e| refused(e.0))?;
-    let Some(plan) = dataplane::apply_change(&old, &state, &applied.forwards)? else {
+    let Some(plan) = backend::of(&state).apply_change(&old, &state, &applied.forwards)? else {
         store.save(&state)?;
         return Ok((applied.summary, PENDING));
     };
     debug!("{plan}");
     if let Err(e) = store.save(&state) {
         // The file is the truth: put the kernel back to what it says.
-        if let Err(undo) = dataplane::apply_if_up(&old) {
+        if let Err(undo) = backend::of(&old).apply_if_up(&old) {
             warn!("could not undo the live change after the save failed: {undo}");
         }
         return Err(e.into());
     }
-    dataplane::end_changed_flows(&state, &applied.forwards);
+    backend::end_changed_flows(&state, &applied.forwards);
     Ok((applied.summary, LIVE))
 }
 
@@ -192,7 +192,7 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
     }
     store.write_private_key(&store.gateway_key_path(), &key)?;
     store.save(&state)?;
-    if let Some(plan) = dataplane::apply_if_up(&state)? {
+    if let Some(plan) = backend::of(&state).apply_if_up(&state)? {
         info!("the data plane was up; now: {plan}");
     }
 
@@ -365,7 +365,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let g = &state.gateway;
     let public_ip = g.floating_ip.unwrap_or(g.anchor_ip);
-    let counters = dataplane::forward_counters(&state);
+    let counters = backend::of(&state).counters(&state);
     let views: Vec<ForwardView> = state
         .forwards
         .iter()
@@ -484,7 +484,8 @@ fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
 }
 
 pub fn rules(store: &Store) -> Result<String> {
-    Ok(dataplane::rules_text(&store.load()?)?)
+    let state = store.load()?;
+    Ok(backend::of(&state).rules_text(&state)?)
 }
 
 fn forward_count(state: &GatewayState) -> String {
@@ -509,7 +510,7 @@ pub fn up(store: &Store) -> Result<String> {
             state.gateway.wireguard
         )));
     }
-    let plan = dataplane::up(&state)?;
+    let plan = backend::up(&state)?;
     info!("{plan}");
     Ok(format!(
         "data plane up: {} live on {}\n",
@@ -526,7 +527,7 @@ pub fn down(store: &Store, purge: bool) -> Result<String> {
             if purge { ", then run `roamgw down --purge` for the firewalld config" } else { "" }
         )));
     }
-    Ok(if dataplane::down(purge)? {
+    Ok(if backend::down(purge)? {
         if purge {
             "data plane down: table ip roamgw and roamgw's firewalld zone and policies removed\n"
                 .into()
@@ -542,7 +543,7 @@ pub fn down(store: &Store, purge: bool) -> Result<String> {
 pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
     let state = store.load()?;
     if dry_run {
-        return Ok(format!("{}\n", dataplane::dry_run(&state)?));
+        return Ok(format!("{}\n", backend::of(&state).dry_run(&state)?));
     }
     let request = control::Request::Reconcile {
         deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
@@ -550,7 +551,7 @@ pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
     if let Some(summary) = ask_daemon(store, &request)? {
         return Ok(format!("{summary} (by roamgw run)\n"));
     }
-    let plan = dataplane::up(&state)?;
+    let plan = backend::up(&state)?;
     Ok(format!("{plan}\n"))
 }
 
@@ -587,32 +588,9 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let daemon_pid = control::daemon_pid_or_none(store);
     let g = &state.gateway;
-    // (up?, what differs when up, per-forward counters)
-    let (up, drift, counters) = match g.backend {
-        roamgw_common::state::Backend::Nftables => {
-            let observed = dataplane::observe_if_up()?;
-            let plan = observed
-                .as_ref()
-                .map(|o| crate::nft::diff::plan(&crate::nft::model::desired(&state), Some(o)));
-            (
-                observed.is_some(),
-                plan.filter(|p| *p != crate::nft::diff::Plan::Nothing)
-                    .map(|p| p.to_string()),
-                observed
-                    .as_ref()
-                    .map(|o| dataplane::counters_by_forward(&state, o)),
-            )
-        }
-        // firewalld keeps no per-rule counters.
-        roamgw_common::state::Backend::Firewalld => match dataplane::firewalld_view(&state)? {
-            Some(differences) => (
-                true,
-                (!differences.is_empty()).then(|| crate::firewalld::summary(&differences)),
-                None,
-            ),
-            None => (false, None, None),
-        },
-    };
+    let plane = backend::of(&state).view(&state)?;
+    let up = plane.is_some();
+    let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
     let view = StatusView {
         config_dir: store.dir().display().to_string(),
         backend: g.backend.to_string(),
@@ -620,7 +598,7 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         floating_ip: g.floating_ip.map(|ip| ip.to_string()),
         public_ip: g.public_ip.to_string(),
         interface: g.interface.to_string(),
-        interface_present: dataplane::interface_exists(g.interface.as_str()),
+        interface_present: backend::interface_exists(g.interface.as_str()),
         interface_kind: roamgw_common::wg::interface_kind(g.interface.as_str()),
         data_plane_up: up,
         in_sync: up.then_some(drift.is_none()),

@@ -126,21 +126,40 @@ pub fn poke(roamers: &[std::net::Ipv4Addr]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The peers the state asks for: one per roamer, its tunnel address only, its PSK; never an
-/// endpoint (WireGuard learns it; the daemon adds remembered ones to a fresh device) and no
-/// keepalive (the roamer keeps the NAT open).
-pub fn desired_peers(state: &GatewayState, store: &Store) -> Result<Vec<PeerConfig>, DeviceError> {
+/// Each roamer's preshared key as read from its key file (`None`: it has none).
+pub type Psks =
+    std::collections::BTreeMap<roamgw_common::RoamerName, Option<roamgw_common::PresharedKey>>;
+
+/// Brings `psks` to the roamers of `state`: reads the key file of a roamer it does not hold
+/// yet, forgets roamers that are gone. A daemon keeps them, so a change of forwards reads no
+/// key file.
+pub fn refresh_psks(
+    psks: &mut Psks,
+    state: &GatewayState,
+    store: &Store,
+) -> Result<(), DeviceError> {
+    psks.retain(|name, _| state.roamer(name).is_some());
+    for roamer in &state.roamers {
+        if !psks.contains_key(&roamer.name) {
+            psks.insert(roamer.name.clone(), store.roamer_psk(&roamer.name)?);
+        }
+    }
+    Ok(())
+}
+
+/// The peers the state asks for: one per roamer, its tunnel address only, its PSK (from
+/// `psks`, see [`refresh_psks`]); no endpoint (WireGuard learns it; the daemon gives a fresh
+/// device the remembered ones) and no keepalive (the roamer keeps the NAT open).
+pub fn desired_peers(state: &GatewayState, psks: &Psks) -> Vec<PeerConfig> {
     state
         .roamers
         .iter()
-        .map(|roamer| {
-            Ok(PeerConfig {
-                public_key: roamer.public_key,
-                preshared_key: store.roamer_psk(&roamer.name)?,
-                endpoint: None,
-                allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
-                persistent_keepalive: 0,
-            })
+        .map(|roamer| PeerConfig {
+            public_key: roamer.public_key,
+            preshared_key: psks.get(&roamer.name).cloned().flatten(),
+            endpoint: None,
+            allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
+            persistent_keepalive: 0,
         })
         .collect()
 }

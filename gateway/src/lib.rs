@@ -1,13 +1,13 @@
 //! The roamgw gateway: the CLI's commands over the state store, address detection, and the
 //! configs it renders for the other side.
 
+pub mod backend;
 pub mod change;
 pub mod cli;
 pub mod commands;
 pub mod conntrack;
 pub mod control;
 pub mod daemon;
-pub mod dataplane;
 pub mod detect;
 pub mod device;
 pub mod firewalld;

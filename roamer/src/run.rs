@@ -197,7 +197,7 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     let owned_device = create_device(interface, wireguard)?;
     let device = owned_device.as_ref();
     set_identity(device, &loaded.key, 0)?;
-    sync_peers(device, &[peer_config(config, endpoint)])?;
+    sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
     // The address's connected route is the tunnel subnet: the only route the roamer needs, so
     // updates and browsing keep going straight out.
     let links = Links::connect()?;

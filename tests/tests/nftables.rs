@@ -213,6 +213,32 @@ fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op(mode: GatewayMode, backen
     s.ok(&["add-port", "22"]);
     s.ok(&["add-port", "60000-60100/udp"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    if mode == GatewayMode::Daemon {
+        // The daemon sees the flush and repairs it by itself; `apply` then finds nothing.
+        s.bed.gw.run(&["nft", "flush", "ruleset"]);
+        let back = roamgw_e2e::wait_until(std::time::Duration::from_secs(3), || {
+            s.banner(&floating(22)).as_deref() == Some("roamer")
+        });
+        assert!(
+            back,
+            "the daemon did not repair the flush:\n{}",
+            s.bed.log("daemon.log")
+        );
+        let apply = s.ok(&["apply"]);
+        assert!(apply.contains("up to date"), "{apply}");
+        s.bed
+            .gw
+            .run(&["nft", "flush", "map", "ip", "roamgw", "dnat_addr"]);
+        let back = roamgw_e2e::wait_until(std::time::Duration::from_secs(3), || {
+            s.banner(&floating(22)).as_deref() == Some("roamer")
+        });
+        assert!(
+            back,
+            "the daemon did not repair the map:\n{}",
+            s.bed.log("daemon.log")
+        );
+        return;
+    }
     s.bed.gw.run(&["nft", "flush", "ruleset"]);
     // Without our rules the anchor is just another droplet address.
     assert_eq!(

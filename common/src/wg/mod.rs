@@ -124,17 +124,40 @@ pub fn set_identity(
     device.set(&request)
 }
 
-/// What [`sync_peers`] did.
+/// One step of bringing a device's peers to what is desired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerOp {
+    Remove(crate::keys::PublicKey),
+    Add(PeerConfig),
+    /// Removed and added again (see [`sync_peers`] for why never in place), with the endpoint
+    /// the device had learned unless the desired config names one.
+    Replace(PeerConfig),
+}
+
+/// What [`sync_peers`] did; `failed` holds the ops that did not apply, with why.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PeerSync {
     pub added: usize,
     pub changed: usize,
     pub removed: usize,
+    pub failed: Vec<String>,
 }
 
 impl PeerSync {
     pub fn is_empty(&self) -> bool {
         *self == PeerSync::default()
+    }
+
+    /// For callers that cannot go on with a peer missing: any failed step is the error.
+    pub fn all_applied(self) -> Result<PeerSync, UapiError> {
+        if self.failed.is_empty() {
+            Ok(self)
+        } else {
+            Err(UapiError::Device(format!(
+                "peers not applied: {}",
+                self.failed.join("; ")
+            )))
+        }
     }
 }
 
@@ -144,7 +167,11 @@ impl std::fmt::Display for PeerSync {
             f,
             "peers: +{} ~{} -{}",
             self.added, self.changed, self.removed
-        )
+        )?;
+        if !self.failed.is_empty() {
+            write!(f, "; failed: {}", self.failed.join("; "))?;
+        }
+        Ok(())
     }
 }
 
@@ -158,6 +185,27 @@ fn same_config(current: &uapi::PeerStatus, desired: &PeerConfig) -> bool {
         && current.has_preshared_key == desired.preshared_key.is_some()
 }
 
+/// The steps from `current` to `desired`, removals first; unchanged peers get none, so their
+/// sessions go on. Pure: the table tests below are its specification.
+pub fn plan_peers(current: &DeviceStatus, desired: &[PeerConfig]) -> Vec<PeerOp> {
+    let removals = current
+        .peers
+        .iter()
+        .filter(|peer| !desired.iter().any(|d| d.public_key == peer.public_key))
+        .map(|peer| PeerOp::Remove(peer.public_key));
+    let rest = desired
+        .iter()
+        .filter_map(|want| match current.peer(&want.public_key) {
+            Some(have) if same_config(have, want) => None,
+            Some(have) => Some(PeerOp::Replace(PeerConfig {
+                endpoint: want.endpoint.or(have.endpoint),
+                ..want.clone()
+            })),
+            None => Some(PeerOp::Add(want.clone())),
+        });
+    removals.chain(rest).collect()
+}
+
 /// Brings the device's peers to `desired` in the one way tested on every device we drive
 /// (kernel, wireguard-go, ours). It was forced on us by boringtun 0.7's own device, which we
 /// no longer run (docs/decisions.md), and is kept because it is safe everywhere:
@@ -166,36 +214,29 @@ fn same_config(current: &uapi::PeerStatus, desired: &PeerConfig) -> bool {
 ///   and re-added with the endpoint it had learned: the gateway never configures endpoints, so
 ///   without the write-back the roamer would be unreachable until its next keepalive;
 /// - unchanged peers are not touched, so their sessions go on.
+///
+/// A failing step does not stop the others: each is reported in [`PeerSync::failed`]. Only a
+/// device that cannot be read at all is an error.
 pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerSync, UapiError> {
     let current = device.status()?;
     let mut sync = PeerSync::default();
-    for peer in &current.peers {
-        if !desired.iter().any(|d| d.public_key == peer.public_key) {
-            let mut request = SetRequest::new();
-            request.remove_peer(&peer.public_key);
-            device.set(&request)?;
-            sync.removed += 1;
-        }
-    }
-    for want in desired {
-        match current.peer(&want.public_key) {
-            Some(have) if same_config(have, want) => {}
-            Some(have) => {
-                reset_peer(
-                    device,
-                    &PeerConfig {
-                        endpoint: want.endpoint.or(have.endpoint),
-                        ..want.clone()
-                    },
-                )?;
-                sync.changed += 1;
+    for op in plan_peers(&current, desired) {
+        let (result, counter, key) = match &op {
+            PeerOp::Remove(key) => {
+                let mut request = SetRequest::new();
+                request.remove_peer(key);
+                (device.set(&request), &mut sync.removed, *key)
             }
-            None => {
-                let mut add = SetRequest::new();
-                add.peer(want);
-                device.set(&add)?;
-                sync.added += 1;
+            PeerOp::Add(peer) => {
+                let mut request = SetRequest::new();
+                request.peer(peer);
+                (device.set(&request), &mut sync.added, peer.public_key)
             }
+            PeerOp::Replace(peer) => (reset_peer(device, peer), &mut sync.changed, peer.public_key),
+        };
+        match result {
+            Ok(()) => *counter += 1,
+            Err(e) => sync.failed.push(format!("{key}: {e}")),
         }
     }
     Ok(sync)
@@ -211,4 +252,124 @@ pub fn reset_peer(device: &dyn WgDevice, peer: &PeerConfig) -> Result<(), UapiEr
     let mut add = SetRequest::new();
     add.peer(peer);
     device.set(&add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{PresharedKey, PublicKey};
+    use uapi::PeerStatus;
+
+    fn key(n: u8) -> PublicKey {
+        PublicKey::from_bytes([n; 32])
+    }
+
+    fn want(n: u8, allowed: &str, psk: bool) -> PeerConfig {
+        PeerConfig {
+            public_key: key(n),
+            preshared_key: psk.then(|| {
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+                    .parse::<PresharedKey>()
+                    .expect("psk")
+            }),
+            endpoint: None,
+            allowed_ips: vec![allowed.parse().expect("allowed ip")],
+            persistent_keepalive: 0,
+        }
+    }
+
+    fn have(n: u8, allowed: &str, psk: bool, endpoint: Option<&str>) -> PeerStatus {
+        PeerStatus {
+            public_key: key(n),
+            has_preshared_key: psk,
+            endpoint: endpoint.map(|e| e.parse().expect("endpoint")),
+            allowed_ips: vec![allowed.parse().expect("allowed ip")],
+            persistent_keepalive: 0,
+            last_handshake: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+        }
+    }
+
+    fn device(peers: Vec<PeerStatus>) -> DeviceStatus {
+        DeviceStatus {
+            listen_port: 51820,
+            fwmark: 0,
+            peers,
+        }
+    }
+
+    #[test]
+    fn plan_table() {
+        let learned = "198.51.100.2:40000";
+        let with_learned = |mut p: PeerConfig| {
+            p.endpoint = Some(learned.parse().expect("endpoint"));
+            p
+        };
+        // (what, the device's peers, the desired peers, the plan)
+        type Case = (&'static str, Vec<PeerStatus>, Vec<PeerConfig>, Vec<PeerOp>);
+        let cases: Vec<Case> = vec![
+            ("nothing to do", vec![], vec![], vec![]),
+            (
+                "same config: untouched, session goes on",
+                vec![have(1, "192.168.32.2/32", true, Some(learned))],
+                vec![want(1, "192.168.32.2/32", true)],
+                vec![],
+            ),
+            (
+                "new peer added",
+                vec![],
+                vec![want(1, "192.168.32.2/32", true)],
+                vec![PeerOp::Add(want(1, "192.168.32.2/32", true))],
+            ),
+            (
+                "gone peer removed, before anything is added",
+                vec![have(2, "192.168.32.3/32", true, None)],
+                vec![want(1, "192.168.32.2/32", true)],
+                vec![
+                    PeerOp::Remove(key(2)),
+                    PeerOp::Add(want(1, "192.168.32.2/32", true)),
+                ],
+            ),
+            (
+                "changed allowed IPs: replaced with the learned endpoint",
+                vec![have(1, "192.168.32.2/32", true, Some(learned))],
+                vec![want(1, "192.168.32.9/32", true)],
+                vec![PeerOp::Replace(with_learned(want(
+                    1,
+                    "192.168.32.9/32",
+                    true,
+                )))],
+            ),
+            (
+                "preshared key added: replaced",
+                vec![have(1, "192.168.32.2/32", false, Some(learned))],
+                vec![want(1, "192.168.32.2/32", true)],
+                vec![PeerOp::Replace(with_learned(want(
+                    1,
+                    "192.168.32.2/32",
+                    true,
+                )))],
+            ),
+        ];
+        for (what, current, desired, ops) in cases {
+            assert_eq!(plan_peers(&device(current), &desired), ops, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_desired_endpoint_wins_over_the_learned_one() {
+        let mut peer = want(1, "192.168.32.9/32", false);
+        peer.endpoint = Some("203.0.113.10:51820".parse().expect("endpoint"));
+        let ops = plan_peers(
+            &device(vec![have(
+                1,
+                "192.168.32.2/32",
+                false,
+                Some("198.51.100.2:1"),
+            )]),
+            std::slice::from_ref(&peer),
+        );
+        assert_eq!(ops, vec![PeerOp::Replace(peer)]);
+    }
 }

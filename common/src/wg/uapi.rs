@@ -191,8 +191,9 @@ pub fn render_get(status: &DeviceStatus, private_key: Option<&PrivateKey>) -> Ze
     out
 }
 
-/// A peer to configure. The gateway never sets `endpoint`: WireGuard learns it from the
-/// roamer's packets, and pinning one would fight roaming.
+/// A peer to configure. The gateway sets `endpoint` only on a fresh device, from what it
+/// remembered: WireGuard learns it from the roamer's packets, and pinning one would fight
+/// roaming.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub public_key: PublicKey,

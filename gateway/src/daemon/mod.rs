@@ -29,8 +29,8 @@ use roamgw_common::wg::{self, WgDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{debug, error, info, warn};
 
+use crate::backend;
 use crate::control::{self, PeerView, Reply, Request};
-use crate::dataplane;
 use crate::device;
 use crate::store::Store;
 use endpoints::Endpoints;
@@ -81,7 +81,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Device(#[from] device::DeviceError),
     #[error(transparent)]
-    DataPlane(#[from] dataplane::DataPlaneError),
+    DataPlane(#[from] backend::DataPlaneError),
 }
 
 enum Event {
@@ -101,6 +101,8 @@ struct Daemon {
     /// Whether the last check found the anchor address on an interface (said once per change).
     anchor_present: Option<bool>,
     endpoints_unsaved_warned: bool,
+    /// The roamers' preshared keys, read once per roamer (again after SIGHUP).
+    psks: device::Psks,
 }
 
 pub fn run(store: Store, state_dir: &Path) -> Result<(), DaemonError> {
@@ -126,6 +128,7 @@ pub fn run(store: Store, state_dir: &Path) -> Result<(), DaemonError> {
         own_generations: VecDeque::new(),
         anchor_present: None,
         endpoints_unsaved_warned: false,
+        psks: device::Psks::new(),
     };
     if let Err(e) = daemon.bring_up() {
         daemon.take_down();
@@ -287,6 +290,8 @@ impl Daemon {
             Ok(state) => {
                 info!("SIGHUP: state re-read");
                 self.state = state;
+                // Key files may have been replaced too.
+                self.psks.clear();
                 self.check("SIGHUP", false);
             }
             Err(e) => error!("SIGHUP: keeping the running state, the file is not usable: {e}"),
@@ -320,7 +325,7 @@ impl Daemon {
 
     fn bring_up(&mut self) -> Result<(), DaemonError> {
         self.configure_device()?;
-        let plan = self.own(|d| dataplane::up(&d.state))?;
+        let plan = self.own(|d| backend::up(&d.state))?;
         info!("{plan}");
         self.initiate_handshakes();
         Ok(())
@@ -335,7 +340,8 @@ impl Daemon {
         wg::set_identity(device.as_ref(), &key, self.state.gateway.listen_port)
             .map_err(device::DeviceError::from)?;
         let current = device.status().map_err(device::DeviceError::from)?;
-        let mut peers = device::desired_peers(&self.state, &self.store)?;
+        device::refresh_psks(&mut self.psks, &self.state, &self.store)?;
+        let mut peers = device::desired_peers(&self.state, &self.psks);
         for peer in &mut peers {
             let learned = current
                 .peer(&peer.public_key)
@@ -344,7 +350,9 @@ impl Daemon {
                 peer.endpoint = self.endpoints.endpoint(&peer.public_key);
             }
         }
-        let sync = wg::sync_peers(device.as_ref(), &peers).map_err(device::DeviceError::from)?;
+        let sync = wg::sync_peers(device.as_ref(), &peers)
+            .and_then(wg::PeerSync::all_applied)
+            .map_err(device::DeviceError::from)?;
         info!("{sync}");
         device::configure_link(&self.state)?;
         Ok(())
@@ -384,7 +392,7 @@ impl Daemon {
 
     fn take_down(&mut self) {
         self.remember_endpoints();
-        match dataplane::down(false) {
+        match backend::down(false) {
             Ok(_) => info!("data plane down"),
             Err(e) => error!("could not take the data plane down: {e}"),
         }
@@ -431,7 +439,7 @@ impl Daemon {
     fn repair(&mut self) -> Result<Vec<String>, String> {
         let mut repaired = Vec::new();
         if let Some(name) = self.device.as_ref().map(|d| d.name().to_string()) {
-            if !dataplane::interface_exists(&name) {
+            if !backend::interface_exists(&name) {
                 // The old device first: its `wg show` socket has the new one's name.
                 self.device = None;
                 self.device = device::open(&self.state).map_err(|e| e.to_string())?;
@@ -443,15 +451,16 @@ impl Daemon {
                 repaired.push(format!("address of {name} restored"));
             }
         }
+        device::refresh_psks(&mut self.psks, &self.state, &self.store)
+            .map_err(|e| e.to_string())?;
         if let Some(device) = &self.device {
-            let peers =
-                device::desired_peers(&self.state, &self.store).map_err(|e| e.to_string())?;
+            let peers = device::desired_peers(&self.state, &self.psks);
             let sync = wg::sync_peers(device.as_ref(), &peers).map_err(|e| e.to_string())?;
             if !sync.is_empty() {
                 repaired.push(sync.to_string());
             }
         }
-        let applied = dataplane::up(&self.state).map_err(|e| e.to_string())?;
+        let applied = backend::up(&self.state).map_err(|e| e.to_string())?;
         if !applied.is_nothing() {
             repaired.push(applied.to_string());
         }
@@ -491,7 +500,7 @@ impl Daemon {
             },
             Request::Reconcile { .. } => match self.own(|d| d.repair()) {
                 Ok(repaired) if repaired.is_empty() => Reply::Applied {
-                    summary: "nothing to repair: the data plane matches the state".into(),
+                    summary: "up to date: the data plane matches the state, nothing to repair".into(),
                 },
                 Ok(repaired) => Reply::Applied {
                     summary: format!("repaired: {}", repaired.join("; ")),
@@ -515,7 +524,7 @@ impl Daemon {
         });
         match result {
             Ok(()) => {
-                dataplane::end_changed_flows(&new, &applied.forwards);
+                backend::end_changed_flows(&new, &applied.forwards);
                 self.state = new;
                 info!("{}", applied.summary);
                 Ok(applied.summary)
@@ -529,19 +538,28 @@ impl Daemon {
     }
 
     fn make_live(
-        &self,
+        &mut self,
         new: &GatewayState,
-        change: &dataplane::ForwardChange,
+        change: &backend::ForwardChange,
     ) -> Result<String, String> {
         let mut summary = Vec::new();
-        if let Some(device) = &self.device {
-            let peers = device::desired_peers(new, &self.store).map_err(|e| e.to_string())?;
-            let sync = wg::sync_peers(device.as_ref(), &peers).map_err(|e| e.to_string())?;
-            if !sync.is_empty() {
-                summary.push(sync.to_string());
+        // A change of forwards only leaves the peers alone.
+        if new.roamers != self.state.roamers {
+            device::refresh_psks(&mut self.psks, new, &self.store).map_err(|e| e.to_string())?;
+            if let Some(device) = &self.device {
+                let peers = device::desired_peers(new, &self.psks);
+                let sync = wg::sync_peers(device.as_ref(), &peers)
+                    .and_then(wg::PeerSync::all_applied)
+                    .map_err(|e| e.to_string())?;
+                if !sync.is_empty() {
+                    summary.push(sync.to_string());
+                }
             }
         }
-        match dataplane::apply_change(&self.state, new, change).map_err(|e| e.to_string())? {
+        match backend::of(new)
+            .apply_change(&self.state, new, change)
+            .map_err(|e| e.to_string())?
+        {
             Some(plan) => summary.push(
                 plan.to_string()
                     .lines()

@@ -3,12 +3,13 @@
 //! keep them. D-Bus, not `firewall-cmd`: one call is ~8 ms over D-Bus and 150–280 ms through
 //! firewall-cmd (its Python start-up), and add-port needs two (runtime and permanent).
 //!
-//! Observe → diff → apply as everywhere: both configurations are read, and only policies that
-//! differ from the state are written, each in one call (firewalld applies the difference
-//! itself). Creating a policy or zone is permanent-only in firewalld; the runtime learns new
+//! Observe → plan → apply as everywhere: both configurations are read ([`Firewalld::observe`]),
+//! the pure [`plan::plan`] says what differs, and only that is written, each object in one
+//! call (firewalld applies the difference itself). Creating a policy or zone is permanent-only in firewalld; the runtime learns new
 //! ones from a reload, which `up` does once, the first time.
 
 pub mod model;
+pub mod plan;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,6 +19,7 @@ use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use model::{Desired, IpsetSpec, PolicySpec, IPSET_PREFIX, IPSET_TYPE, PRIORITY, ZONE};
+use plan::{Observed, Permanent};
 
 /// An ipset's settings as firewalld's config interface takes them:
 /// (version, short, description, type, options, entries).
@@ -208,6 +210,15 @@ pub fn summary(differences: &[Difference]) -> String {
 }
 
 impl Firewalld {
+    /// firewalld when it runs; `None` when nothing answers on the system bus.
+    pub fn if_running() -> Result<Option<Self>, FirewalldError> {
+        match Self::connect() {
+            Ok(fw) => Ok(Some(fw)),
+            Err(FirewalldError::Unreachable(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn connect() -> Result<Self, FirewalldError> {
         let conn = Connection::system().map_err(|e| FirewalldError::Unreachable(e.to_string()))?;
         let fw = Firewalld { conn };
@@ -313,95 +324,69 @@ impl Firewalld {
         Ok(out)
     }
 
-    /// What differs between `desired` and firewalld's permanent and runtime configuration.
-    /// Reads only.
-    pub fn differences(&self, desired: &Desired) -> Result<Vec<Difference>, FirewalldError> {
-        let mut out = Vec::new();
-        if let Some(zone) = &desired.zone {
-            match self.permanent_path("getZoneByName", ZONE)? {
-                None => out.push(Difference::CreateZone),
-                Some(path) => {
-                    let settings: Settings =
-                        self.call(path.as_str(), IFACE_CONFIG_ZONE, "getSettings2", &())?;
-                    let have: Vec<String> = settings
-                        .get("interfaces")
-                        .and_then(|v| v.try_clone().ok())
-                        .and_then(|v| Vec::<String>::try_from(v).ok())
-                        .unwrap_or_default();
-                    if have != zone.interfaces {
-                        out.push(Difference::PermanentZone(path));
-                    }
-                }
-            }
-        }
-        for set in &desired.ipsets {
-            match self.permanent_path("getIPSetByName", &set.name)? {
-                None => out.push(Difference::CreateIpset(set.name.clone())),
-                Some(path) => {
-                    let entries: Vec<String> =
-                        self.call(path.as_str(), IFACE_CONFIG_IPSET, "getEntries", &())?;
-                    if entries.into_iter().collect::<BTreeSet<_>>() != set.entries {
-                        out.push(Difference::PermanentIpset(set.name.clone(), path));
-                    }
-                }
-            }
-        }
-        for spec in &desired.policies {
-            match self.permanent_path("getPolicyByName", spec.name)? {
-                None => out.push(Difference::CreatePolicy(spec.name)),
-                Some(path) => {
-                    let settings: Settings =
-                        self.call(path.as_str(), IFACE_CONFIG_POLICY, "getSettings", &())?;
-                    if PolicyView::from_settings(&settings) != PolicyView::of(spec) {
-                        out.push(Difference::PermanentPolicy(spec.name, path));
-                    }
-                }
-            }
-        }
-        // Only the firewalld backend (with its zone) owns ipsets: the nftables backend's
-        // allowance must not remove them.
+    /// What firewalld has of what `desired` names (and of our ipsets, when a zone is
+    /// desired). Reads only.
+    pub fn observe(&self, desired: &Desired) -> Result<Observed, FirewalldError> {
+        let mut out = Observed::default();
         if desired.zone.is_some() {
-            for (name, path) in self.our_ipsets()? {
-                if !desired.ipsets.iter().any(|s| s.name == name) {
-                    out.push(Difference::StaleIpset(name, path));
-                }
+            if let Some(path) = self.permanent_path("getZoneByName", ZONE)? {
+                let settings: Settings =
+                    self.call(path.as_str(), IFACE_CONFIG_ZONE, "getSettings2", &())?;
+                let interfaces: Vec<String> = settings
+                    .get("interfaces")
+                    .and_then(|v| v.try_clone().ok())
+                    .and_then(|v| Vec::<String>::try_from(v).ok())
+                    .unwrap_or_default();
+                out.zone = Some(Permanent {
+                    path,
+                    value: interfaces,
+                });
             }
-        }
-        let runtime = self.runtime_policies()?;
-        let zones = self.runtime_zones()?;
-        let runtime_ipsets: Vec<String> = self.call(PATH, IFACE_IPSET, "getIPSets", &())?;
-        let zone_missing = desired.zone.is_some() && !zones.iter().any(|z| z == ZONE);
-        let policy_missing = desired
-            .policies
-            .iter()
-            .any(|p| !runtime.iter().any(|r| r == p.name));
-        let ipset_missing = desired
-            .ipsets
-            .iter()
-            .any(|s| !runtime_ipsets.contains(&s.name));
-        if zone_missing || policy_missing || ipset_missing {
-            out.push(Difference::Reload);
+            out.our_ipsets = self.our_ipsets()?;
         }
         for set in &desired.ipsets {
-            if !runtime_ipsets.contains(&set.name) {
-                out.push(Difference::RuntimeIpset(set.name.clone()));
-                continue;
-            }
-            let entries: Vec<String> = self.call(PATH, IFACE_IPSET, "getEntries", &(&set.name,))?;
-            if entries.into_iter().collect::<BTreeSet<_>>() != set.entries {
-                out.push(Difference::RuntimeIpset(set.name.clone()));
+            if let Some(path) = self.permanent_path("getIPSetByName", &set.name)? {
+                let entries: Vec<String> =
+                    self.call(path.as_str(), IFACE_CONFIG_IPSET, "getEntries", &())?;
+                out.ipsets.insert(
+                    set.name.clone(),
+                    Permanent {
+                        path,
+                        value: entries.into_iter().collect(),
+                    },
+                );
             }
         }
         for spec in &desired.policies {
-            if !runtime.iter().any(|r| r == spec.name) {
-                // Known after the reload; compared then.
-                out.push(Difference::RuntimePolicy(spec.name));
-                continue;
+            if let Some(path) = self.permanent_path("getPolicyByName", spec.name)? {
+                let settings: Settings =
+                    self.call(path.as_str(), IFACE_CONFIG_POLICY, "getSettings", &())?;
+                out.policies.insert(
+                    spec.name.to_string(),
+                    Permanent {
+                        path,
+                        value: PolicyView::from_settings(&settings),
+                    },
+                );
             }
-            let settings: Settings =
-                self.call(PATH, IFACE_POLICY, "getPolicySettings", &(spec.name,))?;
-            if PolicyView::from_settings(&settings) != PolicyView::of(spec) {
-                out.push(Difference::RuntimePolicy(spec.name));
+        }
+        out.runtime_policy_names = self.runtime_policies()?;
+        out.runtime_zones = self.runtime_zones()?;
+        out.runtime_ipset_names = self.call(PATH, IFACE_IPSET, "getIPSets", &())?;
+        for set in &desired.ipsets {
+            if out.runtime_ipset_names.contains(&set.name) {
+                let entries: Vec<String> =
+                    self.call(PATH, IFACE_IPSET, "getEntries", &(&set.name,))?;
+                out.runtime_ipsets
+                    .insert(set.name.clone(), entries.into_iter().collect());
+            }
+        }
+        for spec in &desired.policies {
+            if out.runtime_policy_names.iter().any(|r| r == spec.name) {
+                let settings: Settings =
+                    self.call(PATH, IFACE_POLICY, "getPolicySettings", &(spec.name,))?;
+                out.runtime_policies
+                    .insert(spec.name.to_string(), PolicyView::from_settings(&settings));
             }
         }
         if let Some(zone) = &desired.zone {
@@ -412,12 +397,16 @@ impl Firewalld {
                     "getZoneOfInterface",
                     &(interface.as_str(),),
                 )?;
-                if bound != ZONE {
-                    out.push(Difference::Binding(interface.clone()));
-                }
+                out.bindings.insert(interface.clone(), bound);
             }
         }
         Ok(out)
+    }
+
+    /// What differs between `desired` and firewalld's permanent and runtime configuration
+    /// (observe, then the pure [`plan::plan`]). Reads only.
+    pub fn differences(&self, desired: &Desired) -> Result<Vec<Difference>, FirewalldError> {
+        Ok(plan::plan(desired, &self.observe(desired)?))
     }
 
     /// Brings firewalld to `desired`: permanent first (so a reload at any moment keeps it),

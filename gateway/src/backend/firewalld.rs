@@ -1,0 +1,113 @@
+//! The firewalld backend: roamgw's zone, ipsets and policies in the running firewalld, runtime
+//! and permanent (crate::firewalld holds the model and the D-Bus client).
+
+use roamgw_common::state::GatewayState;
+
+use super::{Applied, Backend, Counters, ForwardChange, Result, View};
+use crate::firewalld::model::{self, PolicySpec};
+use crate::firewalld::{self as fw, Difference};
+
+pub struct Firewalld;
+
+/// Our firewalld objects emptied (with `purge`, removed); whether any existed. Nothing to do
+/// when firewalld does not run.
+pub fn down(purge: bool) -> Result<bool> {
+    Ok(match fw::Firewalld::if_running()? {
+        Some(fw) => fw.down(purge)?,
+        None => false,
+    })
+}
+
+impl Backend for Firewalld {
+    fn up(&self, state: &GatewayState) -> Result<Applied> {
+        // Left from the nftables backend (a re-init): not ours to keep.
+        if super::nftables::observe_if_up()?.is_some() {
+            crate::nft::apply::delete_table()?;
+        }
+        let differences = fw::Firewalld::connect()?.apply(&model::desired(state))?;
+        Ok(Applied::Firewalld(differences))
+    }
+
+    /// Only the ipset entries and the policies whose rules changed are written (two calls
+    /// each); anything unexpected takes the full path.
+    fn apply_change(
+        &self,
+        old: &GatewayState,
+        new: &GatewayState,
+        _change: &ForwardChange,
+    ) -> Result<Option<Applied>> {
+        let before = model::desired(old);
+        let after = model::desired(new);
+        let names =
+            |d: &model::Desired| d.ipsets.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        if before.zone != after.zone || names(&before) != names(&after) {
+            return self.apply_if_up(new);
+        }
+        let changed: Vec<&PolicySpec> = after
+            .policies
+            .iter()
+            .filter(|p| !before.policies.contains(p))
+            .collect();
+        let Some(fw) = fw::Firewalld::if_running()? else {
+            return Ok(None);
+        };
+        let mut done = Vec::new();
+        for (was, now) in before.ipsets.iter().zip(&after.ipsets) {
+            if was.entries == now.entries {
+                continue;
+            }
+            let add: Vec<String> = now.entries.difference(&was.entries).cloned().collect();
+            let remove: Vec<String> = was.entries.difference(&now.entries).cloned().collect();
+            if !fw.change_entries(&now.name, &add, &remove)? {
+                return self.apply_if_up(new);
+            }
+            done.push(Difference::RuntimeIpset(now.name.clone()));
+        }
+        if !fw.set_policies(&changed)? {
+            return self.apply_if_up(new);
+        }
+        done.extend(changed.iter().map(|p| Difference::RuntimePolicy(p.name)));
+        Ok(Some(Applied::Firewalld(done)))
+    }
+
+    /// Up once our objects exist; firewalld not running counts as not up (the change is
+    /// saved and goes live with `up`).
+    fn apply_if_up(&self, state: &GatewayState) -> Result<Option<Applied>> {
+        let Some(fw) = fw::Firewalld::if_running()? else {
+            return Ok(None);
+        };
+        if !fw.is_set_up()? {
+            return Ok(None);
+        }
+        let differences = fw.apply(&model::desired(state))?;
+        Ok(Some(Applied::Firewalld(differences)))
+    }
+
+    fn dry_run(&self, state: &GatewayState) -> Result<Applied> {
+        let differences = fw::Firewalld::connect()?.differences(&model::desired(state))?;
+        Ok(Applied::Firewalld(differences))
+    }
+
+    fn rules_text(&self, state: &GatewayState) -> Result<String> {
+        Ok(fw::describe(state))
+    }
+
+    /// firewalld keeps no per-rule counters: none are shown rather than zeros.
+    fn view(&self, state: &GatewayState) -> Result<Option<View>> {
+        let Some(fw) = fw::Firewalld::if_running()? else {
+            return Ok(None);
+        };
+        if !fw.is_set_up()? {
+            return Ok(None);
+        }
+        let differences = fw.differences(&model::desired(state))?;
+        Ok(Some(View {
+            drift: (!differences.is_empty()).then(|| fw::summary(&differences)),
+            counters: None,
+        }))
+    }
+
+    fn counters(&self, _state: &GatewayState) -> Option<Counters> {
+        None
+    }
+}

@@ -1,0 +1,167 @@
+//! The firewall plane: what makes the floating IP's ports reach the roamers. One trait, one
+//! implementation per backend, chosen once from the state ([`of`]):
+//! - [`nftables`]: our own table `ip roamgw` (crate::nft: model → observed → pure plan → one
+//!   transaction); `add-port 22` becomes map elements in [`Nftables::apply_change`];
+//! - [`firewalld`]: firewalld's zone, ipsets and policies over D-Bus (crate::firewalld);
+//!   `add-port 22` becomes an entry of the roamer's ipset in [`Firewalld::apply_change`].
+//!
+//! Around them, what both need: IP forwarding, the open flows of changed forwards (conntrack),
+//! and `down`, which removes whatever of ours exists, whichever backend the state names.
+
+pub mod firewalld;
+pub mod nftables;
+
+use roamgw_common::state::GatewayState;
+use tracing::{info, warn};
+
+use crate::conntrack;
+use crate::firewalld::{Difference, FirewalldError};
+use crate::nft::apply::NftError;
+use crate::nft::diff::Plan;
+use crate::nft::observed;
+
+pub use self::firewalld::Firewalld;
+pub use self::nftables::Nftables;
+pub use crate::change::ForwardChange;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error(transparent)]
+    Parse(#[from] observed::ParseError),
+    #[error(transparent)]
+    Firewalld(#[from] FirewalldError),
+    #[error("cannot enable IP forwarding ({0}): run as root")]
+    Forwarding(std::io::Error),
+}
+
+/// What an apply did (or, dry, would do), per backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Nft(Plan),
+    Firewalld(Vec<Difference>),
+}
+
+impl Applied {
+    pub fn is_nothing(&self) -> bool {
+        match self {
+            Applied::Nft(plan) => *plan == Plan::Nothing,
+            Applied::Firewalld(differences) => differences.is_empty(),
+        }
+    }
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Applied::Nft(plan) => plan.fmt(f),
+            Applied::Firewalld(differences) => f.write_str(&crate::firewalld::summary(differences)),
+        }
+    }
+}
+
+/// The firewall plane as `status` shows it, when it is up.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// What differs from the state; `None` when in sync.
+    pub drift: Option<String>,
+    /// Per forward (by its key), when the backend counts (nftables does, firewalld does not).
+    pub counters: Option<Counters>,
+}
+
+pub type Result<T> = std::result::Result<T, DataPlaneError>;
+
+/// One firewall backend. Every method reads what is there, plans the difference and applies
+/// it; none touches anything that is not roamgw's.
+pub trait Backend {
+    /// Brings the plane to `state` (`up`, the daemon's start and every repair).
+    fn up(&self, state: &GatewayState) -> Result<Applied>;
+    /// A CLI change, made live when the plane is up, in time independent of the number of
+    /// forwards where the backend allows. `Ok(None)`: not up, nothing applied.
+    fn apply_change(
+        &self,
+        old: &GatewayState,
+        new: &GatewayState,
+        change: &ForwardChange,
+    ) -> Result<Option<Applied>>;
+    /// Brings the plane to `state` when it is up. `Ok(None)`: not up, nothing applied.
+    fn apply_if_up(&self, state: &GatewayState) -> Result<Option<Applied>>;
+    /// What [`Backend::up`] would do, without doing it.
+    fn dry_run(&self, state: &GatewayState) -> Result<Applied>;
+    /// The exact configuration `up` would write, as text (`roamgw rules`).
+    fn rules_text(&self, state: &GatewayState) -> Result<String>;
+    /// `None` when not up.
+    fn view(&self, state: &GatewayState) -> Result<Option<View>>;
+    /// Per-forward counters alone (cheaper than a view), when up and the backend counts.
+    fn counters(&self, state: &GatewayState) -> Option<Counters>;
+}
+
+/// Packets and bytes per forward, by its key.
+pub type Counters = std::collections::BTreeMap<String, observed::CounterValue>;
+
+/// The backend the state asks for.
+pub fn of(state: &GatewayState) -> &'static dyn Backend {
+    match state.gateway.backend {
+        roamgw_common::state::Backend::Nftables => &Nftables,
+        roamgw_common::state::Backend::Firewalld => &Firewalld,
+    }
+}
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+fn enable_forwarding() -> Result<()> {
+    let current = std::fs::read_to_string(IP_FORWARD).map_err(DataPlaneError::Forwarding)?;
+    if current.trim() != "1" {
+        std::fs::write(IP_FORWARD, "1\n").map_err(DataPlaneError::Forwarding)?;
+        info!(
+            "enabled net.ipv4.ip_forward (was {}): forwards need it",
+            current.trim()
+        );
+    }
+    Ok(())
+}
+
+pub fn interface_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// `roamgw up`: forwarding on, the plane as the state says.
+pub fn up(state: &GatewayState) -> Result<Applied> {
+    enable_forwarding()?;
+    let interface = state.gateway.interface.as_str();
+    if !interface_exists(interface) {
+        warn!(
+            interface,
+            "WireGuard interface is not present: forwards need it (e.g. `wg-quick up {interface}` with the file from `roamgw show-config --gateway --format wg-quick`)"
+        );
+    }
+    of(state).up(state)
+}
+
+/// `roamgw down`: our table removed, our firewalld policies emptied (with `purge`, removed
+/// with our zone); nothing else touched. Returns whether anything of ours was up.
+pub fn down(purge: bool) -> Result<bool> {
+    let table = nftables::down()?;
+    let firewalld = firewalld::down(purge)?;
+    Ok(table || firewalld)
+}
+
+/// Ends the open flows of forwards that were removed or changed, and clears stale entries for
+/// new ones.
+///
+/// Stale entries for a new forward's tuple (e.g. a UDP flow the droplet itself answered) can
+/// only exist with --anchor-passthrough: otherwise our input chain drops such packets before
+/// conntrack confirms them, so no entry is ever created. Skipping the flush then matters: a
+/// conntrack dump walks the kernel's whole (all-namespace) table, ~12 ms here, more than the
+/// rest of an add-port together.
+pub fn end_changed_flows(new: &GatewayState, change: &ForwardChange) {
+    let anchor = new.gateway.anchor_ip;
+    let stale_possible = new.gateway.anchor_passthrough;
+    let added = change.added.iter().filter(|_| stale_possible);
+    for forward in change.removed.iter().chain(added) {
+        if let Err(e) = conntrack::flush_forward(anchor, &forward.spec) {
+            warn!(forward = %forward.spec, "{e}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The nftables backend: table `ip roamgw` and nothing else (crate::nft holds the model, the
+//! observed table, the pure plan and the transactions).
+
+use roamgw_common::state::{Forward, GatewayState};
+use tracing::{debug, info};
+
+use super::{Applied, Backend, Counters, ForwardChange, Result, View};
+use crate::firewalld;
+use crate::nft::apply;
+use crate::nft::diff::{plan, Plan};
+use crate::nft::model::{desired, forward_elements, is_count, Element, TableSettings};
+use crate::nft::observed::{self, CounterValue, Observed};
+use crate::nft::render;
+
+pub struct Nftables;
+
+/// Our table as the kernel has it; `None` when it does not exist.
+pub fn observe() -> Result<Option<Observed>> {
+    match apply::list_table()? {
+        Some(json) => Ok(Some(observed::parse(&json)?)),
+        None => Ok(None),
+    }
+}
+
+/// Whether the table is up, for commands that also work without it: a missing table, or no
+/// permission to look (not root), both mean "not up".
+pub fn observe_if_up() -> Result<Option<Observed>> {
+    match observe() {
+        Err(super::DataPlaneError::Nft(e)) if e.is_unavailable() => Ok(None),
+        other => other,
+    }
+}
+
+/// Brings the table to the state, from what `observed` says is there.
+fn reconcile(state: &GatewayState, observed: Option<&Observed>) -> Result<Applied> {
+    let want = desired(state);
+    let plan = plan(&want, observed);
+    match &plan {
+        Plan::Nothing => {}
+        Plan::Replace { .. } => {
+            let keep = observed.map(|o| o.counters.clone()).unwrap_or_default();
+            apply::apply_text(&render::full_transaction(&want, &keep))?;
+        }
+        Plan::Update { remove, add } => apply::apply_update(remove, add)?,
+    }
+    Ok(Applied::Nft(plan))
+}
+
+/// Removes the table; whether it existed.
+pub fn down() -> Result<bool> {
+    let existed = observe_if_up()?.is_some();
+    apply::delete_table()?;
+    Ok(existed)
+}
+
+fn settings(state: &GatewayState) -> TableSettings {
+    TableSettings {
+        anchor: state.gateway.anchor_ip,
+        interface: state.gateway.interface.clone(),
+        listen_port: state.gateway.listen_port,
+    }
+}
+
+fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
+    state
+        .roamer(&forward.to)
+        .map(|r| {
+            forward_elements(
+                state.gateway.anchor_ip,
+                &forward.spec,
+                r.address,
+                &forward.allow_from,
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Byte and packet counts per forward (by its key): the sum of the counters of the forward's
+/// counting elements.
+pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counters {
+    state
+        .forwards
+        .iter()
+        .map(|forward| {
+            let total = elements_of(state, forward)
+                .iter()
+                .filter(|e| is_count(e))
+                .filter_map(|e| observed.counters.get(e))
+                .fold(CounterValue::default(), |sum, c| CounterValue {
+                    packets: sum.packets + c.packets,
+                    bytes: sum.bytes + c.bytes,
+                });
+            (forward.key(), total)
+        })
+        .collect()
+}
+
+impl Backend for Nftables {
+    fn up(&self, state: &GatewayState) -> Result<Applied> {
+        if let Some(fw) = firewalld::Firewalld::if_running()? {
+            // firewalld drops new flows to the WireGuard port unless firewalld itself opens
+            // it; forwarded (DNATed) flows it accepts early on its own.
+            let opened = fw.apply(&firewalld::model::nftables_allowance(state))?;
+            if !opened.is_empty() {
+                info!(
+                    "firewalld is running: opened udp {} through it ({})",
+                    state.gateway.listen_port,
+                    firewalld::summary(&opened)
+                );
+            }
+        }
+        reconcile(state, observe()?.as_ref())
+    }
+
+    /// Only the elements of the forwards that changed are added and removed, in one nft
+    /// transaction. When that fails (no table, or not the shape we expect), the table is
+    /// checked: missing means "not up" (`Ok(None)`), anything else gets a full reconcile.
+    ///
+    /// No rules-marker check first: inside the transaction (delete + re-add of the marker
+    /// element) it costs an RCU grace period, ~11 ms here, and a separate `nft list` another
+    /// process. `roamgw apply`, `up` and the daemon compare it.
+    fn apply_change(
+        &self,
+        old: &GatewayState,
+        new: &GatewayState,
+        change: &ForwardChange,
+    ) -> Result<Option<Applied>> {
+        if settings(old) != settings(new) {
+            return self.apply_if_up(new);
+        }
+        let remove: Vec<Element> = change
+            .removed
+            .iter()
+            .flat_map(|f| elements_of(old, f))
+            .collect();
+        let add: Vec<Element> = change
+            .added
+            .iter()
+            .flat_map(|f| elements_of(new, f))
+            .collect();
+        match apply::apply_update(&remove, &add) {
+            Ok(()) => Ok(Some(Applied::Nft(Plan::Update { remove, add }))),
+            Err(first) => {
+                debug!("element update refused ({first}); reconciling the whole table");
+                self.apply_if_up(new)
+            }
+        }
+    }
+
+    fn apply_if_up(&self, state: &GatewayState) -> Result<Option<Applied>> {
+        let Some(observed) = observe_if_up()? else {
+            return Ok(None);
+        };
+        Ok(Some(reconcile(state, Some(&observed))?))
+    }
+
+    fn dry_run(&self, state: &GatewayState) -> Result<Applied> {
+        Ok(Applied::Nft(plan(&desired(state), observe()?.as_ref())))
+    }
+
+    fn rules_text(&self, state: &GatewayState) -> Result<String> {
+        let keep = observe_if_up()?.map(|o| o.counters).unwrap_or_default();
+        Ok(render::full_transaction(&desired(state), &keep))
+    }
+
+    fn view(&self, state: &GatewayState) -> Result<Option<View>> {
+        let Some(observed) = observe_if_up()? else {
+            return Ok(None);
+        };
+        let drift = Some(plan(&desired(state), Some(&observed)))
+            .filter(|p| *p != Plan::Nothing)
+            .map(|p| p.to_string());
+        Ok(Some(View {
+            drift,
+            counters: Some(counters_by_forward(state, &observed)),
+        }))
+    }
+
+    fn counters(&self, state: &GatewayState) -> Option<Counters> {
+        let observed = observe_if_up().ok().flatten()?;
+        Some(counters_by_forward(state, &observed))
+    }
+}
