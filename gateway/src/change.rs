@@ -291,3 +291,210 @@ pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
         local = forward.spec.local,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAPTOP_KEY: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+
+    /// A gateway on 192.168.32.0/24 with roamers laptop (and `extra`), forwards 22 and
+    /// 60000-60100/udp to laptop.
+    fn state(extra_roamers: &str) -> GatewayState {
+        GatewayState::from_toml(&format!(
+            r#"version = 1
+forwards = ["22/tcp -> laptop", "60000-60100/udp -> laptop"]
+
+[gateway]
+public_ip = "203.0.113.10"
+endpoint = "203.0.113.10:51820"
+anchor_ip = "10.16.0.5"
+floating_ip = "203.0.113.50"
+listen_port = 51820
+subnet = "192.168.32.0/24"
+address = "192.168.32.1"
+backend = "nftables"
+wireguard = "userspace"
+interface = "roamgw0"
+mtu = 1420
+public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+anchor_passthrough = false
+
+[[roamer]]
+name = "laptop"
+address = "192.168.32.2"
+public_key = "{LAPTOP_KEY}"
+{extra_roamers}"#
+        ))
+        .expect("state")
+    }
+
+    const PHONE: &str = r#"
+[[roamer]]
+name = "phone"
+address = "192.168.32.3"
+public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
+"#;
+
+    fn name(n: &str) -> RoamerName {
+        n.parse().expect("name")
+    }
+
+    fn key(k: &str) -> PublicKey {
+        k.parse().expect("key")
+    }
+
+    fn add_port(spec: &str, to: Option<&str>, allow: &[&str]) -> StateChange {
+        StateChange::AddPort {
+            spec: spec.parse().expect("spec"),
+            to: to.map(name),
+            allow_from: allow.iter().map(|a| a.parse().expect("net")).collect(),
+        }
+    }
+
+    /// Every refusal: (what, extra roamers, change, words the message must have). The state
+    /// must come out unchanged.
+    #[test]
+    fn refusals_table() {
+        let other_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let cases: Vec<(&str, &str, StateChange, &[&str])> = vec![
+            (
+                "roamer name taken",
+                "",
+                StateChange::AddRoamer {
+                    name: name("laptop"),
+                    public_key: key(other_key),
+                    address: None,
+                },
+                &["already exists", "remove-roamer laptop"],
+            ),
+            (
+                "public key taken",
+                "",
+                StateChange::AddRoamer {
+                    name: name("tablet"),
+                    public_key: key(LAPTOP_KEY),
+                    address: None,
+                },
+                &["'laptop' already uses this public key"],
+            ),
+            (
+                "address outside the subnet",
+                "",
+                StateChange::AddRoamer {
+                    name: name("tablet"),
+                    public_key: key(other_key),
+                    address: Some("10.0.0.9".parse().expect("ip")),
+                },
+                &["192.168.32.0/24"],
+            ),
+            (
+                "remove an unknown roamer",
+                "",
+                StateChange::RemoveRoamer {
+                    name: name("tablet"),
+                    force: false,
+                },
+                &["no roamer 'tablet'", "roamers: laptop"],
+            ),
+            (
+                "remove a roamer with forwards, no --force",
+                "",
+                StateChange::RemoveRoamer {
+                    name: name("laptop"),
+                    force: false,
+                },
+                &["still has forwards", "22/tcp", "--force"],
+            ),
+            (
+                "forward to an unknown roamer",
+                "",
+                add_port("80", Some("tablet"), &[]),
+                &["no roamer 'tablet'"],
+            ),
+            (
+                "two roamers, no --to",
+                PHONE,
+                add_port("80", None, &[]),
+                &["say which roamer with --to", "laptop, phone"],
+            ),
+            (
+                "the same forward twice",
+                "",
+                add_port("22", None, &[]),
+                &["already forwarded to laptop", "remove-port 22/tcp"],
+            ),
+            (
+                "an overlapping range",
+                "",
+                add_port("60050-60200/udp", None, &[]),
+                &["overlaps the forward 60000-60100/udp"],
+            ),
+            (
+                "the WireGuard port itself",
+                "",
+                add_port("51820/udp", None, &[]),
+                &["51820"],
+            ),
+            (
+                "allow-from with host bits",
+                "",
+                add_port("80", None, &["192.0.2.1/24"]),
+                &["host bits set", "192.0.2.0/24"],
+            ),
+            (
+                "remove an unknown forward",
+                "",
+                add_port_removal("443"),
+                &["no forward 443/tcp", "roamgw list"],
+            ),
+            (
+                "remove with the wrong protocol",
+                "",
+                add_port_removal("22/udp"),
+                &["did you mean 22/tcp"],
+            ),
+        ];
+        for (what, extra, change, words) in cases {
+            let mut state = state(extra);
+            let before = state.clone();
+            let refusal = apply(&mut state, &change).expect_err(what).0;
+            for word in words {
+                assert!(refusal.contains(word), "{what}: {refusal:?} lacks {word:?}");
+            }
+            assert!(!refusal.contains('\n'), "{what}: one line: {refusal:?}");
+            assert_eq!(state, before, "{what}: the state changed");
+        }
+    }
+
+    fn add_port_removal(spec: &str) -> StateChange {
+        StateChange::RemovePort {
+            spec: spec.parse().expect("spec"),
+        }
+    }
+
+    #[test]
+    fn accepted_changes_say_what_they_did() {
+        let mut s = state(PHONE);
+        let applied = apply(
+            &mut s,
+            &add_port("2222:22", Some("phone"), &["192.0.2.0/24"]),
+        )
+        .expect("add-port");
+        assert_eq!(
+            applied.summary,
+            "forward 2222:22/tcp: 203.0.113.50:2222 -> phone 192.168.32.3:22, only from 192.0.2.0/24"
+        );
+        assert_eq!(applied.forwards.added.len(), 1);
+        let applied = apply(
+            &mut s,
+            &StateChange::RemoveRoamer {
+                name: name("laptop"),
+                force: true,
+            },
+        )
+        .expect("remove-roamer --force");
+        assert_eq!(applied.forwards.removed.len(), 2, "its two forwards");
+        assert_eq!(s.forwards.len(), 1);
+    }
+}
