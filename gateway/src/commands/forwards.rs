@@ -1,0 +1,97 @@
+//! Forwards: add-port, remove-port, list.
+
+use super::*;
+
+pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let change = StateChange::AddPort {
+        spec: args.spec,
+        to: args.to,
+        allow_from: args.allow_from,
+    };
+    let (summary, how) = make_change(store, change)?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
+pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let (summary, how) = make_change(store, StateChange::RemovePort { spec: args.spec })?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
+#[derive(Serialize)]
+struct ForwardView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    spec: String,
+    protocols: String,
+    public: String,
+    to: String,
+    local: String,
+    allow_from: Vec<String>,
+}
+
+pub fn list(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let g = &state.gateway;
+    let public_ip = g.floating_ip.unwrap_or(g.anchor_ip);
+    let counters = backend::of(&state).counters(&state);
+    let views: Vec<ForwardView> = state
+        .forwards
+        .iter()
+        .map(|f| {
+            let address = state
+                .roamer(&f.to)
+                .map(|r| r.address.to_string())
+                .unwrap_or_default();
+            let counter = counters.as_ref().and_then(|c| c.get(&f.key()));
+            ForwardView {
+                packets: counter.map(|c| c.packets),
+                bytes: counter.map(|c| c.bytes),
+                spec: f.key(),
+                protocols: f.spec.protocols.to_string(),
+                public: format!("{public_ip}:{}", f.spec.public),
+                to: f.to.to_string(),
+                local: format!("{address}:{}", f.spec.local),
+                allow_from: f.allow_from.iter().map(ToString::to_string).collect(),
+            }
+        })
+        .collect();
+    if json {
+        return Ok(to_json(&views));
+    }
+    if views.is_empty() {
+        return Ok("no forwards; add one with `roamgw add-port 22`\n".into());
+    }
+    let mut table = Table::new([
+        "SPEC",
+        "PUBLIC",
+        "TO",
+        "LOCAL",
+        "ALLOW FROM",
+        "PACKETS",
+        "BYTES",
+    ]);
+    for v in views {
+        table.row([
+            v.spec,
+            v.public,
+            v.to,
+            v.local,
+            if v.allow_from.is_empty() {
+                "anyone".into()
+            } else {
+                v.allow_from.join(",")
+            },
+            v.packets.map_or("-".into(), |p| p.to_string()),
+            v.bytes.map_or("-".into(), |b| b.to_string()),
+        ]);
+    }
+    let mut out = table.render();
+    if counters.is_none() {
+        out.push_str("(counters show once the data plane is up)\n");
+    }
+    Ok(out)
+}

@@ -1,0 +1,164 @@
+//! What each `roamgw` subcommand does, by topic: setup (init, run, up, down, apply, rules),
+//! roamers, forwards, status. This module: the errors, the one way a change is made (through
+//! the daemon or directly), and the helpers the views share. Every handler returns the text
+//! for stdout; notes and warnings go to the log (stderr). A failing handler changes nothing
+//! on disk.
+
+use std::fmt::Write as _;
+
+use roamgw_common::names::Endpoint;
+use roamgw_common::state::{
+    check_subnet, Forward, GatewaySettings, GatewayState, WireguardMode, STATE_VERSION,
+};
+use roamgw_common::{PresharedKey, PrivateKey};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::backend;
+use crate::change::{roamer_names, StateChange};
+use crate::cli::{
+    AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
+    ShowConfigArgs,
+};
+use crate::control;
+use crate::detect;
+use crate::render;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad input or a refused change: the message says what is wrong and how to fix it.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Detect(#[from] detect::DetectError),
+    #[error(transparent)]
+    Key(#[from] roamgw_common::keys::KeyError),
+    #[error(transparent)]
+    DataPlane(#[from] backend::DataPlaneError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+}
+
+fn refused(message: impl Into<String>) -> CommandError {
+    CommandError::Refused(message.into())
+}
+
+type Result<T> = std::result::Result<T, CommandError>;
+
+const PENDING: &str = "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)";
+const LIVE: &str = "live";
+/// How long the daemon may take to make a change live before the CLI gives up; the daemon
+/// refuses a change whose CLI has given up, so the answer always matches what happened.
+const DAEMON_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the CLI waits for the daemon's reply: the deadline plus time for the refusal.
+const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Sends a request to the daemon if one runs: `Ok(None)` when none does. A daemon that holds
+/// the directory but does not answer is an error: nothing may change behind its back.
+fn ask_daemon(store: &Store, request: &control::Request) -> Result<Option<String>> {
+    match control::request(store, request, DAEMON_TIMEOUT) {
+        Ok(control::Reply::Applied { summary }) => Ok(Some(summary)),
+        Ok(control::Reply::Error { message }) => Err(refused(message)),
+        Ok(other) => Err(refused(format!(
+            "unexpected reply from the daemon: {other:?}"
+        ))),
+        Err(control::ControlError::NotRunning) => Ok(None),
+        Err(e) => Err(refused(e.to_string())),
+    }
+}
+
+/// Makes a change, with the state lock held by the caller. With `roamgw run` up, the daemon
+/// applies it to the state it holds, makes it live and saves it. Without, it is applied to the
+/// file: when the data plane is up it goes live first and is saved after, so a failure leaves
+/// the file untouched; when it is not up, it is saved as pending. Returns the summary and
+/// the word for the user: live or pending.
+fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static str)> {
+    let request = control::Request::Change {
+        change: change.clone(),
+        deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
+    };
+    if let Some(summary) = ask_daemon(store, &request)? {
+        return Ok((summary, LIVE));
+    }
+    let mut state = store.load()?;
+    let old = state.clone();
+    let applied = crate::change::apply(&mut state, &change).map_err(|e| refused(e.0))?;
+    let Some(plan) = backend::of(&state).apply_change(&old, &state, &applied.forwards)? else {
+        store.save(&state)?;
+        return Ok((applied.summary, PENDING));
+    };
+    debug!("{plan}");
+    if let Err(e) = store.save(&state) {
+        // The file is the truth: put the kernel back to what it says.
+        if let Err(undo) = backend::of(&old).apply_if_up(&old) {
+            warn!("could not undo the live change after the save failed: {undo}");
+        }
+        return Err(e.into());
+    }
+    backend::end_changed_flows(&state, &applied.forwards);
+    Ok((applied.summary, LIVE))
+}
+
+mod forwards;
+mod roamers;
+mod setup;
+mod status;
+
+pub use forwards::{add_port, list, remove_port};
+pub use roamers::{add_roamer, remove_roamer, roamers, show_config};
+pub use setup::{apply, down, init, rules, run, up};
+pub use status::status;
+
+fn forward_count(state: &GatewayState) -> String {
+    match state.forwards.len() {
+        1 => "1 forward".into(),
+        n => format!("{n} forwards"),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value)
+        .unwrap_or_else(|e| unreachable!("plain data serializes: {e}"));
+    text.push('\n');
+    text
+}
+
+/// A plain aligned text table.
+struct Table<const N: usize> {
+    rows: Vec<[String; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&str; N]) -> Self {
+        Self {
+            rows: vec![header.map(str::to_string)],
+        }
+    }
+
+    fn row(&mut self, cells: [String; N]) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let widths: Vec<usize> = (0..N)
+            .map(|i| self.rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,167 @@
+//! Roamers: add, remove, list, and the configs for their side.
+
+use super::*;
+
+pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let (private_key, public_key) = match args.public_key {
+        Some(public) => (None, public),
+        None => {
+            let key = PrivateKey::generate()?;
+            let public = key.public_key();
+            (Some(key), public)
+        }
+    };
+    let psk = PresharedKey::generate()?;
+    let change = StateChange::AddRoamer {
+        name: args.name.clone(),
+        public_key,
+        address: args.address,
+    };
+    // The key files must exist before the change is applied (the daemon reads the PSK for the
+    // peer), yet a refused change must not overwrite an existing roamer's files: so a dry run
+    // on the saved state first, with the same checks and messages.
+    let mut dry_run = store.load()?;
+    crate::change::apply(&mut dry_run, &change).map_err(|e| refused(e.0))?;
+    if let Some(key) = &private_key {
+        store.write_private_key(&store.roamer_key_path(&args.name), key)?;
+    }
+    store.write_psk(&store.roamer_psk_path(&args.name), &psk)?;
+    let (summary, how) = match make_change(store, change) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = store.remove_roamer_keys(&args.name);
+            return Err(e);
+        }
+    };
+    let held = if private_key.is_some() {
+        "its private key is kept here until you remove the roamer"
+    } else {
+        "its private key stays on the laptop"
+    };
+    let several = dry_run.roamers.len() > 1;
+    Ok(format!(
+        "{summary} ({held}); {how}\n\
+         next: roamgw show-config {name} --format roamer > roamer.toml   # copy to the laptop, 0600\n      \
+         roamgw add-port 22{to}\n",
+        name = args.name,
+        to = if several { format!(" --to {}", args.name) } else { String::new() },
+    ))
+}
+
+pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let change = StateChange::RemoveRoamer {
+        name: args.name.clone(),
+        force: args.force,
+    };
+    let (summary, how) = make_change(store, change)?;
+    store.remove_roamer_keys(&args.name)?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
+#[derive(Serialize)]
+struct RoamerView<'a> {
+    name: &'a str,
+    address: String,
+    public_key: String,
+    private_key_on_gateway: bool,
+    forwards: Vec<String>,
+}
+
+pub fn roamers(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let mut views = Vec::new();
+    for roamer in &state.roamers {
+        views.push(RoamerView {
+            name: roamer.name.as_str(),
+            address: roamer.address.to_string(),
+            public_key: roamer.public_key.to_string(),
+            private_key_on_gateway: store.roamer_key_path(&roamer.name).exists(),
+            forwards: state
+                .forwards
+                .iter()
+                .filter(|f| f.to == roamer.name)
+                .map(Forward::key)
+                .collect(),
+        });
+    }
+    if json {
+        return Ok(to_json(&views));
+    }
+    if views.is_empty() {
+        return Ok("no roamers; add one with `roamgw add-roamer NAME`\n".into());
+    }
+    let mut table = Table::new(["NAME", "ADDRESS", "PUBLIC KEY", "KEY HELD BY", "FORWARDS"]);
+    for v in &views {
+        table.row([
+            v.name.to_string(),
+            v.address.clone(),
+            v.public_key.clone(),
+            if v.private_key_on_gateway {
+                "gateway+roamer"
+            } else {
+                "roamer"
+            }
+            .into(),
+            if v.forwards.is_empty() {
+                "-".into()
+            } else {
+                v.forwards.join(" ")
+            },
+        ]);
+    }
+    Ok(table.render())
+}
+
+pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
+    let state = store.load()?;
+    if args.gateway {
+        if args.format != ConfigFormat::WgQuick {
+            return Err(refused("the gateway side exists only as --format wg-quick"));
+        }
+        let key = store.gateway_private_key()?;
+        let psks = state
+            .roamers
+            .iter()
+            .map(|r| store.roamer_psk(&r.name))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let text = render::gateway_wg_quick(&state, key, psks);
+        return if args.qr { qr(&text) } else { Ok(text) };
+    }
+    let name = args
+        .name
+        .ok_or_else(|| refused("name a roamer, or pass --gateway"))?;
+    let roamer = state
+        .roamer(&name)
+        .ok_or_else(|| refused(format!("no roamer '{name}' ({})", roamer_names(&state))))?;
+    let config = render::roamer_config(
+        &state,
+        roamer,
+        store.roamer_private_key(&name)?,
+        store.roamer_psk(&name)?,
+    );
+    let text = match args.format {
+        ConfigFormat::Roamer => render::roamer_toml(&config),
+        ConfigFormat::WgQuick => render::roamer_wg_quick(&config),
+    };
+    if args.qr {
+        return qr(&text);
+    }
+    Ok(text)
+}
+
+/// The text as a QR code drawn with half-block characters (two modules per character row).
+fn qr(text: &str) -> Result<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| {
+        refused(format!(
+            "the config does not fit in a QR code ({e}); copy the file instead"
+        ))
+    })?;
+    let mut out = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    out.push('\n');
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! Setting up and running the gateway: init, run, up, down, apply, rules.
+
+use super::*;
+
+pub fn init(store: &Store, args: InitArgs) -> Result<String> {
+    if let Some(pid) = control::daemon_pid(store).map_err(|e| refused(e.to_string()))? {
+        return Err(refused(format!(
+            "roamgw run (pid {pid}) is up for this directory: stop it first (systemctl stop roamgw), then init"
+        )));
+    }
+    if store.is_initialized() && !args.force {
+        return Err(refused(format!(
+            "a gateway is already set up in {}: pass --force to replace it (new keys; every roamer then needs its new config)",
+            store.dir().display()
+        )));
+    }
+    check_subnet(args.subnet).map_err(|e| refused(e.to_string()))?;
+    let (public_ip, anchor_ip) = match (args.public_ip, args.anchor_ip) {
+        (Some(public), Some(anchor)) => (public, anchor),
+        (public, anchor) => {
+            let addrs = detect::system_addrs()?;
+            let found = detect::detect_addresses(&addrs, &detect::system_routes(), public)?;
+            info!(
+                interface = %found.interface,
+                public_ip = %found.public_ip,
+                anchor_ip = %found.anchor_ip,
+                "detected the public interface"
+            );
+            (found.public_ip, anchor.unwrap_or(found.anchor_ip))
+        }
+    };
+    if public_ip == anchor_ip {
+        return Err(refused(format!(
+            "--public-ip and --anchor-ip are both {public_ip}: the anchor is the private address the floating IP maps to"
+        )));
+    }
+    let endpoint = match &args.endpoint {
+        Some(text) => Endpoint::parse_with_default_port(text, args.listen_port)
+            .map_err(|e| refused(e.to_string()))?,
+        None => Endpoint {
+            host: public_ip.to_string(),
+            port: args.listen_port,
+        },
+    };
+    let collisions: Vec<String> = detect::colliding_routes(
+        &detect::system_routes(),
+        args.subnet,
+        args.interface.as_str(),
+    )
+    .into_iter()
+    .map(|r| format!("{} on {}", r.destination, r.interface))
+    .collect();
+    if !collisions.is_empty() {
+        warn!(
+            subnet = %args.subnet,
+            routes = %collisions.join(", "),
+            "the tunnel subnet overlaps routes this droplet already has; pick another with --subnet"
+        );
+    }
+    let address = args.subnet.hosts().next().ok_or_else(|| {
+        refused(format!(
+            "tunnel subnet {} has no host addresses",
+            args.subnet
+        ))
+    })?;
+    let key = PrivateKey::generate()?;
+    let state = GatewayState {
+        version: STATE_VERSION,
+        gateway: GatewaySettings {
+            public_ip,
+            endpoint,
+            floating_ip: args.floating_ip,
+            anchor_ip,
+            listen_port: args.listen_port,
+            subnet: args.subnet,
+            address,
+            backend: args.backend.into(),
+            wireguard: args.wireguard.into(),
+            interface: args.interface,
+            mtu: args.mtu,
+            public_key: key.public_key(),
+            anchor_passthrough: args.anchor_passthrough,
+        },
+        roamers: Vec::new(),
+        forwards: Vec::new(),
+    };
+    state.validate().map_err(|e| refused(e.to_string()))?;
+
+    store.create_dirs()?;
+    let _lock = store.lock()?;
+    if let Ok(old) = store.load() {
+        for roamer in &old.roamers {
+            store.remove_roamer_keys(&roamer.name)?;
+        }
+    }
+    store.write_private_key(&store.gateway_key_path(), &key)?;
+    store.save(&state)?;
+    if let Some(plan) = backend::of(&state).apply_if_up(&state)? {
+        info!("the data plane was up; now: {plan}");
+    }
+
+    let g = &state.gateway;
+    let floating = g
+        .floating_ip
+        .map(|ip| format!(" (floating IP {ip})"))
+        .unwrap_or_default();
+    Ok(format!(
+        "initialized {dir}\n  public IP {public} (never touched)\n  anchor {anchor}{floating}\n  \
+         WireGuard {iface} ({mode}) {addr}/{prefix}, listening on udp {port}; roamers dial {endpoint}\n  \
+         backend {backend}\nnext: roamgw add-roamer laptop\n",
+        dir = store.dir().display(),
+        public = g.public_ip,
+        anchor = g.anchor_ip,
+        iface = g.interface,
+        mode = g.wireguard,
+        addr = g.address,
+        prefix = g.subnet.prefix_len(),
+        port = g.listen_port,
+        endpoint = g.endpoint,
+        backend = g.backend,
+    ))
+}
+
+pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(crate::daemon::default_state_dir);
+    crate::daemon::run(store, &state_dir)?;
+    Ok(String::new())
+}
+
+pub fn rules(store: &Store) -> Result<String> {
+    let state = store.load()?;
+    Ok(backend::of(&state).rules_text(&state)?)
+}
+
+pub fn up(store: &Store) -> Result<String> {
+    let state = store.load()?;
+    if let Some(pid) = control::daemon_pid_or_none(store) {
+        return Ok(format!("roamgw run (pid {pid}) is up for this directory: the data plane is its job (`roamgw apply` repairs drift)\n"));
+    }
+    if matches!(
+        state.gateway.wireguard,
+        WireguardMode::Auto | WireguardMode::Userspace | WireguardMode::Kernel
+    ) {
+        return Err(refused(format!(
+            "this gateway runs WireGuard itself ({}): start `roamgw run` (systemctl start roamgw) instead of `up`; \
+             `up` is for --wireguard external",
+            state.gateway.wireguard
+        )));
+    }
+    let plan = backend::up(&state)?;
+    info!("{plan}");
+    Ok(format!(
+        "data plane up: {} live on {}\n",
+        forward_count(&state),
+        state.gateway.anchor_ip
+    ))
+}
+
+pub fn down(store: &Store, purge: bool) -> Result<String> {
+    if let Some(pid) = control::daemon_pid_or_none(store) {
+        return Err(refused(format!(
+            "roamgw run (pid {pid}) keeps this data plane up and would bring it back: stop it instead \
+             (`systemctl stop roamgw`, or `kill {pid}`), which takes the table and the interface down{}; nothing was changed",
+            if purge { ", then run `roamgw down --purge` for the firewalld config" } else { "" }
+        )));
+    }
+    Ok(if backend::down(purge)? {
+        if purge {
+            "data plane down: table ip roamgw and roamgw's firewalld zone and policies removed\n"
+                .into()
+        } else {
+            "data plane down: table ip roamgw removed, roamgw's firewalld policies (if any) emptied\n"
+                .into()
+        }
+    } else {
+        "data plane was not up\n".into()
+    })
+}
+
+pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
+    let state = store.load()?;
+    if dry_run {
+        return Ok(format!("{}\n", backend::of(&state).dry_run(&state)?));
+    }
+    let request = control::Request::Reconcile {
+        deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
+    };
+    if let Some(summary) = ask_daemon(store, &request)? {
+        return Ok(format!("{summary} (by roamgw run)\n"));
+    }
+    let plan = backend::up(&state)?;
+    Ok(format!("{plan}\n"))
+}

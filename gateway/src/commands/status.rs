@@ -1,0 +1,154 @@
+//! `roamgw status`: the live view.
+
+use super::*;
+
+/// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
+fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
+    if let Ok(control::Reply::Status { peers }) = control::request(
+        store,
+        &control::Request::Status,
+        std::time::Duration::from_secs(5),
+    ) {
+        return peers;
+    }
+    let status = roamgw_common::wg::open_existing(state.gateway.interface.as_str())
+        .and_then(|d| d.status().ok());
+    control::PeerView::for_roamers(state, status.as_ref())
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    config_dir: String,
+    backend: String,
+    anchor_ip: String,
+    floating_ip: Option<String>,
+    public_ip: String,
+    interface: String,
+    interface_present: bool,
+    /// `kernel` or `userspace` WireGuard.
+    interface_kind: Option<roamgw_common::wg::Kind>,
+    data_plane_up: bool,
+    in_sync: Option<bool>,
+    drift: Option<String>,
+    ip_forward: Option<bool>,
+    daemon_running: bool,
+    daemon_pid: Option<u32>,
+    roamers: Vec<control::PeerView>,
+    forwards: Vec<ForwardStatus>,
+}
+
+#[derive(Serialize)]
+struct ForwardStatus {
+    spec: String,
+    to: String,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+}
+
+pub fn status(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let daemon_pid = control::daemon_pid_or_none(store);
+    let g = &state.gateway;
+    let plane = backend::of(&state).view(&state)?;
+    let up = plane.is_some();
+    let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
+    let view = StatusView {
+        config_dir: store.dir().display().to_string(),
+        backend: g.backend.to_string(),
+        anchor_ip: g.anchor_ip.to_string(),
+        floating_ip: g.floating_ip.map(|ip| ip.to_string()),
+        public_ip: g.public_ip.to_string(),
+        interface: g.interface.to_string(),
+        interface_present: backend::interface_exists(g.interface.as_str()),
+        interface_kind: roamgw_common::wg::interface_kind(g.interface.as_str()),
+        data_plane_up: up,
+        in_sync: up.then_some(drift.is_none()),
+        drift,
+        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .ok()
+            .map(|v| v.trim() == "1"),
+        daemon_running: daemon_pid.is_some(),
+        daemon_pid,
+        roamers: peer_views(store, &state),
+        forwards: state
+            .forwards
+            .iter()
+            .map(|f| {
+                let c = counters.as_ref().and_then(|c| c.get(&f.key()));
+                ForwardStatus {
+                    spec: f.key(),
+                    to: f.to.to_string(),
+                    packets: c.map(|c| c.packets),
+                    bytes: c.map(|c| c.bytes),
+                }
+            })
+            .collect(),
+    };
+    if json {
+        return Ok(to_json(&view));
+    }
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut out = format!(
+        "gateway {} (state in {})\n  backend {}; anchor {}{}; public IP {} (untouched)\n  \
+         WireGuard interface {}: {}{}\n  data plane: {}\n  ip_forward: {}\n  {}, {}\n",
+        g.public_ip,
+        view.config_dir,
+        view.backend,
+        view.anchor_ip,
+        view.floating_ip
+            .as_ref()
+            .map(|f| format!(" (floating IP {f})"))
+            .unwrap_or_default(),
+        view.public_ip,
+        view.interface,
+        match (view.interface_present, view.interface_kind) {
+            (true, Some(kind)) => format!("present, {kind} WireGuard"),
+            (true, None) => "present".to_string(),
+            (false, _) => "missing".to_string(),
+        },
+        if view.daemon_running {
+            " (roamgw run is up)"
+        } else {
+            ""
+        },
+        match (&view.data_plane_up, &view.drift) {
+            (false, _) =>
+                "down (`roamgw run`, or `roamgw up` with --wireguard external)".to_string(),
+            (true, None) => "up, in sync with the state".to_string(),
+            (true, Some(d)) => format!("up, DRIFT: {d} (`roamgw apply` repairs it)"),
+        },
+        view.ip_forward.map(yes_no).unwrap_or("unknown"),
+        match view.roamers.len() {
+            1 => "1 roamer".to_string(),
+            n => format!("{n} roamers"),
+        },
+        forward_count(&state),
+    );
+    if !view.roamers.is_empty() {
+        let mut table = Table::new(["ROAMER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]);
+        for r in &view.roamers {
+            table.row([
+                r.name.clone(),
+                r.endpoint.clone().unwrap_or_else(|| "-".into()),
+                r.last_handshake_secs
+                    .map_or("never".into(), |s| format!("{s} s ago")),
+                r.rx_bytes.to_string(),
+                r.tx_bytes.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if !view.forwards.is_empty() {
+        let mut table = Table::new(["SPEC", "TO", "PACKETS", "BYTES"]);
+        for f in &view.forwards {
+            table.row([
+                f.spec.clone(),
+                f.to.clone(),
+                f.packets.map_or("-".into(), |p| p.to_string()),
+                f.bytes.map_or("-".into(), |b| b.to_string()),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    Ok(out)
+}
