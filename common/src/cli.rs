@@ -7,12 +7,15 @@ pub fn exit_on_clap_error(error: clap::Error, program: &str) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         error.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     ) {
         let _ = error.print();
         return ExitCode::SUCCESS;
+    }
+    // No command given: the help is the message, and it is a usage error like any other.
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = error.print();
+        return ExitCode::from(2);
     }
     eprintln!("{program}: {}", one_line(&error.render().to_string()));
     ExitCode::from(2)

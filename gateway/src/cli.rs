@@ -23,7 +23,11 @@ use crate::store::DEFAULT_CONFIG_DIR;
                   roamgw add-roamer laptop\n  \
                   roamgw add-port 22\n  \
                   roamgw show-config laptop --format roamer > roamer.toml   # copy to the laptop\n\n\
-                  Changes are saved to the state at once; they go live with `roamgw up` or `roamgw run`."
+                  Changes are saved to the state at once, and are live before the command returns \
+                  while `roamgw run` runs (systemctl start roamgw); with --wireguard external, \
+                  after `roamgw up`.\n\n\
+                  Exit codes: 0 done; 1 refused or failed (one line on stderr says why); 2 a usage \
+                  error (or no command); `status`: 3 data plane down, 4 up but out of sync."
 )]
 pub struct Cli {
     /// Directory of the state (gateway.toml) and keys.
@@ -101,7 +105,8 @@ pub enum Command {
     )]
     Rules,
 
-    /// Bring the data plane up from the state: IP forwarding, table ip roamgw.
+    /// Bring the data plane up from the state: IP forwarding, table ip roamgw (for
+    /// --wireguard external; otherwise `roamgw run` does this).
     #[command(after_help = "Examples:\n  roamgw up\n\n\
         With --wireguard external, bring the WireGuard interface up yourself first\n\
         (wg-quick up roamgw0, with the file from `roamgw show-config --gateway --format wg-quick`).")]

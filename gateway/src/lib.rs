@@ -18,10 +18,27 @@ pub mod store;
 use cli::{Cli, Command};
 use store::Store;
 
-/// Runs one parsed command and returns what it prints on stdout.
-pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
+/// What a command prints on stdout, and its exit code (0 unless the command reports a state
+/// by it, as `status` does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    pub exit_code: u8,
+}
+
+impl From<String> for Outcome {
+    fn from(stdout: String) -> Self {
+        Outcome {
+            stdout,
+            exit_code: 0,
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<Outcome, commands::CommandError> {
     let store = Store::new(cli.config_dir);
-    match cli.command {
+    let stdout = match cli.command {
         Command::Init(args) => commands::init(&store, args),
         Command::AddRoamer(args) => commands::add_roamer(&store, args),
         Command::RemoveRoamer(args) => commands::remove_roamer(&store, args),
@@ -34,7 +51,8 @@ pub fn run(cli: Cli) -> Result<String, commands::CommandError> {
         Command::Up => commands::up(&store),
         Command::Down(args) => commands::down(&store, args.purge),
         Command::Apply(args) => commands::apply(&store, args.dry_run),
-        Command::Status(args) => commands::status(&store, args.json),
+        Command::Status(args) => return commands::status(&store, args.json),
         Command::Run(args) => commands::run(store, args),
-    }
+    }?;
+    Ok(stdout.into())
 }

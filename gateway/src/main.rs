@@ -11,10 +11,10 @@ fn main() -> ExitCode {
     };
     roamgw_common::cli::init_logging(cli.verbosity.verbose);
     match roamgw_gateway::run(cli) {
-        Ok(output) => {
+        Ok(outcome) => {
             // A closed pipe (`roamgw list | head`) is not an error worth a message.
-            let _ = std::io::stdout().write_all(output.as_bytes());
-            ExitCode::SUCCESS
+            let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+            ExitCode::from(outcome.exit_code)
         }
         Err(e) => {
             eprintln!("roamgw: error: {e}");

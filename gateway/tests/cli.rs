@@ -369,3 +369,62 @@ fn invalid_state_corpus() {
     }
     assert!(cases >= 8, "only {cases} invalid state fixtures");
 }
+
+/// The first hour's rough edges (issue 14, items 1–3 and 10): a pending change prints nothing
+/// of nft's, says "pending" whenever nothing is up (also for roamers), and names the command
+/// that makes it live in this configuration; exit codes say what happened.
+#[test]
+fn pending_changes_are_quiet_honest_and_name_a_command_that_works() {
+    for (wireguard, hint, wrong) in [
+        ("auto", "`roamgw run` starts", "`roamgw up`"),
+        ("external", "`roamgw up`", "`roamgw run`"),
+    ] {
+        let gw = Gateway::empty();
+        let mut init = common::INIT.to_vec();
+        init.extend(["--wireguard", wireguard]);
+        gw.ok(&init);
+        for args in [
+            &["add-roamer", "laptop"][..],
+            &["add-port", "22"],
+            &["remove-port", "22"],
+        ] {
+            let out = gw.run(args);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{args:?}: {stderr}");
+            assert!(
+                stdout.contains("pending") && !stdout.contains("live"),
+                "{wireguard} {args:?}: {stdout}"
+            );
+            assert!(
+                stdout.contains(hint) && !stdout.contains(wrong),
+                "{wireguard} {args:?}: {stdout}"
+            );
+            assert!(
+                stderr.trim().is_empty(),
+                "{wireguard} {args:?}: stderr {stderr:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn exit_codes_say_what_happened() {
+    let bare = std::process::Command::new(env!("CARGO_BIN_EXE_roamgw"))
+        .env_remove("ROAMGW_CONFIG_DIR")
+        .output()
+        .expect("roamgw");
+    assert_eq!(bare.status.code(), Some(2), "no command is a usage error");
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("Usage:"));
+    let gw = Gateway::with_laptop();
+    // The data plane is down here (a temp dir, nothing started): 3, as the help says.
+    let status = gw.run(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(3));
+    let view: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(view["data_plane_up"], false);
+    let help = gw.ok(&["--help"]);
+    assert!(
+        help.contains("Exit codes:") && help.contains("3 data plane down"),
+        "{help}"
+    );
+}

@@ -1183,7 +1183,7 @@ impl Scenario {
                 "UDP to {FLOATING_IP}:{port}: got {got:?}, want {want:?}\nconntrack (gateway):\n{}\nruleset (gateway):\n{}\nroamgw status:\n{}",
                 String::from_utf8_lossy(&conntrack.stdout),
                 String::from_utf8_lossy(&ruleset.stdout),
-                self.ok(&["status"]),
+                String::from_utf8_lossy(&self.bed.roamgw(&binary("roamgw"), &["status"]).stdout),
             );
         }
     }

@@ -246,8 +246,11 @@ fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op(mode: GatewayMode, backen
         Some("droplet"),
         "the flush should have cut the forward"
     );
-    let status = s.ok(&["status"]);
+    // Down: said, and in the exit code (3) for scripts and monitoring.
+    let out = s.bed.roamgw(&roamgw_e2e::binary("roamgw"), &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
     assert!(status.contains("down"), "{status}");
+    assert_eq!(out.status.code(), Some(3), "{status}");
     let repaired = s.ok(&["apply"]);
     assert!(repaired.contains("replace"), "{repaired}");
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));

@@ -138,6 +138,11 @@ impl Backend for Nftables {
             .iter()
             .flat_map(|f| elements_of(new, f))
             .collect();
+        if remove.is_empty() && add.is_empty() {
+            // Nothing of the table changes (a roamer without forwards): live only if the
+            // table is there at all.
+            return Ok(observe_if_up()?.map(|_| Applied::Nft(Plan::Nothing)));
+        }
         match apply::apply_update(&remove, &add) {
             Ok(()) => Ok(Some(Applied::Nft(Plan::Update { remove, add }))),
             Err(first) => {

@@ -48,7 +48,14 @@ fn refused(message: impl Into<String>) -> CommandError {
 
 type Result<T> = std::result::Result<T, CommandError>;
 
-const PENDING: &str = "saved; pending until the data plane is up (`roamgw up` or `roamgw run`)";
+/// What "pending" means for this gateway: the command that makes it live here.
+fn pending(state: &GatewayState) -> &'static str {
+    if state.gateway.wireguard == WireguardMode::External {
+        "saved; pending until the data plane is up (`roamgw up`)"
+    } else {
+        "saved; pending until `roamgw run` starts (`systemctl start roamgw`)"
+    }
+}
 const LIVE: &str = "live";
 /// How long the daemon may take to make a change live before the CLI gives up; the daemon
 /// refuses a change whose CLI has given up, so the answer always matches what happened.
@@ -88,7 +95,7 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
     let applied = crate::change::apply(&mut state, &change).map_err(|e| refused(e.0))?;
     let Some(plan) = backend::of(&state).apply_change(&old, &state, &applied.forwards)? else {
         store.save(&state)?;
-        return Ok((applied.summary, PENDING));
+        return Ok((applied.summary, pending(&state)));
     };
     debug!("{plan}");
     if let Err(e) = store.save(&state) {

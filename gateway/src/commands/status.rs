@@ -45,7 +45,15 @@ struct ForwardStatus {
     bytes: Option<u64>,
 }
 
-pub fn status(store: &Store, json: bool) -> Result<String> {
+/// `roamgw status`'s exit code when the data plane is down (as `roamer status` says 3 when
+/// the tunnel is not running).
+pub const EXIT_DOWN: u8 = 3;
+/// `roamgw status`'s exit code when the data plane is up but differs from the state.
+pub const EXIT_DRIFT: u8 = 4;
+
+/// The view, and the exit code that sums it up for scripts and monitoring: 0 up and in sync,
+/// [`EXIT_DOWN`], [`EXIT_DRIFT`].
+pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
     let state = store.load()?;
     let daemon_pid = control::daemon_pid_or_none(store);
     let g = &state.gateway;
@@ -84,8 +92,16 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
             })
             .collect(),
     };
+    let exit_code = match (view.data_plane_up, view.in_sync) {
+        (false, _) => EXIT_DOWN,
+        (true, Some(false)) => EXIT_DRIFT,
+        (true, _) => 0,
+    };
     if json {
-        return Ok(to_json(&view));
+        return Ok(crate::Outcome {
+            stdout: to_json(&view),
+            exit_code,
+        });
     }
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut out = format!(
@@ -150,5 +166,8 @@ pub fn status(store: &Store, json: bool) -> Result<String> {
         }
         out.push_str(&table.render());
     }
-    Ok(out)
+    Ok(crate::Outcome {
+        stdout: out,
+        exit_code,
+    })
 }

@@ -216,31 +216,16 @@ pub fn update_batch(remove: &[Element], add: &[Element]) -> Nftables<'static> {
     }
 }
 
-/// Applies element changes atomically through the nftables crate (`nft -j -f -`).
+/// Applies element changes atomically: the nftables crate's JSON batch, sent through our own
+/// `nft -j -f -` so that nft's stderr is captured (the crate lets it through to the user's
+/// terminal) and becomes the error's message.
 pub fn apply_update(remove: &[Element], add: &[Element]) -> Result<(), NftError> {
-    apply_batch(&update_batch(remove, add))
-}
-
-fn apply_batch(batch: &Nftables<'_>) -> Result<(), NftError> {
-    nftables::helper::apply_ruleset(batch).map_err(|e| match e {
-        // The crate's message leaves out what nft said; that is the useful part.
-        nftables::helper::NftablesError::NftFailed { stderr, stdout, .. } => NftError::Failed {
+    let batch =
+        serde_json::to_string(&update_batch(remove, add)).map_err(|e| NftError::Failed {
             action: "element update",
-            message: if stderr.trim().is_empty() {
-                format!(
-                    "nft exited non-zero without a message (stdout: {:?})",
-                    stdout.trim()
-                )
-            } else {
-                one_line(stderr.as_bytes())
-            },
-        },
-        nftables::helper::NftablesError::NftExecution { inner, .. } => NftError::Missing(inner),
-        other => NftError::Failed {
-            action: "element update",
-            message: other.to_string(),
-        },
-    })
+            message: e.to_string(),
+        })?;
+    run(&["-j", "-f", "-"], Some(&batch), "element update").map(|_| ())
 }
 
 #[cfg(test)]
