@@ -12,8 +12,10 @@ pub enum NameError {
     Roamer(String),
     #[error("interface name '{0}' is invalid: use 1-15 characters a-z, A-Z, 0-9, '_', '-', '.', '=' or '+' (e.g. roamgw0)")]
     Interface(String),
-    #[error("endpoint '{0}' is invalid: use HOST[:PORT] with HOST an IPv4 address, [IPv6] or DNS name (e.g. droplet.example.com:51820)")]
+    #[error("endpoint '{0}' is invalid: use HOST[:PORT] with HOST an IPv4 address or a DNS name (e.g. droplet.example.com:51820)")]
     Endpoint(String),
+    #[error("endpoint '{0}' is an IPv6 address: the tunnel runs over IPv4 for now; give the droplet's IPv4 address or a name with an A record")]
+    EndpointIpv6(String),
     #[error("endpoint port in '{0}' is invalid: use 1-65535 (e.g. droplet.example.com:51820)")]
     EndpointPort(String),
 }
@@ -101,12 +103,9 @@ impl Endpoint {
     pub fn parse_with_default_port(s: &str, default_port: u16) -> Result<Self, NameError> {
         let bad = || NameError::Endpoint(s.to_string());
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+            let (host, _) = rest.split_once(']').ok_or_else(bad)?;
             host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-            match after {
-                "" => (host, None),
-                _ => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
-            }
+            return Err(NameError::EndpointIpv6(s.to_string()));
         } else {
             match s.rsplit_once(':') {
                 Some((host, port)) if !host.contains(':') => (host, Some(port)),
@@ -233,8 +232,6 @@ mod tests {
             ("203.0.113.10:4500", "203.0.113.10:4500"),
             ("droplet.example.com", "droplet.example.com:51820"),
             ("gw.example.com.:1", "gw.example.com.:1"),
-            ("[2001:db8::1]", "[2001:db8::1]:51820"),
-            ("[2001:db8::1]:9", "[2001:db8::1]:9"),
         ];
         for (input, shown) in table {
             let e = Endpoint::parse_with_default_port(input, 51820).expect(input);
@@ -256,6 +253,13 @@ mod tests {
             assert!(
                 Endpoint::parse_with_default_port(bad, 51820).is_err(),
                 "{bad}"
+            );
+        }
+        // The tunnel runs over IPv4: an IPv6 endpoint is refused with its own reason.
+        for v6 in ["[2001:db8::1]", "[2001:db8::1]:9"] {
+            assert_eq!(
+                Endpoint::parse_with_default_port(v6, 51820),
+                Err(NameError::EndpointIpv6(v6.to_string()))
             );
         }
         assert!(

@@ -304,8 +304,15 @@ impl GatewayState {
                 return Err(invalid(format!("roamer '{}' appears twice", roamer.name)));
             }
             if !host_in(g.subnet, roamer.address) {
+                let what = if roamer.address == g.subnet.broadcast() {
+                    "the broadcast address of"
+                } else if roamer.address == g.subnet.network() {
+                    "the network address of"
+                } else {
+                    "outside"
+                };
                 return Err(invalid(format!(
-                    "roamer '{}' has address {} outside the tunnel subnet {}",
+                    "roamer '{}' has address {}, {what} the tunnel subnet {}: pick a host address in it",
                     roamer.name, roamer.address, g.subnet
                 )));
             }

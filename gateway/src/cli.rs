@@ -1,4 +1,4 @@
-//! The `roamgw` command line. One meaning per command and flag (docs/design.md).
+//! The `roamgw` command line. One meaning per command and flag (docs/usage.md).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -118,7 +118,7 @@ pub enum ControlError {
         path: PathBuf,
         why: String,
     },
-    #[error("cannot tell whether roamgw run is up: {0}")]
+    #[error("cannot tell whether roamgw run is up: {0}{hint}", hint = crate::store::permission_hint(.0))]
     Lock(#[from] roamgw_common::fsutil::FsError),
     #[error("the roamgw daemon sent a reply this roamgw does not understand: {0}")]
     Protocol(String),

@@ -32,7 +32,8 @@ pub enum StoreError {
     Fs(#[from] FsError),
 }
 
-fn permission_hint(e: &FsError) -> &'static str {
+/// What to do about a file roamgw may not touch (empty for other errors).
+pub fn permission_hint(e: &FsError) -> &'static str {
     if e.source.kind() == std::io::ErrorKind::PermissionDenied {
         " (run as root, or use --config-dir for a directory of your own)"
     } else {

@@ -163,7 +163,11 @@ const BAD_INPUT: &[(&[&str], &str)] = &[
     ),
     (
         &["add-roamer", "pc", "--address", "192.168.32.255"],
-        "outside the tunnel subnet",
+        "the broadcast address of the tunnel subnet",
+    ),
+    (
+        &["add-roamer", "pc", "--address", "192.168.32.0"],
+        "the network address of the tunnel subnet",
     ),
     (
         &["add-roamer", "pc", "--address", "999.1.1.1"],
@@ -226,6 +230,19 @@ const BAD_INPUT: &[(&[&str], &str)] = &[
             "bad host!",
         ],
         "endpoint 'bad host!' is invalid",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--endpoint",
+            "[2001:db8::1]",
+        ],
+        "the tunnel runs over IPv4 for now",
     ),
     (
         &[
@@ -427,4 +444,51 @@ fn exit_codes_say_what_happened() {
         help.contains("Exit codes:") && help.contains("3 data plane down"),
         "{help}"
     );
+}
+
+/// A user who may not read the config directory is told so (and how to fix it), not that no
+/// gateway is set up.
+#[test]
+fn an_unreadable_config_dir_says_permission_denied() {
+    let gw = Gateway::with_laptop();
+    let run_unprivileged = |args: &[&str]| {
+        let mut command = if nix::unistd::geteuid().is_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            c.arg(env!("CARGO_BIN_EXE_roamgw"));
+            c
+        } else {
+            fs::set_permissions(gw.config_dir(), fs::Permissions::from_mode(0o000)).expect("chmod");
+            std::process::Command::new(env!("CARGO_BIN_EXE_roamgw"))
+        };
+        command
+            .arg("--config-dir")
+            .arg(gw.config_dir())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("roamgw")
+    };
+    let init = [common::INIT, &["--force"]].concat();
+    for args in [
+        &["list"][..],
+        &["add-port", "80"],
+        &["status"],
+        &init,
+        &["down"],
+    ] {
+        let out = run_unprivileged(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            (stderr.contains("Permission denied") || stderr.contains("Operation not permitted"))
+                && stderr.contains("run as root"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("no gateway is set up"),
+            "{args:?}: {stderr}"
+        );
+    }
+    fs::set_permissions(gw.config_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
 }

@@ -1,5 +1,6 @@
 //! Running nft: list our table, apply a whole-table transaction (text, `nft -f -`), or apply
-//! element changes (JSON, through the nftables crate). Every error carries nft's own message.
+//! element changes (JSON built with the nftables crate, `nft -j -f -`). Every error carries
+//! nft's own message; nothing of nft's output reaches the terminal otherwise.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -14,7 +15,7 @@ use super::model::{Element, TABLE};
 pub enum NftError {
     #[error("cannot run nft ({0}): install the nftables package")]
     Missing(std::io::Error),
-    #[error("nft {action} failed: {message}")]
+    #[error("nft {action} failed: {message}{hint}", hint = if message.contains("Operation not permitted") { " (run as root: nft needs CAP_NET_ADMIN)" } else { "" })]
     Failed {
         action: &'static str,
         message: String,
