@@ -270,9 +270,22 @@ fn remove_port(state: &mut GatewayState, spec: &PortSpec) -> Result<Applied, Ref
     })
 }
 
-pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
+/// The address the outside dials for the forwards: the floating IP, or the anchor itself when
+/// it is a public address (a floating IP configured on the interface); `None` when only a
+/// private anchor is known (the provider's floating IP was not given to `init`).
+pub fn public_address(state: &GatewayState) -> Option<Ipv4Addr> {
     let g = &state.gateway;
-    let public = g.floating_ip.unwrap_or(g.anchor_ip);
+    g.floating_ip
+        .or_else(|| (!crate::detect::is_private(g.anchor_ip)).then_some(g.anchor_ip))
+}
+
+/// `public_address` for text: the placeholder says what is missing.
+pub fn public_address_text(state: &GatewayState) -> String {
+    public_address(state).map_or_else(|| "<floating IP>".to_string(), |ip| ip.to_string())
+}
+
+pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
+    let public = public_address_text(state);
     let address = state
         .roamer(&forward.to)
         .map(|r| r.address.to_string())

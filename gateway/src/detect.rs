@@ -39,7 +39,8 @@ pub enum DetectError {
     System(String),
 }
 
-fn is_private(ip: Ipv4Addr) -> bool {
+/// RFC 1918 or shared (CGNAT) space: not an address the internet dials.
+pub fn is_private(ip: Ipv4Addr) -> bool {
     ip.is_private() || Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).is_ok_and(|n| n.contains(&ip))
 }
 

@@ -492,3 +492,40 @@ fn an_unreadable_config_dir_says_permission_denied() {
     }
     fs::set_permissions(gw.config_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
 }
+
+/// Without --floating-ip (and a private anchor) nobody knows what the outside dials: `list`
+/// says so instead of showing the anchor as if it were public.
+#[test]
+fn list_without_a_floating_ip_does_not_pass_the_anchor_off_as_public() {
+    let gw = Gateway::empty();
+    gw.ok(&[
+        "init",
+        "--public-ip",
+        "203.0.113.10",
+        "--anchor-ip",
+        "10.16.0.5",
+    ]);
+    gw.ok(&["add-roamer", "laptop"]);
+    let added = gw.ok(&["add-port", "22"]);
+    assert!(added.contains("<floating IP>:22"), "{added}");
+    let list = gw.ok(&["list"]);
+    assert!(!list.contains("10.16.0.5:22"), "{list}");
+    assert!(
+        list.contains("<floating IP>:22") && list.contains("anchor 10.16.0.5"),
+        "{list}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&gw.ok(&["list", "--json"])).expect("json");
+    assert!(json[0]["public"].is_null(), "{json}");
+    // With it, the floating IP.
+    let gw = Gateway::with_laptop();
+    assert!(gw.ok(&["list"]).contains("203.0.113.50:22"));
+}
+
+/// The QR code of a wg-quick file fits an 80-column terminal.
+#[test]
+fn the_qr_code_fits_80_columns() {
+    let gw = Gateway::with_laptop();
+    let qr = gw.ok(&["show-config", "laptop", "--format", "wg-quick", "--qr"]);
+    let widest = qr.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= 80, "{widest} columns:\n{qr}");
+}

@@ -27,7 +27,10 @@ struct ForwardView {
     bytes: Option<u64>,
     spec: String,
     protocols: String,
-    public: String,
+    /// What the outside dials; `None` when the floating IP is not known.
+    public: Option<String>,
+    #[serde(skip)]
+    public_text: String,
     to: String,
     local: String,
     allow_from: Vec<String>,
@@ -35,8 +38,7 @@ struct ForwardView {
 
 pub fn list(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
-    let g = &state.gateway;
-    let public_ip = g.floating_ip.unwrap_or(g.anchor_ip);
+    let public_ip = crate::change::public_address(&state);
     let counters = backend::of(&state).counters(&state);
     let views: Vec<ForwardView> = state
         .forwards
@@ -52,7 +54,12 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 bytes: counter.map(|c| c.bytes),
                 spec: f.key(),
                 protocols: f.spec.protocols.to_string(),
-                public: format!("{public_ip}:{}", f.spec.public),
+                public: public_ip.map(|ip| format!("{ip}:{}", f.spec.public)),
+                public_text: format!(
+                    "{}:{}",
+                    crate::change::public_address_text(&state),
+                    f.spec.public
+                ),
                 to: f.to.to_string(),
                 local: format!("{address}:{}", f.spec.local),
                 allow_from: f.allow_from.iter().map(ToString::to_string).collect(),
@@ -77,7 +84,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
     for v in views {
         table.row([
             v.spec,
-            v.public,
+            v.public_text,
             v.to,
             v.local,
             if v.allow_from.is_empty() {
@@ -90,6 +97,13 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
         ]);
     }
     let mut out = table.render();
+    if public_ip.is_none() {
+        let anchor = state.gateway.anchor_ip;
+        out.push_str(&format!(
+            "(PUBLIC: the floating IP is not in the state; the forwards answer on whatever public \
+             address the provider maps to the anchor {anchor})\n"
+        ));
+    }
     if counters.is_none() {
         out.push_str("(counters show once the data plane is up)\n");
     }

@@ -152,8 +152,15 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
 }
 
 /// The text as a QR code drawn with half-block characters (two modules per character row).
+///
+/// Comment lines and blank lines stay out of the code: the apps that scan it ignore them, and
+/// without them it fits an 80-column terminal.
 fn qr(text: &str) -> Result<String> {
-    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| {
+    let payload: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    let code = qrcode::QrCode::new(payload.join("\n").as_bytes()).map_err(|e| {
         refused(format!(
             "the config does not fit in a QR code ({e}); copy the file instead"
         ))
