@@ -291,6 +291,10 @@ impl GatewayState {
             )));
         }
         check_subnet(g.subnet)?;
+        check_addresses(g)?;
+        g.endpoint
+            .require_ipv4()
+            .map_err(|e| invalid(format!("gateway.endpoint: {e}")))?;
         if !host_in(g.subnet, g.address) {
             return Err(invalid(format!(
                 "gateway.address {} is not a host address of gateway.subnet {}",
@@ -398,6 +402,46 @@ pub fn check_subnet(subnet: Ipv4Net) -> Result<(), StateError> {
     Ok(())
 }
 
+/// RFC 1918 or shared (CGNAT, 100.64.0.0/10) space: an address the internet does not dial.
+pub fn is_private_or_shared(ip: Ipv4Addr) -> bool {
+    ip.is_private() || Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).is_ok_and(|n| n.contains(&ip))
+}
+
+/// The droplet's addresses as `init` was given them, checked against each other: each
+/// message says what is wrong and what to give instead.
+fn check_addresses(g: &GatewaySettings) -> Result<(), StateError> {
+    if is_private_or_shared(g.public_ip) && !is_private_or_shared(g.anchor_ip) {
+        return Err(invalid(format!(
+            "gateway.public_ip {} is private and gateway.anchor_ip {} is public: swapped? \
+             --public-ip is the droplet's own public address, --anchor-ip the private one the \
+             floating IP maps to",
+            g.public_ip, g.anchor_ip
+        )));
+    }
+    if g.floating_ip == Some(g.public_ip) {
+        return Err(invalid(format!(
+            "gateway.floating_ip {} is the droplet's own public IP: forwards on it would take \
+             the droplet's own services; give the reserved/floating IP (or no --floating-ip)",
+            g.public_ip
+        )));
+    }
+    let inside = [
+        ("public IP", Some(g.public_ip)),
+        ("anchor", Some(g.anchor_ip)),
+        ("floating IP", g.floating_ip),
+    ];
+    for (what, ip) in inside {
+        if let Some(ip) = ip.filter(|ip| g.subnet.contains(ip)) {
+            return Err(invalid(format!(
+                "gateway.subnet {} contains the {what} {ip}: the tunnel needs a subnet of its own; \
+                 pick another --subnet (e.g. 192.168.32.0/24)",
+                g.subnet
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn host_in(subnet: Ipv4Net, address: Ipv4Addr) -> bool {
     subnet.contains(&address) && address != subnet.network() && address != subnet.broadcast()
 }
@@ -496,6 +540,10 @@ impl RoamerConfig {
             }
             _ => {}
         }
+        self.gateway
+            .endpoint
+            .require_ipv4()
+            .map_err(|e| invalid(format!("gateway.endpoint: {e}")))?;
         if !(1280..=9000).contains(&self.mtu) {
             return Err(invalid(format!(
                 "mtu {} is out of range: use 1280-9000 (default {DEFAULT_MTU})",

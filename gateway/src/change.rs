@@ -275,8 +275,9 @@ fn remove_port(state: &mut GatewayState, spec: &PortSpec) -> Result<Applied, Ref
 /// private anchor is known (the provider's floating IP was not given to `init`).
 pub fn public_address(state: &GatewayState) -> Option<Ipv4Addr> {
     let g = &state.gateway;
-    g.floating_ip
-        .or_else(|| (!crate::detect::is_private(g.anchor_ip)).then_some(g.anchor_ip))
+    g.floating_ip.or_else(|| {
+        (!roamgw_common::state::is_private_or_shared(g.anchor_ip)).then_some(g.anchor_ip)
+    })
 }
 
 /// `public_address` for text: the placeholder says what is missing.

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 pub use roamgw_common::routes::{colliding_routes, system_routes, Route};
+use roamgw_common::state::is_private_or_shared;
 
 /// One IPv4 address on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +38,6 @@ pub enum DetectError {
     AmbiguousAnchor { interface: String, found: String },
     #[error("cannot read the interfaces: {0}")]
     System(String),
-}
-
-/// RFC 1918 or shared (CGNAT) space: not an address the internet dials.
-pub fn is_private(ip: Ipv4Addr) -> bool {
-    ip.is_private() || Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).is_ok_and(|n| n.contains(&ip))
 }
 
 fn is_usable(ip: Ipv4Addr) -> bool {
@@ -94,7 +90,7 @@ pub fn detect_addresses(
             let public: Vec<Ipv4Addr> = on_interface
                 .iter()
                 .copied()
-                .filter(|ip| !is_private(*ip))
+                .filter(|ip| !is_private_or_shared(*ip))
                 .collect();
             match public.as_slice() {
                 [one] => *one,
@@ -111,7 +107,7 @@ pub fn detect_addresses(
     let private: Vec<Ipv4Addr> = on_interface
         .iter()
         .copied()
-        .filter(|ip| *ip != public_ip && is_private(*ip))
+        .filter(|ip| *ip != public_ip && is_private_or_shared(*ip))
         .collect();
     match private.as_slice() {
         [one] => Ok(Detected {
