@@ -126,9 +126,8 @@ pub fn poke(roamers: &[std::net::Ipv4Addr]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Each roamer's preshared key as read from its key file (`None`: it has none).
-pub type Psks =
-    std::collections::BTreeMap<roamgw_common::RoamerName, Option<roamgw_common::PresharedKey>>;
+/// Each roamer's preshared key as read from its key file.
+pub type Psks = std::collections::BTreeMap<roamgw_common::RoamerName, roamgw_common::PresharedKey>;
 
 /// Brings `psks` to the roamers of `state`: reads the key file of a roamer it does not hold
 /// yet, forgets roamers that are gone. A daemon keeps them, so a change of forwards reads no
@@ -156,7 +155,7 @@ pub fn desired_peers(state: &GatewayState, psks: &Psks) -> Vec<PeerConfig> {
         .iter()
         .map(|roamer| PeerConfig {
             public_key: roamer.public_key,
-            preshared_key: psks.get(&roamer.name).cloned().flatten(),
+            preshared_key: psks.get(&roamer.name).cloned(),
             endpoint: None,
             allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
             persistent_keepalive: 0,

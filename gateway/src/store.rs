@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use roamgw_common::fsutil::{self, DirLock, FsError, PRIVATE_FILE_MODE};
 use roamgw_common::keys::KeyError;
 use roamgw_common::state::{GatewayState, StateError};
-use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
+use roamgw_common::{PresharedKey, PrivateKey, PublicKey, RoamerName};
 
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/roamgw";
 pub const STATE_FILE: &str = "gateway.toml";
@@ -30,6 +30,12 @@ pub enum StoreError {
     },
     #[error("{0}{hint}", hint = permission_hint(.0))]
     Fs(#[from] FsError),
+    #[error("{path} is readable by others (mode {mode:04o}): a secret there may be known; `chmod 600 {path}` if it was never exposed, else rotate it")]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error("{path} does not match the gateway's public key in the state ({expected}): restore the matching key file, or `roamgw init --force` for new keys (every roamer then needs its new config)")]
+    KeyMismatch { path: PathBuf, expected: PublicKey },
+    #[error("the preshared key of roamer '{name}' is missing ({path}): restore it, or `roamgw remove-roamer {name} --force` and add it again (its config changes)")]
+    MissingPsk { name: RoamerName, path: PathBuf },
 }
 
 /// What to do about a file roamgw may not touch (empty for other errors).
@@ -140,6 +146,17 @@ impl Store {
     where
         K: std::str::FromStr<Err = KeyError>,
     {
+        // As ssh does with private keys: a secret others can read is not used.
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError::Exposed {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
         match fsutil::read_to_string(path) {
             Ok(text) => text
                 .trim()
@@ -154,15 +171,24 @@ impl Store {
         }
     }
 
-    pub fn gateway_private_key(&self) -> Result<PrivateKey, StoreError> {
+    /// The gateway's private key, which must belong to the public key the state (and so every
+    /// roamer's config) names.
+    pub fn gateway_private_key(&self, state: &GatewayState) -> Result<PrivateKey, StoreError> {
         let path = self.gateway_key_path();
-        self.read_key(&path)?.ok_or_else(|| {
+        let key: PrivateKey = self.read_key(&path)?.ok_or_else(|| {
             StoreError::Fs(FsError::new(
                 "missing gateway key (restore it from a backup, or `roamgw init --force` for new keys)",
                 &path,
                 std::io::ErrorKind::NotFound.into(),
             ))
-        })
+        })?;
+        if key.public_key() != state.gateway.public_key {
+            return Err(StoreError::KeyMismatch {
+                path,
+                expected: state.gateway.public_key,
+            });
+        }
+        Ok(key)
     }
 
     /// The roamer's private key, if it was generated here (not with `--public-key`).
@@ -170,8 +196,14 @@ impl Store {
         self.read_key(&self.roamer_key_path(name))
     }
 
-    pub fn roamer_psk(&self, name: &RoamerName) -> Result<Option<PresharedKey>, StoreError> {
-        self.read_key(&self.roamer_psk_path(name))
+    /// Every roamer has one (`add-roamer` writes it first): a missing file is an error, never
+    /// a silent tunnel without a preshared key.
+    pub fn roamer_psk(&self, name: &RoamerName) -> Result<PresharedKey, StoreError> {
+        let path = self.roamer_psk_path(name);
+        self.read_key(&path)?.ok_or(StoreError::MissingPsk {
+            name: name.clone(),
+            path,
+        })
     }
 
     /// Removes a roamer's key files; a file that is already gone is fine.

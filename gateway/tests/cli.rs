@@ -566,3 +566,58 @@ fn the_qr_code_fits_80_columns() {
     let widest = qr.lines().map(|l| l.chars().count()).max().unwrap_or(0);
     assert!(widest <= 80, "{widest} columns:\n{qr}");
 }
+
+/// Secrets (issue 14, item 7): a key file others can read is not used, a missing preshared
+/// key is an error rather than a tunnel without one, and a gateway key that does not belong
+/// to the state's public key is caught; each message names the file and the fix.
+#[test]
+fn secrets_that_are_exposed_missing_or_mismatched_are_refused() {
+    let config = ["show-config", "laptop", "--format", "wg-quick"];
+    let gateway_side = ["show-config", "--gateway", "--format", "wg-quick"];
+    let failure = |gw: &Gateway, args: &[&str], words: &[&str]| {
+        let out = gw.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        for word in words {
+            assert!(stderr.contains(word), "{args:?}: {stderr} lacks {word:?}");
+        }
+    };
+
+    let gw = Gateway::with_laptop();
+    let psk = gw.config_dir().join("keys/laptop.psk");
+    fs::set_permissions(&psk, fs::Permissions::from_mode(0o644)).expect("chmod");
+    failure(
+        &gw,
+        &config,
+        &["laptop.psk", "readable by others (mode 0644)", "chmod 600"],
+    );
+    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).expect("chmod");
+    gw.ok(&config);
+
+    fs::remove_file(&psk).expect("rm psk");
+    failure(
+        &gw,
+        &config,
+        &["preshared key of roamer 'laptop' is missing", "laptop.psk"],
+    );
+    failure(
+        &gw,
+        &gateway_side,
+        &["preshared key of roamer 'laptop' is missing"],
+    );
+
+    let gw = Gateway::with_laptop();
+    gw.ok(&gateway_side);
+    let other = roamgw_common::PrivateKey::generate().expect("key");
+    fs::write(
+        gw.config_dir().join("keys/gateway.key"),
+        format!("{}\n", other.expose_base64().as_str()),
+    )
+    .expect("write key");
+    failure(
+        &gw,
+        &gateway_side,
+        &["gateway.key does not match", "init --force"],
+    );
+}

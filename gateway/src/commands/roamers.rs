@@ -120,11 +120,11 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
         if args.format != ConfigFormat::WgQuick {
             return Err(refused("the gateway side exists only as --format wg-quick"));
         }
-        let key = store.gateway_private_key()?;
+        let key = store.gateway_private_key(&state)?;
         let psks = state
             .roamers
             .iter()
-            .map(|r| store.roamer_psk(&r.name))
+            .map(|r| store.roamer_psk(&r.name).map(Some))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let text = render::gateway_wg_quick(&state, key, psks);
         return if args.qr { qr(&text) } else { Ok(text) };
@@ -139,7 +139,7 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
         &state,
         roamer,
         store.roamer_private_key(&name)?,
-        store.roamer_psk(&name)?,
+        Some(store.roamer_psk(&name)?),
     );
     let text = match args.format {
         ConfigFormat::Roamer => render::roamer_toml(&config),

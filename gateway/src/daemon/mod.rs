@@ -336,7 +336,7 @@ impl Daemon {
         let Some(device) = &self.device else {
             return Ok(());
         };
-        let key = self.store.gateway_private_key()?;
+        let key = self.store.gateway_private_key(&self.state)?;
         wg::set_identity(device.as_ref(), &key, self.state.gateway.listen_port)
             .map_err(device::DeviceError::from)?;
         let current = device.status().map_err(device::DeviceError::from)?;
