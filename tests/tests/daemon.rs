@@ -50,7 +50,8 @@ fn full_scenario_through_our_own_device() {
         wg.contains("public key:")
             && wg.contains("peer:")
             && wg.contains("endpoint: 198.51.100.2")
-            && wg.contains("latest handshake:"),
+            && wg.contains("latest handshake:")
+            && wg.contains("preshared key: (hidden)"),
         "{wg}"
     );
     assert!(

@@ -155,8 +155,14 @@ pub fn parse_get(text: &str) -> Result<DeviceStatus, UapiError> {
 }
 
 /// Renders `status` as the body of a `get=1` reply (what `wg show` reads), ending with
-/// `errno=0`. With `private_key`, `wg show` can print the interface's public key.
-pub fn render_get(status: &DeviceStatus, private_key: Option<&PrivateKey>) -> Zeroizing<String> {
+/// `errno=0`. With `private_key`, `wg show` can print the interface's public key; with the
+/// peers' preshared keys (`preshared_key` looks them up), it says they have one and `wg
+/// showconf` prints them, as for any other device.
+pub fn render_get(
+    status: &DeviceStatus,
+    private_key: Option<&PrivateKey>,
+    preshared_key: &dyn Fn(&PublicKey) -> Option<PresharedKey>,
+) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::new());
     let mut line = |key: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(out, "{key}={value}");
@@ -170,6 +176,9 @@ pub fn render_get(status: &DeviceStatus, private_key: Option<&PrivateKey>) -> Ze
     }
     for peer in &status.peers {
         line("public_key", &hex(peer.public_key.as_bytes()).as_str());
+        if let Some(psk) = preshared_key(&peer.public_key) {
+            line("preshared_key", &hex(psk.expose_bytes()).as_str());
+        }
         if let Some(endpoint) = peer.endpoint {
             line("endpoint", &endpoint);
         }
@@ -417,7 +426,7 @@ mod tests {
                 tx_bytes: 9,
             }],
         };
-        let text = render_get(&status, Some(&key));
+        let text = render_get(&status, Some(&key), &|_| None);
         assert!(text.starts_with("private_key="), "{}", text.as_str());
         assert_eq!(parse_get(&text).expect("parse"), status);
     }

@@ -84,7 +84,10 @@ impl UserspaceDevice {
             name,
             Box::new(move || {
                 let status = for_relay.status();
-                uapi::render_get(&status, lock_read(&for_relay.table).private_key())
+                let table = lock_read(&for_relay.table);
+                uapi::render_get(&status, table.private_key(), &|key| {
+                    table.peer(key).and_then(|p| p.preshared_key().cloned())
+                })
             }),
         )?;
         // Built before the threads start, so a failed spawn stops those already running.

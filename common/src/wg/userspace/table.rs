@@ -13,7 +13,7 @@ use boringtun::x25519;
 use ipnet::IpNet;
 
 use super::super::uapi::{DeviceStatus, PeerConfig, PeerStatus, SetOp, UapiError};
-use crate::keys::{PrivateKey, PublicKey};
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// Handshakes per second before the device answers with cookies (boringtun's device uses the
 /// same figure).
@@ -25,7 +25,9 @@ pub struct Peer {
     pub index: u32,
     pub allowed_ips: Vec<IpNet>,
     pub persistent_keepalive: u16,
-    has_preshared_key: bool,
+    /// Kept (beside the copy in `tunn`) so that `wg show`/`wg showconf` report it, and so a
+    /// change that keeps it keeps the session.
+    preshared_key: Option<PresharedKey>,
     /// Shared with the entry a change replaces, so the session survives the change.
     tunn: Arc<Mutex<Tunn>>,
     endpoint: Mutex<Option<SocketAddr>>,
@@ -50,6 +52,10 @@ impl Peer {
         *lock(&self.endpoint) = Some(from);
     }
 
+    pub fn preshared_key(&self) -> Option<&PresharedKey> {
+        self.preshared_key.as_ref()
+    }
+
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allowed_ips.iter().any(|net| net.contains(&ip))
     }
@@ -58,7 +64,7 @@ impl Peer {
         let (since_handshake, tx, rx, _, _) = self.tunn().stats();
         PeerStatus {
             public_key: self.public_key,
-            has_preshared_key: self.has_preshared_key,
+            has_preshared_key: self.preshared_key.is_some(),
             endpoint: self.endpoint(),
             allowed_ips: self.allowed_ips.clone(),
             persistent_keepalive: self.persistent_keepalive,
@@ -213,8 +219,7 @@ impl Table {
             .or_else(|| existing.as_ref().and_then(|p| p.endpoint()));
         let (index, tunn, fresh) = match existing {
             Some(old)
-                if config.preshared_key.is_none()
-                    && !old.has_preshared_key
+                if config.preshared_key == old.preshared_key
                     && old.persistent_keepalive == config.persistent_keepalive =>
             {
                 (old.index, Arc::clone(&old.tunn), false)
@@ -239,7 +244,7 @@ impl Table {
             index,
             allowed_ips: config.allowed_ips.iter().map(IpNet::trunc).collect(),
             persistent_keepalive: config.persistent_keepalive,
-            has_preshared_key: config.preshared_key.is_some(),
+            preshared_key: config.preshared_key.clone(),
             tunn,
             endpoint: Mutex::new(endpoint),
         }));
@@ -351,6 +356,37 @@ mod tests {
         assert_ne!(table.peers()[0].index, index);
         assert_eq!(table.peers()[0].endpoint(), Some(learned));
         assert!(table.route("10.0.9.5".parse().expect("ip")).is_none());
+    }
+
+    #[test]
+    fn the_preshared_key_is_kept_compared_by_value_and_reported() {
+        let a = key();
+        let psk = |text: &str| Some(text.parse::<PresharedKey>().expect("psk"));
+        let one = "GDvZAcXn0PPlb8Obc9+CQrHeoYhhJZSkiUnlB5RsvUo=";
+        let two = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+        let with = |key: Option<PresharedKey>, allowed: &[&str]| PeerConfig {
+            preshared_key: key,
+            ..peer(&a, allowed, 0)
+        };
+        let mut table = table_with(&[with(psk(one), &["10.0.0.1/32"])]);
+        let index = table.peers()[0].index;
+        assert_eq!(table.peers()[0].preshared_key(), psk(one).as_ref());
+        assert!(table.status(51820).peers[0].has_preshared_key);
+        // Same key, other allowed IPs: the session goes on.
+        table
+            .apply(&[SetOp::Peer(with(psk(one), &["10.0.0.2/32"]))])
+            .expect("change");
+        assert_eq!(
+            table.peers()[0].index,
+            index,
+            "same preshared key, same session"
+        );
+        // A new preshared key is a new session.
+        table
+            .apply(&[SetOp::Peer(with(psk(two), &["10.0.0.2/32"]))])
+            .expect("change");
+        assert_ne!(table.peers()[0].index, index);
+        assert_eq!(table.peers()[0].preshared_key(), psk(two).as_ref());
     }
 
     #[test]

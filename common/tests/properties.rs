@@ -1,0 +1,298 @@
+//! Property tests for every parser a user's input or a peer's output reaches: arbitrary input
+//! never panics; every valid value survives render → parse unchanged; a mutated valid state or
+//! roamer config either loads (and then round-trips) or is refused with one line.
+//!
+//! `PROPTEST_CASES` raises the number of cases (bench/fuzz.sh runs them long); failures found
+//! are kept in `properties.proptest-regressions` next to this file and replayed first (the
+//! first one found: our userspace device never reported preshared keys to `wg show`).
+
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+use roamgw_common::names::{Endpoint, InterfaceName};
+use roamgw_common::state::{GatewayState, RoamerConfig};
+use roamgw_common::wg::uapi::{self, DeviceStatus, PeerStatus};
+use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
+use roamgw_common::{
+    PortRange, PortSpec, PresharedKey, PrivateKey, Protocols, PublicKey, RoamerName,
+};
+
+fn config() -> ProptestConfig {
+    // A few thousand cases per target in the suite; PROPTEST_CASES overrides (bench/fuzz.sh).
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2000),
+        ..ProptestConfig::default()
+    }
+}
+
+/// Text that looks like what a user types, and plain garbage.
+fn input() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9a-z:/+.,_@\\[\\]-]{0,24}",
+        ".{0,40}",
+        "[0-9]{1,6}(-[0-9]{1,6})?(:[0-9]{1,6}(-[0-9]{1,6})?)?(/(tcp|udp|tcp\\+udp|icmp))?",
+    ]
+}
+
+fn port_range() -> impl Strategy<Value = PortRange> {
+    (1u16..=65535, 0u16..200).prop_filter_map("range in bounds", |(first, extra)| {
+        PortRange::new(first, first.checked_add(extra)?).ok()
+    })
+}
+
+fn port_spec() -> impl Strategy<Value = PortSpec> {
+    (
+        port_range(),
+        prop::option::of(1u16..=65535),
+        prop_oneof![
+            Just(Protocols::Tcp),
+            Just(Protocols::Udp),
+            Just(Protocols::Both)
+        ],
+    )
+        .prop_filter_map(
+            "local range in bounds",
+            |(public, local_first, protocols)| {
+                let local = match local_first {
+                    None => public,
+                    Some(first) => {
+                        PortRange::new(first, first.checked_add(public.last() - public.first())?)
+                            .ok()?
+                    }
+                };
+                Some(PortSpec {
+                    public,
+                    local,
+                    protocols,
+                })
+            },
+        )
+}
+
+fn key_bytes() -> impl Strategy<Value = [u8; 32]> {
+    prop::array::uniform32(any::<u8>())
+}
+
+fn peer() -> impl Strategy<Value = PeerStatus> {
+    (
+        key_bytes(),
+        any::<bool>(),
+        prop::option::of((any::<[u8; 4]>(), 1u16..=65535)),
+        prop::collection::vec((any::<[u8; 4]>(), 0u8..=32), 0..4),
+        any::<u16>(),
+        prop::option::of(1u64..4_000_000_000),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(key, psk, endpoint, allowed, keepalive, handshake, rx, tx)| PeerStatus {
+                public_key: PublicKey::from_bytes(key),
+                has_preshared_key: psk,
+                endpoint: endpoint.map(|(ip, port)| (Ipv4Addr::from(ip), port).into()),
+                allowed_ips: allowed
+                    .into_iter()
+                    .filter_map(|(ip, len)| ipnet::Ipv4Net::new(Ipv4Addr::from(ip), len).ok())
+                    .map(|n| ipnet::IpNet::V4(n.trunc()))
+                    .collect(),
+                persistent_keepalive: keepalive,
+                last_handshake: handshake
+                    .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+                rx_bytes: rx,
+                tx_bytes: tx,
+            },
+        )
+}
+
+fn wg_quick() -> impl Strategy<Value = WgQuickConfig> {
+    let peer = (
+        key_bytes(),
+        prop::option::of(key_bytes()),
+        prop::collection::vec((any::<[u8; 4]>(), 0u8..=32), 1..3),
+        prop::option::of((any::<[u8; 4]>(), 1u16..=65535)),
+        prop::option::of(1u16..=65535),
+    )
+        .prop_map(|(key, psk, allowed, endpoint, keepalive)| Peer {
+            public_key: PublicKey::from_bytes(key),
+            preshared_key: psk.map(|b| {
+                base64_of(&b)
+                    .parse::<PresharedKey>()
+                    .expect("any 32 bytes are a preshared key")
+            }),
+            allowed_ips: allowed
+                .into_iter()
+                .filter_map(|(ip, len)| ipnet::Ipv4Net::new(Ipv4Addr::from(ip), len).ok())
+                .map(|n| ipnet::IpNet::V4(n.trunc()))
+                .collect(),
+            endpoint: endpoint.map(|(ip, port)| Endpoint {
+                host: Ipv4Addr::from(ip).to_string(),
+                port,
+            }),
+            persistent_keepalive: keepalive,
+        });
+    (
+        key_bytes(),
+        prop::option::of(1u16..=65535),
+        prop::collection::vec((any::<[u8; 4]>(), 1u8..=32), 0..3),
+        prop::option::of(1280u16..=9000),
+        prop::collection::vec(peer, 0..3),
+    )
+        .prop_map(|(key, listen_port, address, mtu, peers)| WgQuickConfig {
+            interface: Interface {
+                private_key: base64_of(&key).parse::<PrivateKey>().ok(),
+                listen_port,
+                address: address
+                    .into_iter()
+                    .filter_map(|(ip, len)| ipnet::Ipv4Net::new(Ipv4Addr::from(ip), len).ok())
+                    .map(ipnet::IpNet::V4)
+                    .collect(),
+                mtu,
+                ..Interface::default()
+            },
+            peers,
+        })
+}
+
+fn base64_of(bytes: &[u8; 32]) -> String {
+    PublicKey::from_bytes(*bytes).to_string()
+}
+
+const STATE: &str = r#"version = 1
+forwards = ["22/tcp -> laptop", "2222:22/tcp -> laptop from 192.0.2.0/24", "60000-60100/udp -> laptop"]
+
+[gateway]
+public_ip = "203.0.113.10"
+endpoint = "203.0.113.10:51820"
+anchor_ip = "10.16.0.5"
+floating_ip = "203.0.113.50"
+listen_port = 51820
+subnet = "192.168.32.0/24"
+address = "192.168.32.1"
+backend = "nftables"
+wireguard = "auto"
+interface = "roamgw0"
+mtu = 1420
+public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+anchor_passthrough = false
+
+[[roamer]]
+name = "laptop"
+address = "192.168.32.2"
+public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+"#;
+
+const ROAMER: &str = include_str!("../../tests/fixtures/valid-roamer/inline-key.toml");
+
+/// `text` with one edit: a byte replaced, a line dropped, or a line duplicated.
+fn mutated(text: &'static str) -> impl Strategy<Value = String> {
+    let lines = text.lines().count();
+    prop_oneof![
+        (0..text.len(), any::<char>()).prop_map(move |(at, c)| {
+            let mut out: Vec<char> = text.chars().collect();
+            let at = at.min(out.len().saturating_sub(1));
+            out[at] = c;
+            out.into_iter().collect()
+        }),
+        (0..lines).prop_map(move |drop| {
+            text.lines()
+                .enumerate()
+                .filter(|(i, _)| *i != drop)
+                .map(|(_, l)| format!("{l}\n"))
+                .collect()
+        }),
+        (0..lines).prop_map(move |twice| {
+            text.lines()
+                .enumerate()
+                .flat_map(|(i, l)| {
+                    std::iter::repeat_n(format!("{l}\n"), if i == twice { 2 } else { 1 })
+                })
+                .collect()
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn port_specs_never_panic(text in input()) {
+        let _ = text.parse::<PortSpec>();
+    }
+
+    #[test]
+    fn port_specs_round_trip(spec in port_spec()) {
+        let shown = spec.to_string();
+        prop_assert_eq!(shown.parse::<PortSpec>(), Ok(spec), "{}", shown);
+    }
+
+    #[test]
+    fn names_never_panic_and_valid_ones_round_trip(text in input()) {
+        if let Ok(name) = text.parse::<RoamerName>() {
+            prop_assert_eq!(name.to_string().parse::<RoamerName>(), Ok(name));
+        }
+        if let Ok(name) = text.parse::<InterfaceName>() {
+            prop_assert_eq!(name.to_string().parse::<InterfaceName>(), Ok(name));
+        }
+        if let Ok(endpoint) = Endpoint::parse_with_default_port(&text, 51820) {
+            prop_assert_eq!(endpoint.to_string().parse::<Endpoint>(), Ok(endpoint));
+        }
+    }
+
+    #[test]
+    fn keys_never_panic_and_round_trip(text in input(), bytes in key_bytes()) {
+        let _ = text.parse::<PublicKey>();
+        let _ = text.parse::<PrivateKey>();
+        let _ = text.parse::<PresharedKey>();
+        let key = PublicKey::from_bytes(bytes);
+        prop_assert_eq!(key.to_string().parse::<PublicKey>().ok(), Some(key));
+    }
+
+    #[test]
+    fn wg_quick_never_panics(text in ".{0,300}") {
+        let _ = text.parse::<WgQuickConfig>();
+        let with_header = format!("[Interface]\n{text}\n[Peer]\n{text}");
+        let _ = with_header.parse::<WgQuickConfig>();
+    }
+
+    #[test]
+    fn wg_quick_round_trips(config in wg_quick()) {
+        let text = config.render();
+        let parsed = text.parse::<WgQuickConfig>();
+        prop_assert_eq!(parsed.as_ref().ok(), Some(&config), "{}\n{:?}", text, parsed);
+    }
+
+    #[test]
+    fn uapi_replies_never_panic_and_round_trip(text in ".{0,200}", peers in prop::collection::vec(peer(), 0..4), port in any::<u16>()) {
+        let _ = uapi::parse_get(&text);
+        let status = DeviceStatus { listen_port: port, fwmark: 0, peers };
+        let psk: PresharedKey = "GDvZAcXn0PPlb8Obc9+CQrHeoYhhJZSkiUnlB5RsvUo=".parse().expect("psk");
+        let rendered = uapi::render_get(&status, None, &|key| {
+            status.peer(key).filter(|p| p.has_preshared_key).map(|_| psk.clone())
+        });
+        prop_assert_eq!(uapi::parse_get(&rendered).ok(), Some(status));
+    }
+
+    #[test]
+    fn a_mutated_state_loads_whole_or_is_refused_in_one_line(text in mutated(STATE)) {
+        match GatewayState::from_toml(&text) {
+            Ok(state) => prop_assert_eq!(GatewayState::from_toml(&state.to_toml()).ok(), Some(state)),
+            Err(e) => {
+                let message = e.to_string();
+                prop_assert!(!message.is_empty() && !message.contains('\n'), "{:?}", message);
+            }
+        }
+    }
+
+    #[test]
+    fn a_mutated_roamer_config_loads_whole_or_is_refused_in_one_line(text in mutated(ROAMER)) {
+        match RoamerConfig::from_toml(&text) {
+            Ok(config) => prop_assert_eq!(RoamerConfig::from_toml(&config.to_toml()).ok(), Some(config)),
+            Err(e) => {
+                let message = e.to_string();
+                prop_assert!(!message.is_empty() && !message.contains('\n'), "{:?}", message);
+            }
+        }
+    }
+}
