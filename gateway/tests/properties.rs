@@ -1,0 +1,57 @@
+//! Property tests for what the gateway reads from others: nft's JSON listing of our table
+//! (observed state) and control-socket requests. Arbitrary input never panics; a real listing
+//! with one byte changed parses or is refused; a valid request survives JSON unchanged.
+
+use proptest::prelude::*;
+use roamgw_gateway::control::Request;
+use roamgw_gateway::nft::observed;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2000),
+        ..ProptestConfig::default()
+    }
+}
+
+const LISTING: &str = include_str!("../src/nft/observed-sample.json");
+
+fn request() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("\"status\"".to_string()),
+        any::<Option<u64>>().prop_map(|d| serde_json::json!({"reconcile": {"deadline_unix_ms": d}}).to_string()),
+        ("[0-9]{1,5}(/(tcp|udp))?", any::<Option<u64>>()).prop_map(|(spec, d)| serde_json::json!({
+            "change": {"change": {"add_port": {"spec": spec, "to": null, "allow_from": []}}, "deadline_unix_ms": d}
+        }).to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn nft_listings_never_panic(text in ".{0,200}") {
+        let _ = observed::parse(&text);
+    }
+
+    #[test]
+    fn a_mutated_listing_parses_or_is_refused(at in 0..LISTING.len(), c in any::<char>()) {
+        let mut chars: Vec<char> = LISTING.chars().collect();
+        let at = at.min(chars.len() - 1);
+        chars[at] = c;
+        let text: String = chars.into_iter().collect();
+        let _ = observed::parse(&text);
+    }
+
+    #[test]
+    fn control_requests_never_panic_and_round_trip(text in ".{0,120}", valid in request()) {
+        let _ = serde_json::from_str::<Request>(&text);
+        if let Ok(request) = serde_json::from_str::<Request>(&valid) {
+            let again = serde_json::to_string(&request).expect("serializes");
+            let reparsed: Request = serde_json::from_str(&again).expect("parses again");
+            prop_assert_eq!(serde_json::to_string(&reparsed).ok(), Some(again));
+        }
+    }
+}
