@@ -145,6 +145,8 @@ pub enum PortSpecError {
     Empty,
     #[error("'{0}' is not a port number: use 1-65535, e.g. 22 or 60000-60100")]
     NotANumber(String),
+    #[error("'{0}' has a port missing (before or after '-' or ':'): the form is PUBLIC[:LOCAL][/PROTOCOL], e.g. 22, 60000-60100/udp or 2222:22")]
+    MissingPort(String),
     #[error("port {0} is out of range: ports are 1-65535")]
     OutOfRange(String),
     #[error("port 0 is not a real port: use 1-65535")]
@@ -207,6 +209,14 @@ fn parse_port(text: &str) -> Result<u16, PortSpecError> {
 }
 
 fn parse_range(text: &str) -> Result<PortRange, PortSpecError> {
+    let missing = |part: &str| part.trim().is_empty();
+    if missing(text)
+        || text
+            .split_once('-')
+            .is_some_and(|(a, b)| missing(a) || missing(b))
+    {
+        return Err(PortSpecError::MissingPort(text.to_string()));
+    }
     match text.split_once('-') {
         Some((first, last)) => PortRange::new(parse_port(first)?, parse_port(last)?),
         None => PortRange::single(parse_port(text)?),
@@ -239,10 +249,18 @@ impl FromStr for PortSpec {
             Some((ports, proto)) => (ports, proto.parse()?),
             None => (s, Protocols::Tcp),
         };
+        // A missing port is named by the whole spec: its empty part alone says nothing.
+        let whole = |e| match e {
+            PortSpecError::MissingPort(_) => PortSpecError::MissingPort(s.to_string()),
+            other => other,
+        };
         let (public, local) = match ports.split_once(':') {
-            Some((public, local)) => (parse_range(public)?, parse_range(local)?),
+            Some((public, local)) => (
+                parse_range(public).map_err(whole)?,
+                parse_range(local).map_err(whole)?,
+            ),
             None => {
-                let range = parse_range(ports)?;
+                let range = parse_range(ports).map_err(whole)?;
                 (range, range)
             }
         };
@@ -325,15 +343,16 @@ mod tests {
             ("65536", "out of range"),
             ("99999999999", "out of range"),
             ("ssh", "not a port number"),
-            ("-5", "not a port number"),
+            ("-5", "'-5' has a port missing"),
             ("22/icmp", "unknown protocol"),
             ("22/", "unknown protocol"),
             ("100-90", "reversed"),
             ("1000-2000:1-5", "same length"),
             ("1:2:3", "more than one"),
             ("22/tcp/udp", "more than one"),
-            ("22-", "not a port number"),
-            (":22", "not a port number"),
+            ("22-", "'22-' has a port missing"),
+            (":22", "':22' has a port missing"),
+            ("22:", "'22:' has a port missing"),
             ("0-10", "port 0"),
             ("+22", "not a port number"),
         ];

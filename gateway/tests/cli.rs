@@ -328,11 +328,162 @@ const BAD_INPUT: &[(&[&str], &str)] = &[
     (&["add-port", "22", "--bogus"], "unexpected argument"),
     (&["add-port"], "required arguments were not provided"),
     (&["show-config"], "required arguments were not provided"),
+    // grown for issue 14: what a new user types in the first hour
+    (&["add-port", "--", "-5"], "'-5' has a port missing"),
+    (&["add-port", "22:"], "'22:' has a port missing"),
+    (&["add-port", ":22"], "':22' has a port missing"),
+    (&["add-port", "1-65536"], "port 65536 is out of range"),
+    (&["add-port", "22/TCP"], "already forwarded"),
+    (&["add-port", "80", "--to", ""], "roamer name '' is invalid"),
+    (
+        &["add-port", "80", "--to", "Laptop"],
+        "roamer name 'Laptop' is invalid",
+    ),
+    (
+        &["add-port", "80", "--allow-from", "192.0.2.0/33"],
+        "not an IPv4 address or CIDR",
+    ),
+    (
+        &["add-port", "80", "--allow-from", "::/0"],
+        "not an IPv4 address or CIDR",
+    ),
+    (&["add-port"], "required arguments were not provided"),
+    (&["remove-port", "abc"], "'abc' is not a port number"),
+    (&["remove-port", ""], "empty port spec"),
+    (&["add-roamer", ""], "roamer name '' is invalid"),
+    (&["add-roamer", "a b"], "roamer name 'a b' is invalid"),
+    (
+        &["add-roamer", "pc", "--public-key", "short"],
+        "not valid base64",
+    ),
+    (
+        &["add-roamer", "pc", "--address", "192.168.33.5"],
+        "outside the tunnel subnet",
+    ),
+    (&["remove-roamer"], "required arguments were not provided"),
+    (
+        &["remove-roamer", "nobody"],
+        "no roamer 'nobody' (roamers: laptop)",
+    ),
+    (
+        &["show-config", "nobody", "--format", "roamer"],
+        "no roamer 'nobody'",
+    ),
+    (
+        &["show-config", "laptop", "--format", "xml"],
+        "possible values: roamer, wg-quick",
+    ),
+    (
+        &["show-config", "--gateway", "--format", "roamer"],
+        "only as --format wg-quick",
+    ),
+    (
+        &["show-config", "--format", "wg-quick"],
+        "required arguments were not provided",
+    ),
+    (&["status", "--bogus"], "unexpected argument '--bogus'"),
+    (&["list", "--jsn"], "a similar argument exists: '--json'"),
+    (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--mtu",
+            "100",
+        ],
+        "100 is not in 1280..=9000",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--listen-port",
+            "0",
+        ],
+        "0 is not in 1..=65535",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--interface",
+            "this-name-is-way-too-long",
+        ],
+        "interface name 'this-name-is-way-too-long' is invalid",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--backend",
+            "pf",
+        ],
+        "possible values: nftables, firewalld",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--wireguard",
+            "magic",
+        ],
+        "possible values: auto, kernel, userspace, external",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--subnet",
+            "300.0.0.0/24",
+        ],
+        "invalid value '300.0.0.0/24'",
+    ),
+    (
+        &[
+            "init",
+            "--force",
+            "--public-ip",
+            "203.0.113.10",
+            "--anchor-ip",
+            "10.16.0.5",
+            "--floating-ip",
+            "x",
+        ],
+        "invalid value 'x' for '--floating-ip",
+    ),
 ];
 
 fn assert_clean_failure(out: &std::process::Output, what: &str, expected: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{what}: succeeded");
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "{what}: exit {:?} (1: refused, 2: usage)",
+        out.status.code()
+    );
     assert!(!stderr.contains("panicked"), "{what}: panicked: {stderr}");
     assert_eq!(
         stderr.trim_end().lines().count(),
@@ -348,7 +499,7 @@ fn assert_clean_failure(out: &std::process::Output, what: &str, expected: &str) 
 #[test]
 fn bad_input_corpus_fails_cleanly_and_changes_nothing() {
     assert!(
-        BAD_INPUT.len() >= 40,
+        BAD_INPUT.len() >= 90,
         "the corpus shrank to {}",
         BAD_INPUT.len()
     );

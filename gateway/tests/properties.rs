@@ -3,7 +3,9 @@
 //! with one byte changed parses or is refused; a valid request survives JSON unchanged.
 
 use proptest::prelude::*;
+use roamgw_gateway::cli::parse_cidr;
 use roamgw_gateway::control::Request;
+use roamgw_gateway::daemon::watch::parse_notifications;
 use roamgw_gateway::nft::observed;
 
 fn config() -> ProptestConfig {
@@ -53,5 +55,17 @@ proptest! {
             let reparsed: Request = serde_json::from_str(&again).expect("parses again");
             prop_assert_eq!(serde_json::to_string(&reparsed).ok(), Some(again));
         }
+    }
+
+    #[test]
+    fn netlink_notifications_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = parse_notifications(&bytes, "roamgw", 2);
+    }
+
+    #[test]
+    fn allow_from_cidrs_never_panic_and_round_trip(text in "[0-9./]{0,20}|.{0,20}", ip in any::<[u8; 4]>(), len in 0u8..=32) {
+        let _ = parse_cidr(&text);
+        let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(ip), len).expect("prefix").trunc();
+        prop_assert_eq!(parse_cidr(&net.to_string()), Ok(net));
     }
 }

@@ -13,6 +13,8 @@ use serde::Serialize;
 pub enum CheckError {
     #[error("{0}")]
     Fs(#[from] FsError),
+    #[error("no roamer config at {0}: get one on the droplet with `roamgw show-config NAME --format roamer`, store it there (mode 0600), or pass --config FILE")]
+    Missing(PathBuf),
     #[error("{path}: {source}")]
     Config {
         path: PathBuf,
@@ -67,7 +69,11 @@ fn loose_mode_warning(path: &Path) -> Option<String> {
 
 /// The config alone, validated, without its key (`status`, `up` and `down` need no key).
 pub fn read_config(path: &Path) -> Result<RoamerConfig, CheckError> {
-    let text = fsutil::read_to_string(path)?;
+    let text = match fsutil::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.is_not_found() => return Err(CheckError::Missing(path.to_path_buf())),
+        Err(e) => return Err(e.into()),
+    };
     RoamerConfig::from_toml(&text).map_err(|source| CheckError::Config {
         path: path.to_path_buf(),
         source,
