@@ -17,15 +17,12 @@ use roamgw_common::{
     PortRange, PortSpec, PresharedKey, PrivateKey, Protocols, PublicKey, RoamerName,
 };
 
+/// A few thousand cases per target in the suite; PROPTEST_CASES overrides (bench/fuzz.sh).
 fn config() -> ProptestConfig {
-    // A few thousand cases per target in the suite; PROPTEST_CASES overrides (bench/fuzz.sh).
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(2000),
-        ..ProptestConfig::default()
-    }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok());
+    ProptestConfig::with_cases(cases.unwrap_or(2000))
 }
 
 /// Text that looks like what a user types, and plain garbage.
@@ -159,29 +156,7 @@ fn base64_of(bytes: &[u8; 32]) -> String {
     PublicKey::from_bytes(*bytes).to_string()
 }
 
-const STATE: &str = r#"version = 1
-forwards = ["22/tcp -> laptop", "2222:22/tcp -> laptop from 192.0.2.0/24", "60000-60100/udp -> laptop"]
-
-[gateway]
-public_ip = "203.0.113.10"
-endpoint = "203.0.113.10:51820"
-anchor_ip = "10.16.0.5"
-floating_ip = "203.0.113.50"
-listen_port = 51820
-subnet = "192.168.32.0/24"
-address = "192.168.32.1"
-backend = "nftables"
-wireguard = "auto"
-interface = "roamgw0"
-mtu = 1420
-public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-anchor_passthrough = false
-
-[[roamer]]
-name = "laptop"
-address = "192.168.32.2"
-public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
-"#;
+const STATE: &str = include_str!("../../tests/fixtures/valid-state/gateway.toml");
 
 const ROAMER: &str = include_str!("../../tests/fixtures/valid-roamer/inline-key.toml");
 

@@ -310,35 +310,15 @@ pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
 mod tests {
     use super::*;
 
+    /// The public key of roamer laptop in the fixture.
     const LAPTOP_KEY: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
 
-    /// A gateway on 192.168.32.0/24 with roamers laptop (and `extra`), forwards 22 and
-    /// 60000-60100/udp to laptop.
+    /// The valid-state fixture (a gateway on 192.168.32.0/24 with roamer laptop and the
+    /// forwards 22, 2222:22 from 192.0.2.0/24 and 60000-60100/udp to it), plus `extra_roamers`.
     fn state(extra_roamers: &str) -> GatewayState {
         GatewayState::from_toml(&format!(
-            r#"version = 1
-forwards = ["22/tcp -> laptop", "60000-60100/udp -> laptop"]
-
-[gateway]
-public_ip = "203.0.113.10"
-endpoint = "203.0.113.10:51820"
-anchor_ip = "10.16.0.5"
-floating_ip = "203.0.113.50"
-listen_port = 51820
-subnet = "192.168.32.0/24"
-address = "192.168.32.1"
-backend = "nftables"
-wireguard = "userspace"
-interface = "roamgw0"
-mtu = 1420
-public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-anchor_passthrough = false
-
-[[roamer]]
-name = "laptop"
-address = "192.168.32.2"
-public_key = "{LAPTOP_KEY}"
-{extra_roamers}"#
+            "{}{extra_roamers}",
+            include_str!("../../tests/fixtures/valid-state/gateway.toml")
         ))
         .expect("state")
     }
@@ -492,12 +472,12 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
         let mut s = state(PHONE);
         let applied = apply(
             &mut s,
-            &add_port("2222:22", Some("phone"), &["192.0.2.0/24"]),
+            &add_port("3333:22", Some("phone"), &["192.0.2.0/24"]),
         )
         .expect("add-port");
         assert_eq!(
             applied.summary,
-            "forward 2222:22/tcp: 203.0.113.50:2222 -> phone 192.168.32.3:22, only from 192.0.2.0/24"
+            "forward 3333:22/tcp: 203.0.113.50:3333 -> phone 192.168.32.3:22, only from 192.0.2.0/24"
         );
         assert_eq!(applied.forwards.added.len(), 1);
         let applied = apply(
@@ -508,7 +488,7 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
             },
         )
         .expect("remove-roamer --force");
-        assert_eq!(applied.forwards.removed.len(), 2, "its two forwards");
+        assert_eq!(applied.forwards.removed.len(), 3, "its three forwards");
         assert_eq!(s.forwards.len(), 1);
     }
 }

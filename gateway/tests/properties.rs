@@ -8,14 +8,12 @@ use roamgw_gateway::control::Request;
 use roamgw_gateway::daemon::watch::parse_notifications;
 use roamgw_gateway::nft::observed;
 
+/// A few thousand cases per target in the suite; PROPTEST_CASES overrides (bench/fuzz.sh).
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(2000),
-        ..ProptestConfig::default()
-    }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok());
+    ProptestConfig::with_cases(cases.unwrap_or(2000))
 }
 
 const LISTING: &str = include_str!("../src/nft/observed-sample.json");

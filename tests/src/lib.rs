@@ -748,6 +748,20 @@ pub fn rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Adds `forward` to the state file at `path` by editing its text, as a config-management
+/// tool (or an admin with an editor) would, behind roamgw's back. The state must hold exactly
+/// the forward 22 to laptop.
+pub fn add_forward_by_hand(path: &Path, forward: &str) {
+    let text = std::fs::read_to_string(path).expect("state");
+    let edited = text.replacen(
+        "forwards = [\"22/tcp -> laptop\"]",
+        &format!("forwards = [\"22/tcp -> laptop\", \"{forward}\"]"),
+        1,
+    );
+    assert_ne!(edited, text, "unexpected state layout:\n{text}");
+    std::fs::write(path, edited).expect("write state");
+}
+
 pub fn wait_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {

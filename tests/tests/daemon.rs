@@ -160,14 +160,7 @@ fn sighup_rereads_the_state_and_the_daemon_stays_up() {
     b.tcp_banner_server(&b.roam, 9090, "roamer-9090");
     // A change written to the file by hand (as a config-management tool would)...
     let path = b.config_dir().join("gateway.toml");
-    let text = std::fs::read_to_string(&path).expect("state");
-    let edited = text.replacen(
-        "forwards = [\"22/tcp -> laptop\"]",
-        "forwards = [\"22/tcp -> laptop\", \"9090/tcp -> laptop\"]",
-        1,
-    );
-    assert_ne!(edited, text, "unexpected state layout:\n{text}");
-    std::fs::write(&path, edited).expect("write state");
+    roamgw_e2e::add_forward_by_hand(&path, "9090/tcp -> laptop");
     // ...goes live on SIGHUP.
     let pid = gw.daemon.expect("daemon");
     b.gw.run(&["kill", "-HUP", &pid.to_string()]);

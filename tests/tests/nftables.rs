@@ -215,28 +215,21 @@ fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op(mode: GatewayMode, backen
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
     if mode == GatewayMode::Daemon {
         // The daemon sees the flush and repairs it by itself; `apply` then finds nothing.
-        s.bed.gw.run(&["nft", "flush", "ruleset"]);
-        let back = roamgw_e2e::wait_until(std::time::Duration::from_secs(3), || {
-            s.banner(&floating(22)).as_deref() == Some("roamer")
-        });
-        assert!(
-            back,
-            "the daemon did not repair the flush:\n{}",
-            s.bed.log("daemon.log")
-        );
+        let repaired_after = |breaking: &[&str]| {
+            s.bed.gw.run(breaking);
+            let back = roamgw_e2e::wait_until(std::time::Duration::from_secs(3), || {
+                s.banner(&floating(22)).as_deref() == Some("roamer")
+            });
+            assert!(
+                back,
+                "the daemon did not repair {breaking:?}:\n{}",
+                s.bed.log("daemon.log")
+            );
+        };
+        repaired_after(&["nft", "flush", "ruleset"]);
         let apply = s.ok(&["apply"]);
         assert!(apply.contains("up to date"), "{apply}");
-        s.bed
-            .gw
-            .run(&["nft", "flush", "map", "ip", "roamgw", "dnat_addr"]);
-        let back = roamgw_e2e::wait_until(std::time::Duration::from_secs(3), || {
-            s.banner(&floating(22)).as_deref() == Some("roamer")
-        });
-        assert!(
-            back,
-            "the daemon did not repair the map:\n{}",
-            s.bed.log("daemon.log")
-        );
+        repaired_after(&["nft", "flush", "map", "ip", "roamgw", "dnat_addr"]);
         return;
     }
     s.bed.gw.run(&["nft", "flush", "ruleset"]);

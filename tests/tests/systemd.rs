@@ -215,14 +215,7 @@ fn before_reboot() {
     // reload re-reads the state.
     bed.tcp_banner_server(&bed.roam, 9090, "roamer-9090");
     let path = Path::new(CONFIG_DIR).join("gateway.toml");
-    let text = std::fs::read_to_string(&path).expect("state");
-    let edited = text.replacen(
-        "forwards = [\"22/tcp -> laptop\"]",
-        "forwards = [\"22/tcp -> laptop\", \"9090/tcp -> laptop\"]",
-        1,
-    );
-    assert_ne!(edited, text, "unexpected state layout:\n{text}");
-    std::fs::write(&path, edited).expect("write state");
+    roamgw_e2e::add_forward_by_hand(&path, "9090/tcp -> laptop");
     sh(&["systemctl", "reload", "roamgw"]);
     assert!(
         wait_until(Duration::from_secs(10), || bed

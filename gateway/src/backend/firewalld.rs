@@ -18,6 +18,15 @@ pub fn down(purge: bool) -> Result<bool> {
     })
 }
 
+/// firewalld when our objects are in it: up. firewalld not running counts as not up (a change
+/// is then saved and goes live with `up`).
+fn up() -> Result<Option<fw::Firewalld>> {
+    match fw::Firewalld::if_running()? {
+        Some(fw) if fw.is_set_up()? => Ok(Some(fw)),
+        _ => Ok(None),
+    }
+}
+
 impl Backend for Firewalld {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
         // Left from the nftables backend (a re-init): not ours to keep.
@@ -70,15 +79,10 @@ impl Backend for Firewalld {
         Ok(Some(Applied::Firewalld(done)))
     }
 
-    /// Up once our objects exist; firewalld not running counts as not up (the change is
-    /// saved and goes live with `up`).
     fn apply_if_up(&self, state: &GatewayState) -> Result<Option<Applied>> {
-        let Some(fw) = fw::Firewalld::if_running()? else {
+        let Some(fw) = up()? else {
             return Ok(None);
         };
-        if !fw.is_set_up()? {
-            return Ok(None);
-        }
         let differences = fw.apply(&model::desired(state))?;
         Ok(Some(Applied::Firewalld(differences)))
     }
@@ -94,12 +98,9 @@ impl Backend for Firewalld {
 
     /// firewalld keeps no per-rule counters: none are shown rather than zeros.
     fn view(&self, state: &GatewayState) -> Result<Option<View>> {
-        let Some(fw) = fw::Firewalld::if_running()? else {
+        let Some(fw) = up()? else {
             return Ok(None);
         };
-        if !fw.is_set_up()? {
-            return Ok(None);
-        }
         let differences = fw.differences(&model::desired(state))?;
         Ok(Some(View {
             drift: (!differences.is_empty()).then(|| fw::summary(&differences)),
