@@ -11,9 +11,9 @@
 //! these namespaces. Without root or a needed tool, building a testbed panics: the test fails,
 //! it never skips.
 //!
-//! Modules: [`ns`] (one namespace: commands, client sockets), [`testbed`] (the five of them,
-//! their links and clean-up), [`scenario`] (roamgw and a laptop on a testbed, and the
-//! life-cycle helpers tests and benchmarks share), [`firewalld`], [`bench`].
+//! Modules: `ns.rs` (one namespace: commands, client sockets), `testbed.rs` (the five of them,
+//! their links and clean-up), `scenario.rs` (roamgw and a laptop on a testbed, and the
+//! life-cycle helpers tests and benchmarks share), `firewalld.rs`, `bench.rs`.
 
 use std::fs::File;
 use std::io::{Read, Write};
