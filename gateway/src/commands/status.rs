@@ -55,9 +55,25 @@ pub const EXIT_DRIFT: u8 = 4;
 /// [`EXIT_DOWN`], [`EXIT_DRIFT`].
 pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
     let state = store.load()?;
+    let view = gather(store, &state)?;
+    let exit_code = match (view.data_plane_up, view.in_sync) {
+        (false, _) => EXIT_DOWN,
+        (true, Some(false)) => EXIT_DRIFT,
+        (true, _) => 0,
+    };
+    let stdout = if json {
+        to_json(&view)
+    } else {
+        render(&view, &state)
+    };
+    Ok(crate::Outcome { stdout, exit_code })
+}
+
+/// What `status` shows, read from the system (the daemon, the backend, the interface).
+fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
     let daemon_pid = control::daemon_pid_or_none(store);
     let g = &state.gateway;
-    let plane = backend::of(&state).view(&state)?;
+    let plane = backend::of(state).view(state)?;
     let up = plane.is_some();
     let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
     let view = StatusView {
@@ -77,7 +93,7 @@ pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
             .map(|v| v.trim() == "1"),
         daemon_running: daemon_pid.is_some(),
         daemon_pid,
-        roamers: peer_views(store, &state),
+        roamers: peer_views(store, state),
         forwards: state
             .forwards
             .iter()
@@ -92,17 +108,12 @@ pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
             })
             .collect(),
     };
-    let exit_code = match (view.data_plane_up, view.in_sync) {
-        (false, _) => EXIT_DOWN,
-        (true, Some(false)) => EXIT_DRIFT,
-        (true, _) => 0,
-    };
-    if json {
-        return Ok(crate::Outcome {
-            stdout: to_json(&view),
-            exit_code,
-        });
-    }
+    Ok(view)
+}
+
+/// The view as text (pure).
+fn render(view: &StatusView, state: &GatewayState) -> String {
+    let g = &state.gateway;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut out = format!(
         "gateway {} (state in {})\n  backend {}; anchor {}{}; public IP {} (untouched)\n  \
@@ -138,7 +149,7 @@ pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
             1 => "1 roamer".to_string(),
             n => format!("{n} roamers"),
         },
-        forward_count(&state),
+        forward_count(state),
     );
     if !view.roamers.is_empty() {
         let mut table = Table::new(["ROAMER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]);
@@ -166,8 +177,5 @@ pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
         }
         out.push_str(&table.render());
     }
-    Ok(crate::Outcome {
-        stdout: out,
-        exit_code,
-    })
+    out
 }
