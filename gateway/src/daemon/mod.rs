@@ -319,6 +319,12 @@ impl Daemon {
             Drift::Ruleset {
                 generation: Some(g),
             } => is_own_generation(&self.own_generations, *g),
+            // Notifications were lost (our own big transactions can do that): if nothing was
+            // committed since our last write, they can only have been ours.
+            Drift::Ruleset { generation: None } => self
+                .own_generations
+                .back()
+                .is_some_and(|&(_, after)| watch::generation() == Some(after)),
             _ => false,
         }
     }

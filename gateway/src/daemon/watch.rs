@@ -20,7 +20,7 @@ pub enum Drift {
     Ruleset { generation: Option<u32> },
     /// firewalld reloaded (its runtime config rebuilt from the permanent one), or (re)started.
     Firewalld(&'static str),
-    /// A link or an address went away or came back.
+    /// A link or an address went away.
     Network(roamgw_common::netlink::NetworkChange),
 }
 
@@ -145,8 +145,11 @@ pub fn watch_ruleset(
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.add_membership(NFNLGRP_NFTABLES)?;
-    // A `flush ruleset` of a big ruleset is many messages at once.
-    let _ = socket.set_rx_buf_sz(4 * 1024 * 1024);
+    // A `flush ruleset`, or our own start with 10,000 forwards, is many messages at once: 16 MB
+    // (forced past net.core.rmem_max; we have CAP_NET_ADMIN) holds ~80,000 of them.
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, 16 * 1024 * 1024).is_err() {
+        let _ = socket.set_rx_buf_sz(16 * 1024 * 1024);
+    }
     std::thread::Builder::new()
         .name("nft-watch".into())
         .spawn(move || {
@@ -246,7 +249,9 @@ pub fn watch_network(
 ) -> Result<(), roamgw_common::netlink::NetlinkError> {
     use roamgw_common::netlink::NetworkChange as C;
     roamgw_common::netlink::watch_network(0, move |change| {
-        if matches!(change, C::LinkRemoved | C::AddressRemoved | C::AddressAdded) {
+        // Only what goes away can break a forward (an address that appears cannot, and most
+        // are our own: the tunnel's).
+        if matches!(change, C::LinkRemoved | C::AddressRemoved) {
             on_drift(Drift::Network(change));
         }
     })

@@ -79,12 +79,18 @@ impl UserspaceDevice {
         let tun = Arc::new(create_tun(name).map_err(create_error)?);
         tun.set_nonblocking(true).map_err(create_error)?;
         let shared = Arc::new(Shared::new().map_err(create_error)?);
-        let for_relay = Arc::clone(&shared);
+        // Weak: the relay's thread may outlive the device by a moment, and must not keep its
+        // sockets (the listen port) open meanwhile: a device created again at once (after
+        // `ip link del`) binds the same port.
+        let for_relay = Arc::downgrade(&shared);
         let relay = Relay::start(
             name,
             Box::new(move || {
-                let status = for_relay.status();
-                let table = lock_read(&for_relay.table);
+                let Some(shared) = for_relay.upgrade() else {
+                    return zeroize::Zeroizing::new("errno=19\n".to_string());
+                };
+                let status = shared.status();
+                let table = lock_read(&shared.table);
                 uapi::render_get(&status, table.private_key(), &|key| {
                     table.peer(key).and_then(|p| p.preshared_key().cloned())
                 })
