@@ -86,12 +86,9 @@ impl Endpoints {
         self.roamers.get(&key.to_string()).map(|s| s.endpoint)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.roamers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.roamers.is_empty()
     }
 
     /// Takes in what the device reports for the `roamers` (their public keys): a new endpoint
