@@ -151,6 +151,44 @@ pub fn add_forward_by_hand(path: &Path, forward: &str) {
     std::fs::write(path, edited).expect("write state");
 }
 
+/// Boots the qemu guest (tests/guest/run) and runs the ignored test `inner` of the calling
+/// test binary inside it, with `env` for the runner; prints the console's last lines and
+/// returns whether the runner succeeded, and the console. Needs qemu and friends (fails,
+/// naming the package, without them); builds the binaries first (the guest sees the tree
+/// read-only).
+pub fn run_in_guest(inner: &str, env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "apt-get"] {
+        assert!(
+            on_path(tool),
+            "{tool} is missing: run `bash scripts/install-deps` (the qemu guest needs it)"
+        );
+    }
+    binary("roamgw");
+    binary("roamer");
+    let exe = std::env::current_exe().expect("test binary");
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/run");
+    let started = Instant::now();
+    let mut command = Command::new(&run);
+    command
+        .arg(&exe)
+        .args(["--ignored", "--exact", inner, "--nocapture"])
+        .env("ROAMGW_E2E_PREBUILT", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("tests/guest/run");
+    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = console.lines().collect();
+    eprintln!(
+        "guest ran for {:?} (exit {:?}); its console, last lines:\n{}\n{}",
+        started.elapsed(),
+        out.status.code(),
+        lines[lines.len().saturating_sub(60)..].join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), console)
+}
+
 pub fn wait_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {

@@ -3,54 +3,18 @@
 //! runs the guest-side test there: the same testbed, `roamgw run --wireguard kernel` on the
 //! droplet and `roamer run --wireguard kernel` on the laptop.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{binary, on_path, wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP};
+use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP};
 
 const GUEST_TEST: &str = "guest_kernel_wireguard";
 
 #[test]
 fn kernel_wireguard_in_a_qemu_guest() {
-    for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "apt-get"] {
-        assert!(
-            on_path(tool),
-            "{tool} is missing: run `bash scripts/install-deps` (the kernel-path test needs it)"
-        );
-    }
-    // Built here: the guest sees the tree read-only.
-    binary("roamgw");
-    binary("roamer");
-    let exe = std::env::current_exe().expect("test binary");
-    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/run");
-    let started = Instant::now();
-    let out = Command::new(&run)
-        .arg(&exe)
-        .args(["--ignored", "--exact", GUEST_TEST, "--nocapture"])
-        .env("ROAMGW_E2E_PREBUILT", "1")
-        .output()
-        .expect("tests/guest/run");
-    let console = String::from_utf8_lossy(&out.stdout);
-    eprintln!(
-        "guest ran for {:?}; its console, last lines:\n{}",
-        started.elapsed(),
-        console
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let (ok, console) = roamgw_e2e::run_in_guest(GUEST_TEST, &[]);
     assert!(
-        out.status.success() && console.contains("test result: ok. 1 passed"),
-        "the kernel-path test failed in the guest (exit {:?}):\n{}\n{}",
-        out.status.code(),
-        console,
-        String::from_utf8_lossy(&out.stderr)
+        ok && console.contains("test result: ok. 1 passed"),
+        "the kernel-path test failed in the guest:\n{console}"
     );
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{binary, on_path, wait_until, Testbed, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, wait_until, Testbed, FLOATING_IP, PUBLIC_IP};
 
 const GUEST_TEST: &str = "guest_systemd_units";
 const CONFIG_DIR: &str = "/etc/roamgw";
@@ -22,46 +22,22 @@ const BOUND: Duration = Duration::from_secs(3);
 
 #[test]
 fn systemd_units_in_a_qemu_guest() {
-    for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "apt-get"] {
-        assert!(
-            on_path(tool),
-            "{tool} is missing: run `bash scripts/install-deps` (the systemd test needs it)"
-        );
-    }
     assert!(
         Path::new("/lib/systemd/systemd").exists(),
         "systemd is missing: run `bash scripts/install-deps` (package systemd)"
     );
-    binary("roamgw");
-    binary("roamer");
-    let exe = std::env::current_exe().expect("test binary");
-    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/run");
     let persist = tempfile::tempdir().expect("persist dir");
-    let started = Instant::now();
-    let out = Command::new(&run)
-        .arg(&exe)
-        .args(["--ignored", "--exact", GUEST_TEST, "--nocapture"])
-        .env("ROAMGW_E2E_PREBUILT", "1")
-        .env("ROAMGW_GUEST_INIT", "systemd")
-        .env("ROAMGW_GUEST_PERSIST", persist.path())
-        .env("ROAMGW_GUEST_TIMEOUT", "400")
-        .output()
-        .expect("tests/guest/run");
-    let console = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = console.lines().collect();
-    eprintln!(
-        "guest ran for {:?}; its console, last lines:\n{}",
-        started.elapsed(),
-        lines[lines.len().saturating_sub(60)..].join("\n")
+    let (ok, console) = roamgw_e2e::run_in_guest(
+        GUEST_TEST,
+        &[
+            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
+            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
+            ("ROAMGW_GUEST_TIMEOUT", "400".as_ref()),
+        ],
     );
     assert!(
-        out.status.success()
-            && console.contains("guest: rebooting")
-            && console.contains("test result: ok. 1 passed"),
-        "the systemd test failed in the guest (exit {:?}):\n{}\n{}",
-        out.status.code(),
-        console,
-        String::from_utf8_lossy(&out.stderr)
+        ok && console.contains("guest: rebooting") && console.contains("test result: ok. 1 passed"),
+        "the systemd test failed in the guest:\n{console}"
     );
 }
 
