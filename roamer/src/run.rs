@@ -208,30 +208,26 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
         let _ = network_events.send(Event::Network(change));
     })?;
 
-    let prober = Prober::new(config.gateway_tunnel_address());
-    prober.probe();
-    let timing = Timing::new(config.gateway.persistent_keepalive);
-    let mut machine = Machine::new(timing, endpoint, boottime(), u64::from(std::process::id()));
-    let started = status::unix_now();
-    let write_status = |machine: &Machine| {
-        let written = status::write(&RunState {
-            pid: std::process::id(),
-            config: config_path.to_path_buf(),
-            name: config.name.to_string(),
-            interface: interface.to_string(),
-            tunnel_address: config.address,
-            gateway_endpoint: config.gateway.endpoint.to_string(),
-            gateway_address: machine.endpoint(),
-            health: machine.health().clone(),
-            health_since: status::unix_now()
-                .saturating_sub(boottime().saturating_sub(machine.health_since()).as_secs()),
-            started,
-        });
-        if let Err(e) = written {
-            warn!("{e}");
-        }
+    let mut session = Session {
+        config,
+        config_path,
+        device,
+        prober: Prober::new(config.gateway_tunnel_address()),
+        machine: Machine::new(
+            Timing::new(config.gateway.persistent_keepalive),
+            endpoint,
+            boottime(),
+            u64::from(std::process::id()),
+        ),
+        events: events.clone(),
+        started: status::unix_now(),
+        warned: loaded.warnings.clone(),
+        burst: None,
+        next_tick: Instant::now(),
+        clocks: (boottime(), monotonic()),
     };
-    write_status(&machine);
+    session.prober.probe();
+    session.write_status();
     info!(
         interface,
         address = %config.address,
@@ -240,110 +236,183 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
         keepalive = config.gateway.persistent_keepalive,
         "tunnel up, waiting for the gateway's answer"
     );
-
-    let mut warned = loaded.warnings.clone();
-    let mut burst: Option<(Instant, Instant, NetworkChange)> = None;
-    let mut next_tick = Instant::now();
-    let mut clocks = (boottime(), monotonic());
     let signal = loop {
-        let mut wait = next_tick.saturating_duration_since(Instant::now());
-        if let Some((first, last, _)) = &burst {
-            let due = (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX);
-            wait = wait.min(due.saturating_duration_since(Instant::now()));
-        }
         let mut inputs = Vec::new();
-        match inbox.recv_timeout(wait) {
+        match inbox.recv_timeout(session.wait()) {
             Ok(Event::Stop(signal)) => break signal,
-            Ok(Event::Network(change)) => {
-                let now = Instant::now();
-                burst = Some(match burst.take() {
-                    Some((first, _, what)) => (first, now, what),
-                    None => (now, now, change),
-                });
-            }
-            Ok(Event::Resolved(Ok(address))) => inputs.push(Input::Resolved(address)),
-            Ok(Event::Resolved(Err(message))) => {
-                warn!("{message}");
-                inputs.push(Input::ResolveFailed(message));
-            }
+            Ok(event) => session.on_event(event, &mut inputs),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break 0,
         }
         let now = Instant::now();
-        if let Some((first, last, what)) = &burst {
-            if now >= (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX) {
-                info!(
-                    change = what.describe(),
-                    "network changed: probing the gateway"
-                );
-                inputs.push(Input::NetworkChanged);
-                burst = None;
-                let routes = roamgw_common::routes::system_routes();
-                for warning in check::collision_warnings(&routes, config) {
-                    if !warned.contains(&warning) {
-                        warn!("{warning}");
-                        warned.push(warning);
-                    }
-                }
-            }
-        }
-        if now >= next_tick {
-            next_tick = now
-                + if machine.awaiting_answer() {
-                    FAST_TICK
-                } else {
-                    TICK
-                };
-            let now_clocks = (boottime(), monotonic());
-            let slept = slept_between(clocks, now_clocks);
-            clocks = now_clocks;
-            if let Some(slept) = slept {
-                info!(
-                    slept_secs = slept.as_secs(),
-                    "woke from suspend: probing the gateway"
-                );
-                inputs.push(Input::NetworkChanged);
-            }
-            match device.status() {
-                Ok(status) => {
-                    let rx_bytes = status
-                        .peer(&config.gateway.public_key)
-                        .map_or(0, |p| p.rx_bytes);
-                    inputs.push(Input::Tick { rx_bytes });
-                }
-                Err(e) => warn!("cannot read the tunnel's counters: {e}"),
-            }
-        }
-        for input in inputs {
-            let before = (machine.health().clone(), machine.endpoint());
-            for action in machine.step(boottime(), input) {
-                match action {
-                    Action::Probe => prober.probe(),
-                    Action::Resolve => {
-                        resolve_in_background(config.gateway.endpoint.clone(), events.clone())
-                    }
-                    Action::Reconnect(address) => {
-                        if address != before.1 {
-                            info!(from = %before.1, to = %address, "the gateway moved: following it");
-                        }
-                        if let Err(e) = reset_peer(device, &peer_config(config, address)) {
-                            warn!("cannot reconnect to {address}: {e}");
-                        }
-                        prober.probe();
-                    }
-                }
-            }
-            if (machine.health(), machine.endpoint()) != (&before.0, before.1) {
-                log_health(&before.0, &machine);
-                write_status(&machine);
-            }
-        }
+        session.on_settled_network(now, &mut inputs);
+        session.on_tick(now, &mut inputs);
+        session.act(inputs);
     };
     info!(signal, "stopping");
     status::remove(interface);
     // Removes the interface.
     drop(owned_device);
     Ok(())
+}
+
+/// The running tunnel: what the loop in [`run`] feeds the health machine with, and carries
+/// out for it. Each step is a method; the machine itself is pure (crate::health).
+struct Session<'a> {
+    config: &'a RoamerConfig,
+    config_path: &'a Path,
+    device: &'a dyn roamgw_common::wg::WgDevice,
+    prober: Prober,
+    machine: Machine,
+    events: mpsc::Sender<Event>,
+    /// When the run began (Unix seconds), for the status file.
+    started: u64,
+    /// Warnings already said once (subnet collisions), so a network change repeats none.
+    warned: Vec<String>,
+    /// A burst of network changes being merged: (first, last, what).
+    burst: Option<(Instant, Instant, NetworkChange)>,
+    next_tick: Instant,
+    /// (CLOCK_BOOTTIME, CLOCK_MONOTONIC) at the last tick: a gap between them is a suspend.
+    clocks: (Duration, Duration),
+}
+
+impl Session<'_> {
+    /// How long the loop may wait for an event: until the next tick, or until a burst of
+    /// network changes has settled.
+    fn wait(&self) -> Duration {
+        let mut wait = self.next_tick.saturating_duration_since(Instant::now());
+        if let Some((first, last, _)) = &self.burst {
+            let due = (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX);
+            wait = wait.min(due.saturating_duration_since(Instant::now()));
+        }
+        wait
+    }
+
+    fn on_event(&mut self, event: Event, inputs: &mut Vec<Input>) {
+        match event {
+            Event::Network(change) => {
+                let now = Instant::now();
+                self.burst = Some(match self.burst.take() {
+                    Some((first, _, what)) => (first, now, what),
+                    None => (now, now, change),
+                });
+            }
+            Event::Resolved(Ok(address)) => inputs.push(Input::Resolved(address)),
+            Event::Resolved(Err(message)) => {
+                warn!("{message}");
+                inputs.push(Input::ResolveFailed(message));
+            }
+            Event::Stop(_) => {}
+        }
+    }
+
+    /// A burst of network changes that has been quiet long enough (or gone on too long)
+    /// becomes one "network changed"; new subnet collisions are said once.
+    fn on_settled_network(&mut self, now: Instant, inputs: &mut Vec<Input>) {
+        let Some((first, last, what)) = &self.burst else {
+            return;
+        };
+        if now < (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX) {
+            return;
+        }
+        info!(
+            change = what.describe(),
+            "network changed: probing the gateway"
+        );
+        inputs.push(Input::NetworkChanged);
+        self.burst = None;
+        let routes = roamgw_common::routes::system_routes();
+        for warning in check::collision_warnings(&routes, self.config) {
+            if !self.warned.contains(&warning) {
+                warn!("{warning}");
+                self.warned.push(warning);
+            }
+        }
+    }
+
+    /// Every tick (faster while an answer is awaited): a suspend shows as a clock gap, and
+    /// the device's rx counter says whether the gateway answered.
+    fn on_tick(&mut self, now: Instant, inputs: &mut Vec<Input>) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now
+            + if self.machine.awaiting_answer() {
+                FAST_TICK
+            } else {
+                TICK
+            };
+        let now_clocks = (boottime(), monotonic());
+        let slept = slept_between(self.clocks, now_clocks);
+        self.clocks = now_clocks;
+        if let Some(slept) = slept {
+            info!(
+                slept_secs = slept.as_secs(),
+                "woke from suspend: probing the gateway"
+            );
+            inputs.push(Input::NetworkChanged);
+        }
+        match self.device.status() {
+            Ok(status) => {
+                let rx_bytes = status
+                    .peer(&self.config.gateway.public_key)
+                    .map_or(0, |p| p.rx_bytes);
+                inputs.push(Input::Tick { rx_bytes });
+            }
+            Err(e) => warn!("cannot read the tunnel's counters: {e}"),
+        }
+    }
+
+    /// Steps the machine with each input and carries out its actions: probe, re-resolve,
+    /// reconnect. A change of health is logged and written to the status file.
+    fn act(&mut self, inputs: Vec<Input>) {
+        for input in inputs {
+            let before = (self.machine.health().clone(), self.machine.endpoint());
+            for action in self.machine.step(boottime(), input) {
+                match action {
+                    Action::Probe => self.prober.probe(),
+                    Action::Resolve => resolve_in_background(
+                        self.config.gateway.endpoint.clone(),
+                        self.events.clone(),
+                    ),
+                    Action::Reconnect(address) => {
+                        if address != before.1 {
+                            info!(from = %before.1, to = %address, "the gateway moved: following it");
+                        }
+                        if let Err(e) = reset_peer(self.device, &peer_config(self.config, address))
+                        {
+                            warn!("cannot reconnect to {address}: {e}");
+                        }
+                        self.prober.probe();
+                    }
+                }
+            }
+            if (self.machine.health(), self.machine.endpoint()) != (&before.0, before.1) {
+                log_health(&before.0, &self.machine);
+                self.write_status();
+            }
+        }
+    }
+
+    fn write_status(&self) {
+        let machine = &self.machine;
+        let written = status::write(&RunState {
+            pid: std::process::id(),
+            config: self.config_path.to_path_buf(),
+            name: self.config.name.to_string(),
+            interface: self.config.interface.to_string(),
+            tunnel_address: self.config.address,
+            gateway_endpoint: self.config.gateway.endpoint.to_string(),
+            gateway_address: machine.endpoint(),
+            health: machine.health().clone(),
+            health_since: status::unix_now()
+                .saturating_sub(boottime().saturating_sub(machine.health_since()).as_secs()),
+            started: self.started,
+        });
+        if let Err(e) = written {
+            warn!("{e}");
+        }
+    }
 }
 
 fn log_health(before: &Health, machine: &Machine) {
