@@ -12,7 +12,7 @@ pub mod detect;
 pub mod device;
 pub mod firewalld;
 pub mod nft;
-pub mod render;
+pub mod peer_configs;
 pub mod store;
 
 use cli::{Cli, Command};

@@ -22,7 +22,7 @@ use crate::cli::{
 };
 use crate::control;
 use crate::detect;
-use crate::render;
+use crate::peer_configs;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -126,7 +126,7 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
             .iter()
             .map(|r| store.roamer_psk(&r.name).map(Some))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let text = render::gateway_wg_quick(&state, key, psks);
+        let text = peer_configs::gateway_wg_quick(&state, key, psks);
         return if args.qr { qr(&text) } else { Ok(text) };
     }
     let name = args
@@ -135,15 +135,15 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
     let roamer = state
         .roamer(&name)
         .ok_or_else(|| refused(format!("no roamer '{name}' ({})", roamer_names(&state))))?;
-    let config = render::roamer_config(
+    let config = peer_configs::roamer_config(
         &state,
         roamer,
         store.roamer_private_key(&name)?,
         Some(store.roamer_psk(&name)?),
     );
     let text = match args.format {
-        ConfigFormat::Roamer => render::roamer_toml(&config),
-        ConfigFormat::WgQuick => render::roamer_wg_quick(&config),
+        ConfigFormat::Roamer => peer_configs::roamer_toml(&config),
+        ConfigFormat::WgQuick => peer_configs::roamer_wg_quick(&config),
     };
     if args.qr {
         return qr(&text);
