@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use roamgw_common::fsutil::{PidLock, PidLockError};
-use roamgw_common::state::GatewayState;
+use roamgw_common::state::{GatewayState, WireguardMode};
 use roamgw_common::wg::{self, WgDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{debug, error, info, warn};
@@ -444,8 +444,11 @@ impl Daemon {
     /// Brings the device, the link and the data plane back to the state. Returns what it did.
     fn repair(&mut self) -> Result<Vec<String>, String> {
         let mut repaired = Vec::new();
-        if let Some(name) = self.device.as_ref().map(|d| d.name().to_string()) {
-            if !backend::interface_exists(&name) {
+        // Ours to run (not --wireguard external): a device that is gone, or that could not be
+        // created at the last try, is created again.
+        if self.state.gateway.wireguard != WireguardMode::External {
+            let name = self.state.gateway.interface.to_string();
+            if self.device.is_none() || !backend::interface_exists(&name) {
                 // The old device first: its `wg show` socket has the new one's name.
                 self.device = None;
                 self.device = device::open(&self.state).map_err(|e| e.to_string())?;
