@@ -11,7 +11,8 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 use roamgw_common::names::{Endpoint, InterfaceName};
 use roamgw_common::state::{GatewayState, RoamerConfig};
-use roamgw_common::wg::uapi::{self, DeviceStatus, PeerStatus};
+use roamgw_common::wg::uapi;
+use roamgw_common::wg::{DeviceStatus, PeerStatus};
 use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
 use roamgw_common::{
     PortRange, PortSpec, PresharedKey, PrivateKey, Protocols, PublicKey, RoamerName,

@@ -2,7 +2,8 @@
 
 use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::state::{GatewayState, WireguardMode};
-use roamgw_common::wg::uapi::{PeerConfig, UapiError};
+use roamgw_common::wg::uapi::UapiError;
+use roamgw_common::wg::PeerConfig;
 use roamgw_common::wg::{self, Preference, WgDevice};
 
 use crate::store::{Store, StoreError};

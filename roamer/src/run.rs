@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use roamgw_common::netlink::{Links, NetworkChange};
 use roamgw_common::state::RoamerConfig;
-use roamgw_common::wg::uapi::PeerConfig;
+use roamgw_common::wg::PeerConfig;
 use roamgw_common::wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{debug, info, warn};

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use roamgw_common::wg::uapi::PeerConfig;
 use roamgw_common::wg::userspace::UserspaceDevice;
+use roamgw_common::wg::PeerConfig;
 use roamgw_common::wg::{set_identity, sync_peers, WgDevice};
 use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
 use roamgw_common::PrivateKey;

@@ -14,7 +14,8 @@ use defguard_wireguard_rs::peer::Peer;
 use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi};
 use ipnet::IpNet;
 
-use super::uapi::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest, UapiError};
+use super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
+use super::uapi::UapiError;
 use super::WgDevice;
 use crate::keys::PublicKey;
 use crate::netlink::{CreateLinkError, Links};

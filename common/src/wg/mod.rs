@@ -3,17 +3,20 @@
 //! - [`userspace`]: boringtun's protocol core (`noise::Tunn`) in our own batched I/O loop on a
 //!   TUN device, configured in-process.
 //! - [`kernel`]: kernel WireGuard over netlink (defguard_wireguard_rs).
-//! - [`uapi`]: the cross-platform text protocol, also used to talk to wireguard-go.
+//! - [`model`]: what every device reports and what a `set` changes (one model for all).
+//! - [`uapi`]: the cross-platform text protocol of that model, also used to talk to wireguard-go.
 //! - [`socket`]: a device reached through its UAPI socket (wireguard-go, or `wg show`'s view
 //!   of ours).
 
 pub mod kernel;
+pub mod model;
 pub mod socket;
 pub mod uapi;
 pub mod userspace;
 
 use crate::keys::PrivateKey;
-use uapi::{DeviceStatus, PeerConfig, SetRequest, UapiError};
+pub use model::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
+use uapi::UapiError;
 
 /// Which WireGuard runs an interface we create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,7 +178,7 @@ impl std::fmt::Display for PeerSync {
     }
 }
 
-fn same_config(current: &uapi::PeerStatus, desired: &PeerConfig) -> bool {
+fn same_config(current: &PeerStatus, desired: &PeerConfig) -> bool {
     let mut have = current.allowed_ips.clone();
     let mut want = desired.allowed_ips.clone();
     have.sort();
@@ -258,7 +261,6 @@ pub fn reset_peer(device: &dyn WgDevice, peer: &PeerConfig) -> Result<(), UapiEr
 mod tests {
     use super::*;
     use crate::keys::{PresharedKey, PublicKey};
-    use uapi::PeerStatus;
 
     fn key(n: u8) -> PublicKey {
         PublicKey::from_bytes([n; 32])

@@ -5,7 +5,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::uapi::{self, DeviceStatus, SetRequest, UapiError};
+use super::model::{DeviceStatus, SetRequest};
+use super::uapi::{self, UapiError};
 use super::userspace::UAPI_DIR;
 use super::WgDevice;
 

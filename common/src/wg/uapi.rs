@@ -5,12 +5,11 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use ipnet::IpNet;
 use zeroize::Zeroizing;
 
+use super::model::{DeviceStatus, PeerStatus, SetOp, SetRequest};
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,34 +45,6 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-/// One peer as the device reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    pub public_key: PublicKey,
-    pub has_preshared_key: bool,
-    pub endpoint: Option<SocketAddr>,
-    pub allowed_ips: Vec<IpNet>,
-    pub persistent_keepalive: u16,
-    /// `None` when no handshake has completed.
-    pub last_handshake: Option<SystemTime>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-}
-
-/// What `get=1` returns (the private key is left out on purpose: we never need it back).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceStatus {
-    pub listen_port: u16,
-    pub fwmark: u32,
-    pub peers: Vec<PeerStatus>,
-}
-
-impl DeviceStatus {
-    pub fn peer(&self, key: &PublicKey) -> Option<&PeerStatus> {
-        self.peers.iter().find(|p| &p.public_key == key)
-    }
 }
 
 /// Parses the body of a `get=1` reply (up to and including `errno=`).
@@ -200,97 +171,38 @@ pub fn render_get(
     out
 }
 
-/// A peer to configure. The gateway sets `endpoint` only on a fresh device, from what it
-/// remembered: WireGuard learns it from the roamer's packets, and pinning one would fight
-/// roaming.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    pub public_key: PublicKey,
-    pub preshared_key: Option<PresharedKey>,
-    pub endpoint: Option<SocketAddr>,
-    pub allowed_ips: Vec<IpNet>,
-    pub persistent_keepalive: u16,
-}
-
-/// One change within a `set` transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetOp {
-    PrivateKey(PrivateKey),
-    ListenPort(u16),
-    /// Adds or updates a peer; its allowed IPs replace the old ones.
-    Peer(PeerConfig),
-    RemovePeer(PublicKey),
-}
-
-/// One `set` transaction: rendered as a UAPI `set=1` message for userspace devices, applied
-/// op by op over netlink for the kernel.
-#[derive(Debug, Default)]
-pub struct SetRequest {
-    ops: Vec<SetOp>,
-}
-
-impl SetRequest {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn private_key(&mut self, key: &PrivateKey) -> &mut Self {
-        self.ops.push(SetOp::PrivateKey(key.clone()));
-        self
-    }
-
-    pub fn listen_port(&mut self, port: u16) -> &mut Self {
-        self.ops.push(SetOp::ListenPort(port));
-        self
-    }
-
-    pub fn peer(&mut self, peer: &PeerConfig) -> &mut Self {
-        self.ops.push(SetOp::Peer(peer.clone()));
-        self
-    }
-
-    pub fn remove_peer(&mut self, key: &PublicKey) -> &mut Self {
-        self.ops.push(SetOp::RemovePeer(*key));
-        self
-    }
-
-    pub fn ops(&self) -> &[SetOp] {
-        &self.ops
-    }
-
-    /// The UAPI message, ending with the empty line that closes it.
-    pub fn message(&self) -> Zeroizing<String> {
-        let mut body = Zeroizing::new(String::from("set=1\n"));
-        let mut line = |key: &str, value: &dyn std::fmt::Display| {
-            let _ = writeln!(body, "{key}={value}");
-        };
-        for op in &self.ops {
-            match op {
-                SetOp::PrivateKey(key) => line("private_key", &hex(key.expose_bytes()).as_str()),
-                SetOp::ListenPort(port) => line("listen_port", port),
-                SetOp::Peer(peer) => {
-                    line("public_key", &hex(peer.public_key.as_bytes()).as_str());
-                    if let Some(psk) = &peer.preshared_key {
-                        line("preshared_key", &hex(psk.expose_bytes()).as_str());
-                    }
-                    if let Some(endpoint) = peer.endpoint {
-                        line("endpoint", &endpoint);
-                    }
-                    line("persistent_keepalive_interval", &peer.persistent_keepalive);
-                    line("replace_allowed_ips", &"true");
-                    for net in &peer.allowed_ips {
-                        line("allowed_ip", net);
-                    }
+/// The UAPI `set=1` message of `request`, ending with the empty line that closes it.
+pub fn set_message(request: &SetRequest) -> Zeroizing<String> {
+    let mut body = Zeroizing::new(String::from("set=1\n"));
+    let mut line = |key: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(body, "{key}={value}");
+    };
+    for op in request.ops() {
+        match op {
+            SetOp::PrivateKey(key) => line("private_key", &hex(key.expose_bytes()).as_str()),
+            SetOp::ListenPort(port) => line("listen_port", port),
+            SetOp::Peer(peer) => {
+                line("public_key", &hex(peer.public_key.as_bytes()).as_str());
+                if let Some(psk) = &peer.preshared_key {
+                    line("preshared_key", &hex(psk.expose_bytes()).as_str());
                 }
-                SetOp::RemovePeer(key) => {
-                    line("public_key", &hex(key.as_bytes()).as_str());
-                    line("remove", &"true");
+                if let Some(endpoint) = peer.endpoint {
+                    line("endpoint", &endpoint);
+                }
+                line("persistent_keepalive_interval", &peer.persistent_keepalive);
+                line("replace_allowed_ips", &"true");
+                for net in &peer.allowed_ips {
+                    line("allowed_ip", net);
                 }
             }
+            SetOp::RemovePeer(key) => {
+                line("public_key", &hex(key.as_bytes()).as_str());
+                line("remove", &"true");
+            }
         }
-        body.push('\n');
-        body
     }
+    body.push('\n');
+    body
 }
 
 /// Reads one reply: lines up to the empty line after `errno=` (that line not included).
@@ -328,7 +240,7 @@ pub fn get<S: Read + Write>(stream: &mut S, request: &[u8]) -> Result<DeviceStat
 
 /// `set=1` over a connected stream.
 pub fn set<S: Read + Write>(stream: &mut S, request: &SetRequest) -> Result<(), UapiError> {
-    stream.write_all(request.message().as_bytes())?;
+    stream.write_all(set_message(request).as_bytes())?;
     let reply = read_reply(&mut BufReader::new(&mut *stream))?;
     parse_get(&reply).map(|_| ())
 }
@@ -336,6 +248,8 @@ pub fn set<S: Read + Write>(stream: &mut S, request: &SetRequest) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wg::PeerConfig;
+    use ipnet::IpNet;
 
     const KEY_HEX: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a";
 
@@ -392,7 +306,7 @@ mod tests {
                 allowed_ips: vec!["192.168.32.2/32".parse().expect("net")],
                 persistent_keepalive: 0,
             });
-        let message = request.message();
+        let message = set_message(&request);
         assert!(
             message.starts_with("set=1\nprivate_key="),
             "{}",

@@ -22,7 +22,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-use super::super::uapi::DeviceStatus;
+use super::super::model::DeviceStatus;
 use super::gso::{GsoBatch, Send};
 use super::table::{Peer, Table};
 use crate::keys::PublicKey;

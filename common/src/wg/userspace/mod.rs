@@ -26,7 +26,8 @@ use std::thread::JoinHandle;
 use tun_rs::{DeviceBuilder, SyncDevice};
 use zeroize::Zeroizing;
 
-use super::uapi::{self, DeviceStatus, SetOp, SetRequest, UapiError};
+use super::model::{DeviceStatus, SetOp, SetRequest};
+use super::uapi::{self, UapiError};
 use super::WgDevice;
 use datapath::{lock_read, Shared};
 

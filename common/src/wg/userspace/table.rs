@@ -12,7 +12,8 @@ use boringtun::noise::Tunn;
 use boringtun::x25519;
 use ipnet::IpNet;
 
-use super::super::uapi::{DeviceStatus, PeerConfig, PeerStatus, SetOp, UapiError};
+use super::super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp};
+use super::super::uapi::UapiError;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// Handshakes per second before the device answers with cookies (boringtun's device uses the
