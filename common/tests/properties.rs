@@ -189,6 +189,25 @@ fn mutated(text: &'static str) -> impl Strategy<Value = String> {
     ]
 }
 
+/// A loaded file survives render → load unchanged; a refused one says why in one line.
+fn whole_or_one_line<T: PartialEq + std::fmt::Debug, E: std::fmt::Display>(
+    loaded: Result<T, E>,
+    reload: impl Fn(&T) -> Result<T, E>,
+) -> Result<(), TestCaseError> {
+    match loaded {
+        Ok(value) => prop_assert_eq!(reload(&value).ok(), Some(value)),
+        Err(e) => {
+            let message = e.to_string();
+            prop_assert!(
+                !message.is_empty() && !message.contains('\n'),
+                "{:?}",
+                message
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -252,23 +271,11 @@ proptest! {
 
     #[test]
     fn a_mutated_state_loads_whole_or_is_refused_in_one_line(text in mutated(STATE)) {
-        match GatewayState::from_toml(&text) {
-            Ok(state) => prop_assert_eq!(GatewayState::from_toml(&state.to_toml()).ok(), Some(state)),
-            Err(e) => {
-                let message = e.to_string();
-                prop_assert!(!message.is_empty() && !message.contains('\n'), "{:?}", message);
-            }
-        }
+        whole_or_one_line(GatewayState::from_toml(&text), |s| GatewayState::from_toml(&s.to_toml()))?;
     }
 
     #[test]
     fn a_mutated_roamer_config_loads_whole_or_is_refused_in_one_line(text in mutated(ROAMER)) {
-        match RoamerConfig::from_toml(&text) {
-            Ok(config) => prop_assert_eq!(RoamerConfig::from_toml(&config.to_toml()).ok(), Some(config)),
-            Err(e) => {
-                let message = e.to_string();
-                prop_assert!(!message.is_empty() && !message.contains('\n'), "{:?}", message);
-            }
-        }
+        whole_or_one_line(RoamerConfig::from_toml(&text), |c| RoamerConfig::from_toml(&c.to_toml()))?;
     }
 }

@@ -3,7 +3,8 @@
 
 use roamgw_common::state::GatewayState;
 
-use super::{Applied, Backend, Counters, ForwardChange, Result, View};
+use super::{Applied, Backend, Counters, Result, View};
+use crate::change::ForwardChange;
 use crate::firewalld::model::{self, PolicySpec};
 use crate::firewalld::{self as fw, Difference};
 

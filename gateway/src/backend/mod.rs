@@ -14,6 +14,7 @@ pub mod nftables;
 use roamgw_common::state::GatewayState;
 use tracing::{info, warn};
 
+use crate::change::ForwardChange;
 use crate::conntrack;
 use crate::firewalld::{Difference, FirewalldError};
 use crate::nft::apply::NftError;
@@ -22,7 +23,6 @@ use crate::nft::observed;
 
 pub use self::firewalld::Firewalld;
 pub use self::nftables::Nftables;
-pub use crate::change::ForwardChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {

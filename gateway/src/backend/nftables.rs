@@ -4,7 +4,8 @@
 use roamgw_common::state::{Forward, GatewayState};
 use tracing::{debug, info};
 
-use super::{Applied, Backend, Counters, ForwardChange, Result, View};
+use super::{Applied, Backend, Counters, Result, View};
+use crate::change::ForwardChange;
 use crate::firewalld;
 use crate::nft::apply;
 use crate::nft::diff::{plan, Plan};

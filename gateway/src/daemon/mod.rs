@@ -198,9 +198,8 @@ fn start_signal_thread(events: mpsc::Sender<Event>) -> Result<(), DaemonError> {
 /// that cannot start leaves that kind of drift to the periodic check.
 fn start_watchers(events: &mpsc::Sender<Event>) {
     let sender = |events: &mpsc::Sender<Event>| {
-        let events = std::sync::Mutex::new(events.clone());
+        let events = events.clone();
         move |drift: Drift| {
-            let events = events.lock().unwrap_or_else(|p| p.into_inner());
             let _ = events.send(Event::Drift(drift));
         }
     };
@@ -549,7 +548,7 @@ impl Daemon {
     fn make_live(
         &mut self,
         new: &GatewayState,
-        change: &backend::ForwardChange,
+        change: &crate::change::ForwardChange,
     ) -> Result<String, String> {
         let mut summary = Vec::new();
         // A change of forwards only leaves the peers alone.
