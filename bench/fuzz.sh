@@ -9,7 +9,7 @@ seconds=${SECONDS_PER_TARGET:-600}
 export PROPTEST_CASES=${PROPTEST_CASES:-2000000}
 # The test binaries, built once (running them directly keeps cargo's locks free).
 binaries=$(cargo test --release --locked --no-run --message-format=json \
-    -p roamgw-common -p roamgw-gateway --test properties 2>/dev/null \
+    -p roamgw-common -p roamgw-wg -p roamgw-gateway --test properties 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -5,11 +5,9 @@ pub mod cli;
 pub mod fsutil;
 pub mod keys;
 pub mod names;
-pub mod netlink;
 pub mod portspec;
 pub mod routes;
 pub mod state;
-pub mod wg;
 pub mod wgquick;
 
 pub use keys::{PresharedKey, PrivateKey, PublicKey};

@@ -1,6 +1,7 @@
 //! Property tests for every parser a user's input or a peer's output reaches: arbitrary input
 //! never panics; every valid value survives render → parse unchanged; a mutated valid state or
-//! roamer config either loads (and then round-trips) or is refused with one line.
+//! roamer config either loads (and then round-trips) or is refused with one line. (The UAPI
+//! text protocol's are in `common/wg/tests/properties.rs`.)
 //!
 //! `PROPTEST_CASES` raises the number of cases (bench/fuzz.sh runs them long); failures found
 //! are kept in `properties.proptest-regressions` next to this file and replayed first (the
@@ -11,8 +12,6 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 use roamgw_common::names::{Endpoint, InterfaceName};
 use roamgw_common::state::{GatewayState, RoamerConfig};
-use roamgw_common::wg::uapi;
-use roamgw_common::wg::{DeviceStatus, PeerStatus};
 use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
 use roamgw_common::{
     PortRange, PortSpec, PresharedKey, PrivateKey, Protocols, PublicKey, RoamerName,
@@ -72,36 +71,6 @@ fn port_spec() -> impl Strategy<Value = PortSpec> {
 
 fn key_bytes() -> impl Strategy<Value = [u8; 32]> {
     prop::array::uniform32(any::<u8>())
-}
-
-fn peer() -> impl Strategy<Value = PeerStatus> {
-    (
-        key_bytes(),
-        any::<bool>(),
-        prop::option::of((any::<[u8; 4]>(), 1u16..=65535)),
-        prop::collection::vec((any::<[u8; 4]>(), 0u8..=32), 0..4),
-        any::<u16>(),
-        prop::option::of(1u64..4_000_000_000),
-        any::<u64>(),
-        any::<u64>(),
-    )
-        .prop_map(
-            |(key, psk, endpoint, allowed, keepalive, handshake, rx, tx)| PeerStatus {
-                public_key: PublicKey::from_bytes(key),
-                has_preshared_key: psk,
-                endpoint: endpoint.map(|(ip, port)| (Ipv4Addr::from(ip), port).into()),
-                allowed_ips: allowed
-                    .into_iter()
-                    .filter_map(|(ip, len)| ipnet::Ipv4Net::new(Ipv4Addr::from(ip), len).ok())
-                    .map(|n| ipnet::IpNet::V4(n.trunc()))
-                    .collect(),
-                persistent_keepalive: keepalive,
-                last_handshake: handshake
-                    .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)),
-                rx_bytes: rx,
-                tx_bytes: tx,
-            },
-        )
 }
 
 fn wg_quick() -> impl Strategy<Value = WgQuickConfig> {
@@ -256,17 +225,6 @@ proptest! {
         let text = config.render();
         let parsed = text.parse::<WgQuickConfig>();
         prop_assert_eq!(parsed.as_ref().ok(), Some(&config), "{}\n{:?}", text, parsed);
-    }
-
-    #[test]
-    fn uapi_replies_never_panic_and_round_trip(text in ".{0,200}", peers in prop::collection::vec(peer(), 0..4), port in any::<u16>()) {
-        let _ = uapi::parse_get(&text);
-        let status = DeviceStatus { listen_port: port, fwmark: 0, peers };
-        let psk: PresharedKey = "GDvZAcXn0PPlb8Obc9+CQrHeoYhhJZSkiUnlB5RsvUo=".parse().expect("psk");
-        let rendered = uapi::render_get(&status, None, &|key| {
-            status.peer(key).filter(|p| p.has_preshared_key).map(|_| psk.clone())
-        });
-        prop_assert_eq!(uapi::parse_get(&rendered).ok(), Some(status));
     }
 
     #[test]

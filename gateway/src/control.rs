@@ -80,7 +80,7 @@ impl PeerView {
     /// One view per roamer of the state, filled from what the device reports (if anything).
     pub fn for_roamers(
         state: &roamgw_common::state::GatewayState,
-        status: Option<&roamgw_common::wg::DeviceStatus>,
+        status: Option<&roamgw_wg::DeviceStatus>,
     ) -> Vec<PeerView> {
         let now = SystemTime::now();
         state

@@ -2,20 +2,20 @@
 
 use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::state::{GatewayState, WireguardMode};
-use roamgw_common::wg::uapi::UapiError;
-use roamgw_common::wg::PeerConfig;
-use roamgw_common::wg::{self, Preference, WgDevice};
+use roamgw_wg::uapi::UapiError;
+use roamgw_wg::PeerConfig;
+use roamgw_wg::{Preference, WgDevice};
 
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(transparent)]
-    Create(#[from] roamgw_common::wg::CreateError),
+    Create(#[from] roamgw_wg::CreateError),
     #[error("interface {0} already exists: another roamgw or wg-quick runs it (stop it, or use `roamgw init --wireguard external`)")]
     Exists(String),
     #[error(transparent)]
-    Netlink(#[from] roamgw_common::netlink::NetlinkError),
+    Netlink(#[from] roamgw_wg::netlink::NetlinkError),
     #[error(transparent)]
     Uapi(#[from] UapiError),
     #[error(transparent)]
@@ -33,14 +33,10 @@ pub fn open(state: &GatewayState) -> Result<Option<Box<dyn WgDevice>>, DeviceErr
     };
     // A kernel interface outlives a killed daemon and is taken over on restart; anything
     // else of that name (a TUN dies with its process) belongs to someone else.
-    if !is_kernel_wireguard(name)
-        && roamgw_common::netlink::Links::connect()?
-            .index(name)?
-            .is_some()
-    {
+    if !is_kernel_wireguard(name) && roamgw_wg::netlink::Links::connect()?.index(name)?.is_some() {
         return Err(DeviceError::Exists(name.to_string()));
     }
-    Ok(Some(wg::create_device(name, preference)?))
+    Ok(Some(roamgw_wg::create_device(name, preference)?))
 }
 
 fn is_kernel_wireguard(name: &str) -> bool {
@@ -85,7 +81,7 @@ pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     check_path_mtu(g.mtu);
     let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
         .unwrap_or_else(|_| unreachable!("prefix from a subnet"));
-    roamgw_common::netlink::Links::connect()?.configure(g.interface.as_str(), g.mtu, address)?;
+    roamgw_wg::netlink::Links::connect()?.configure(g.interface.as_str(), g.mtu, address)?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use roamgw_common::wg::Preference;
+use roamgw_wg::Preference;
 
 pub const DEFAULT_CONFIG: &str = "/etc/roamgw/roamer.toml";
 

@@ -15,10 +15,10 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use roamgw_common::netlink::{Links, NetworkChange};
 use roamgw_common::state::RoamerConfig;
-use roamgw_common::wg::PeerConfig;
-use roamgw_common::wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
+use roamgw_wg::netlink::{Links, NetworkChange};
+use roamgw_wg::PeerConfig;
+use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{debug, info, warn};
 
@@ -37,11 +37,11 @@ pub enum RunError {
     #[error("allowed_ips {0} lies outside the tunnel subnet: only the tunnel subnet is routed by this roamer version")]
     Routes(String),
     #[error(transparent)]
-    Device(#[from] roamgw_common::wg::CreateError),
+    Device(#[from] roamgw_wg::CreateError),
     #[error(transparent)]
-    Uapi(#[from] roamgw_common::wg::uapi::UapiError),
+    Uapi(#[from] roamgw_wg::uapi::UapiError),
     #[error(transparent)]
-    Netlink(#[from] roamgw_common::netlink::NetlinkError),
+    Netlink(#[from] roamgw_wg::netlink::NetlinkError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot write the status file: {0}")]
@@ -204,7 +204,7 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     links.configure(interface, config.mtu, config.address)?;
     let tunnel_index = links.index(interface)?.unwrap_or(0);
     let network_events = events.clone();
-    roamgw_common::netlink::watch_network(tunnel_index, move |change| {
+    roamgw_wg::netlink::watch_network(tunnel_index, move |change| {
         let _ = network_events.send(Event::Network(change));
     })?;
 
@@ -261,7 +261,7 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
 struct Session<'a> {
     config: &'a RoamerConfig,
     config_path: &'a Path,
-    device: &'a dyn roamgw_common::wg::WgDevice,
+    device: &'a dyn roamgw_wg::WgDevice,
     prober: Prober,
     machine: Machine,
     events: mpsc::Sender<Event>,

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use ipnet::Ipv4Net;
 use roamgw_common::fsutil::{self, FsError};
 use roamgw_common::state::RoamerConfig;
-use roamgw_common::wg;
 use serde::{Deserialize, Serialize};
 
 use crate::health::Health;
@@ -89,7 +88,7 @@ pub struct Report {
     pub interface: String,
     /// `kernel` or `userspace` WireGuard.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub wireguard: Option<wg::Kind>,
+    pub wireguard: Option<roamgw_wg::Kind>,
     pub running: bool,
     pub tunnel_address: Ipv4Net,
     pub gateway_endpoint: String,
@@ -109,13 +108,13 @@ impl Report {
     pub fn gather(config: &RoamerConfig) -> Report {
         let interface = config.interface.to_string();
         let run = read_live(&interface);
-        let peer = wg::open_existing(&interface)
+        let peer = roamgw_wg::open_existing(&interface)
             .and_then(|device| device.status().ok())
             .and_then(|status| status.peer(&config.gateway.public_key).cloned());
         let now = SystemTime::now();
         Report {
             name: config.name.to_string(),
-            wireguard: wg::interface_kind(&interface),
+            wireguard: roamgw_wg::interface_kind(&interface),
             running: run.is_some(),
             tunnel_address: config.address,
             gateway_endpoint: config.gateway.endpoint.to_string(),

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use roamgw_common::wg::userspace::UserspaceDevice;
-use roamgw_common::wg::PeerConfig;
-use roamgw_common::wg::{set_identity, sync_peers, WgDevice};
 use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
 use roamgw_common::PrivateKey;
 use roamgw_e2e::{wait_until, Testbed, PUBLIC_IP};
+use roamgw_wg::userspace::UserspaceDevice;
+use roamgw_wg::PeerConfig;
+use roamgw_wg::{set_identity, sync_peers, WgDevice};
 
 fn laptop_peer(key: &PrivateKey, allowed: &[&str]) -> PeerConfig {
     PeerConfig {

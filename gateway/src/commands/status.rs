@@ -11,8 +11,8 @@ fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
     ) {
         return peers;
     }
-    let status = roamgw_common::wg::open_existing(state.gateway.interface.as_str())
-        .and_then(|d| d.status().ok());
+    let status =
+        roamgw_wg::open_existing(state.gateway.interface.as_str()).and_then(|d| d.status().ok());
     control::PeerView::for_roamers(state, status.as_ref())
 }
 
@@ -26,7 +26,7 @@ struct StatusView {
     interface: String,
     interface_present: bool,
     /// `kernel` or `userspace` WireGuard.
-    interface_kind: Option<roamgw_common::wg::Kind>,
+    interface_kind: Option<roamgw_wg::Kind>,
     data_plane_up: bool,
     in_sync: Option<bool>,
     drift: Option<String>,
@@ -84,7 +84,7 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
         public_ip: g.public_ip.to_string(),
         interface: g.interface.to_string(),
         interface_present: backend::interface_exists(g.interface.as_str()),
-        interface_kind: roamgw_common::wg::interface_kind(g.interface.as_str()),
+        interface_kind: roamgw_wg::interface_kind(g.interface.as_str()),
         data_plane_up: up,
         in_sync: up.then_some(drift.is_none()),
         drift,

@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use roamgw_common::fsutil::{self, FsError, PRIVATE_FILE_MODE};
-use roamgw_common::wg::DeviceStatus;
 use roamgw_common::PublicKey;
+use roamgw_wg::DeviceStatus;
 use serde::{Deserialize, Serialize};
 
 const VERSION: u32 = 1;
@@ -128,7 +128,7 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roamgw_common::wg::PeerStatus;
+    use roamgw_wg::PeerStatus;
 
     fn key(n: u8) -> PublicKey {
         PublicKey::from_bytes([n; 32])

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use roamgw_common::fsutil::{PidLock, PidLockError};
 use roamgw_common::state::{GatewayState, WireguardMode};
-use roamgw_common::wg::{self, WgDevice};
+use roamgw_wg::WgDevice;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{debug, error, info, warn};
 
@@ -342,7 +342,7 @@ impl Daemon {
             return Ok(());
         };
         let key = self.store.gateway_private_key(&self.state)?;
-        wg::set_identity(device.as_ref(), &key, self.state.gateway.listen_port)
+        roamgw_wg::set_identity(device.as_ref(), &key, self.state.gateway.listen_port)
             .map_err(device::DeviceError::from)?;
         let current = device.status().map_err(device::DeviceError::from)?;
         device::refresh_psks(&mut self.psks, &self.state, &self.store)?;
@@ -355,8 +355,8 @@ impl Daemon {
                 peer.endpoint = self.endpoints.endpoint(&peer.public_key);
             }
         }
-        let sync = wg::sync_peers(device.as_ref(), &peers)
-            .and_then(wg::PeerSync::all_applied)
+        let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
+            .and_then(roamgw_wg::PeerSync::all_applied)
             .map_err(device::DeviceError::from)?;
         info!("{sync}");
         device::configure_link(&self.state)?;
@@ -463,7 +463,7 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         if let Some(device) = &self.device {
             let peers = device::desired_peers(&self.state, &self.psks);
-            let sync = wg::sync_peers(device.as_ref(), &peers).map_err(|e| e.to_string())?;
+            let sync = roamgw_wg::sync_peers(device.as_ref(), &peers).map_err(|e| e.to_string())?;
             if !sync.is_empty() {
                 repaired.push(sync.to_string());
             }
@@ -556,8 +556,8 @@ impl Daemon {
             device::refresh_psks(&mut self.psks, new, &self.store).map_err(|e| e.to_string())?;
             if let Some(device) = &self.device {
                 let peers = device::desired_peers(new, &self.psks);
-                let sync = wg::sync_peers(device.as_ref(), &peers)
-                    .and_then(wg::PeerSync::all_applied)
+                let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
+                    .and_then(roamgw_wg::PeerSync::all_applied)
                     .map_err(|e| e.to_string())?;
                 if !sync.is_empty() {
                     summary.push(sync.to_string());
@@ -585,7 +585,7 @@ impl Daemon {
     fn peer_views(&self) -> Vec<PeerView> {
         let status = match &self.device {
             Some(device) => device.status().ok(),
-            None => roamgw_common::wg::open_existing(self.state.gateway.interface.as_str())
+            None => roamgw_wg::open_existing(self.state.gateway.interface.as_str())
                 .and_then(|d| d.status().ok()),
         };
         PeerView::for_roamers(&self.state, status.as_ref())

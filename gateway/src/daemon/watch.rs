@@ -21,7 +21,7 @@ pub enum Drift {
     /// firewalld reloaded (its runtime config rebuilt from the permanent one), or (re)started.
     Firewalld(&'static str),
     /// A link or an address went away.
-    Network(roamgw_common::netlink::NetworkChange),
+    Network(roamgw_wg::netlink::NetworkChange),
 }
 
 impl std::fmt::Display for Drift {
@@ -246,9 +246,9 @@ pub fn watch_firewalld(on_drift: impl Fn(Drift) + Send + Sync + 'static) {
 /// Watches links and addresses (ours included: our interface vanishing is the point).
 pub fn watch_network(
     on_drift: impl Fn(Drift) + Send + 'static,
-) -> Result<(), roamgw_common::netlink::NetlinkError> {
-    use roamgw_common::netlink::NetworkChange as C;
-    roamgw_common::netlink::watch_network(0, move |change| {
+) -> Result<(), roamgw_wg::netlink::NetlinkError> {
+    use roamgw_wg::netlink::NetworkChange as C;
+    roamgw_wg::netlink::watch_network(0, move |change| {
         // Only what goes away can break a forward (an address that appears cannot, and most
         // are our own: the tunnel's).
         if matches!(change, C::LinkRemoved | C::AddressRemoved) {

@@ -1,4 +1,6 @@
-//! WireGuard devices: one trait, and the peer reconciliation that is safe for all of them.
+//! roamgw's WireGuard engine: devices behind one trait, the peer plan that is safe for all of
+//! them, and the interfaces and routes around them over rtnetlink. The plain types it works on
+//! (keys, names, state) live in `roamgw-common`, which has no networking dependencies.
 //!
 //! - [`userspace`]: boringtun's protocol core (`noise::Tunn`) in our own batched I/O loop on a
 //!   TUN device, configured in-process.
@@ -7,15 +9,17 @@
 //! - [`uapi`]: the cross-platform text protocol of that model, also used to talk to wireguard-go.
 //! - [`socket`]: a device reached through its UAPI socket (wireguard-go, or `wg show`'s view
 //!   of ours).
+//! - [`netlink`]: interfaces, addresses and network-change events over rtnetlink.
 
 pub mod kernel;
 pub mod model;
+pub mod netlink;
 pub mod socket;
 pub mod uapi;
 pub mod userspace;
 
-use crate::keys::PrivateKey;
 pub use model::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
+use roamgw_common::keys::PrivateKey;
 use uapi::UapiError;
 
 /// Which WireGuard runs an interface we create.
@@ -130,7 +134,7 @@ pub fn set_identity(
 /// One step of bringing a device's peers to what is desired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerOp {
-    Remove(crate::keys::PublicKey),
+    Remove(roamgw_common::keys::PublicKey),
     Add(PeerConfig),
     /// Removed and added again (see [`sync_peers`] for why never in place), with the endpoint
     /// the device had learned unless the desired config names one.
@@ -260,7 +264,7 @@ pub fn reset_peer(device: &dyn WgDevice, peer: &PeerConfig) -> Result<(), UapiEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{PresharedKey, PublicKey};
+    use roamgw_common::keys::{PresharedKey, PublicKey};
 
     fn key(n: u8) -> PublicKey {
         PublicKey::from_bytes([n; 32])

@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
 use super::uapi::UapiError;
 use super::WgDevice;
-use crate::keys::PublicKey;
 use crate::netlink::{CreateLinkError, Links};
+use roamgw_common::keys::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -194,7 +194,7 @@ impl WgDevice for KernelDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{PresharedKey, PrivateKey};
+    use roamgw_common::keys::{PresharedKey, PrivateKey};
 
     #[test]
     fn peers_convert_both_ways() {

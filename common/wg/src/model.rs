@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// One peer as the device reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

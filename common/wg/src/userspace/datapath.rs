@@ -25,7 +25,7 @@ use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 use super::super::model::DeviceStatus;
 use super::gso::{GsoBatch, Send};
 use super::table::{Peer, Table};
-use crate::keys::PublicKey;
+use roamgw_common::keys::PublicKey;
 
 /// Largest packet the TUN hands us after splitting (MTU is at most 9000, see state.rs).
 const MAX_PACKET: usize = 9000;

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use super::model::{DeviceStatus, PeerStatus, SetOp, SetRequest};
-use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UapiError {
@@ -248,7 +248,7 @@ pub fn set<S: Read + Write>(stream: &mut S, request: &SetRequest) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wg::PeerConfig;
+    use crate::PeerConfig;
     use ipnet::IpNet;
 
     const KEY_HEX: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a";

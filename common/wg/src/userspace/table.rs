@@ -14,7 +14,7 @@ use ipnet::IpNet;
 
 use super::super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp};
 use super::super::uapi::UapiError;
-use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// Handshakes per second before the device answers with cookies (boringtun's device uses the
 /// same figure).
