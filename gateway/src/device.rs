@@ -2,7 +2,6 @@
 
 use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::state::{GatewayState, WireguardMode};
-use roamgw_wg::uapi::UapiError;
 use roamgw_wg::PeerConfig;
 use roamgw_wg::{Preference, WgDevice};
 
@@ -17,7 +16,7 @@ pub enum DeviceError {
     #[error(transparent)]
     Netlink(#[from] roamgw_wg::netlink::NetlinkError),
     #[error(transparent)]
-    Uapi(#[from] UapiError),
+    Wg(#[from] roamgw_wg::DeviceError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

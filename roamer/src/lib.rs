@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod health;
 pub mod run;
 pub mod status;

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Down(args) => roamgw_roamer::updown::down(&args.config, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
-        Command::Status(args) => match roamgw_roamer::check::read_config(&args.config.config) {
+        Command::Status(args) => match roamgw_roamer::config::read(&args.config.config) {
             Ok(config) => {
                 let report = roamgw_roamer::status::Report::gather(&config);
                 let _ = std::io::stdout().write_all(

@@ -22,14 +22,14 @@ use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference}
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{debug, info, warn};
 
-use crate::check::{self, CheckError};
+use crate::config::{self, ConfigError};
 use crate::health::{Action, Health, Input, Machine, Timing};
 use crate::status::{self, RunState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Config(#[from] CheckError),
+    Config(#[from] ConfigError),
     #[error(
         "cannot resolve the gateway {endpoint}: {message} (check the name, or the laptop's DNS)"
     )]
@@ -39,7 +39,7 @@ pub enum RunError {
     #[error(transparent)]
     Device(#[from] roamgw_wg::CreateError),
     #[error(transparent)]
-    Uapi(#[from] roamgw_wg::uapi::UapiError),
+    Wg(#[from] roamgw_wg::DeviceError),
     #[error(transparent)]
     Netlink(#[from] roamgw_wg::netlink::NetlinkError),
     #[error("cannot install signal handlers: {0}")]
@@ -160,7 +160,7 @@ fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender
 
 pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     let routes = roamgw_common::routes::system_routes();
-    let loaded = check::load(config_path, &routes)?;
+    let loaded = config::load(config_path, &routes)?;
     for warning in &loaded.warnings {
         warn!("{warning}");
     }
@@ -322,7 +322,7 @@ impl Session<'_> {
         inputs.push(Input::NetworkChanged);
         self.burst = None;
         let routes = roamgw_common::routes::system_routes();
-        for warning in check::collision_warnings(&routes, self.config) {
+        for warning in config::collision_warnings(&routes, self.config) {
             if !self.warned.contains(&warning) {
                 warn!("{warning}");
                 self.warned.push(warning);

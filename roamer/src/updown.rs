@@ -22,7 +22,7 @@ pub enum UpDownError {
     #[error(transparent)]
     Fs(#[from] fsutil::FsError),
     #[error(transparent)]
-    Config(#[from] crate::check::CheckError),
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot start `roamer run`: {0}")]
     Spawn(std::io::Error),
     #[error("`roamer run` exited: {0} (full log: {1})")]
@@ -38,7 +38,7 @@ fn log_path(interface: &str) -> PathBuf {
 /// Starts `roamer run` and waits up to `wait` for the gateway's first answer.
 pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
     let config_path = args.config.config.as_path();
-    let config = crate::check::read_config(config_path)?;
+    let config = crate::config::read(config_path)?;
     let interface = config.interface.to_string();
     if let Some(running) = status::read_live(&interface) {
         return Ok(format!(
@@ -114,7 +114,7 @@ pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
 
 /// Stops the `roamer run` that serves this config's interface, however it was started.
 pub fn down(config_path: &Path, wait: Duration) -> Result<String, UpDownError> {
-    let config = crate::check::read_config(config_path)?;
+    let config = crate::config::read(config_path)?;
     let interface = config.interface.to_string();
     let Some(running) = status::read_live(&interface) else {
         return Ok(format!(

@@ -15,7 +15,7 @@ use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInte
 use ipnet::IpNet;
 
 use super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
-use super::uapi::UapiError;
+use super::DeviceError;
 use super::WgDevice;
 use crate::netlink::{CreateLinkError, Links};
 use roamgw_common::keys::PublicKey;
@@ -35,8 +35,8 @@ pub struct KernelDevice {
     owned: bool,
 }
 
-fn kernel_error(e: impl std::fmt::Display) -> UapiError {
-    UapiError::Kernel(e.to_string())
+fn kernel_error(e: impl std::fmt::Display) -> DeviceError {
+    DeviceError::Kernel(e.to_string())
 }
 
 impl KernelDevice {
@@ -148,14 +148,14 @@ impl WgDevice for KernelDevice {
         &self.name
     }
 
-    fn status(&self) -> Result<DeviceStatus, UapiError> {
+    fn status(&self) -> Result<DeviceStatus, DeviceError> {
         self.api
             .read_interface_data()
             .map(|host| from_host(&host))
             .map_err(kernel_error)
     }
 
-    fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
+    fn set(&self, request: &SetRequest) -> Result<(), DeviceError> {
         let mut key = None;
         let mut port = None;
         for op in request.ops() {
@@ -184,7 +184,7 @@ impl WgDevice for KernelDevice {
                 };
                 self.api.configure_interface(&config).map_err(kernel_error)
             }
-            _ => Err(UapiError::Kernel(
+            _ => Err(DeviceError::Kernel(
                 "the private key and the listen port are set together".into(),
             )),
         }

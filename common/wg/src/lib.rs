@@ -18,9 +18,8 @@ pub mod socket;
 pub mod uapi;
 pub mod userspace;
 
-pub use model::{DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
+pub use model::{DeviceError, DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
 use roamgw_common::keys::PrivateKey;
-use uapi::UapiError;
 
 /// Which WireGuard runs an interface we create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -114,10 +113,10 @@ pub fn open_existing(name: &str) -> Option<Box<dyn WgDevice>> {
 /// A running WireGuard interface roamgw can configure.
 pub trait WgDevice: Send + Sync {
     fn name(&self) -> &str;
-    fn status(&self) -> Result<DeviceStatus, UapiError>;
+    fn status(&self) -> Result<DeviceStatus, DeviceError>;
     /// Sends one `set` transaction. Callers go through [`set_identity`] and [`sync_peers`],
     /// which keep to one peer per transaction.
-    fn set(&self, request: &SetRequest) -> Result<(), UapiError>;
+    fn set(&self, request: &SetRequest) -> Result<(), DeviceError>;
 }
 
 /// Private key and listen port.
@@ -125,7 +124,7 @@ pub fn set_identity(
     device: &dyn WgDevice,
     key: &PrivateKey,
     listen_port: u16,
-) -> Result<(), UapiError> {
+) -> Result<(), DeviceError> {
     let mut request = SetRequest::new();
     request.private_key(key).listen_port(listen_port);
     device.set(&request)
@@ -156,11 +155,11 @@ impl PeerSync {
     }
 
     /// For callers that cannot go on with a peer missing: any failed step is the error.
-    pub fn all_applied(self) -> Result<PeerSync, UapiError> {
+    pub fn all_applied(self) -> Result<PeerSync, DeviceError> {
         if self.failed.is_empty() {
             Ok(self)
         } else {
-            Err(UapiError::Device(format!(
+            Err(DeviceError::Userspace(format!(
                 "peers not applied: {}",
                 self.failed.join("; ")
             )))
@@ -224,7 +223,7 @@ pub fn plan_peers(current: &DeviceStatus, desired: &[PeerConfig]) -> Vec<PeerOp>
 ///
 /// A failing step does not stop the others: each is reported in [`PeerSync::failed`]. Only a
 /// device that cannot be read at all is an error.
-pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerSync, UapiError> {
+pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerSync, DeviceError> {
     let current = device.status()?;
     let mut sync = PeerSync::default();
     for op in plan_peers(&current, desired) {
@@ -252,7 +251,7 @@ pub fn sync_peers(device: &dyn WgDevice, desired: &[PeerConfig]) -> Result<PeerS
 /// Removes the peer and adds it again as `peer` says: a fresh session (the next packet starts
 /// a handshake) at a possibly new endpoint. Two transactions, never a change in place (see
 /// [`sync_peers`]).
-pub fn reset_peer(device: &dyn WgDevice, peer: &PeerConfig) -> Result<(), UapiError> {
+pub fn reset_peer(device: &dyn WgDevice, peer: &PeerConfig) -> Result<(), DeviceError> {
     let mut remove = SetRequest::new();
     remove.remove_peer(&peer.public_key);
     device.set(&remove)?;

@@ -95,3 +95,21 @@ impl SetRequest {
         &self.ops
     }
 }
+
+/// Why a device could not report its status or take a change, whichever kind it is: one
+/// reached over its UAPI socket (I/O, errno, a line we do not understand), the kernel's, or ours.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("talking to the WireGuard device: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the WireGuard device answered errno={0}")]
+    Errno(i32),
+    #[error("the WireGuard device sent a line this roamgw does not understand: {0:?}")]
+    Malformed(String),
+    /// The kernel device, over netlink.
+    #[error("kernel WireGuard: {0}")]
+    Kernel(String),
+    /// Our userspace device refused a change.
+    #[error("userspace WireGuard: {0}")]
+    Userspace(String),
+}

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{DeviceStatus, SetRequest};
-use super::uapi::{self, UapiError};
+use super::uapi;
 use super::userspace::UAPI_DIR;
+use super::DeviceError;
 use super::WgDevice;
 
 pub struct UapiSocket {
@@ -25,7 +26,7 @@ impl UapiSocket {
         })
     }
 
-    fn connect(&self) -> Result<UnixStream, UapiError> {
+    fn connect(&self) -> Result<UnixStream, DeviceError> {
         let stream = UnixStream::connect(&self.path)?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         Ok(stream)
@@ -37,11 +38,11 @@ impl WgDevice for UapiSocket {
         &self.name
     }
 
-    fn status(&self) -> Result<DeviceStatus, UapiError> {
+    fn status(&self) -> Result<DeviceStatus, DeviceError> {
         uapi::get(&mut self.connect()?, uapi::GET)
     }
 
-    fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
+    fn set(&self, request: &SetRequest) -> Result<(), DeviceError> {
         uapi::set(&mut self.connect()?, request)
     }
 }

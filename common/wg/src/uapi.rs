@@ -9,24 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use super::model::{DeviceStatus, PeerStatus, SetOp, SetRequest};
+use super::model::{DeviceError, DeviceStatus, PeerStatus, SetOp, SetRequest};
 use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
-
-#[derive(Debug, thiserror::Error)]
-pub enum UapiError {
-    #[error("talking to the WireGuard device: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the WireGuard device answered errno={0}")]
-    Errno(i32),
-    #[error("the WireGuard device sent a line this roamgw does not understand: {0:?}")]
-    Malformed(String),
-    /// The kernel device, over netlink.
-    #[error("kernel WireGuard: {0}")]
-    Kernel(String),
-    /// Our userspace device refused a change.
-    #[error("userspace WireGuard: {0}")]
-    Device(String),
-}
 
 fn hex(bytes: &[u8; 32]) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(64));
@@ -48,7 +32,7 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Parses the body of a `get=1` reply (up to and including `errno=`).
-pub fn parse_get(text: &str) -> Result<DeviceStatus, UapiError> {
+pub fn parse_get(text: &str) -> Result<DeviceStatus, DeviceError> {
     let mut status = DeviceStatus::default();
     let mut handshake_sec: u64 = 0;
     let mut handshake_nsec: u32 = 0;
@@ -63,13 +47,13 @@ pub fn parse_get(text: &str) -> Result<DeviceStatus, UapiError> {
         }
         let (key, value) = line
             .split_once('=')
-            .ok_or_else(|| UapiError::Malformed(line.to_string()))?;
-        let bad = || UapiError::Malformed(line.to_string());
+            .ok_or_else(|| DeviceError::Malformed(line.to_string()))?;
+        let bad = || DeviceError::Malformed(line.to_string());
         match key {
             "errno" => {
                 let errno: i32 = value.parse().map_err(|_| bad())?;
                 if errno != 0 {
-                    return Err(UapiError::Errno(errno));
+                    return Err(DeviceError::Errno(errno));
                 }
             }
             "private_key" => {}
@@ -206,12 +190,12 @@ pub fn set_message(request: &SetRequest) -> Zeroizing<String> {
 }
 
 /// Reads one reply: lines up to the empty line after `errno=` (that line not included).
-pub fn read_reply(reader: &mut impl BufRead) -> Result<String, UapiError> {
+pub fn read_reply(reader: &mut impl BufRead) -> Result<String, DeviceError> {
     let mut reply = String::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return Err(UapiError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(DeviceError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         if line == "\n"
             && reply
@@ -232,14 +216,14 @@ pub const GET: &[u8] = b"get=1\n\n";
 pub const GET_ONE_LINE: &[u8] = b"get=1\n";
 
 /// `get=1` over a connected stream, with `request` being [`GET`] or [`GET_ONE_LINE`].
-pub fn get<S: Read + Write>(stream: &mut S, request: &[u8]) -> Result<DeviceStatus, UapiError> {
+pub fn get<S: Read + Write>(stream: &mut S, request: &[u8]) -> Result<DeviceStatus, DeviceError> {
     stream.write_all(request)?;
     let reply = read_reply(&mut BufReader::new(&mut *stream))?;
     parse_get(&reply)
 }
 
 /// `set=1` over a connected stream.
-pub fn set<S: Read + Write>(stream: &mut S, request: &SetRequest) -> Result<(), UapiError> {
+pub fn set<S: Read + Write>(stream: &mut S, request: &SetRequest) -> Result<(), DeviceError> {
     stream.write_all(set_message(request).as_bytes())?;
     let reply = read_reply(&mut BufReader::new(&mut *stream))?;
     parse_get(&reply).map(|_| ())
@@ -283,10 +267,13 @@ mod tests {
 
     #[test]
     fn errors_are_errors() {
-        assert!(matches!(parse_get("errno=22\n"), Err(UapiError::Errno(22))));
+        assert!(matches!(
+            parse_get("errno=22\n"),
+            Err(DeviceError::Errno(22))
+        ));
         assert!(matches!(
             parse_get("nonsense\n"),
-            Err(UapiError::Malformed(_))
+            Err(DeviceError::Malformed(_))
         ));
         // Device-level keys we do not know are skipped (boringtun sends own_public_key).
         assert!(parse_get("own_public_key=ab\nerrno=0\n").is_ok());

@@ -27,8 +27,9 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 use zeroize::Zeroizing;
 
 use super::model::{DeviceStatus, SetOp, SetRequest};
-use super::uapi::{self, UapiError};
+use super::uapi;
 use super::WgDevice;
+use crate::DeviceError;
 use datapath::{lock_read, Shared};
 
 /// Where `wg` looks for userspace interfaces.
@@ -144,11 +145,11 @@ impl WgDevice for UserspaceDevice {
         &self.name
     }
 
-    fn status(&self) -> Result<DeviceStatus, UapiError> {
+    fn status(&self) -> Result<DeviceStatus, DeviceError> {
         Ok(self.shared.status())
     }
 
-    fn set(&self, request: &SetRequest) -> Result<(), UapiError> {
+    fn set(&self, request: &SetRequest) -> Result<(), DeviceError> {
         // Bind before changing anything, so a port in use refuses the whole transaction.
         let new_socket = match request.ops().iter().rev().find_map(|op| match op {
             SetOp::ListenPort(port) => Some(*port),
@@ -161,7 +162,7 @@ impl WgDevice for UserspaceDevice {
                     .is_none_or(|u| port != 0 && u.port() != port) =>
             {
                 Some(Arc::new(self.shared.bind(port).map_err(|e| {
-                    UapiError::Device(format!("cannot listen on UDP port {port}: {e}"))
+                    DeviceError::Userspace(format!("cannot listen on UDP port {port}: {e}"))
                 })?))
             }
             _ => None,

@@ -13,7 +13,7 @@ use boringtun::x25519;
 use ipnet::IpNet;
 
 use super::super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp};
-use super::super::uapi::UapiError;
+use crate::DeviceError;
 use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// Handshakes per second before the device answers with cookies (boringtun's device uses the
@@ -149,11 +149,11 @@ impl Table {
     /// so a refused one changes nothing. Returns the peers that should start a handshake now:
     /// a configured endpoint and keepalive, the kernel's behaviour, so a roamer is reachable
     /// without waiting for its first packet.
-    pub fn apply(&mut self, ops: &[SetOp]) -> Result<Vec<PublicKey>, UapiError> {
+    pub fn apply(&mut self, ops: &[SetOp]) -> Result<Vec<PublicKey>, DeviceError> {
         let key_set = ops.iter().any(|op| matches!(op, SetOp::PrivateKey(_)));
         if self.identity.is_none() && !key_set && ops.iter().any(|op| matches!(op, SetOp::Peer(_)))
         {
-            return Err(UapiError::Device(
+            return Err(DeviceError::Userspace(
                 "set the private key before adding peers".into(),
             ));
         }

@@ -1,0 +1,121 @@
+//! The roamer's config file: read and validated (`status`, `up`, `down`), or loaded with its
+//! private key and the warnings worth printing (`run`, `check`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use roamgw_common::fsutil::{self, FsError};
+use roamgw_common::routes::{colliding_routes, Route};
+use roamgw_common::state::{RoamerConfig, StateError};
+use roamgw_common::{PrivateKey, PublicKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Fs(#[from] FsError),
+    #[error("no roamer config at {0}: get one on the droplet with `roamgw show-config NAME --format roamer`, store it there (mode 0600), or pass --config FILE")]
+    Missing(PathBuf),
+    #[error("{path}: {source}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: StateError,
+    },
+    #[error("{path}: {message}")]
+    Key { path: PathBuf, message: String },
+}
+
+fn load_key(path: &Path) -> Result<(PrivateKey, Option<String>), ConfigError> {
+    let text = fsutil::read_to_string(path)?;
+    let key = text
+        .trim()
+        .parse::<PrivateKey>()
+        .map_err(|e| ConfigError::Key {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok((key, loose_mode_warning(path)))
+}
+
+fn loose_mode_warning(path: &Path) -> Option<String> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} holds a private key but is mode {mode:o}: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+/// The config alone, validated, without its key (`status`, `up` and `down` need no key).
+pub fn read(path: &Path) -> Result<RoamerConfig, ConfigError> {
+    let text = match fsutil::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.is_not_found() => return Err(ConfigError::Missing(path.to_path_buf())),
+        Err(e) => return Err(e.into()),
+    };
+    RoamerConfig::from_toml(&text).map_err(|source| ConfigError::Config {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One warning per network of the laptop that overlaps the tunnel subnet (and so hides it).
+pub fn collision_warnings(routes: &[Route], config: &RoamerConfig) -> Vec<String> {
+    colliding_routes(routes, config.address.trunc(), config.interface.as_str())
+        .into_iter()
+        .map(|route| {
+            format!(
+                "tunnel subnet {} overlaps {} on {}: this network hides the tunnel; change the gateway's --subnet",
+                config.address.trunc(),
+                route.destination,
+                route.interface
+            )
+        })
+        .collect()
+}
+
+/// A roamer config with its private key, as `roamer run` uses it.
+pub struct Loaded {
+    pub config: RoamerConfig,
+    pub key: PrivateKey,
+    pub key_source: String,
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates the config and its key. `routes` are the laptop's current routes (for
+/// collisions); warnings are things that will work badly, not errors.
+pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, ConfigError> {
+    let config = read(path)?;
+    let mut warnings = Vec::new();
+    let (key, key_source) = match (&config.private_key, &config.private_key_file) {
+        (Some(key), _) => {
+            warnings.extend(loose_mode_warning(path));
+            (key.clone(), "inline".to_string())
+        }
+        (None, Some(file)) => {
+            let (key, warning) = load_key(file)?;
+            warnings.extend(warning);
+            (key, file.display().to_string())
+        }
+        (None, None) => unreachable!("validated: one of the two is set"),
+    };
+    let public_key: PublicKey = key.public_key();
+    if public_key == config.gateway.public_key {
+        warnings.push("the roamer's key is the gateway's own key: each side needs its own".into());
+    }
+    warnings.extend(collision_warnings(routes, &config));
+    if config.gateway.persistent_keepalive == 0 {
+        warnings.push(
+            "persistent_keepalive is 0: behind NAT, connections from the gateway fail once the NAT forgets the idle mapping"
+                .into(),
+        );
+    }
+    Ok(Loaded {
+        config,
+        key,
+        key_source,
+        warnings,
+    })
+}
