@@ -135,6 +135,130 @@ fn parse_number<T: std::str::FromStr>(
         .map_err(|_| err(line, format!("{key} '{value}' is not a number in {range}")))
 }
 
+/// One `Key = Value` line of a file, where it is.
+struct Setting<'a> {
+    key: &'a str,
+    value: &'a str,
+    line: usize,
+}
+
+impl Setting<'_> {
+    fn parsed<T: std::str::FromStr>(&self) -> Result<T, WgQuickError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.value
+            .parse()
+            .map_err(|e| err(self.line, format!("{}: {e}", self.key)))
+    }
+
+    fn number<T: std::str::FromStr>(&self, range: &str) -> Result<T, WgQuickError> {
+        parse_number(self.value, self.line, self.key, range)
+    }
+
+    fn once<T>(&self, slot: &mut Option<T>, value: T) -> Result<(), WgQuickError> {
+        set_once(slot, value, self.key, self.line)
+    }
+}
+
+impl Interface {
+    fn set(&mut self, s: &Setting) -> Result<(), WgQuickError> {
+        let value = s.value;
+        match s.key.to_ascii_lowercase().as_str() {
+            "privatekey" => s.once(&mut self.private_key, s.parsed()?),
+            "listenport" => s.once(&mut self.listen_port, s.number("0-65535")?),
+            "fwmark" => {
+                let valid = value == "off"
+                    || value.parse::<u32>().is_ok()
+                    || value
+                        .strip_prefix("0x")
+                        .is_some_and(|h| u32::from_str_radix(h, 16).is_ok());
+                if !valid {
+                    return Err(err(
+                        s.line,
+                        format!("FwMark '{value}' must be off, a number or 0x-hex"),
+                    ));
+                }
+                s.once(&mut self.fwmark, value.to_string())
+            }
+            "address" => {
+                self.address.extend(parse_nets(value, s.line, "address")?);
+                Ok(())
+            }
+            "dns" => {
+                self.dns.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_string),
+                );
+                Ok(())
+            }
+            "mtu" => s.once(&mut self.mtu, s.number("576-65535")?),
+            "table" => s.once(&mut self.table, value.to_string()),
+            hook @ ("preup" | "postup" | "predown" | "postdown") => {
+                let hooks = match hook {
+                    "preup" => &mut self.pre_up,
+                    "postup" => &mut self.post_up,
+                    "predown" => &mut self.pre_down,
+                    _ => &mut self.post_down,
+                };
+                hooks.push(value.to_string());
+                Ok(())
+            }
+            "saveconfig" => {
+                let save = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(err(
+                            s.line,
+                            format!("SaveConfig '{value}' must be true or false"),
+                        ))
+                    }
+                };
+                s.once(&mut self.save_config, save)
+            }
+            _ => Err(err(s.line, format!("unknown key {} in [Interface]", s.key))),
+        }
+    }
+}
+
+impl PeerBuilder {
+    fn new(header_line: usize) -> Self {
+        PeerBuilder {
+            header_line,
+            public_key: None,
+            preshared_key: None,
+            allowed_ips: Vec::new(),
+            endpoint: None,
+            persistent_keepalive: None,
+        }
+    }
+
+    fn set(&mut self, s: &Setting) -> Result<(), WgQuickError> {
+        match s.key.to_ascii_lowercase().as_str() {
+            "publickey" => s.once(&mut self.public_key, s.parsed()?),
+            "presharedkey" => s.once(&mut self.preshared_key, s.parsed()?),
+            "allowedips" => {
+                let nets = parse_nets(s.value, s.line, "AllowedIPs entry")?;
+                self.allowed_ips.extend(nets);
+                Ok(())
+            }
+            "endpoint" => s.once(&mut self.endpoint, s.parsed()?),
+            "persistentkeepalive" => {
+                let keepalive = match s.value {
+                    "off" => None,
+                    _ => Some(s.number("1-65535 or off")?),
+                };
+                s.once(&mut self.persistent_keepalive, keepalive)
+            }
+            _ => Err(err(s.line, format!("unknown key {} in [Peer]", s.key))),
+        }
+    }
+}
+
 impl std::str::FromStr for WgQuickConfig {
     type Err = WgQuickError;
 
@@ -163,14 +287,7 @@ impl std::str::FromStr for WgQuickConfig {
                         seen_interface = true;
                         Section::Interface
                     }
-                    "[peer]" => Section::Peer(PeerBuilder {
-                        header_line: line,
-                        public_key: None,
-                        preshared_key: None,
-                        allowed_ips: Vec::new(),
-                        endpoint: None,
-                        persistent_keepalive: None,
-                    }),
+                    "[peer]" => Section::Peer(PeerBuilder::new(line)),
                     _ => {
                         return Err(err(
                             line,
@@ -186,109 +303,23 @@ impl std::str::FromStr for WgQuickConfig {
                     format!("'{content}' is not of the form Key = Value"),
                 ));
             };
-            let key = key.trim();
-            let value = value.trim();
-            let lower = key.to_ascii_lowercase();
+            let setting = Setting {
+                key: key.trim(),
+                value: value.trim(),
+                line,
+            };
             match &mut section {
                 Section::None => {
                     return Err(err(
                         line,
-                        format!("{key} appears before any [Interface] or [Peer] section"),
+                        format!(
+                            "{} appears before any [Interface] or [Peer] section",
+                            setting.key
+                        ),
                     ))
                 }
-                Section::Interface => {
-                    let i = &mut config.interface;
-                    match lower.as_str() {
-                        "privatekey" => {
-                            let k = value
-                                .parse()
-                                .map_err(|e| err(line, format!("PrivateKey: {e}")))?;
-                            set_once(&mut i.private_key, k, key, line)?
-                        }
-                        "listenport" => {
-                            let p = parse_number(value, line, key, "0-65535")?;
-                            set_once(&mut i.listen_port, p, key, line)?
-                        }
-                        "fwmark" => {
-                            let valid = value == "off"
-                                || value.parse::<u32>().is_ok()
-                                || value
-                                    .strip_prefix("0x")
-                                    .is_some_and(|h| u32::from_str_radix(h, 16).is_ok());
-                            if !valid {
-                                return Err(err(
-                                    line,
-                                    format!("FwMark '{value}' must be off, a number or 0x-hex"),
-                                ));
-                            }
-                            set_once(&mut i.fwmark, value.to_string(), key, line)?
-                        }
-                        "address" => i.address.extend(parse_nets(value, line, "address")?),
-                        "dns" => i.dns.extend(
-                            value
-                                .split(',')
-                                .map(str::trim)
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_string),
-                        ),
-                        "mtu" => {
-                            let m = parse_number(value, line, key, "576-65535")?;
-                            set_once(&mut i.mtu, m, key, line)?
-                        }
-                        "table" => set_once(&mut i.table, value.to_string(), key, line)?,
-                        "preup" => i.pre_up.push(value.to_string()),
-                        "postup" => i.post_up.push(value.to_string()),
-                        "predown" => i.pre_down.push(value.to_string()),
-                        "postdown" => i.post_down.push(value.to_string()),
-                        "saveconfig" => {
-                            let b = match value.to_ascii_lowercase().as_str() {
-                                "true" => true,
-                                "false" => false,
-                                _ => {
-                                    return Err(err(
-                                        line,
-                                        format!("SaveConfig '{value}' must be true or false"),
-                                    ))
-                                }
-                            };
-                            set_once(&mut i.save_config, b, key, line)?
-                        }
-                        _ => return Err(err(line, format!("unknown key {key} in [Interface]"))),
-                    }
-                }
-                Section::Peer(p) => match lower.as_str() {
-                    "publickey" => {
-                        let k = value
-                            .parse()
-                            .map_err(|e| err(line, format!("PublicKey: {e}")))?;
-                        set_once(&mut p.public_key, k, key, line)?
-                    }
-                    "presharedkey" => {
-                        let k = value
-                            .parse()
-                            .map_err(|e| err(line, format!("PresharedKey: {e}")))?;
-                        set_once(&mut p.preshared_key, k, key, line)?
-                    }
-                    "allowedips" => {
-                        p.allowed_ips
-                            .extend(parse_nets(value, line, "AllowedIPs entry")?)
-                    }
-                    "endpoint" => {
-                        let e = value
-                            .parse()
-                            .map_err(|e| err(line, format!("Endpoint: {e}")))?;
-                        set_once(&mut p.endpoint, e, key, line)?
-                    }
-                    "persistentkeepalive" => {
-                        let k = if value == "off" {
-                            None
-                        } else {
-                            Some(parse_number(value, line, key, "1-65535 or off")?)
-                        };
-                        set_once(&mut p.persistent_keepalive, k, key, line)?
-                    }
-                    _ => return Err(err(line, format!("unknown key {key} in [Peer]"))),
-                },
+                Section::Interface => config.interface.set(&setting)?,
+                Section::Peer(peer) => peer.set(&setting)?,
             }
         }
         if let Section::Peer(peer) = section {

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use roamgw_common::state::RoamerConfig;
 use roamgw_wg::netlink::{Links, NetworkChange};
-use roamgw_wg::PeerConfig;
 use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
+use roamgw_wg::{PeerConfig, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{debug, info, warn};
 
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, Loaded};
 use crate::health::{Action, Health, Input, Machine, Timing};
 use crate::status::{self, RunState};
 
@@ -158,13 +158,9 @@ fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender
     }
 }
 
-pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
-    let routes = roamgw_common::routes::system_routes();
-    let loaded = config::load(config_path, &routes)?;
-    for warning in &loaded.warnings {
-        warn!("{warning}");
-    }
-    let config = &loaded.config;
+/// Another roamer on this interface, or routes outside the tunnel subnet (the roamer routes
+/// nothing else into the tunnel), stop the start before anything is created.
+fn refuse_to_start(config: &RoamerConfig) -> Result<(), RunError> {
     let interface = config.interface.as_str();
     if let Some(other) = status::read_live(interface) {
         if other.pid != std::process::id() {
@@ -180,29 +176,52 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     {
         return Err(RunError::Routes(outside.to_string()));
     }
-    let endpoint = resolve(&config.gateway.endpoint)?;
-    let (events, inbox) = mpsc::channel();
+    Ok(())
+}
+
+/// SIGTERM and SIGINT become one `Event::Stop` in the loop's inbox.
+fn forward_stop_signals(events: mpsc::Sender<Event>) -> Result<(), RunError> {
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
-    let stop = events.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                let _ = stop.send(Event::Stop(signal));
+                let _ = events.send(Event::Stop(signal));
             }
         })
         .map_err(RunError::Signals)?;
+    Ok(())
+}
 
-    let owned_device = create_device(interface, wireguard)?;
-    let device = owned_device.as_ref();
+/// Key, the gateway peer, MTU and address; returns the interface's index. The address's
+/// connected route is the tunnel subnet: the only route the roamer needs, so updates and
+/// browsing keep going straight out.
+fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Result<u32, RunError> {
+    let config = &loaded.config;
+    let interface = config.interface.as_str();
     set_identity(device, &loaded.key, 0)?;
     sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
-    // The address's connected route is the tunnel subnet: the only route the roamer needs, so
-    // updates and browsing keep going straight out.
     let links = Links::connect()?;
     links.configure(interface, config.mtu, config.address)?;
-    let tunnel_index = links.index(interface)?.unwrap_or(0);
+    Ok(links.index(interface)?.unwrap_or(0))
+}
+
+pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
+    let routes = roamgw_common::routes::system_routes();
+    let loaded = config::load(config_path, &routes)?;
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    let config = &loaded.config;
+    let interface = config.interface.as_str();
+    refuse_to_start(config)?;
+    let endpoint = resolve(&config.gateway.endpoint)?;
+    let (events, inbox) = mpsc::channel();
+    forward_stop_signals(events.clone())?;
+    let owned_device = create_device(interface, wireguard)?;
+    let device = owned_device.as_ref();
+    let tunnel_index = bring_up(device, &loaded, endpoint)?;
     let network_events = events.clone();
     roamgw_wg::netlink::watch_network(tunnel_index, move |change| {
         let _ = network_events.send(Event::Network(change));
@@ -261,7 +280,7 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
 struct Session<'a> {
     config: &'a RoamerConfig,
     config_path: &'a Path,
-    device: &'a dyn roamgw_wg::WgDevice,
+    device: &'a dyn WgDevice,
     prober: Prober,
     machine: Machine,
     events: mpsc::Sender<Event>,

@@ -1,20 +1,52 @@
 //! Setting up and running the gateway: init, run, up, down, apply, rules.
 
+use std::net::Ipv4Addr;
+
 use super::*;
 
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
+    refuse_to_replace(store, args.force)?;
+    check_subnet(args.subnet).map_err(|e| refused(e.to_string()))?;
+    let (public_ip, anchor_ip) = addresses(&args)?;
+    warn_on_colliding_routes(&args);
+    let key = PrivateKey::generate()?;
+    let state = initial_state(args, public_ip, anchor_ip, &key)?;
+    state.validate().map_err(|e| refused(e.to_string()))?;
+
+    store.create_dirs()?;
+    let _lock = store.lock()?;
+    if let Ok(old) = store.load() {
+        for roamer in &old.roamers {
+            store.remove_roamer_keys(&roamer.name)?;
+        }
+    }
+    store.write_private_key(&store.gateway_key_path(), &key)?;
+    store.save(&state)?;
+    if let Some(plan) = backend::of(&state).apply_if_up(&state)? {
+        info!("the data plane was up; now: {plan}");
+    }
+    Ok(init_summary(store, &state))
+}
+
+/// A running daemon, or a gateway set up before without `--force`, is never replaced.
+fn refuse_to_replace(store: &Store, force: bool) -> Result<()> {
     if let Some(pid) = control::daemon_pid(store).map_err(|e| refused(e.to_string()))? {
         return Err(refused(format!(
             "roamgw run (pid {pid}) is up for this directory: stop it first (systemctl stop roamgw), then init"
         )));
     }
-    if store.is_initialized() && !args.force {
+    if store.is_initialized() && !force {
         return Err(refused(format!(
             "a gateway is already set up in {}: pass --force to replace it (new keys; every roamer then needs its new config)",
             store.dir().display()
         )));
     }
-    check_subnet(args.subnet).map_err(|e| refused(e.to_string()))?;
+    Ok(())
+}
+
+/// The public and anchor addresses: the flags, and what this machine's interfaces say for
+/// whichever is missing.
+fn addresses(args: &InitArgs) -> Result<(Ipv4Addr, Ipv4Addr)> {
     let (public_ip, anchor_ip) = match (args.public_ip, args.anchor_ip) {
         (Some(public), Some(anchor)) => (public, anchor),
         (public, anchor) => {
@@ -34,14 +66,10 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
             "--public-ip and --anchor-ip are both {public_ip}: the anchor is the private address the floating IP maps to"
         )));
     }
-    let endpoint = match &args.endpoint {
-        Some(text) => Endpoint::parse_with_default_port(text, args.listen_port)
-            .map_err(|e| refused(e.to_string()))?,
-        None => Endpoint {
-            host: public_ip.to_string(),
-            port: args.listen_port,
-        },
-    };
+    Ok((public_ip, anchor_ip))
+}
+
+fn warn_on_colliding_routes(args: &InitArgs) {
     let collisions: Vec<String> = detect::colliding_routes(
         &detect::system_routes(),
         args.subnet,
@@ -57,14 +85,29 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
             "the tunnel subnet overlaps routes this droplet already has; pick another with --subnet"
         );
     }
+}
+
+fn initial_state(
+    args: InitArgs,
+    public_ip: Ipv4Addr,
+    anchor_ip: Ipv4Addr,
+    key: &PrivateKey,
+) -> Result<GatewayState> {
+    let endpoint = match &args.endpoint {
+        Some(text) => Endpoint::parse_with_default_port(text, args.listen_port)
+            .map_err(|e| refused(e.to_string()))?,
+        None => Endpoint {
+            host: public_ip.to_string(),
+            port: args.listen_port,
+        },
+    };
     let address = args.subnet.hosts().next().ok_or_else(|| {
         refused(format!(
             "tunnel subnet {} has no host addresses",
             args.subnet
         ))
     })?;
-    let key = PrivateKey::generate()?;
-    let state = GatewayState {
+    Ok(GatewayState {
         version: STATE_VERSION,
         gateway: GatewaySettings {
             public_ip,
@@ -83,28 +126,16 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
         },
         roamers: Vec::new(),
         forwards: Vec::new(),
-    };
-    state.validate().map_err(|e| refused(e.to_string()))?;
+    })
+}
 
-    store.create_dirs()?;
-    let _lock = store.lock()?;
-    if let Ok(old) = store.load() {
-        for roamer in &old.roamers {
-            store.remove_roamer_keys(&roamer.name)?;
-        }
-    }
-    store.write_private_key(&store.gateway_key_path(), &key)?;
-    store.save(&state)?;
-    if let Some(plan) = backend::of(&state).apply_if_up(&state)? {
-        info!("the data plane was up; now: {plan}");
-    }
-
+fn init_summary(store: &Store, state: &GatewayState) -> String {
     let g = &state.gateway;
     let floating = g
         .floating_ip
         .map(|ip| format!(" (floating IP {ip})"))
         .unwrap_or_default();
-    Ok(format!(
+    format!(
         "initialized {dir}\n  public IP {public} (never touched)\n  anchor {anchor}{floating}\n  \
          WireGuard {iface} ({mode}) {addr}/{prefix}, listening on udp {port}; roamers dial {endpoint}\n  \
          backend {backend}\nnext: roamgw add-roamer laptop\n",
@@ -118,7 +149,7 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
         port = g.listen_port,
         endpoint = g.endpoint,
         backend = g.backend,
-    ))
+    )
 }
 
 pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {

@@ -413,127 +413,154 @@ impl Firewalld {
     /// then runtime. Only what differs is written.
     pub fn apply(&self, desired: &Desired) -> Result<Vec<Difference>, FirewalldError> {
         let differences = self.differences(desired)?;
-        let spec_of = |name: &str| desired.policies.iter().find(|p| p.name == name);
-        let set_of = |name: &str| desired.ipsets.iter().find(|s| s.name == name);
         let reloads = differences.contains(&Difference::Reload);
-        let interfaces = desired
-            .zone
-            .as_ref()
-            .map(|z| z.interfaces.clone())
-            .unwrap_or_default();
         for difference in &differences {
             match difference {
-                Difference::CreateZone => {
-                    self.call::<_, OwnedObjectPath>(
-                        CONFIG_PATH,
-                        IFACE_CONFIG,
-                        "addZone2",
-                        &(ZONE, zone_settings(&interfaces)),
-                    )?;
+                Difference::CreateZone | Difference::PermanentZone(_) | Difference::Binding(_) => {
+                    self.apply_zone(difference, desired)?
                 }
-                Difference::PermanentZone(path) => self.call_unit(
-                    path.as_str(),
-                    IFACE_CONFIG_ZONE,
-                    "update2",
-                    &(zone_settings(&interfaces),),
-                )?,
-                Difference::CreateIpset(name) => {
-                    if let Some(set) = set_of(name) {
-                        self.call::<_, OwnedObjectPath>(
-                            CONFIG_PATH,
-                            IFACE_CONFIG,
-                            "addIPSet",
-                            &(name.as_str(), ipset_settings(set)),
-                        )?;
-                    }
-                }
-                Difference::PermanentIpset(name, path) => {
-                    if let Some(set) = set_of(name) {
-                        let entries: Vec<String> = set.entries.iter().cloned().collect();
-                        self.call_unit(
-                            path.as_str(),
-                            IFACE_CONFIG_IPSET,
-                            "setEntries",
-                            &(entries,),
-                        )?;
+                Difference::CreateIpset(name)
+                | Difference::PermanentIpset(name, _)
+                | Difference::RuntimeIpset(name) => {
+                    if let Some(set) = desired.ipsets.iter().find(|s| &s.name == name) {
+                        self.apply_ipset(difference, set, reloads)?;
                     }
                 }
                 Difference::StaleIpset(_, path) => {
-                    self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "remove", &())?;
+                    self.call_unit(path.as_str(), IFACE_CONFIG_IPSET, "remove", &())?
                 }
-                Difference::RuntimeIpset(name) => {
-                    if let Some(set) = set_of(name) {
-                        // Read again only when a reload may have brought it in line already.
-                        let differs = !reloads || {
-                            let entries: Vec<String> =
-                                self.call(PATH, IFACE_IPSET, "getEntries", &(name.as_str(),))?;
-                            entries.into_iter().collect::<BTreeSet<_>>() != set.entries
-                        };
-                        if differs {
-                            let entries: Vec<String> = set.entries.iter().cloned().collect();
-                            self.call_unit(
-                                PATH,
-                                IFACE_IPSET,
-                                "setEntries",
-                                &(name.as_str(), entries),
-                            )?;
-                        }
-                    }
-                }
-                Difference::CreatePolicy(name) => {
-                    if let Some(spec) = spec_of(name) {
-                        self.call::<_, OwnedObjectPath>(
-                            CONFIG_PATH,
-                            IFACE_CONFIG,
-                            "addPolicy",
-                            &(*name, policy_settings(spec, true)),
-                        )?;
-                    }
-                }
-                Difference::PermanentPolicy(name, path) => {
-                    if let Some(spec) = spec_of(name) {
-                        self.call_unit(
-                            path.as_str(),
-                            IFACE_CONFIG_POLICY,
-                            "update",
-                            &(policy_settings(spec, true),),
-                        )?;
+                Difference::CreatePolicy(name)
+                | Difference::PermanentPolicy(name, _)
+                | Difference::RuntimePolicy(name) => {
+                    if let Some(spec) = desired.policies.iter().find(|p| p.name == *name) {
+                        self.apply_policy(difference, spec, reloads)?;
                     }
                 }
                 Difference::Reload => {
                     info!("firewalld: reloading once so it loads roamgw's new zone and policies");
                     self.call_unit(PATH, IFACE, "reload", &())?;
                 }
-                Difference::RuntimePolicy(name) => {
-                    if let Some(spec) = spec_of(name) {
-                        // Read again only when a reload may have brought it in line already.
-                        let differs = !reloads || {
-                            let settings: Settings =
-                                self.call(PATH, IFACE_POLICY, "getPolicySettings", &(*name,))?;
-                            PolicyView::from_settings(&settings) != PolicyView::of(spec)
-                        };
-                        if differs {
-                            self.call_unit(
-                                PATH,
-                                IFACE_POLICY,
-                                "setPolicySettings",
-                                &(*name, policy_settings(spec, false)),
-                            )?;
-                        }
-                    }
-                }
-                Difference::Binding(interface) => {
-                    self.call::<_, String>(
-                        PATH,
-                        IFACE_ZONE,
-                        "changeZoneOfInterface",
-                        &(ZONE, interface.as_str()),
-                    )?;
-                }
             }
         }
         debug!(?differences, "firewalld applied");
         Ok(differences)
+    }
+
+    fn apply_zone(&self, difference: &Difference, desired: &Desired) -> Result<(), FirewalldError> {
+        let interfaces = desired
+            .zone
+            .as_ref()
+            .map(|z| z.interfaces.clone())
+            .unwrap_or_default();
+        match difference {
+            Difference::CreateZone => {
+                self.call::<_, OwnedObjectPath>(
+                    CONFIG_PATH,
+                    IFACE_CONFIG,
+                    "addZone2",
+                    &(ZONE, zone_settings(&interfaces)),
+                )?;
+            }
+            Difference::PermanentZone(path) => self.call_unit(
+                path.as_str(),
+                IFACE_CONFIG_ZONE,
+                "update2",
+                &(zone_settings(&interfaces),),
+            )?,
+            Difference::Binding(interface) => {
+                self.call::<_, String>(
+                    PATH,
+                    IFACE_ZONE,
+                    "changeZoneOfInterface",
+                    &(ZONE, interface.as_str()),
+                )?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `reloads`: the plan reloads firewalld before its runtime steps, which may bring the
+    /// runtime in line already; it is read again then rather than written blindly.
+    fn apply_ipset(
+        &self,
+        difference: &Difference,
+        set: &IpsetSpec,
+        reloads: bool,
+    ) -> Result<(), FirewalldError> {
+        let name = set.name.as_str();
+        let entries = || set.entries.iter().cloned().collect::<Vec<String>>();
+        match difference {
+            Difference::CreateIpset(_) => {
+                self.call::<_, OwnedObjectPath>(
+                    CONFIG_PATH,
+                    IFACE_CONFIG,
+                    "addIPSet",
+                    &(name, ipset_settings(set)),
+                )?;
+            }
+            Difference::PermanentIpset(_, path) => self.call_unit(
+                path.as_str(),
+                IFACE_CONFIG_IPSET,
+                "setEntries",
+                &(entries(),),
+            )?,
+            Difference::RuntimeIpset(_) => {
+                let differs = !reloads || {
+                    let runtime: Vec<String> =
+                        self.call(PATH, IFACE_IPSET, "getEntries", &(name,))?;
+                    runtime.into_iter().collect::<BTreeSet<_>>() != set.entries
+                };
+                if differs {
+                    self.call_unit(PATH, IFACE_IPSET, "setEntries", &(name, entries()))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `reloads` as for [`Firewalld::apply_ipset`].
+    fn apply_policy(
+        &self,
+        difference: &Difference,
+        spec: &PolicySpec,
+        reloads: bool,
+    ) -> Result<(), FirewalldError> {
+        let name = spec.name;
+        match difference {
+            Difference::CreatePolicy(_) => {
+                self.call::<_, OwnedObjectPath>(
+                    CONFIG_PATH,
+                    IFACE_CONFIG,
+                    "addPolicy",
+                    &(name, policy_settings(spec, true)),
+                )?;
+            }
+            Difference::PermanentPolicy(_, path) => self.call_unit(
+                path.as_str(),
+                IFACE_CONFIG_POLICY,
+                "update",
+                &(policy_settings(spec, true),),
+            )?,
+            Difference::RuntimePolicy(_) => {
+                let differs = !reloads || {
+                    let settings: Settings =
+                        self.call(PATH, IFACE_POLICY, "getPolicySettings", &(name,))?;
+                    PolicyView::from_settings(&settings) != PolicyView::of(spec)
+                };
+                if differs {
+                    self.call_unit(
+                        PATH,
+                        IFACE_POLICY,
+                        "setPolicySettings",
+                        &(name, policy_settings(spec, false)),
+                    )?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The fast path of a CLI change: writes just `changed` (permanent, then runtime), without
