@@ -29,6 +29,7 @@ fn state_with(forwards: usize) -> GatewayState {
             mtu: 1420,
             public_key: key,
             anchor_passthrough: false,
+            client_ip: Default::default(),
         },
         roamers: vec![RoamerEntry {
             name: "laptop".parse().expect("name"),

@@ -6,6 +6,7 @@ pub mod fsutil;
 pub mod keys;
 pub mod names;
 pub mod portspec;
+pub mod replies;
 pub mod routes;
 pub mod state;
 pub mod wgquick;

@@ -62,7 +62,7 @@ impl Protocols {
             .filter(move |p| self.contains(*p))
     }
 
-    fn intersects(self, other: Protocols) -> bool {
+    pub fn intersects(self, other: Protocols) -> bool {
         self.iter().any(|p| other.contains(p))
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -16,7 +17,10 @@ use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::names::{Endpoint, InterfaceName, RoamerName};
 use crate::portspec::{PortSpec, Protocol};
 
-pub const STATE_VERSION: u32 = 1;
+/// 2: forwards keep the client's address unless marked `masquerade`; 1 (read, migrated):
+/// every forward masqueraded.
+pub const STATE_VERSION: u32 = 2;
+const OLDEST_STATE_VERSION: u32 = 1;
 pub const ROAMER_CONFIG_VERSION: u32 = 1;
 
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
@@ -40,6 +44,30 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Nftables => "nftables",
             Backend::Firewalld => "firewalld",
+        })
+    }
+}
+
+/// The source address a forwarded connection has when it reaches the roamer.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIp {
+    /// The client's own address: the laptop's logs, fail2ban and limits see who connects. The
+    /// laptop sends the replies back through the tunnel by source-address routing (roamer, or
+    /// the generated wg-quick config).
+    #[default]
+    Keep,
+    /// The gateway's tunnel address, as the manual setup does: works with any laptop config.
+    Masquerade,
+}
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientIp::Keep => "keep",
+            ClientIp::Masquerade => "masquerade",
         })
     }
 }
@@ -92,6 +120,9 @@ pub struct GatewaySettings {
     /// Let the droplet's own services answer on the anchor address too (default: only forwards do).
     #[serde(default)]
     pub anchor_passthrough: bool,
+    /// What `add-port` gives a forward unless told otherwise.
+    #[serde(default)]
+    pub client_ip: ClientIp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,8 +133,9 @@ pub struct RoamerEntry {
     pub public_key: PublicKey,
 }
 
-/// One forward. In the state file it is one string, `SPEC -> ROAMER [from CIDR[,CIDR...]]`,
-/// e.g. `"2222:22/tcp -> laptop from 192.0.2.0/24"`: a gateway may hold thousands, and TOML
+/// One forward. In the state file it is one string,
+/// `SPEC -> ROAMER [from CIDR[,CIDR...]] [masquerade]`, e.g.
+/// `"2222:22/tcp -> laptop from 192.0.2.0/24"`: a gateway may hold thousands, and TOML
 /// parses an array of strings about ten times faster than as many tables (measured: 3 ms vs
 /// 35-45 ms for 10,000), which matters inside the add-port budget.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -111,6 +143,7 @@ pub struct Forward {
     pub spec: PortSpec,
     pub to: RoamerName,
     pub allow_from: Vec<Ipv4Net>,
+    pub client_ip: ClientIp,
 }
 
 impl Forward {
@@ -127,6 +160,9 @@ impl fmt::Display for Forward {
             let sources: Vec<String> = self.allow_from.iter().map(ToString::to_string).collect();
             write!(f, " from {}", sources.join(","))?;
         }
+        if self.client_ip == ClientIp::Masquerade {
+            f.write_str(" masquerade")?;
+        }
         Ok(())
     }
 }
@@ -135,22 +171,24 @@ impl std::str::FromStr for Forward {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let shape = || {
-            format!("forward '{s}' is not of the form 'SPEC -> ROAMER [from CIDR,...]' (e.g. '22/tcp -> laptop')")
+            format!("forward '{s}' is not of the form 'SPEC -> ROAMER [from CIDR,...] [masquerade]' (e.g. '22/tcp -> laptop')")
         };
         let (spec, rest) = s.split_once("->").ok_or_else(shape)?;
         let spec: PortSpec = spec
             .trim()
             .parse()
             .map_err(|e| format!("forward '{s}': {e}"))?;
-        let mut words = rest.split_whitespace();
+        let mut words = rest.split_whitespace().peekable();
         let to: RoamerName = words
             .next()
             .ok_or_else(shape)?
             .parse()
             .map_err(|e| format!("forward '{s}': {e}"))?;
-        let allow_from = match (words.next(), words.next(), words.next()) {
-            (None, _, _) => Vec::new(),
-            (Some("from"), Some(list), None) => list
+        let allow_from = match words.next_if_eq(&"from") {
+            None => Vec::new(),
+            Some(_) => words
+                .next()
+                .ok_or_else(shape)?
                 .split(',')
                 .map(|cidr| {
                     cidr.parse::<Ipv4Net>().map_err(|_| {
@@ -158,12 +196,17 @@ impl std::str::FromStr for Forward {
                     })
                 })
                 .collect::<Result<_, _>>()?,
+        };
+        let client_ip = match (words.next(), words.next()) {
+            (None, _) => ClientIp::Keep,
+            (Some("masquerade"), None) => ClientIp::Masquerade,
             _ => return Err(shape()),
         };
         Ok(Forward {
             spec,
             to,
             allow_from,
+            client_ip,
         })
     }
 }
@@ -196,7 +239,7 @@ pub struct GatewayState {
 pub enum StateError {
     #[error("{0}")]
     Toml(String),
-    #[error("version {found} is not supported (this roamgw reads version {supported}); upgrade roamgw or restore a matching file")]
+    #[error("version {found} is not supported (this roamgw reads versions up to {supported}); upgrade roamgw or restore a matching file")]
     Version { found: u32, supported: u32 },
     #[error("{0}")]
     Invalid(String),
@@ -219,23 +262,24 @@ fn toml_error_line(err: &toml::de::Error, text: &str) -> String {
 }
 
 /// Checks the `version` field before anything else so an old or new file gets the right message.
-fn check_version(text: &str, supported: u32) -> Result<(), StateError> {
+fn check_version(text: &str, supported: RangeInclusive<u32>) -> Result<(), StateError> {
     #[derive(Deserialize)]
     struct VersionOnly {
         version: Option<toml::Value>,
     }
+    let newest = *supported.end();
     let probe: VersionOnly =
         toml::from_str(text).map_err(|e| StateError::Toml(toml_error_line(&e, text)))?;
     match probe.version {
-        None => Err(invalid(format!(
-            "missing 'version = {supported}' at the top"
-        ))),
-        Some(toml::Value::Integer(v)) if v == i64::from(supported) => Ok(()),
+        None => Err(invalid(format!("missing 'version = {newest}' at the top"))),
+        Some(toml::Value::Integer(v)) if u32::try_from(v).is_ok_and(|v| supported.contains(&v)) => {
+            Ok(())
+        }
         Some(toml::Value::Integer(v)) => Err(StateError::Version {
             found: u32::try_from(v).unwrap_or(u32::MAX),
-            supported,
+            supported: newest,
         }),
-        Some(_) => Err(invalid(format!("'version' must be the number {supported}"))),
+        Some(_) => Err(invalid(format!("'version' must be the number {newest}"))),
     }
 }
 
@@ -243,14 +287,14 @@ fn check_version(text: &str, supported: u32) -> Result<(), StateError> {
 /// version, so an old or new file gets a message about the version rather than a field.
 fn parse_versioned<T: serde::de::DeserializeOwned>(
     text: &str,
-    supported: u32,
+    supported: RangeInclusive<u32>,
     version_of: impl Fn(&T) -> u32,
 ) -> Result<T, StateError> {
     match toml::from_str::<T>(text) {
-        Ok(value) if version_of(&value) == supported => Ok(value),
+        Ok(value) if supported.contains(&version_of(&value)) => Ok(value),
         Ok(value) => Err(StateError::Version {
             found: version_of(&value),
-            supported,
+            supported: *supported.end(),
         }),
         Err(e) => {
             check_version(text, supported)?;
@@ -261,10 +305,27 @@ fn parse_versioned<T: serde::de::DeserializeOwned>(
 
 impl GatewayState {
     pub fn from_toml(text: &str) -> Result<Self, StateError> {
-        let state: GatewayState =
-            parse_versioned(text, STATE_VERSION, |s: &GatewayState| s.version)?;
+        let mut state: GatewayState = parse_versioned(
+            text,
+            OLDEST_STATE_VERSION..=STATE_VERSION,
+            |s: &GatewayState| s.version,
+        )?;
+        state.migrate();
         state.validate()?;
         Ok(state)
+    }
+
+    /// An older state, as this version reads it. Version 1 masqueraded every forward: its
+    /// forwards, and the ones added later by default, keep doing so (the laptops' configs of
+    /// that time route no replies for other sources).
+    fn migrate(&mut self) {
+        if self.version == 1 {
+            self.gateway.client_ip = ClientIp::Masquerade;
+            for forward in &mut self.forwards {
+                forward.client_ip = ClientIp::Masquerade;
+            }
+        }
+        self.version = STATE_VERSION;
     }
 
     pub fn to_toml(&self) -> String {
@@ -348,6 +409,9 @@ impl GatewayState {
         if let Some((a, b)) = first_overlap(self.forwards.iter().map(|f| &f.spec)) {
             return Err(invalid(format!("forward {b} overlaps forward {a}")));
         }
+        if let Some((a, b)) = first_mixed_client_ip(&self.forwards) {
+            return Err(invalid(mixed_client_ip_message(a, b)));
+        }
         Ok(())
     }
 
@@ -384,6 +448,44 @@ pub fn first_overlap<'a>(
         }
     }
     None
+}
+
+/// Two forwards that reach the same roamer port (protocol and local port) with different
+/// client-ip modes. Both backends decide masquerading after DNAT, where only the roamer's
+/// port is left to tell forwards apart, so such forwards must share one mode.
+pub fn first_mixed_client_ip(forwards: &[Forward]) -> Option<(&Forward, &Forward)> {
+    let mut targets: Vec<(&RoamerName, Protocol, &Forward)> = forwards
+        .iter()
+        .flat_map(|f| f.spec.protocols.iter().map(move |p| (&f.to, p, f)))
+        .collect();
+    targets.sort_unstable_by_key(|(to, p, f)| (*to, *p, f.spec.local.first()));
+    // Sorted by start: a range meets an earlier one of the other mode iff that mode's
+    // furthest-reaching earlier range ends at or after its start.
+    let mut reach: [Option<&Forward>; 2] = [None, None];
+    let mut group = None;
+    for (to, protocol, forward) in targets {
+        if group != Some((to, protocol)) {
+            group = Some((to, protocol));
+            reach = [None, None];
+        }
+        let mode = forward.client_ip as usize;
+        if let Some(other) = reach[1 - mode] {
+            if other.spec.local.last() >= forward.spec.local.first() {
+                return Some((other, forward));
+            }
+        }
+        if reach[mode].is_none_or(|r| r.spec.local.last() < forward.spec.local.last()) {
+            reach[mode] = Some(forward);
+        }
+    }
+    None
+}
+
+pub fn mixed_client_ip_message(a: &Forward, b: &Forward) -> String {
+    format!(
+        "forwards {} ({}) and {} ({}) reach the same port on '{}': forwards to one roamer port share one --client-ip",
+        a.spec, a.client_ip, b.spec, b.client_ip, a.to
+    )
 }
 
 /// Refuses subnets that cannot hold a gateway and a roamer.
@@ -497,8 +599,11 @@ pub struct RoamerGateway {
 
 impl RoamerConfig {
     pub fn from_toml(text: &str) -> Result<Self, StateError> {
-        let config: RoamerConfig =
-            parse_versioned(text, ROAMER_CONFIG_VERSION, |c: &RoamerConfig| c.version)?;
+        let config: RoamerConfig = parse_versioned(
+            text,
+            ROAMER_CONFIG_VERSION..=ROAMER_CONFIG_VERSION,
+            |c: &RoamerConfig| c.version,
+        )?;
         config.validate()?;
         Ok(config)
     }
@@ -601,6 +706,7 @@ mod tests {
                 mtu: DEFAULT_MTU,
                 public_key: key.public_key(),
                 anchor_passthrough: false,
+                client_ip: ClientIp::Keep,
             },
             roamers: vec![RoamerEntry {
                 name: "laptop".parse().expect("name"),
@@ -611,6 +717,7 @@ mod tests {
                 spec: "22".parse().expect("spec"),
                 to: "laptop".parse().expect("name"),
                 allow_from: vec!["192.0.2.0/24".parse().expect("cidr")],
+                client_ip: ClientIp::Keep,
             }],
         }
     }
@@ -620,7 +727,68 @@ mod tests {
         let state = sample_state();
         let text = state.to_toml();
         assert_eq!(GatewayState::from_toml(&text).expect("parse"), state);
-        assert!(text.starts_with("version = 1\n"), "{text}");
+        assert!(text.starts_with("version = 2\n"), "{text}");
+    }
+
+    #[test]
+    fn a_version_1_state_keeps_masquerading() {
+        let v1 = sample_state()
+            .to_toml()
+            .replace("version = 2", "version = 1")
+            .replace("client_ip = \"keep\"\n", "");
+        assert!(!v1.contains("client_ip"), "{v1}");
+        let state = GatewayState::from_toml(&v1).expect("v1 loads");
+        assert_eq!(state.version, STATE_VERSION);
+        assert_eq!(state.gateway.client_ip, ClientIp::Masquerade);
+        assert!(state
+            .forwards
+            .iter()
+            .all(|f| f.client_ip == ClientIp::Masquerade));
+        // Saved as version 2, it reads back the same: the forwards say so themselves.
+        let saved = state.to_toml();
+        assert!(saved.contains("masquerade\""), "{saved}");
+        assert_eq!(GatewayState::from_toml(&saved).expect("v2 loads"), state);
+    }
+
+    #[test]
+    fn forwards_to_one_roamer_port_share_one_mode() {
+        // (forwards, the pair found as "a | b")
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["22 -> laptop", "2222:22 -> laptop"], None),
+            (
+                &["22 -> laptop", "2222:22 -> laptop masquerade"],
+                Some("22/tcp -> laptop | 2222:22/tcp -> laptop masquerade"),
+            ),
+            (&["22 -> laptop", "2222:22 -> desktop masquerade"], None),
+            (
+                &["53/udp -> laptop", "5353:53/tcp -> laptop masquerade"],
+                None,
+            ),
+            (
+                &[
+                    "60000-60100/udp -> laptop masquerade",
+                    "7000:60050/udp -> laptop",
+                ],
+                Some("60000-60100/udp -> laptop masquerade | 7000:60050/udp -> laptop"),
+            ),
+            (
+                &[
+                    "1000-1010 -> laptop masquerade",
+                    "2000:1020 -> laptop masquerade",
+                    "3000:1005 -> laptop",
+                ],
+                Some("1000-1010/tcp -> laptop masquerade | 3000:1005/tcp -> laptop"),
+            ),
+            (
+                &["1000-1010 -> laptop masquerade", "3000:1011 -> laptop"],
+                None,
+            ),
+        ];
+        for (texts, expected) in cases {
+            let forwards: Vec<Forward> = texts.iter().map(|t| t.parse().expect(t)).collect();
+            let found = first_mixed_client_ip(&forwards).map(|(a, b)| format!("{a} | {b}"));
+            assert_eq!(found.as_deref(), *expected, "{texts:?}");
+        }
     }
 
     #[test]
@@ -628,6 +796,8 @@ mod tests {
         for text in [
             "22/tcp -> laptop",
             "2222:22/tcp -> laptop from 192.0.2.0/24,198.51.100.7/32",
+            "22/tcp -> laptop masquerade",
+            "53/udp -> laptop from 192.0.2.0/24 masquerade",
         ] {
             let forward: Forward = text.parse().expect(text);
             assert_eq!(forward.to_string(), text);
@@ -639,6 +809,12 @@ mod tests {
             ("22 -> Laptop", "roamer name"),
             ("22 -> laptop to 192.0.2.0/24", "is not of the form"),
             ("22 -> laptop from 192.0.2.0/33", "not an IPv4 CIDR"),
+            ("22 -> laptop keep masquerade", "is not of the form"),
+            (
+                "22 -> laptop masquerade from 192.0.2.0/24",
+                "is not of the form",
+            ),
+            ("22 -> laptop from", "is not of the form"),
         ] {
             let e = bad.parse::<Forward>().expect_err(bad);
             assert!(e.contains(reason), "{bad}: {e}");
@@ -657,12 +833,12 @@ mod tests {
     fn wrong_version_says_so() {
         let text = sample_state()
             .to_toml()
-            .replace("version = 1", "version = 7");
+            .replace("version = 2", "version = 7");
         assert_eq!(
             GatewayState::from_toml(&text),
             Err(StateError::Version {
                 found: 7,
-                supported: 1
+                supported: 2
             })
         );
     }

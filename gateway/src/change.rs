@@ -5,7 +5,9 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use roamgw_common::state::{check_forward_ports, Forward, GatewayState, RoamerEntry};
+use roamgw_common::state::{
+    check_forward_ports, mixed_client_ip_message, ClientIp, Forward, GatewayState, RoamerEntry,
+};
 use roamgw_common::{PortSpec, PublicKey, RoamerName};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,9 @@ pub enum StateChange {
         spec: PortSpec,
         to: Option<RoamerName>,
         allow_from: Vec<Ipv4Net>,
+        /// `None`: the gateway's default.
+        #[serde(default)]
+        client_ip: Option<ClientIp>,
     },
     RemovePort {
         spec: PortSpec,
@@ -65,7 +70,8 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Applied, 
             spec,
             to,
             allow_from,
-        } => add_port(state, spec, to.clone(), allow_from),
+            client_ip,
+        } => add_port(state, spec, to.clone(), allow_from, *client_ip),
         StateChange::RemovePort { spec } => remove_port(state, spec),
         StateChange::AddRoamer {
             name,
@@ -202,6 +208,7 @@ fn add_port(
     spec: &PortSpec,
     to: Option<RoamerName>,
     allow_from: &[Ipv4Net],
+    client_ip: Option<ClientIp>,
 ) -> Result<Applied, Refused> {
     let to = resolve_roamer(state, to)?;
     check_forward_ports(spec, state.gateway.listen_port).map_err(|e| refused(e.to_string()))?;
@@ -231,7 +238,21 @@ fn add_port(
         spec: *spec,
         to,
         allow_from,
+        client_ip: client_ip.unwrap_or(state.gateway.client_ip),
     };
+    // One look at this roamer's forwards (not a sort of all of them, as validation does).
+    if let Some(other) = state.forwards.iter().find(|f| {
+        f.to == forward.to
+            && f.client_ip != forward.client_ip
+            && f.spec.protocols.intersects(spec.protocols)
+            && f.spec.local.overlaps(spec.local)
+    }) {
+        return Err(refused(format!(
+            "{}; give this one --client-ip {}, or pick another local port",
+            mixed_client_ip_message(other, &forward),
+            other.client_ip
+        )));
+    }
     let summary = describe_forward(state, &forward);
     state.forwards.push(forward.clone());
     Ok(Applied {
@@ -297,8 +318,12 @@ pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
         let nets: Vec<String> = forward.allow_from.iter().map(ToString::to_string).collect();
         format!(", only from {}", nets.join(", "))
     };
+    let client = match forward.client_ip {
+        ClientIp::Keep => "the roamer sees the client's address (keep)",
+        ClientIp::Masquerade => "the roamer sees the gateway's tunnel address (masquerade)",
+    };
     format!(
-        "forward {spec}: {public}:{ports} -> {to} {address}:{local}{sources}",
+        "forward {spec}: {public}:{ports} -> {to} {address}:{local}{sources}; {client}",
         spec = forward.spec,
         ports = forward.spec.public,
         to = forward.to,
@@ -343,6 +368,16 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
             spec: spec.parse().expect("spec"),
             to: to.map(name),
             allow_from: allow.iter().map(|a| a.parse().expect("net")).collect(),
+            client_ip: None,
+        }
+    }
+
+    fn add_port_keeping(spec: &str) -> StateChange {
+        StateChange::AddPort {
+            spec: spec.parse().expect("spec"),
+            to: None,
+            allow_from: Vec::new(),
+            client_ip: Some(ClientIp::Keep),
         }
     }
 
@@ -437,6 +472,15 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
                 &["host bits set", "192.0.2.0/24"],
             ),
             (
+                "keep and masquerade on one roamer port",
+                "",
+                add_port_keeping("2200:22"),
+                &[
+                    "22/tcp (masquerade) and 2200:22/tcp (keep)",
+                    "--client-ip masquerade",
+                ],
+            ),
+            (
                 "remove an unknown forward",
                 "",
                 add_port_removal("443"),
@@ -477,9 +521,21 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
         .expect("add-port");
         assert_eq!(
             applied.summary,
-            "forward 3333:22/tcp: 203.0.113.50:3333 -> phone 192.168.32.3:22, only from 192.0.2.0/24"
+            "forward 3333:22/tcp: 203.0.113.50:3333 -> phone 192.168.32.3:22, only from 192.0.2.0/24; the roamer sees the gateway's tunnel address (masquerade)"
         );
         assert_eq!(applied.forwards.added.len(), 1);
+        let applied = apply(&mut s, &add_port_keeping("8080")).expect_err("two roamers");
+        assert!(applied.0.contains("--to"), "{applied}");
+        let mut one = state("");
+        let applied = apply(&mut one, &add_port_keeping("8080")).expect("keep");
+        assert!(
+            applied
+                .summary
+                .ends_with("the roamer sees the client's address (keep)"),
+            "{}",
+            applied.summary
+        );
+        assert_eq!(one.forwards[3].client_ip, ClientIp::Keep);
         let applied = apply(
             &mut s,
             &StateChange::RemoveRoamer {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
-use roamgw_common::state::{Backend, WireguardMode};
+use roamgw_common::state::{Backend, ClientIp, WireguardMode};
 use roamgw_common::{InterfaceName, PortSpec, PublicKey, RoamerName};
 
 use crate::store::DEFAULT_CONFIG_DIR;
@@ -205,6 +205,11 @@ pub struct InitArgs {
     #[arg(long)]
     pub anchor_passthrough: bool,
 
+    /// What source address roamers see on forwards added without --client-ip: `keep` the
+    /// client's own, or `masquerade` it as the gateway's tunnel address.
+    #[arg(long = "client-ip", value_enum, value_name = "MODE", default_value_t = ClientIp::Keep)]
+    pub client_ip: ClientIp,
+
     /// Replace an existing setup: new gateway keys, no roamers, no forwards.
     #[arg(long)]
     pub force: bool,
@@ -286,6 +291,12 @@ pub struct AddPortArgs {
     /// Only these sources may connect (repeat for several); an address means /32. Default: anyone.
     #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_cidr)]
     pub allow_from: Vec<Ipv4Net>,
+
+    /// What source address the roamer sees: `keep` the client's own (the roamer or the
+    /// generated wg-quick config routes the replies back), or `masquerade` it as the gateway's
+    /// tunnel address (works with any laptop config). Default: the gateway's, set at init.
+    #[arg(long = "client-ip", value_enum, value_name = "MODE")]
+    pub client_ip: Option<ClientIp>,
 }
 
 #[derive(Debug, Args)]
@@ -316,7 +327,8 @@ pub struct ShowConfigArgs {
     pub format: ConfigFormat,
 
     /// Print the config as a QR code for the terminal (for the WireGuard mobile apps: use
-    /// --format wg-quick).
+    /// --format wg-quick). The apps cannot route replies by source: forwards to a phone
+    /// need --client-ip masquerade.
     #[arg(long)]
     pub qr: bool,
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
+use roamgw_common::replies;
 use roamgw_common::state::{
     GatewayState, RoamerConfig, RoamerEntry, RoamerGateway, DEFAULT_KEEPALIVE_SECS,
     ROAMER_CONFIG_VERSION,
@@ -64,17 +65,49 @@ pub fn roamer_toml(config: &RoamerConfig) -> String {
     out
 }
 
-pub fn roamer_wg_quick(config: &RoamerConfig) -> String {
+/// Who reads a wg-quick config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WgQuickFor {
+    /// Stock wg-quick on Linux: replies are routed by their source, so forwards may keep the
+    /// client's address.
+    Linux,
+    /// The WireGuard mobile apps (the QR code): no hooks, no routing tables. Only the tunnel
+    /// subnet goes through the tunnel, so their forwards need `--client-ip masquerade`.
+    App,
+}
+
+/// The roamer as stock wg-quick. For Linux it accepts any source from the gateway (AllowedIPs
+/// 0.0.0.0/0, for forwards that keep the client's address) but routes nothing by it
+/// (`Table = off`): the address's own route carries the tunnel subnet, and the hooks route
+/// replies by their source (roamgw_common::replies), as `roamer run` does.
+pub fn roamer_wg_quick(config: &RoamerConfig, reader: WgQuickFor) -> String {
     let mut interface = Interface {
         private_key: config.private_key.clone(),
         address: vec![IpNet::V4(config.address)],
         mtu: Some(config.mtu),
         ..Interface::default()
     };
+    let allowed_ips = match reader {
+        WgQuickFor::Linux => {
+            let (post_up, pre_down) =
+                replies::wg_quick_hooks(&config.interface, config.address.addr());
+            interface.table = Some("off".into());
+            interface.post_up = post_up;
+            interface.pre_down = pre_down;
+            vec![IpNet::V4(Ipv4Net::default())]
+        }
+        WgQuickFor::App => config.allowed_ips(),
+    };
     let mut header = format!(
         "# wg-quick config for roamer '{}', made by `roamgw show-config`. Holds secrets: keep it 0600.\n\
-         # Save as /etc/wireguard/{}.conf and run `wg-quick up {}`.\n",
-        config.name, config.interface, config.interface
+         # Save as /etc/wireguard/{}.conf and run `wg-quick up {}`.\n\
+         # Routed through the tunnel: the tunnel subnet, and replies to forwarded connections\n\
+         # (by their source address, rule priority {} / table {}); nothing else.\n",
+        config.name,
+        config.interface,
+        config.interface,
+        replies::RULE_PRIORITY,
+        replies::table(&config.interface)
     );
     if config.private_key.is_none() {
         let path = format!("/etc/wireguard/{}.key", config.name);
@@ -90,7 +123,7 @@ pub fn roamer_wg_quick(config: &RoamerConfig) -> String {
         peers: vec![Peer {
             public_key: config.gateway.public_key,
             preshared_key: config.gateway.preshared_key.clone(),
-            allowed_ips: config.allowed_ips(),
+            allowed_ips,
             endpoint: Some(config.gateway.endpoint.clone()),
             persistent_keepalive: (config.gateway.persistent_keepalive > 0)
                 .then_some(config.gateway.persistent_keepalive),

@@ -15,8 +15,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use roamgw_common::replies;
 use roamgw_common::state::RoamerConfig;
-use roamgw_wg::netlink::{Links, NetworkChange};
+use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
 use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
 use roamgw_wg::{PeerConfig, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -114,7 +115,10 @@ fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
         public_key: config.gateway.public_key,
         preshared_key: config.gateway.preshared_key.clone(),
         endpoint: Some(endpoint),
-        allowed_ips: config.allowed_ips(),
+        // Any inner source from the gateway: a forward that keeps the client's address
+        // arrives with it. What goes into the tunnel is decided by routes, not by this: the
+        // tunnel subnet, and replies by their source (`bring_up`).
+        allowed_ips: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::default())],
         persistent_keepalive: config.gateway.persistent_keepalive,
     }
 }
@@ -204,7 +208,25 @@ fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Res
     sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
     let links = Links::connect()?;
     links.configure(interface, config.mtu, config.address)?;
-    Ok(links.index(interface)?.unwrap_or(0))
+    let index = links
+        .index(interface)?
+        .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;
+    links.route_replies(
+        index,
+        config.address.addr(),
+        replies::table(&config.interface),
+        replies::RULE_PRIORITY,
+    )?;
+    Ok(index)
+}
+
+/// The reply rule outlives the interface: removed on every way out of `run`.
+fn unroute_replies(config: &RoamerConfig) {
+    let table = replies::table(&config.interface);
+    if let Err(e) = Links::connect().and_then(|l| l.unroute_replies(table, replies::RULE_PRIORITY))
+    {
+        warn!("cannot remove the reply routing rule (table {table}): {e}");
+    }
 }
 
 pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
@@ -270,6 +292,7 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     };
     info!(signal, "stopping");
     status::remove(interface);
+    unroute_replies(config);
     // Removes the interface.
     drop(owned_device);
     Ok(())

@@ -1,11 +1,12 @@
 //! Interfaces through rtnetlink: look up, MTU, up, address. A small
 //! current-thread runtime drives the async rtnetlink crate, so callers stay synchronous.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::{Handle, LinkUnspec};
+use rtnetlink::packet_route::rule::RuleAttribute;
+use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -142,6 +143,77 @@ impl Links {
                 .execute()
                 .await
                 .map_err(|e| request_error("add address to", name, e))
+        })
+    }
+}
+
+/// Source-address routing of replies (roamgw_common::replies): ours are the rules at
+/// `priority` that look up `table`.
+impl Links {
+    /// Replies from `source` leave through the interface `index`: the route `default dev` in
+    /// `table` and the rule `from source lookup table` at `priority`. Rules of ours left by an
+    /// earlier run (any source) are replaced.
+    pub fn route_replies(
+        &self,
+        index: u32,
+        source: Ipv4Addr,
+        table: u32,
+        priority: u32,
+    ) -> Result<(), NetlinkError> {
+        let what = "route replies through";
+        let interface = format!("interface {index}");
+        self.unroute_replies(table, priority)?;
+        self.runtime.block_on(async {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .output_interface(index)
+                .table_id(table)
+                .build();
+            self.handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| request_error(what, &interface, e))?;
+            self.handle
+                .rule()
+                .add()
+                .v4()
+                .source_prefix(source, 32)
+                .table_id(table)
+                .priority(priority)
+                .execute()
+                .await
+                .map_err(|e| request_error(what, &interface, e))
+        })
+    }
+
+    /// Removes our rules (the route goes with the interface). The number removed.
+    pub fn unroute_replies(&self, table: u32, priority: u32) -> Result<usize, NetlinkError> {
+        self.runtime.block_on(async {
+            let what = "list the routing rules of";
+            let mut rules = self.handle.rule().get(IpVersion::V4).execute();
+            let mut ours = Vec::new();
+            while let Some(rule) = rules
+                .try_next()
+                .await
+                .map_err(|e| request_error(what, "this machine", e))?
+            {
+                let has = |wanted: &RuleAttribute| rule.attributes.contains(wanted);
+                if has(&RuleAttribute::Priority(priority)) && has(&RuleAttribute::Table(table)) {
+                    ours.push(rule);
+                }
+            }
+            let removed = ours.len();
+            for rule in ours {
+                self.handle
+                    .rule()
+                    .del(rule)
+                    .execute()
+                    .await
+                    .map_err(|e| request_error("delete a routing rule of", "this machine", e))?;
+            }
+            Ok(removed)
         })
     }
 }

@@ -1,7 +1,9 @@
 //! The nftables backend: table `ip roamgw` and nothing else (crate::nft holds the model, the
 //! observed table, the pure plan and the transactions).
 
-use roamgw_common::state::{Forward, GatewayState};
+use std::collections::BTreeSet;
+
+use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use tracing::{debug, info};
 
 use super::{Applied, Backend, Counters, Result, View};
@@ -9,7 +11,7 @@ use crate::change::ForwardChange;
 use crate::firewalld;
 use crate::nft::apply;
 use crate::nft::diff::{plan, Plan};
-use crate::nft::model::{desired, forward_elements, is_count, Element, TableSettings};
+use crate::nft::model::{desired, elements_of, is_count, Element, TableSettings};
 use crate::nft::observed::{self, CounterValue, Observed};
 use crate::nft::render;
 
@@ -62,18 +64,23 @@ fn settings(state: &GatewayState) -> TableSettings {
     }
 }
 
-fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
+fn is_masquerade(element: &Element) -> bool {
+    matches!(
+        element,
+        Element::MasqueradeSingle { .. } | Element::MasqueradeRange { .. }
+    )
+}
+
+/// The masquerade elements that forwards left in `state` still need: two forwards to one
+/// roamer port share one, which stays while either remains.
+fn still_masqueraded(state: &GatewayState, removed: &[Forward]) -> BTreeSet<Element> {
     state
-        .roamer(&forward.to)
-        .map(|r| {
-            forward_elements(
-                state.gateway.anchor_ip,
-                &forward.spec,
-                r.address,
-                &forward.allow_from,
-            )
-        })
-        .unwrap_or_default()
+        .forwards
+        .iter()
+        .filter(|f| f.client_ip == ClientIp::Masquerade && removed.iter().any(|r| r.to == f.to))
+        .flat_map(|f| elements_of(state, f))
+        .filter(is_masquerade)
+        .collect()
 }
 
 /// Byte and packet counts per forward (by its key): the sum of the counters of the forward's
@@ -129,11 +136,15 @@ impl Backend for Nftables {
         if settings(old) != settings(new) {
             return self.apply_if_up(new);
         }
-        let remove: Vec<Element> = change
+        let mut remove: Vec<Element> = change
             .removed
             .iter()
             .flat_map(|f| elements_of(old, f))
             .collect();
+        if remove.iter().any(is_masquerade) {
+            let shared = still_masqueraded(new, &change.removed);
+            remove.retain(|e| !shared.contains(e));
+        }
         let add: Vec<Element> = change
             .added
             .iter()
@@ -185,5 +196,35 @@ impl Backend for Nftables {
     fn counters(&self, state: &GatewayState) -> Option<Counters> {
         let observed = observe_if_up().ok().flatten()?;
         Some(counters_by_forward(state, &observed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_masquerade_target_stays_while_a_forward_needs_it() {
+        // Version 1 fixture: 22, 2222:22 (both to laptop:22) and 60000-60100/udp, masqueraded.
+        let old = GatewayState::from_toml(include_str!(
+            "../../../tests/fixtures/valid-state/gateway.toml"
+        ))
+        .expect("state");
+        let mut new = old.clone();
+        let removed = vec![new.forwards.remove(1)];
+        assert_eq!(removed[0].spec.to_string(), "2222:22/tcp");
+        let shared = still_masqueraded(&new, &removed);
+        let removable: Vec<Element> = elements_of(&old, &removed[0])
+            .into_iter()
+            .filter(|e| is_masquerade(e) && !shared.contains(e))
+            .collect();
+        assert!(removable.is_empty(), "22 still masquerades to laptop:22");
+
+        let removed = vec![new.forwards.remove(0)];
+        let shared = still_masqueraded(&new, &removed);
+        assert!(elements_of(&old, &removed[0])
+            .iter()
+            .filter(|e| is_masquerade(e))
+            .all(|e| !shared.contains(e)));
     }
 }

@@ -8,6 +8,7 @@ pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
         spec: args.spec,
         to: args.to,
         allow_from: args.allow_from,
+        client_ip: args.client_ip,
     };
     let (summary, how) = make_change(store, change)?;
     Ok(format!("{summary}; {how}\n"))
@@ -34,6 +35,7 @@ struct ForwardView {
     to: String,
     local: String,
     allow_from: Vec<String>,
+    client_ip: ClientIp,
 }
 
 pub fn list(store: &Store, json: bool) -> Result<String> {
@@ -63,6 +65,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 to: f.to.to_string(),
                 local: format!("{address}:{}", f.spec.local),
                 allow_from: f.allow_from.iter().map(ToString::to_string).collect(),
+                client_ip: f.client_ip,
             }
         })
         .collect();
@@ -78,6 +81,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
         "TO",
         "LOCAL",
         "ALLOW FROM",
+        "CLIENT IP",
         "PACKETS",
         "BYTES",
     ]);
@@ -92,11 +96,17 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
             } else {
                 v.allow_from.join(",")
             },
+            v.client_ip.to_string(),
             v.packets.map_or("-".into(), |p| p.to_string()),
             v.bytes.map_or("-".into(), |b| b.to_string()),
         ]);
     }
     let mut out = table.render();
+    out.push_str(&format!(
+        "(CLIENT IP: keep = the roamer sees the client's address, masquerade = the gateway's; \
+         new forwards: {})\n",
+        state.gateway.client_ip
+    ));
     if public_ip.is_none() {
         let anchor = state.gateway.anchor_ip;
         out.push_str(&format!(

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use roamgw_common::names::Endpoint;
 use roamgw_common::state::{
-    check_subnet, Forward, GatewaySettings, GatewayState, WireguardMode, STATE_VERSION,
+    check_subnet, ClientIp, Forward, GatewaySettings, GatewayState, WireguardMode, STATE_VERSION,
 };
 use roamgw_common::{PresharedKey, PrivateKey};
 use serde::Serialize;

@@ -143,7 +143,12 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
     );
     let text = match args.format {
         ConfigFormat::Roamer => peer_configs::roamer_toml(&config),
-        ConfigFormat::WgQuick => peer_configs::roamer_wg_quick(&config),
+        ConfigFormat::WgQuick if args.qr => {
+            peer_configs::roamer_wg_quick(&config, peer_configs::WgQuickFor::App)
+        }
+        ConfigFormat::WgQuick => {
+            peer_configs::roamer_wg_quick(&config, peer_configs::WgQuickFor::Linux)
+        }
     };
     if args.qr {
         return qr(&text);

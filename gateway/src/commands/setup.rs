@@ -123,6 +123,7 @@ fn initial_state(
             mtu: args.mtu,
             public_key: key.public_key(),
             anchor_passthrough: args.anchor_passthrough,
+            client_ip: args.client_ip,
         },
         roamers: Vec::new(),
         forwards: Vec::new(),

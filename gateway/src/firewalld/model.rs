@@ -11,7 +11,10 @@
 //!   remapped and allow-listed forwards get rich rules of their own, each matching the anchor
 //!   as destination (a forward-port without one would also capture outbound traffic);
 //! - policy `roamgw-masq` (ANY → zone roamgw): masquerade toward the tunnel (the manual
-//!   setup's return path).
+//!   setup's return path) for the forwards with `--client-ip masquerade`, one rich rule per
+//!   roamer over its ipset `roamgw-masq-A-B-C-D` of targets (`address,protocol:local-port`:
+//!   after DNAT the target is what is left of a forward). Other forwards keep the client's
+//!   address.
 //!
 //! firewalld has no maps: its ipsets are the nearest thing. A remapped range is expanded port
 //! by port (a range `to-port` does not keep the offset).
@@ -19,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use roamgw_common::state::{Forward, GatewayState};
+use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use roamgw_common::Protocol;
 
 pub const ZONE: &str = "roamgw";
@@ -68,6 +71,31 @@ pub struct Desired {
 /// The ipset of forwards to the roamer at `address` (ipset names: 32 characters at most).
 pub fn ipset_name(address: Ipv4Addr) -> String {
     format!("{IPSET_PREFIX}{}", address.to_string().replace('.', "-"))
+}
+
+/// The ipset of the targets (`roamer,protocol:local ports`) of masqueraded forwards.
+pub fn masq_ipset_name(address: Ipv4Addr) -> String {
+    format!(
+        "{IPSET_PREFIX}masq-{}",
+        address.to_string().replace('.', "-")
+    )
+}
+
+/// The masquerade ipset entries of a forward to `to`.
+pub fn masq_entries(forward: &Forward, to: Ipv4Addr) -> Vec<String> {
+    let local = forward.spec.local;
+    forward
+        .spec
+        .protocols
+        .iter()
+        .map(|protocol| {
+            format!(
+                "{to},{}:{}",
+                protocol.as_str(),
+                range_text(local.first(), local.last())
+            )
+        })
+        .collect()
 }
 
 /// Plain forwards (same ports, open to all) go into the roamer's ipset.
@@ -119,9 +147,20 @@ pub fn desired(state: &GatewayState) -> Desired {
     let mut ipsets: Vec<IpsetSpec> = state
         .roamers
         .iter()
-        .map(|r| IpsetSpec {
-            name: ipset_name(r.address),
+        .flat_map(|r| [ipset_name(r.address), masq_ipset_name(r.address)])
+        .map(|name| IpsetSpec {
+            name,
             entries: BTreeSet::new(),
+        })
+        .collect();
+    let masq_rules: BTreeSet<String> = state
+        .roamers
+        .iter()
+        .map(|r| {
+            format!(
+                "rule family=\"ipv4\" destination ipset=\"{}\" masquerade",
+                masq_ipset_name(r.address)
+            )
         })
         .collect();
     let mut dnat_rules: BTreeSet<String> = state
@@ -142,15 +181,24 @@ pub fn desired(state: &GatewayState) -> Desired {
         let Some(roamer) = state.roamer(&forward.to) else {
             continue;
         };
-        if is_plain(forward) {
-            if let Some(set) = ipsets
-                .iter_mut()
-                .find(|s| s.name == ipset_name(roamer.address))
-            {
-                set.entries.extend(ipset_entries(g.anchor_ip, forward));
+        let mut add_to = |name: String, entries: Vec<String>| {
+            if let Some(set) = ipsets.iter_mut().find(|s| s.name == name) {
+                set.entries.extend(entries);
             }
+        };
+        if is_plain(forward) {
+            add_to(
+                ipset_name(roamer.address),
+                ipset_entries(g.anchor_ip, forward),
+            );
         } else {
             dnat_rules.extend(forward_rules(g.anchor_ip, forward, roamer.address));
+        }
+        if forward.client_ip == ClientIp::Masquerade {
+            add_to(
+                masq_ipset_name(roamer.address),
+                masq_entries(forward, roamer.address),
+            );
         }
     }
     Desired {
@@ -173,8 +221,8 @@ pub fn desired(state: &GatewayState) -> Desired {
                 ingress_zones: any(),
                 egress_zones: vec![ZONE.into()],
                 ports: Vec::new(),
-                masquerade: true,
-                rich_rules: BTreeSet::new(),
+                masquerade: false,
+                rich_rules: masq_rules,
             },
         ],
     }
@@ -269,6 +317,7 @@ mod tests {
             spec: spec.parse().expect("spec"),
             to: "laptop".parse().expect("name"),
             allow_from: allow.iter().map(|a| a.parse().expect("cidr")).collect(),
+            client_ip: ClientIp::Keep,
         }
     }
 
@@ -381,14 +430,21 @@ public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
                 interfaces: vec!["roamgw0".into()]
             })
         );
-        assert_eq!(d.ipsets.len(), 1);
+        let entries = |set: &IpsetSpec| set.entries.iter().cloned().collect::<Vec<_>>();
+        let names: Vec<&str> = d.ipsets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["roamgw-192-168-32-2", "roamgw-masq-192-168-32-2"]);
         assert_eq!(
-            d.ipsets[0]
-                .entries
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-            vec!["10.16.0.5,tcp:22", "10.16.0.5,tcp:53", "10.16.0.5,udp:53"]
+            entries(&d.ipsets[0]),
+            ["10.16.0.5,tcp:22", "10.16.0.5,tcp:53", "10.16.0.5,udp:53"]
+        );
+        // A version 1 state masquerades all: 22 and 2222:22 share one target.
+        assert_eq!(
+            entries(&d.ipsets[1]),
+            [
+                "192.168.32.2,tcp:22",
+                "192.168.32.2,tcp:53",
+                "192.168.32.2,udp:53"
+            ]
         );
         let names: Vec<&str> = d.policies.iter().map(|p| p.name).collect();
         assert_eq!(names, POLICIES);
@@ -398,11 +454,31 @@ public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
         let host = &d.policies[0];
         assert_eq!(host.ports, vec![("51820".to_string(), "udp".to_string())]);
         assert!(host.rich_rules.iter().any(|r| r.ends_with("drop")));
-        assert!(d.policies[2].masquerade);
+        assert!(!d.policies[2].masquerade, "per forward, not per policy");
+        assert_eq!(
+            d.policies[2].rich_rules.iter().collect::<Vec<_>>(),
+            [r#"rule family="ipv4" destination ipset="roamgw-masq-192-168-32-2" masquerade"#]
+        );
         // Adding a plain forward changes only the ipset: add-port is one entry.
         let more = desired(&state(&["22", "53/tcp+udp", "2222:22", "8080"], false));
         assert_eq!(more.policies, d.policies);
         assert_ne!(more.ipsets, d.ipsets);
+    }
+
+    #[test]
+    fn kept_client_addresses_are_not_masqueraded() {
+        let mut keep = state(&["22", "60000-60100/udp"], false);
+        for forward in &mut keep.forwards {
+            forward.client_ip = ClientIp::Keep;
+        }
+        let d = desired(&keep);
+        assert!(d.ipsets[1].entries.is_empty(), "{:?}", d.ipsets[1]);
+        keep.forwards[1].client_ip = ClientIp::Masquerade;
+        let d = desired(&keep);
+        assert_eq!(
+            d.ipsets[1].entries.iter().collect::<Vec<_>>(),
+            ["192.168.32.2,udp:60000-60100"]
+        );
     }
 
     #[test]

@@ -189,7 +189,17 @@ fn element_expr(element: &Element) -> Expression<'static> {
                 len: u32::from(source.prefix_len()),
             })),
         ]),
-        Element::ClosedAnchor(a) | Element::MasqueradeAnchor(a) => s(a.to_string()),
+        Element::ClosedAnchor(a) => s(a.to_string()),
+        Element::MasqueradeSingle {
+            to,
+            protocol,
+            port: p,
+        } => key3(*to, *protocol, port(*p)),
+        Element::MasqueradeRange {
+            to,
+            protocol,
+            ports: r,
+        } => key3(*to, *protocol, ports(*r)),
     }
 }
 

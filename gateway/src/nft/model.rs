@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use roamgw_common::state::GatewayState;
+use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use roamgw_common::{InterfaceName, PortRange, PortSpec, Protocol};
 
 pub const TABLE: &str = "roamgw";
@@ -90,7 +90,18 @@ pub enum Element {
         source: Ipv4Net,
     },
     ClosedAnchor(Ipv4Addr),
-    MasqueradeAnchor(Ipv4Addr),
+    /// A masqueraded forward's target: the roamer's address, protocol and local port. The
+    /// choice is made after DNAT, where the target is what is left of the forward.
+    MasqueradeSingle {
+        to: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+    },
+    MasqueradeRange {
+        to: Ipv4Addr,
+        protocol: Protocol,
+        ports: PortRange,
+    },
 }
 
 impl Element {
@@ -105,7 +116,8 @@ impl Element {
             Element::Restricted { .. } => "restricted",
             Element::Allowed { .. } => "allowed",
             Element::ClosedAnchor(_) => "closed_anchors",
-            Element::MasqueradeAnchor(_) => "masquerade_anchors",
+            Element::MasqueradeSingle { .. } => "masquerade_single",
+            Element::MasqueradeRange { .. } => "masquerade_range",
         }
     }
 }
@@ -157,7 +169,15 @@ impl fmt::Display for Element {
             } => {
                 write!(f, "{anchor} . {protocol} . {ports} . {source}")
             }
-            Element::ClosedAnchor(a) | Element::MasqueradeAnchor(a) => write!(f, "{a}"),
+            Element::ClosedAnchor(a) => write!(f, "{a}"),
+            Element::MasqueradeSingle { to, protocol, port } => {
+                write!(f, "{to} . {protocol} . {port}")
+            }
+            Element::MasqueradeRange {
+                to,
+                protocol,
+                ports,
+            } => write!(f, "{to} . {protocol} . {ports}"),
         }
     }
 }
@@ -240,6 +260,47 @@ pub fn forward_elements(
     out
 }
 
+/// The elements that masquerade a forward toward the tunnel (its target ports; remapped
+/// ranges port by port, as their DNAT is). Several forwards may share one.
+pub fn masquerade_elements(spec: &PortSpec, to: Ipv4Addr) -> Vec<Element> {
+    let mut out = Vec::new();
+    for protocol in spec.protocols.iter() {
+        if spec.local.is_single() || spec.is_remap() {
+            out.extend(
+                (spec.local.first()..=spec.local.last()).map(|port| Element::MasqueradeSingle {
+                    to,
+                    protocol,
+                    port,
+                }),
+            );
+        } else {
+            out.push(Element::MasqueradeRange {
+                to,
+                protocol,
+                ports: spec.local,
+            });
+        }
+    }
+    out
+}
+
+/// Everything one forward of `state` contributes.
+pub fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
+    let Some(roamer) = state.roamer(&forward.to) else {
+        return Vec::new(); // validated states never get here
+    };
+    let mut out = forward_elements(
+        state.gateway.anchor_ip,
+        &forward.spec,
+        roamer.address,
+        &forward.allow_from,
+    );
+    if forward.client_ip == ClientIp::Masquerade {
+        out.extend(masquerade_elements(&forward.spec, roamer.address));
+    }
+    out
+}
+
 /// The desired table for a state.
 pub fn desired(state: &GatewayState) -> Desired {
     let g = &state.gateway;
@@ -248,17 +309,8 @@ pub fn desired(state: &GatewayState) -> Desired {
     if !g.anchor_passthrough {
         elements.insert(Element::ClosedAnchor(anchor));
     }
-    elements.insert(Element::MasqueradeAnchor(anchor));
     for forward in &state.forwards {
-        let Some(roamer) = state.roamer(&forward.to) else {
-            continue; // validated states never get here
-        };
-        elements.extend(forward_elements(
-            anchor,
-            &forward.spec,
-            roamer.address,
-            &forward.allow_from,
-        ));
+        elements.extend(elements_of(state, forward));
     }
     Desired {
         settings: TableSettings {
@@ -322,6 +374,51 @@ mod tests {
             both.contains(&"allowed 10.16.0.5 . tcp . 53 . 192.0.2.0/24".to_string()),
             "{both:?}"
         );
+    }
+
+    #[test]
+    fn masqueraded_forwards_add_their_targets() {
+        let masq = |spec: &str| -> Vec<String> {
+            masquerade_elements(&spec.parse().expect("spec"), laptop())
+                .iter()
+                .map(|e| format!("{} {e}", e.container()))
+                .collect()
+        };
+        assert_eq!(masq("22"), ["masquerade_single 192.168.32.2 . tcp . 22"]);
+        assert_eq!(
+            masq("2222:22/tcp+udp"),
+            [
+                "masquerade_single 192.168.32.2 . tcp . 22",
+                "masquerade_single 192.168.32.2 . udp . 22"
+            ]
+        );
+        assert_eq!(
+            masq("60000-60100/udp"),
+            ["masquerade_range 192.168.32.2 . udp . 60000-60100"]
+        );
+        assert_eq!(
+            masq("8000-8001:9000-9001").len(),
+            2,
+            "remapped: port by port"
+        );
+
+        let mut state = GatewayState::from_toml(include_str!(
+            "../../../tests/fixtures/valid-state/gateway.toml"
+        ))
+        .expect("state");
+        let masquerading = |state: &GatewayState| {
+            desired(state)
+                .elements
+                .iter()
+                .filter(|e| e.container().starts_with("masquerade"))
+                .count()
+        };
+        // Version 1: all three forwards masquerade; 22 and 2222:22 share a target.
+        assert_eq!(masquerading(&state), 2);
+        for forward in &mut state.forwards {
+            forward.client_ip = ClientIp::Keep;
+        }
+        assert_eq!(masquerading(&state), 0);
     }
 
     #[test]

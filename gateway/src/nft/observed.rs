@@ -215,7 +215,22 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
                 other => return Err(bad(format!("unexpected allowed element {other:?}"))),
             },
             "closed_anchors" => Element::ClosedAnchor(ip(unwrap_elem(entry))?),
-            "masquerade_anchors" => Element::MasqueradeAnchor(ip(unwrap_elem(entry))?),
+            "masquerade_single" => {
+                let (to, protocol, p) = key3(entry)?;
+                Element::MasqueradeSingle {
+                    to,
+                    protocol,
+                    port: port(p)?,
+                }
+            }
+            "masquerade_range" => {
+                let (to, protocol, p) = key3(entry)?;
+                Element::MasqueradeRange {
+                    to,
+                    protocol,
+                    ports: ports(p)?,
+                }
+            }
             _ => return Ok(()),
         };
         observed.elements.insert(element);
@@ -310,7 +325,8 @@ mod tests {
             "restricted 10.16.0.5 . tcp . 22",
             "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
             "closed_anchors 10.16.0.5",
-            "masquerade_anchors 10.16.0.5",
+            "masquerade_single 192.168.32.2 . tcp . 22",
+            "masquerade_range 192.168.32.2 . udp . 60000-60100",
         ] {
             assert!(
                 texts.contains(&expected.to_string()),

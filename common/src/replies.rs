@@ -1,0 +1,58 @@
+//! How a laptop sends the replies of forwarded connections back through the tunnel when the
+//! gateway keeps the client's address (`--client-ip keep`): by source address. One rule,
+//! `from <tunnel address> lookup <table>`, and one route in that table, `default dev <tunnel>`.
+//! The laptop's other traffic never has the tunnel address as its source, so it keeps its own
+//! routes; and the reverse-path check (rp_filter, strict on Fedora) passes, because the route
+//! back to a client, looked up from the tunnel address, is the tunnel. No mark is involved,
+//! so `src_valid_mark` does not matter.
+//!
+//! The roamer installs both on start and removes them on stop (a start after a kill -9 first
+//! removes what the killed one left); the generated wg-quick config does the same in
+//! `PostUp`/`PreDown` with `Table = off`.
+
+use crate::names::InterfaceName;
+
+/// Before the rules of other VPNs (Tailscale's start at 5210, wg-quick's full tunnel uses
+/// 32764-32765) and the main table (32766): a reply must not follow another VPN's default route.
+pub const RULE_PRIORITY: u32 = 5100;
+
+/// The routing table of the interface's replies: 52000-52999, from the interface name, so two
+/// tunnels on one laptop get two tables, and the roamer and the generated wg-quick config agree.
+pub fn table(interface: &InterfaceName) -> u32 {
+    let hash = interface.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    52_000 + hash % 1000
+}
+
+/// The `PostUp` and `PreDown` commands of a stock wg-quick config (`%i` is the interface).
+pub fn wg_quick_hooks(
+    interface: &InterfaceName,
+    address: std::net::Ipv4Addr,
+) -> (Vec<String>, Vec<String>) {
+    let table = table(interface);
+    let priority = RULE_PRIORITY;
+    (
+        vec![
+            format!("ip -4 route replace default dev %i table {table}"),
+            format!("ip -4 rule add from {address} lookup {table} priority {priority}"),
+        ],
+        vec![format!(
+            "ip -4 rule del from {address} lookup {table} priority {priority}"
+        )],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_stable_and_in_range() {
+        let name = |n: &str| n.parse::<InterfaceName>().expect("name");
+        let roamgw0 = table(&name("roamgw0"));
+        assert_eq!(roamgw0, table(&name("roamgw0")));
+        assert!((52_000..53_000).contains(&roamgw0));
+        assert_ne!(roamgw0, table(&name("roamgw1")));
+    }
+}
