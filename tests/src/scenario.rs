@@ -170,9 +170,11 @@ impl Scenario {
         });
         assert!(
             tunnel,
-            "the WireGuard tunnel did not come up within 10 s\ndaemon:\n{}\nroamer:\n{}",
+            "the WireGuard tunnel did not come up within 10 s\ndaemon:\n{}\nroamer:\n{}\nlaptop's rules:\n{}\nlaptop's routes:\n{}",
             scenario.bed.log("daemon.log"),
-            scenario.bed.log("roamer.log")
+            scenario.bed.log("roamer.log"),
+            String::from_utf8_lossy(&roam.output(&["ip", "rule"]).stdout),
+            String::from_utf8_lossy(&roam.output(&["ip", "route", "show", "table", "all"]).stdout),
         );
         scenario
             .bed

@@ -248,6 +248,22 @@ impl Testbed {
         wait_for_listener(ns, port, "udp");
     }
 
+    /// TCP and UDP servers on `port` that answer every connection or datagram with the
+    /// address it came from, as the laptop's own logs would record it.
+    pub fn peer_address_server(&self, ns: &Ns, port: u16) {
+        for (listen, proto) in [("TCP-LISTEN", "tcp"), ("UDP-RECVFROM", "udp")] {
+            self.spawn(
+                ns,
+                &[
+                    "socat",
+                    &format!("{listen}:{port},fork,reuseaddr"),
+                    "SYSTEM:echo $SOCAT_PEERADDR",
+                ],
+            );
+            wait_for_listener(ns, port, proto);
+        }
+    }
+
     /// `roamgw init` for this testbed's droplet, with WireGuard run as `wireguard` says.
     pub fn init_args(&self, wireguard: &str) -> Vec<String> {
         [

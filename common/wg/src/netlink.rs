@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::rule::RuleAttribute;
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +182,9 @@ impl Links {
                 .source_prefix(source, 32)
                 .table_id(table)
                 .priority(priority)
+                // rtnetlink leaves the action unset, which the kernel takes as an error
+                // route for everything the rule matches.
+                .action(RuleAction::ToTable)
                 .execute()
                 .await
                 .map_err(|e| request_error(what, &interface, e))

@@ -1,0 +1,117 @@
+//! The real client address (`--client-ip keep`, the default) against masquerade, end to end:
+//! servers on the laptop report the address a connection or datagram came from, for the
+//! roamer and for stock wg-quick with the generated config, on both backends; the laptop's own
+//! traffic still leaves directly; allow-lists hold on the real source. The laptop runs strict
+//! reverse-path filtering (Fedora's rp_filter=1) throughout: source routing must pass it.
+
+use roamgw_e2e::{Backend, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT};
+
+/// Where the laptop's servers report the peer address: keep and masquerade forwards.
+const KEEP_PORT: u16 = 7000;
+const MASQ_PORT: u16 = 7001;
+/// The gateway's tunnel address: what a masqueraded forward shows.
+const GATEWAY_TUNNEL: &str = "192.168.32.1";
+/// The CGNAT's public address: what the outside sees of the laptop's own traffic.
+const CGNAT_PUBLIC: &str = "198.51.100.2";
+
+fn strict_rp_filter(s: &Scenario) {
+    for conf in ["all", "default", "eth0"] {
+        s.bed.roam.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{conf}.rp_filter=1"),
+        ]);
+    }
+}
+
+fn scenario(backend: Backend, laptop: Laptop) -> Scenario {
+    let s = Scenario::gateway_on(GatewayMode::Daemon, backend, &[], false);
+    strict_rp_filter(&s);
+    let s = s.connect_laptop(laptop);
+    // An interface made after `default` was set inherits it; the tunnel's own is checked too.
+    let tunnel = s.bed.roam.run(&[
+        "sysctl",
+        "-n",
+        &format!("net.ipv4.conf.{}.rp_filter", s.bed.roam_wg),
+    ]);
+    assert_eq!(tunnel.trim(), "1", "the tunnel interface filters strictly");
+    s.bed.peer_address_server(&s.bed.roam, KEEP_PORT);
+    s.bed.peer_address_server(&s.bed.roam, MASQ_PORT);
+    s.ok(&["add-port", &format!("{KEEP_PORT}/tcp+udp")]);
+    s.ok(&[
+        "add-port",
+        &format!("{MASQ_PORT}/tcp+udp"),
+        "--client-ip",
+        "masquerade",
+    ]);
+    s
+}
+
+/// What the laptop's servers saw of a TCP connection and a UDP datagram to `port`.
+fn seen(s: &Scenario, port: u16) -> (Option<String>, Option<String>) {
+    let addr = format!("{FLOATING_IP}:{port}");
+    (
+        s.bed.cli.tcp_banner(&addr),
+        s.bed.cli.udp_exchange(&addr, "who am i"),
+    )
+}
+
+fn assert_both_modes(s: &Scenario) {
+    let client = Some(CLIENT.to_string());
+    assert_eq!(seen(s, KEEP_PORT), (client.clone(), client), "keep");
+    let tunnel = Some(GATEWAY_TUNNEL.to_string());
+    assert_eq!(seen(s, MASQ_PORT), (tunnel.clone(), tunnel), "masquerade");
+}
+
+/// The laptop's own connection to the outside reports the CGNAT's address: it did not take
+/// the tunnel.
+fn assert_own_traffic_goes_direct(s: &Scenario) {
+    s.bed.peer_address_server(&s.bed.cli, 7100);
+    let seen = s.bed.roam.tcp_banner(&format!("{CLIENT}:7100"));
+    assert_eq!(seen.as_deref(), Some(CGNAT_PUBLIC));
+}
+
+#[test]
+fn roamer_sees_the_client_with_keep_and_the_gateway_with_masquerade() {
+    let s = scenario(Backend::Nftables, Laptop::Roamer);
+    assert_both_modes(&s);
+    assert_own_traffic_goes_direct(&s);
+    // Allow-lists are checked against the real source, which the laptop then sees.
+    s.bed.peer_address_server(&s.bed.roam, 7002);
+    s.ok(&["add-port", "7002", "--allow-from", OTHER_CLIENT]);
+    let addr = format!("{FLOATING_IP}:7002");
+    assert_eq!(s.bed.cli.tcp_banner_from(CLIENT, &addr), None, "refused");
+    assert_eq!(
+        s.bed.cli.tcp_banner_from(OTHER_CLIENT, &addr).as_deref(),
+        Some(OTHER_CLIENT)
+    );
+    // The reply rule goes with the roamer.
+    let rules = s.bed.roam.run(&["ip", "rule", "show"]);
+    assert!(rules.contains("from 192.168.32.2 lookup 52"), "{rules}");
+    s.roamer_down();
+    let rules = s.bed.roam.run(&["ip", "rule", "show"]);
+    assert!(!rules.contains("from 192.168.32.2"), "left behind: {rules}");
+}
+
+#[test]
+fn stock_wg_quick_sees_the_client_with_the_generated_config() {
+    let s = scenario(Backend::Nftables, Laptop::WgQuick);
+    assert_both_modes(&s);
+    assert_own_traffic_goes_direct(&s);
+}
+
+#[test]
+fn firewalld_backend_keeps_and_masquerades_per_forward() {
+    let s = scenario(Backend::Firewalld, Laptop::WgQuick);
+    assert_both_modes(&s);
+    // A forward changed from keep to masquerade: removed and added again.
+    s.ok(&["remove-port", &format!("{KEEP_PORT}/tcp+udp")]);
+    s.ok(&[
+        "add-port",
+        &format!("{KEEP_PORT}/tcp+udp"),
+        "--client-ip",
+        "masquerade",
+    ]);
+    let tunnel = Some(GATEWAY_TUNNEL.to_string());
+    assert_eq!(seen(&s, KEEP_PORT), (tunnel.clone(), tunnel));
+}
