@@ -115,3 +115,53 @@ fn firewalld_backend_keeps_and_masquerades_per_forward() {
     let tunnel = Some(GATEWAY_TUNNEL.to_string());
     assert_eq!(seen(&s, KEEP_PORT), (tunnel.clone(), tunnel));
 }
+
+#[test]
+fn status_tells_when_a_laptop_with_an_old_config_sends_nothing_back() {
+    let s = Scenario::gateway_on(GatewayMode::Daemon, Backend::Nftables, &[], false);
+    // The config of a version that masqueraded everything: only the subnet allowed, no rule.
+    let config = s.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+    let old: String = config
+        .lines()
+        .filter(|l| {
+            !l.starts_with("Table") && !l.starts_with("PostUp") && !l.starts_with("PreDown")
+        })
+        .map(|l| {
+            if l.starts_with("AllowedIPs") {
+                "AllowedIPs = 192.168.32.0/24\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    s.bed.wg_quick_up(&s.bed.roam, &s.bed.roam_wg, &old);
+    s.bed.peer_address_server(&s.bed.roam, KEEP_PORT);
+    s.ok(&["add-port", &format!("{KEEP_PORT}")]);
+    assert_eq!(
+        s.bed.cli.tcp_banner(&format!("{FLOATING_IP}:{KEEP_PORT}")),
+        None
+    );
+    let status = s.bed.roamgw(&roamgw_e2e::binary("roamgw"), &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("forward {KEEP_PORT}/tcp: "))
+            && text.contains("none back")
+            && text.contains("--client-ip masquerade"),
+        "{text}"
+    );
+    // Masquerade, as the message says, and it works with the old config.
+    s.ok(&["remove-port", &format!("{KEEP_PORT}")]);
+    s.ok(&[
+        "add-port",
+        &format!("{KEEP_PORT}"),
+        "--client-ip",
+        "masquerade",
+    ]);
+    assert_eq!(
+        s.bed
+            .cli
+            .tcp_banner(&format!("{FLOATING_IP}:{KEEP_PORT}"))
+            .as_deref(),
+        Some(GATEWAY_TUNNEL)
+    );
+}

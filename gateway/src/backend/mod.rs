@@ -98,7 +98,31 @@ pub trait Backend {
 }
 
 /// Packets and bytes per forward, by its key.
-pub type Counters = std::collections::BTreeMap<String, observed::CounterValue>;
+pub type Counters = std::collections::BTreeMap<String, ForwardCounters>;
+
+/// A forward's traffic, the way in and the way back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardCounters {
+    pub incoming: observed::CounterValue,
+    pub back: observed::CounterValue,
+}
+
+impl ForwardCounters {
+    pub fn total(&self) -> observed::CounterValue {
+        observed::CounterValue {
+            packets: self.incoming.packets + self.back.packets,
+            bytes: self.incoming.bytes + self.back.bytes,
+        }
+    }
+
+    /// A client tried again and nothing ever came back. For TCP that is never normal: a
+    /// client sends its SYN again after 1 s, and even a closed port answers with a reset, so
+    /// two packets in and none back means the replies do not reach the gateway. (A UDP
+    /// service may rightly never answer: callers judge TCP forwards only.)
+    pub fn unanswered(&self) -> bool {
+        self.incoming.packets >= 2 && self.back.packets == 0
+    }
+}
 
 /// The backend the state asks for.
 pub fn of(state: &GatewayState) -> &'static dyn Backend {

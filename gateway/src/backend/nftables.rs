@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use tracing::{debug, info};
 
-use super::{Applied, Backend, Counters, Result, View};
+use super::{Applied, Backend, Counters, ForwardCounters, Result, View};
 use crate::change::ForwardChange;
 use crate::firewalld;
 use crate::nft::apply;
 use crate::nft::diff::{plan, Plan};
-use crate::nft::model::{desired, elements_of, is_count, Element, TableSettings};
-use crate::nft::observed::{self, CounterValue, Observed};
+use crate::nft::model::{desired, elements_of, is_count, is_reply_count, Element, TableSettings};
+use crate::nft::observed::{self, Observed};
 use crate::nft::render;
 
 pub struct Nftables;
@@ -90,15 +90,20 @@ pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counter
         .forwards
         .iter()
         .map(|forward| {
-            let total = elements_of(state, forward)
-                .iter()
-                .filter(|e| is_count(e))
-                .filter_map(|e| observed.counters.get(e))
-                .fold(CounterValue::default(), |sum, c| CounterValue {
-                    packets: sum.packets + c.packets,
-                    bytes: sum.bytes + c.bytes,
-                });
-            (forward.key(), total)
+            let mut counters = ForwardCounters::default();
+            for element in elements_of(state, forward).iter().filter(|e| is_count(e)) {
+                let Some(c) = observed.counters.get(element) else {
+                    continue;
+                };
+                let sum = if is_reply_count(element) {
+                    &mut counters.back
+                } else {
+                    &mut counters.incoming
+                };
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+            (forward.key(), counters)
         })
         .collect()
 }

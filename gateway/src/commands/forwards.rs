@@ -50,7 +50,10 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 .roamer(&f.to)
                 .map(|r| r.address.to_string())
                 .unwrap_or_default();
-            let counter = counters.as_ref().and_then(|c| c.get(&f.key()));
+            let counter = counters
+                .as_ref()
+                .and_then(|c| c.get(&f.key()))
+                .map(|c| c.total());
             ForwardView {
                 packets: counter.map(|c| c.packets),
                 bytes: counter.map(|c| c.bytes),

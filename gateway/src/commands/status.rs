@@ -1,6 +1,8 @@
 //! `roamgw status`: the live view.
 
 use super::*;
+use crate::backend::ForwardCounters;
+use roamgw_common::Protocol;
 
 /// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
 fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
@@ -41,8 +43,38 @@ struct StatusView {
 struct ForwardStatus {
     spec: String,
     to: String,
+    client_ip: ClientIp,
     packets: Option<u64>,
     bytes: Option<u64>,
+    /// Packets of clients, and of replies back to them.
+    packets_in: Option<u64>,
+    packets_back: Option<u64>,
+    /// Something wrong with this forward, and what to do.
+    problem: Option<String>,
+}
+
+/// A forward that clients try and nothing answers: what it likely is, and what to do.
+fn forward_problem(state: &GatewayState, forward: &Forward, c: &ForwardCounters) -> Option<String> {
+    if !c.unanswered() || !forward.spec.protocols.contains(Protocol::Tcp) {
+        return None;
+    }
+    let target = state.roamer(&forward.to).map_or_else(String::new, |r| {
+        format!(" {}:{}", r.address, forward.spec.local)
+    });
+    let seen = format!("{} packets in, none back", c.incoming.packets);
+    Some(match forward.client_ip {
+        ClientIp::Keep => format!(
+            "{seen}: '{}' may not route replies to kept client addresses (a config made before \
+             roamgw kept them, or a phone): give it a new config (`roamgw show-config {}`), or \
+             re-add the forward with --client-ip masquerade",
+            forward.to, forward.to
+        ),
+        ClientIp::Masquerade => format!(
+            "{seen}: nothing answers on '{}'{target}: is the service running, and open in the \
+             laptop's firewall?",
+            forward.to
+        ),
+    })
 }
 
 /// `roamgw status`'s exit code when the data plane is down (as `roamer status` says 3 when
@@ -102,8 +134,12 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
                 ForwardStatus {
                     spec: f.key(),
                     to: f.to.to_string(),
-                    packets: c.map(|c| c.packets),
-                    bytes: c.map(|c| c.bytes),
+                    client_ip: f.client_ip,
+                    packets: c.map(|c| c.total().packets),
+                    bytes: c.map(|c| c.total().bytes),
+                    packets_in: c.map(|c| c.incoming.packets),
+                    packets_back: c.map(|c| c.back.packets),
+                    problem: c.and_then(|c| forward_problem(state, f, c)),
                 }
             })
             .collect(),
@@ -166,16 +202,75 @@ fn render(view: &StatusView, state: &GatewayState) -> String {
         out.push_str(&table.render());
     }
     if !view.forwards.is_empty() {
-        let mut table = Table::new(["SPEC", "TO", "PACKETS", "BYTES"]);
+        let mut table = Table::new(["SPEC", "TO", "CLIENT IP", "PACKETS IN/BACK", "BYTES"]);
         for f in &view.forwards {
             table.row([
                 f.spec.clone(),
                 f.to.clone(),
-                f.packets.map_or("-".into(), |p| p.to_string()),
+                f.client_ip.to_string(),
+                match (f.packets_in, f.packets_back) {
+                    (Some(i), Some(b)) => format!("{i}/{b}"),
+                    _ => "-".into(),
+                },
                 f.bytes.map_or("-".into(), |b| b.to_string()),
             ]);
         }
         out.push_str(&table.render());
+        for f in view.forwards.iter() {
+            if let Some(problem) = &f.problem {
+                out.push_str(&format!("forward {}: {problem}\n", f.spec));
+            }
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::observed::CounterValue;
+
+    #[test]
+    fn unanswered_tcp_forwards_say_what_to_do() {
+        let state = GatewayState::from_toml(include_str!(
+            "../../../tests/fixtures/valid-state/gateway.toml"
+        ))
+        .expect("state");
+        let counters = |incoming: u64, back: u64| ForwardCounters {
+            incoming: CounterValue {
+                packets: incoming,
+                bytes: 60 * incoming,
+            },
+            back: CounterValue {
+                packets: back,
+                bytes: 60 * back,
+            },
+        };
+        let forward = |text: &str| text.parse::<Forward>().expect(text);
+        let cases: &[(&str, ForwardCounters, Option<&str>)] = &[
+            (
+                "22 -> laptop",
+                counters(2, 0),
+                Some("roamgw show-config laptop"),
+            ),
+            ("22 -> laptop", counters(1, 0), None),
+            ("22 -> laptop", counters(9, 1), None),
+            (
+                "22 -> laptop masquerade",
+                counters(3, 0),
+                Some("nothing answers on 'laptop' 192.168.32.2:22"),
+            ),
+            ("53/udp -> laptop", counters(9, 0), None),
+        ];
+        for (text, c, expected) in cases {
+            let problem = forward_problem(&state, &forward(text), c);
+            match expected {
+                None => assert_eq!(problem, None, "{text}"),
+                Some(words) => assert!(
+                    problem.as_deref().is_some_and(|p| p.contains(words)),
+                    "{text}: {problem:?}"
+                ),
+            }
+        }
+    }
 }

@@ -164,8 +164,18 @@ fn element_expr(element: &Element) -> Expression<'static> {
             anchor,
             protocol,
             port: p,
+        }
+        | Element::ReplySingle {
+            anchor,
+            protocol,
+            port: p,
         } => key3(*anchor, *protocol, port(*p)),
         Element::CountRange {
+            anchor,
+            protocol,
+            ports: r,
+        }
+        | Element::ReplyRange {
             anchor,
             protocol,
             ports: r,

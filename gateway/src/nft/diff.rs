@@ -143,13 +143,13 @@ mod tests {
         // (observed forwards, desired forwards, expected removes, expected adds)
         type Forwards<'a> = &'a [(&'a str, Ipv4Addr)];
         let table: &[(Forwards, Forwards, usize, usize)] = &[
-            (&[], &[("22", LAPTOP)], 0, 3),
-            (&[("22", LAPTOP)], &[], 3, 0),
+            (&[], &[("22", LAPTOP)], 0, 4),
+            (&[("22", LAPTOP)], &[], 4, 0),
             (
                 &[("22", LAPTOP)],
                 &[("22", LAPTOP), ("60000-60100/udp", LAPTOP)],
                 0,
-                2,
+                3,
             ),
             // Moving a forward to another roamer changes the address element only.
             (&[("22", LAPTOP)], &[("22", PHONE)], 1, 1),

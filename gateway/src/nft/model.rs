@@ -78,6 +78,17 @@ pub enum Element {
         protocol: Protocol,
         ports: PortRange,
     },
+    /// Counted replies of a single public port (its way back).
+    ReplySingle {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+    },
+    ReplyRange {
+        anchor: Ipv4Addr,
+        protocol: Protocol,
+        ports: PortRange,
+    },
     Restricted {
         anchor: Ipv4Addr,
         protocol: Protocol,
@@ -113,6 +124,8 @@ impl Element {
             Element::DnatRange { .. } => "dnat_range",
             Element::CountSingle { .. } => "count_single",
             Element::CountRange { .. } => "count_range",
+            Element::ReplySingle { .. } => "reply_single",
+            Element::ReplyRange { .. } => "reply_range",
             Element::Restricted { .. } => "restricted",
             Element::Allowed { .. } => "allowed",
             Element::ClosedAnchor(_) => "closed_anchors",
@@ -150,8 +163,18 @@ impl fmt::Display for Element {
                 anchor,
                 protocol,
                 port,
+            }
+            | Element::ReplySingle {
+                anchor,
+                protocol,
+                port,
             } => write!(f, "{anchor} . {protocol} . {port}"),
             Element::CountRange {
+                anchor,
+                protocol,
+                ports,
+            }
+            | Element::ReplyRange {
                 anchor,
                 protocol,
                 ports,
@@ -191,9 +214,18 @@ pub struct Desired {
 
 /// The elements that count a forward's traffic (their counters add up to the forward's).
 pub fn is_count(element: &Element) -> bool {
+    is_reply_count(element)
+        || matches!(
+            element,
+            Element::CountSingle { .. } | Element::CountRange { .. }
+        )
+}
+
+/// The counting elements of the way back.
+pub fn is_reply_count(element: &Element) -> bool {
     matches!(
         element,
-        Element::CountSingle { .. } | Element::CountRange { .. }
+        Element::ReplySingle { .. } | Element::ReplyRange { .. }
     )
 }
 
@@ -227,6 +259,11 @@ pub fn forward_elements(
                     protocol,
                     port,
                 });
+                out.push(Element::ReplySingle {
+                    anchor,
+                    protocol,
+                    port,
+                });
             }
         } else {
             out.push(Element::DnatRange {
@@ -236,6 +273,11 @@ pub fn forward_elements(
                 to,
             });
             out.push(Element::CountRange {
+                anchor,
+                protocol,
+                ports: spec.public,
+            });
+            out.push(Element::ReplyRange {
                 anchor,
                 protocol,
                 ports: spec.public,
@@ -350,6 +392,7 @@ mod tests {
                 "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
                 "dnat_port 10.16.0.5 . tcp . 22 : 22",
                 "count_single 10.16.0.5 . tcp . 22",
+                "reply_single 10.16.0.5 . tcp . 22",
             ]
         );
         assert_eq!(
@@ -357,6 +400,7 @@ mod tests {
             [
                 "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
                 "count_range 10.16.0.5 . udp . 60000-60100",
+                "reply_range 10.16.0.5 . udp . 60000-60100",
             ]
         );
         let remap = texts("8000-8001:9000-9001", &[]);
@@ -364,7 +408,7 @@ mod tests {
             remap.contains(&"dnat_port 10.16.0.5 . tcp . 8001 : 9001".to_string()),
             "{remap:?}"
         );
-        assert_eq!(remap.len(), 2 * 3);
+        assert_eq!(remap.len(), 2 * 4);
         let both = texts("53/tcp+udp", &["192.0.2.0/24"]);
         assert!(
             both.contains(&"restricted 10.16.0.5 . udp . 53".to_string()),

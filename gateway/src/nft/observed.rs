@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::model::{Element, TABLE};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CounterValue {
     pub packets: u64,
     pub bytes: u64,
@@ -179,20 +179,29 @@ fn counter_of(entry: &Value) -> CounterValue {
 fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), ParseError> {
     for entry in set_entries(object) {
         let element = match name {
-            "count_single" | "count_range" => {
+            "count_single" | "count_range" | "reply_single" | "reply_range" => {
                 let (anchor, protocol, p) = key3(entry)?;
-                let element = if name == "count_single" {
-                    Element::CountSingle {
+                let element = match name {
+                    "count_single" => Element::CountSingle {
                         anchor,
                         protocol,
                         port: port(p)?,
-                    }
-                } else {
-                    Element::CountRange {
+                    },
+                    "count_range" => Element::CountRange {
                         anchor,
                         protocol,
                         ports: ports(p)?,
-                    }
+                    },
+                    "reply_single" => Element::ReplySingle {
+                        anchor,
+                        protocol,
+                        port: port(p)?,
+                    },
+                    _ => Element::ReplyRange {
+                        anchor,
+                        protocol,
+                        ports: ports(p)?,
+                    },
                 };
                 observed.counters.insert(element.clone(), counter_of(entry));
                 element
@@ -310,6 +319,17 @@ mod tests {
                 bytes: 100_000_000_000
             })
         );
+        assert_eq!(
+            observed.counters.get(&Element::ReplySingle {
+                anchor: "10.16.0.5".parse().expect("ip"),
+                protocol: Protocol::Tcp,
+                port: 22
+            }),
+            Some(&CounterValue {
+                packets: 4,
+                bytes: 2000
+            })
+        );
         let texts: Vec<String> = observed
             .elements
             .iter()
@@ -325,6 +345,7 @@ mod tests {
             "restricted 10.16.0.5 . tcp . 22",
             "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
             "closed_anchors 10.16.0.5",
+            "reply_range 10.16.0.5 . udp . 60000-60100",
             "masquerade_single 192.168.32.2 . tcp . 22",
             "masquerade_range 192.168.32.2 . udp . 60000-60100",
         ] {
