@@ -4,7 +4,9 @@
 //! traffic still leaves directly; allow-lists hold on the real source. The laptop runs strict
 //! reverse-path filtering (Fedora's rp_filter=1) throughout: source routing must pass it.
 
-use roamgw_e2e::{Backend, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT};
+use roamgw_e2e::{
+    Backend, GatewayMode, Laptop, Scenario, ANCHOR_IP, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP,
+};
 
 /// Where the laptop's servers report the peer address: keep and masquerade forwards.
 const KEEP_PORT: u16 = 7000;
@@ -164,4 +166,38 @@ fn status_tells_when_a_laptop_with_an_old_config_sends_nothing_back() {
             .as_deref(),
         Some(GATEWAY_TUNNEL)
     );
+}
+
+/// A forward reached from the laptop itself and from the droplet itself (a monitoring check,
+/// a script), by the floating IP and by the anchor.
+#[test]
+fn hairpin_from_the_laptop_and_from_the_droplet() {
+    let s = scenario(Backend::Nftables, Laptop::Roamer);
+    let cases = [
+        (KEEP_PORT, CGNAT_PUBLIC, PUBLIC_IP, ANCHOR_IP),
+        (MASQ_PORT, GATEWAY_TUNNEL, GATEWAY_TUNNEL, GATEWAY_TUNNEL),
+    ];
+    for (port, from_laptop, from_droplet, from_droplet_to_anchor) in cases {
+        let floating = format!("{FLOATING_IP}:{port}");
+        // The laptop reaches its own forward the way the outside does: out through the CGNAT.
+        let seen = (
+            s.bed.roam.tcp_banner(&floating),
+            s.bed.gw.tcp_banner(&floating),
+            s.bed.gw.tcp_banner(&format!("{ANCHOR_IP}:{port}")),
+            s.bed.gw.udp_exchange(&floating, "hi"),
+        );
+        let want = |a: &str| Some(a.to_string());
+        assert_eq!(
+            seen,
+            (
+                want(from_laptop),
+                want(from_droplet),
+                want(from_droplet_to_anchor),
+                want(from_droplet)
+            ),
+            "port {port}: (laptop, droplet, droplet to the anchor, droplet over UDP)"
+        );
+    }
+    let status = s.bed.roamgw(&roamgw_e2e::binary("roamgw"), &["status"]);
+    assert_eq!(status.status.code(), Some(0), "in sync");
 }

@@ -199,7 +199,7 @@ fn element_expr(element: &Element) -> Expression<'static> {
                 len: u32::from(source.prefix_len()),
             })),
         ]),
-        Element::ClosedAnchor(a) => s(a.to_string()),
+        Element::ClosedAnchor(a) | Element::ForwardAddr(a) => s(a.to_string()),
         Element::MasqueradeSingle {
             to,
             protocol,

@@ -101,6 +101,9 @@ pub enum Element {
         source: Ipv4Net,
     },
     ClosedAnchor(Ipv4Addr),
+    /// An address forwards answer on (the anchor; the floating IP for the droplet's own
+    /// connections).
+    ForwardAddr(Ipv4Addr),
     /// A masqueraded forward's target: the roamer's address, protocol and local port. The
     /// choice is made after DNAT, where the target is what is left of the forward.
     MasqueradeSingle {
@@ -129,6 +132,7 @@ impl Element {
             Element::Restricted { .. } => "restricted",
             Element::Allowed { .. } => "allowed",
             Element::ClosedAnchor(_) => "closed_anchors",
+            Element::ForwardAddr(_) => "forward_addrs",
             Element::MasqueradeSingle { .. } => "masquerade_single",
             Element::MasqueradeRange { .. } => "masquerade_range",
         }
@@ -192,7 +196,7 @@ impl fmt::Display for Element {
             } => {
                 write!(f, "{anchor} . {protocol} . {ports} . {source}")
             }
-            Element::ClosedAnchor(a) => write!(f, "{a}"),
+            Element::ClosedAnchor(a) | Element::ForwardAddr(a) => write!(f, "{a}"),
             Element::MasqueradeSingle { to, protocol, port } => {
                 write!(f, "{to} . {protocol} . {port}")
             }
@@ -351,6 +355,11 @@ pub fn desired(state: &GatewayState) -> Desired {
     if !g.anchor_passthrough {
         elements.insert(Element::ClosedAnchor(anchor));
     }
+    elements.extend(
+        std::iter::once(anchor)
+            .chain(g.floating_ip)
+            .map(Element::ForwardAddr),
+    );
     for forward in &state.forwards {
         elements.extend(elements_of(state, forward));
     }

@@ -224,6 +224,7 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
                 other => return Err(bad(format!("unexpected allowed element {other:?}"))),
             },
             "closed_anchors" => Element::ClosedAnchor(ip(unwrap_elem(entry))?),
+            "forward_addrs" => Element::ForwardAddr(ip(unwrap_elem(entry))?),
             "masquerade_single" => {
                 let (to, protocol, p) = key3(entry)?;
                 Element::MasqueradeSingle {
