@@ -3,7 +3,9 @@
 //! (a) the raw path without tunnel (client -> the droplet's public IP), the limit;
 //! (b) the manual setup: wg-quick + wireguard-go on both ends, firewalld rich rules;
 //! (c) `roamgw run` (embedded userspace WireGuard) on the droplet, wg-quick + wireguard-go on the laptop;
-//! (d) `roamgw run` and `roamer run`; (e) (d) on the firewalld backend.
+//! (d) `roamgw run` and `roamer run` (the forward keeps the client's address); (e) (d) on the
+//! firewalld backend; (f) (d) with `--client-ip masquerade`. For (d) and (f) also the time to
+//! set up a connection through the forward (connect to the first byte of a banner).
 //! Also the RSS of `roamgw run` with 1 roamer and 1,000 forwards, and of `roamer run`. Prints
 //! a markdown report; `bash bench/throughput.sh` puts it into docs/benchmarks.md.
 
@@ -11,8 +13,8 @@ use std::time::Duration;
 
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{
-    binary, median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns, Scenario, Testbed,
-    ANCHOR_IP, FLOATING_IP, PUBLIC_IP,
+    bench::percentile, binary, median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns,
+    Scenario, Testbed, ANCHOR_IP, FLOATING_IP, PUBLIC_IP,
 };
 
 const RUNS: usize = 3;
@@ -127,13 +129,29 @@ fn roamgw_userspace() -> (Vec<f64>, u64) {
     (results, rss_kib)
 }
 
-fn both_ours() -> (Vec<f64>, u64) {
+/// Connections set up one after another through a forward to a banner server.
+const CONNECTIONS: usize = 300;
+
+/// (throughput runs, roamer RSS, p50 and p99 of connection set-up)
+fn both_ours(client_ip: &str) -> (Vec<f64>, u64, (Duration, Duration)) {
     let s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
-    s.ok(&["add-port", &PORT.to_string()]);
+    s.ok(&["add-port", &PORT.to_string(), "--client-ip", client_ip]);
+    s.ok(&["add-port", "7000", "--client-ip", client_ip]);
+    s.bed.tcp_banner_server(&s.bed.roam, 7000, "roamer");
     iperf_server(&s.bed, &s.bed.roam);
     let results = runs(&s.bed.cli, FLOATING_IP);
     let rss_kib = rss_kib(&s.roamer_pid().to_string());
-    (results, rss_kib)
+    let target = format!("{FLOATING_IP}:7000");
+    let mut setups: Vec<Duration> = (0..CONNECTIONS)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let banner = s.bed.cli.tcp_banner(&target);
+            assert_eq!(banner.as_deref(), Some("roamer"), "through {target}");
+            started.elapsed()
+        })
+        .collect();
+    let setup = (percentile(&mut setups, 0.5), percentile(&mut setups, 99.0));
+    (results, rss_kib, setup)
 }
 
 /// (d) on the firewalld backend, against a real firewalld in the gateway namespace.
@@ -171,10 +189,16 @@ fn main() {
     } else {
         (vec![f64::NAN], 0)
     };
-    let (d, roamer_rss) = if selected("d") {
-        both_ours()
+    let none = || (vec![f64::NAN], 0, (Duration::ZERO, Duration::ZERO));
+    let (d, roamer_rss, d_setup) = if selected("d") {
+        both_ours("keep")
     } else {
-        (vec![f64::NAN], 0)
+        none()
+    };
+    let (f, _, f_setup) = if selected("f") {
+        both_ours("masquerade")
+    } else {
+        none()
     };
     let e = if selected("e") {
         both_ours_firewalld()
@@ -202,6 +226,10 @@ fn main() {
             "(e) as (d), on the firewalld backend (a real firewalld on the droplet)",
             &e,
         ),
+        (
+            "(f) as (d), with `--client-ip masquerade` (the manual setup's return path)",
+            &f,
+        ),
     ] {
         println!(
             "| {name} | {} | {:.0} | {:.2}x |",
@@ -219,4 +247,17 @@ fn main() {
         "RSS of `roamer run` after the iperf3 runs: {:.1} MB.",
         roamer_rss as f64 / 1024.0
     );
+    println!();
+    println!("| connection set-up through the forward ({CONNECTIONS} in a row, connect to first byte) | p50 | p99 |");
+    println!("|---|---:|---:|");
+    for (name, (p50, p99)) in [
+        ("(d) keep (the client's address)", d_setup),
+        ("(f) masquerade", f_setup),
+    ] {
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
 }
