@@ -150,7 +150,7 @@ fn both_ours(client_ip: &str) -> (Vec<f64>, u64, (Duration, Duration)) {
             started.elapsed()
         })
         .collect();
-    let setup = (percentile(&mut setups, 0.5), percentile(&mut setups, 99.0));
+    let setup = (percentile(&mut setups, 0.5), percentile(&mut setups, 0.99));
     (results, rss_kib, setup)
 }
 
