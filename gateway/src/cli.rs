@@ -76,7 +76,10 @@ pub enum Command {
         roamgw add-port 60000-60100/udp             # a range (mosh)\n  \
         roamgw add-port 53/tcp+udp\n  \
         roamgw add-port 8000-8010:9000-9010         # an equal-length range remap\n  \
-        roamgw add-port 22 --allow-from 192.0.2.0/24 --allow-from 198.51.100.7"
+        roamgw add-port 22 --allow-from 192.0.2.0/24 --allow-from 198.51.100.7\n  \
+        roamgw add-port 2200:22 --to phone --client-ip masquerade   # a phone app routes no replies\n\n\
+        By default the roamer sees the client's own address (--client-ip keep): `roamer run` and \
+        the wg-quick config from `show-config` send the replies back through the tunnel."
     )]
     AddPort(AddPortArgs),
 
