@@ -30,10 +30,12 @@ fn state_with(forwards: usize) -> GatewayState {
             public_key: key,
             anchor_passthrough: false,
             client_ip: Default::default(),
+            anchor_gateway: None,
         },
         roamers: vec![RoamerEntry {
             name: "laptop".parse().expect("name"),
             address: Ipv4Addr::new(192, 168, 32, 2),
+            egress: Vec::new(),
             public_key: key,
         }],
         forwards: (0..forwards)

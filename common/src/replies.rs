@@ -10,6 +10,10 @@
 //! removes what the killed one left); the generated wg-quick config does the same in
 //! `PostUp`/`PreDown` with `Table = off`.
 
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
 use crate::names::InterfaceName;
 
 /// Before the rules of other VPNs (Tailscale's start at 5210, wg-quick's full tunnel uses
@@ -25,22 +29,54 @@ pub fn table(interface: &InterfaceName) -> u32 {
     52_000 + hash % 1000
 }
 
-/// The `PostUp` and `PreDown` commands of a stock wg-quick config (`%i` is the interface).
+/// Egress (`roamgw egress`): three rules from this priority on — the tunnel's own UDP keeps
+/// the main table, so do the laptop's own networks (main without its default route), and
+/// everything else looks up [`egress_table`], which holds the egress destinations.
+pub const EGRESS_PRIORITY: u32 = RULE_PRIORITY + 1;
+
+/// The table of the interface's egress destinations: [`table`] + 1000 (53000-53999).
+pub fn egress_table(interface: &InterfaceName) -> u32 {
+    table(interface) + 1000
+}
+
+/// The `PostUp` and `PreDown` commands of a stock wg-quick config (`%i` is the interface):
+/// the reply routing, and the egress routing when `egress` holds destinations.
 pub fn wg_quick_hooks(
     interface: &InterfaceName,
-    address: std::net::Ipv4Addr,
+    address: Ipv4Addr,
+    egress: &[Ipv4Net],
 ) -> (Vec<String>, Vec<String>) {
     let table = table(interface);
     let priority = RULE_PRIORITY;
-    (
-        vec![
-            format!("ip -4 route replace default dev %i table {table}"),
-            format!("ip -4 rule add from {address} lookup {table} priority {priority}"),
-        ],
-        vec![format!(
-            "ip -4 rule del from {address} lookup {table} priority {priority}"
-        )],
-    )
+    let mut up = vec![
+        format!("ip -4 route replace default dev %i table {table}"),
+        format!("ip -4 rule add from {address} lookup {table} priority {priority}"),
+    ];
+    let mut down = vec![format!(
+        "ip -4 rule del from {address} lookup {table} priority {priority}"
+    )];
+    if !egress.is_empty() {
+        let egress_table = egress_table(interface);
+        let [tunnel, local, rest] = [0, 1, 2].map(|i| EGRESS_PRIORITY + i);
+        up.extend(
+            egress
+                .iter()
+                .map(|net| format!("ip -4 route replace {net} dev %i table {egress_table}")),
+        );
+        up.extend([
+            format!(
+                "ip -4 rule add ipproto udp sport $(wg show %i listen-port) lookup main priority {tunnel}"
+            ),
+            format!("ip -4 rule add lookup main suppress_prefixlength 0 priority {local}"),
+            format!("ip -4 rule add lookup {egress_table} priority {rest}"),
+        ]);
+        down.extend([
+            format!("ip -4 rule del lookup main priority {tunnel}"),
+            format!("ip -4 rule del lookup main priority {local}"),
+            format!("ip -4 rule del lookup {egress_table} priority {rest}"),
+        ]);
+    }
+    (up, down)
 }
 
 #[cfg(test)]

@@ -123,6 +123,10 @@ pub struct GatewaySettings {
     /// What `add-port` gives a forward unless told otherwise.
     #[serde(default)]
     pub client_ip: ClientIp,
+    /// The next hop for traffic that leaves with the anchor address (roamers' egress), where
+    /// the provider needs one (DigitalOcean: the anchor's gateway). `None`: the default route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_gateway: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +135,10 @@ pub struct RoamerEntry {
     pub name: RoamerName,
     pub address: Ipv4Addr,
     pub public_key: PublicKey,
+    /// Destinations the roamer may reach through the droplet, leaving with the anchor address
+    /// (the outside sees the floating IP). Empty: none, the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<Ipv4Net>,
 }
 
 /// One forward. In the state file it is one string,
@@ -389,6 +397,16 @@ impl GatewayState {
                     roamer.name, roamer.address
                 )));
             }
+            if let Some(net) = roamer.egress.iter().find(|n| **n != n.trunc()) {
+                return Err(invalid(format!(
+                    "roamer '{}' egress {net} has host bits set: write {}",
+                    roamer.name,
+                    net.trunc()
+                )));
+            }
+        }
+        if !self.roamers.iter().all(|r| r.egress.is_empty()) && g.backend == Backend::Firewalld {
+            return Err(invalid(EGRESS_NEEDS_NFTABLES));
         }
         for forward in &self.forwards {
             if !names.contains(&forward.to) {
@@ -449,6 +467,8 @@ pub fn first_overlap<'a>(
     }
     None
 }
+
+pub const EGRESS_NEEDS_NFTABLES: &str = "egress needs the nftables backend: firewalld can only masquerade, which would leave with the droplet's public IP instead of the floating IP";
 
 /// Two forwards that reach the same roamer port (protocol and local port) with different
 /// client-ip modes. Both backends decide masquerading after DNAT, where only the roamer's
@@ -612,6 +632,18 @@ impl RoamerConfig {
         toml::to_string(self).unwrap_or_else(|e| unreachable!("config serializes: {e}"))
     }
 
+    /// The destinations beyond the tunnel subnet that go through the tunnel (egress the
+    /// gateway allows this roamer).
+    pub fn egress(&self) -> Vec<Ipv4Net> {
+        let subnet = self.address.trunc();
+        self.gateway
+            .allowed_ips
+            .iter()
+            .copied()
+            .filter(|net| !subnet.contains(net))
+            .collect()
+    }
+
     /// What goes through the tunnel, as WireGuard's allowed IPs.
     pub fn allowed_ips(&self) -> Vec<ipnet::IpNet> {
         self.gateway
@@ -707,11 +739,13 @@ mod tests {
                 public_key: key.public_key(),
                 anchor_passthrough: false,
                 client_ip: ClientIp::Keep,
+                anchor_gateway: None,
             },
             roamers: vec![RoamerEntry {
                 name: "laptop".parse().expect("name"),
                 address: Ipv4Addr::new(192, 168, 32, 2),
                 public_key: key.public_key(),
+                egress: Vec::new(),
             }],
             forwards: vec![Forward {
                 spec: "22".parse().expect("spec"),

@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use roamgw_common::state::{
-    check_forward_ports, mixed_client_ip_message, ClientIp, Forward, GatewayState, RoamerEntry,
+    check_forward_ports, mixed_client_ip_message, Backend, ClientIp, Forward, GatewayState,
+    RoamerEntry, EGRESS_NEEDS_NFTABLES,
 };
 use roamgw_common::{PortSpec, PublicKey, RoamerName};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,11 @@ pub enum StateChange {
     },
     RemovePort {
         spec: PortSpec,
+    },
+    /// Replaces the destinations the roamer may reach through the droplet (empty: none).
+    SetEgress {
+        name: RoamerName,
+        egress: Vec<Ipv4Net>,
     },
 }
 
@@ -81,7 +87,50 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Applied, 
         StateChange::RemoveRoamer { name, force } => {
             on_copy(state, |next| remove_roamer(next, name, *force))
         }
+        StateChange::SetEgress { name, egress } => {
+            on_copy(state, |next| set_egress(next, name, egress))
+        }
     }
+}
+
+fn set_egress(
+    state: &mut GatewayState,
+    name: &RoamerName,
+    egress: &[Ipv4Net],
+) -> Result<Applied, Refused> {
+    if let Some(net) = egress.iter().find(|n| **n != n.trunc()) {
+        return Err(refused(format!(
+            "{net} has host bits set: write {}",
+            net.trunc()
+        )));
+    }
+    if !egress.is_empty() && state.gateway.backend == Backend::Firewalld {
+        return Err(refused(EGRESS_NEEDS_NFTABLES));
+    }
+    let public = public_address_text(state);
+    let names = roamer_names(state);
+    let roamer = state
+        .roamers
+        .iter_mut()
+        .find(|r| &r.name == name)
+        .ok_or_else(|| refused(format!("no roamer '{name}' ({names})")))?;
+    let mut egress = egress.to_vec();
+    egress.sort();
+    egress.dedup();
+    roamer.egress = egress;
+    let summary = if roamer.egress.is_empty() {
+        format!("no egress for {name}: only replies to its forwards leave through the droplet")
+    } else {
+        let nets: Vec<String> = roamer.egress.iter().map(ToString::to_string).collect();
+        format!(
+            "{name} may send to {} through the droplet, leaving as {public}; give it its new config (`roamgw show-config {name}`)",
+            nets.join(", ")
+        )
+    };
+    Ok(Applied {
+        summary,
+        forwards: ForwardChange::default(),
+    })
 }
 
 /// Runs `f` on a copy and keeps it only if it is valid.
@@ -134,6 +183,7 @@ fn add_roamer(
         name: name.clone(),
         address,
         public_key,
+        egress: Vec::new(),
     });
     Ok(Applied {
         summary: format!("added roamer {name}: tunnel address {address}, public key {public_key}"),

@@ -83,6 +83,19 @@ pub enum Command {
     )]
     AddPort(AddPortArgs),
 
+    /// Let a roamer send chosen destinations out through the droplet (off by default).
+    #[command(
+        after_help = "The traffic leaves with the anchor address, so the outside sees the floating IP; the \
+        droplet's own traffic and the tunnel itself never take that path. The roamer needs its \
+        new config afterwards (`roamgw show-config NAME`). Needs the nftables backend.\n\n\
+        Examples:\n  \
+        roamgw egress laptop 0.0.0.0/0                      # everything\n  \
+        roamgw egress laptop 192.0.2.0/24 198.51.100.7     # only these (replaces the list)\n  \
+        roamgw egress laptop --off\n  \
+        roamgw egress laptop                                # show it"
+    )]
+    Egress(EgressArgs),
+
     /// Stop forwarding ports; give the spec as it was added.
     #[command(
         after_help = "Examples:\n  roamgw remove-port 22\n  roamgw remove-port 60000-60100/udp"
@@ -213,6 +226,12 @@ pub struct InitArgs {
     #[arg(long = "client-ip", value_enum, value_name = "MODE", default_value_t = ClientIp::Keep)]
     pub client_ip: ClientIp,
 
+    /// The next hop for roamers' egress, which leaves with the anchor address, where the
+    /// provider needs one (DigitalOcean: the anchor's gateway, from
+    /// /metadata/v1/interfaces/public/0/anchor_ipv4/gateway). Default: the default route.
+    #[arg(long, value_name = "IP")]
+    pub anchor_gateway: Option<Ipv4Addr>,
+
     /// Replace an existing setup: new gateway keys, no roamers, no forwards.
     #[arg(long)]
     pub force: bool,
@@ -300,6 +319,20 @@ pub struct AddPortArgs {
     /// tunnel address (works with any laptop config). Default: the gateway's, set at init.
     #[arg(long = "client-ip", value_enum, value_name = "MODE")]
     pub client_ip: Option<ClientIp>,
+}
+
+#[derive(Debug, Args)]
+pub struct EgressArgs {
+    /// The roamer.
+    pub name: RoamerName,
+
+    /// Destinations (CIDR, or an address for /32); 0.0.0.0/0 for everything.
+    #[arg(value_name = "CIDR", value_parser = parse_cidr, conflicts_with = "off")]
+    pub destinations: Vec<Ipv4Net>,
+
+    /// No egress for this roamer.
+    #[arg(long)]
+    pub off: bool,
 }
 
 #[derive(Debug, Args)]

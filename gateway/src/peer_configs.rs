@@ -42,7 +42,9 @@ pub fn roamer_config(
             address: Some(state.gateway.address),
             public_key: state.gateway.public_key,
             preshared_key: psk,
-            allowed_ips: vec![state.gateway.subnet],
+            allowed_ips: std::iter::once(state.gateway.subnet)
+                .chain(roamer.egress.iter().copied())
+                .collect(),
             persistent_keepalive: DEFAULT_KEEPALIVE_SECS,
         },
     }
@@ -90,7 +92,7 @@ pub fn roamer_wg_quick(config: &RoamerConfig, reader: WgQuickFor) -> String {
     let allowed_ips = match reader {
         WgQuickFor::Linux => {
             let (post_up, pre_down) =
-                replies::wg_quick_hooks(&config.interface, config.address.addr());
+                replies::wg_quick_hooks(&config.interface, config.address.addr(), &config.egress());
             interface.table = Some("off".into());
             interface.post_up = post_up;
             interface.pre_down = pre_down;

@@ -35,8 +35,6 @@ pub enum RunError {
         "cannot resolve the gateway {endpoint}: {message} (check the name, or the laptop's DNS)"
     )]
     Resolve { endpoint: String, message: String },
-    #[error("allowed_ips {0} lies outside the tunnel subnet: only the tunnel subnet is routed by this roamer version")]
-    Routes(String),
     #[error(transparent)]
     Device(#[from] roamgw_wg::CreateError),
     #[error(transparent)]
@@ -162,23 +160,13 @@ fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender
     }
 }
 
-/// Another roamer on this interface, or routes outside the tunnel subnet (the roamer routes
-/// nothing else into the tunnel), stop the start before anything is created.
+/// Another roamer on this interface stops the start before anything is created.
 fn refuse_to_start(config: &RoamerConfig) -> Result<(), RunError> {
     let interface = config.interface.as_str();
     if let Some(other) = status::read_live(interface) {
         if other.pid != std::process::id() {
             return Err(RunError::AlreadyRunning(other.pid, interface.to_string()));
         }
-    }
-    let subnet = config.address.trunc();
-    if let Some(outside) = config
-        .gateway
-        .allowed_ips
-        .iter()
-        .find(|net| !subnet.contains(*net))
-    {
-        return Err(RunError::Routes(outside.to_string()));
     }
     Ok(())
 }
@@ -217,15 +205,31 @@ fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Res
         replies::table(&config.interface),
         replies::RULE_PRIORITY,
     )?;
+    let egress = config.egress();
+    if !egress.is_empty() {
+        let listen_port = device.status()?.listen_port;
+        links.route_egress(
+            index,
+            &egress,
+            replies::egress_table(&config.interface),
+            replies::EGRESS_PRIORITY,
+            listen_port,
+        )?;
+        info!(destinations = ?egress, "egress through the gateway");
+    }
     Ok(index)
 }
 
-/// The reply rule outlives the interface: removed on every way out of `run`.
-fn unroute_replies(config: &RoamerConfig) {
+/// The routing rules outlive the interface: removed on every way out of `run`.
+fn unroute(config: &RoamerConfig) {
     let table = replies::table(&config.interface);
-    if let Err(e) = Links::connect().and_then(|l| l.unroute_replies(table, replies::RULE_PRIORITY))
-    {
-        warn!("cannot remove the reply routing rule (table {table}): {e}");
+    let egress_table = replies::egress_table(&config.interface);
+    let removed = Links::connect().and_then(|l| {
+        l.unroute_replies(table, replies::RULE_PRIORITY)?;
+        l.unroute_egress(egress_table, replies::EGRESS_PRIORITY)
+    });
+    if let Err(e) = removed {
+        warn!("cannot remove the routing rules (tables {table}, {egress_table}): {e}");
     }
 }
 
@@ -292,7 +296,7 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     };
     info!(signal, "stopping");
     status::remove(interface);
-    unroute_replies(config);
+    unroute(config);
     // Removes the interface.
     drop(owned_device);
     Ok(())

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RulePortRange};
+use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -193,22 +194,98 @@ impl Links {
 
     /// Removes our rules (the route goes with the interface). The number removed.
     pub fn unroute_replies(&self, table: u32, priority: u32) -> Result<usize, NetlinkError> {
+        self.delete_rules(&[(priority, table)])
+    }
+
+    /// Egress: `destinations` leave through the interface `index`, by three rules from
+    /// `priority` on (roamgw_common::replies): the tunnel's own UDP (source port
+    /// `listen_port`) keeps the main table; so do the laptop's own networks (main without its
+    /// default route); everything else looks up `table`, which routes `destinations` into
+    /// the tunnel. Rules of ours left by an earlier run are replaced.
+    pub fn route_egress(
+        &self,
+        index: u32,
+        destinations: &[Ipv4Net],
+        table: u32,
+        priority: u32,
+        listen_port: u16,
+    ) -> Result<(), NetlinkError> {
+        self.unroute_egress(table, priority)?;
+        let what = "route egress through";
+        let interface = format!("interface {index}");
+        let err = |e| request_error(what, &interface, e);
+        self.runtime.block_on(async {
+            for net in destinations {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(net.network(), net.prefix_len())
+                    .output_interface(index)
+                    .table_id(table)
+                    .build();
+                self.handle
+                    .route()
+                    .add(route)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(err)?;
+            }
+            let rule = |priority: u32, table: u32| {
+                self.handle
+                    .rule()
+                    .add()
+                    .v4()
+                    .table_id(table)
+                    .priority(priority)
+                    .action(RuleAction::ToTable)
+            };
+            let mut tunnel = rule(priority, MAIN_TABLE);
+            tunnel.message_mut().attributes.extend([
+                RuleAttribute::IpProtocol(IpProtocol::Udp),
+                RuleAttribute::SourcePortRange(RulePortRange {
+                    start: listen_port,
+                    end: listen_port,
+                }),
+            ]);
+            tunnel.execute().await.map_err(err)?;
+            let mut local = rule(priority + 1, MAIN_TABLE);
+            local
+                .message_mut()
+                .attributes
+                .push(RuleAttribute::SuppressPrefixLen(0));
+            local.execute().await.map_err(err)?;
+            rule(priority + 2, table).execute().await.map_err(err)
+        })
+    }
+
+    /// Removes the egress rules (the routes go with the interface). The number removed.
+    pub fn unroute_egress(&self, table: u32, priority: u32) -> Result<usize, NetlinkError> {
+        self.delete_rules(&[
+            (priority, MAIN_TABLE),
+            (priority + 1, MAIN_TABLE),
+            (priority + 2, table),
+        ])
+    }
+
+    /// Deletes the rules at these (priority, table) pairs.
+    fn delete_rules(&self, ours: &[(u32, u32)]) -> Result<usize, NetlinkError> {
         self.runtime.block_on(async {
             let what = "list the routing rules of";
             let mut rules = self.handle.rule().get(IpVersion::V4).execute();
-            let mut ours = Vec::new();
+            let mut found = Vec::new();
             while let Some(rule) = rules
                 .try_next()
                 .await
                 .map_err(|e| request_error(what, "this machine", e))?
             {
                 let has = |wanted: &RuleAttribute| rule.attributes.contains(wanted);
-                if has(&RuleAttribute::Priority(priority)) && has(&RuleAttribute::Table(table)) {
-                    ours.push(rule);
+                if ours.iter().any(|(priority, table)| {
+                    has(&RuleAttribute::Priority(*priority)) && has(&RuleAttribute::Table(*table))
+                }) {
+                    found.push(rule);
                 }
             }
-            let removed = ours.len();
-            for rule in ours {
+            let removed = found.len();
+            for rule in found {
                 self.handle
                     .rule()
                     .del(rule)
@@ -220,6 +297,9 @@ impl Links {
         })
     }
 }
+
+/// RT_TABLE_MAIN.
+const MAIN_TABLE: u32 = 254;
 
 /// ENODEV, as netlink reports a missing interface.
 const fn libc_enodev() -> i32 {

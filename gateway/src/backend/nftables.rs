@@ -11,7 +11,9 @@ use crate::change::ForwardChange;
 use crate::firewalld;
 use crate::nft::apply;
 use crate::nft::diff::{plan, Plan};
-use crate::nft::model::{desired, elements_of, is_count, is_reply_count, Element, TableSettings};
+use crate::nft::model::{
+    desired, egress_elements, elements_of, is_count, is_reply_count, Element, TableSettings,
+};
 use crate::nft::observed::{self, Observed};
 use crate::nft::render;
 
@@ -138,7 +140,7 @@ impl Backend for Nftables {
         new: &GatewayState,
         change: &ForwardChange,
     ) -> Result<Option<Applied>> {
-        if settings(old) != settings(new) {
+        if settings(old) != settings(new) || !egress_elements(old).eq(egress_elements(new)) {
             return self.apply_if_up(new);
         }
         let mut remove: Vec<Element> = change

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use crate::backend;
 use crate::change::{roamer_names, StateChange};
 use crate::cli::{
-    AddPortArgs, AddRoamerArgs, ConfigFormat, InitArgs, RemovePortArgs, RemoveRoamerArgs,
-    ShowConfigArgs,
+    AddPortArgs, AddRoamerArgs, ConfigFormat, EgressArgs, InitArgs, RemovePortArgs,
+    RemoveRoamerArgs, ShowConfigArgs,
 };
 use crate::control;
 use crate::detect;
@@ -115,7 +115,7 @@ mod setup;
 mod status;
 
 pub use forwards::{add_port, list, remove_port};
-pub use roamers::{add_roamer, remove_roamer, roamers, show_config};
+pub use roamers::{add_roamer, egress, remove_roamer, roamers, show_config};
 pub use setup::{apply, down, init, rules, run, up};
 pub use status::status;
 

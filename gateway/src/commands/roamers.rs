@@ -60,6 +60,36 @@ pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
     Ok(format!("{summary}; {how}\n"))
 }
 
+/// `roamgw egress NAME [CIDR...] [--off]`: sets the list, or shows it when given neither.
+pub fn egress(store: &Store, args: EgressArgs) -> Result<String> {
+    if args.destinations.is_empty() && !args.off {
+        let state = store.load()?;
+        let roamer = state.roamer(&args.name).ok_or_else(|| {
+            refused(format!(
+                "no roamer '{}' ({})",
+                args.name,
+                roamer_names(&state)
+            ))
+        })?;
+        return Ok(if roamer.egress.is_empty() {
+            format!(
+                "{}: no egress (only replies to its forwards leave through the droplet)\n",
+                args.name
+            )
+        } else {
+            let nets: Vec<String> = roamer.egress.iter().map(ToString::to_string).collect();
+            format!("{}: egress to {}\n", args.name, nets.join(", "))
+        });
+    }
+    let _lock = store.lock()?;
+    let change = StateChange::SetEgress {
+        name: args.name,
+        egress: args.destinations,
+    };
+    let (summary, how) = make_change(store, change)?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
 #[derive(Serialize)]
 struct RoamerView<'a> {
     name: &'a str,
@@ -67,6 +97,7 @@ struct RoamerView<'a> {
     public_key: String,
     private_key_on_gateway: bool,
     forwards: Vec<String>,
+    egress: Vec<String>,
 }
 
 pub fn roamers(store: &Store, json: bool) -> Result<String> {
@@ -84,6 +115,7 @@ pub fn roamers(store: &Store, json: bool) -> Result<String> {
                 .filter(|f| f.to == roamer.name)
                 .map(Forward::key)
                 .collect(),
+            egress: roamer.egress.iter().map(ToString::to_string).collect(),
         });
     }
     if json {
@@ -92,7 +124,14 @@ pub fn roamers(store: &Store, json: bool) -> Result<String> {
     if views.is_empty() {
         return Ok("no roamers; add one with `roamgw add-roamer NAME`\n".into());
     }
-    let mut table = Table::new(["NAME", "ADDRESS", "PUBLIC KEY", "KEY HELD BY", "FORWARDS"]);
+    let mut table = Table::new([
+        "NAME",
+        "ADDRESS",
+        "PUBLIC KEY",
+        "KEY HELD BY",
+        "FORWARDS",
+        "EGRESS",
+    ]);
     for v in &views {
         table.row([
             v.name.to_string(),
@@ -108,6 +147,11 @@ pub fn roamers(store: &Store, json: bool) -> Result<String> {
                 "-".into()
             } else {
                 v.forwards.join(" ")
+            },
+            if v.egress.is_empty() {
+                "-".into()
+            } else {
+                v.egress.join(",")
             },
         ]);
     }

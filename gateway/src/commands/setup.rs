@@ -124,6 +124,7 @@ fn initial_state(
             public_key: key.public_key(),
             anchor_passthrough: args.anchor_passthrough,
             client_ip: args.client_ip,
+            anchor_gateway: args.anchor_gateway,
         },
         roamers: Vec::new(),
         forwards: Vec::new(),

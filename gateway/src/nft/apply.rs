@@ -200,6 +200,13 @@ fn element_expr(element: &Element) -> Expression<'static> {
             })),
         ]),
         Element::ClosedAnchor(a) | Element::ForwardAddr(a) => s(a.to_string()),
+        Element::Egress { from, to } => concat(vec![
+            s(from.to_string()),
+            Expression::Named(NamedExpression::Prefix(Prefix {
+                addr: Box::new(s(to.network().to_string())),
+                len: u32::from(to.prefix_len()),
+            })),
+        ]),
         Element::MasqueradeSingle {
             to,
             protocol,

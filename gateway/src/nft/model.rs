@@ -101,6 +101,11 @@ pub enum Element {
         source: Ipv4Net,
     },
     ClosedAnchor(Ipv4Addr),
+    /// A destination a roamer (by its tunnel address) may reach through the droplet.
+    Egress {
+        from: Ipv4Addr,
+        to: Ipv4Net,
+    },
     /// An address forwards answer on (the anchor; the floating IP for the droplet's own
     /// connections).
     ForwardAddr(Ipv4Addr),
@@ -133,6 +138,7 @@ impl Element {
             Element::Allowed { .. } => "allowed",
             Element::ClosedAnchor(_) => "closed_anchors",
             Element::ForwardAddr(_) => "forward_addrs",
+            Element::Egress { .. } => "egress",
             Element::MasqueradeSingle { .. } => "masquerade_single",
             Element::MasqueradeRange { .. } => "masquerade_range",
         }
@@ -197,6 +203,7 @@ impl fmt::Display for Element {
                 write!(f, "{anchor} . {protocol} . {ports} . {source}")
             }
             Element::ClosedAnchor(a) | Element::ForwardAddr(a) => write!(f, "{a}"),
+            Element::Egress { from, to } => write!(f, "{from} . {to}"),
             Element::MasqueradeSingle { to, protocol, port } => {
                 write!(f, "{to} . {protocol} . {port}")
             }
@@ -347,6 +354,16 @@ pub fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
     out
 }
 
+/// What the roamers may reach through the droplet.
+pub fn egress_elements(state: &GatewayState) -> impl Iterator<Item = Element> + '_ {
+    state.roamers.iter().flat_map(|r| {
+        r.egress.iter().map(|to| Element::Egress {
+            from: r.address,
+            to: *to,
+        })
+    })
+}
+
 /// The desired table for a state.
 pub fn desired(state: &GatewayState) -> Desired {
     let g = &state.gateway;
@@ -363,6 +380,7 @@ pub fn desired(state: &GatewayState) -> Desired {
     for forward in &state.forwards {
         elements.extend(elements_of(state, forward));
     }
+    elements.extend(egress_elements(state));
     Desired {
         settings: TableSettings {
             anchor,

@@ -225,6 +225,13 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
             },
             "closed_anchors" => Element::ClosedAnchor(ip(unwrap_elem(entry))?),
             "forward_addrs" => Element::ForwardAddr(ip(unwrap_elem(entry))?),
+            "egress" => match concat(entry)?.as_slice() {
+                [from, to] => Element::Egress {
+                    from: ip(from)?,
+                    to: source(to)?,
+                },
+                other => return Err(bad(format!("unexpected egress element {other:?}"))),
+            },
             "masquerade_single" => {
                 let (to, protocol, p) = key3(entry)?;
                 Element::MasqueradeSingle {
