@@ -90,5 +90,36 @@ mod tests {
         assert_eq!(roamgw0, table(&name("roamgw0")));
         assert!((52_000..53_000).contains(&roamgw0));
         assert_ne!(roamgw0, table(&name("roamgw1")));
+        assert_eq!(roamgw0, 52_354, "docs/roamer.md shows this number");
+    }
+
+    #[test]
+    fn wg_quick_hooks_route_replies_and_egress() {
+        let name = "roamgw0".parse::<InterfaceName>().expect("name");
+        let address = Ipv4Addr::new(192, 168, 32, 2);
+        let (up, down) = wg_quick_hooks(&name, address, &[]);
+        assert_eq!(
+            up,
+            [
+                "ip -4 route replace default dev %i table 52354",
+                "ip -4 rule add from 192.168.32.2 lookup 52354 priority 5100"
+            ]
+        );
+        assert_eq!(
+            down,
+            ["ip -4 rule del from 192.168.32.2 lookup 52354 priority 5100"]
+        );
+        let everything = ["0.0.0.0/0".parse().expect("net")];
+        let (up, down) = wg_quick_hooks(&name, address, &everything);
+        assert_eq!(
+            &up[2..],
+            [
+                "ip -4 route replace 0.0.0.0/0 dev %i table 53354",
+                "ip -4 rule add ipproto udp sport $(wg show %i listen-port) lookup main priority 5101",
+                "ip -4 rule add lookup main suppress_prefixlength 0 priority 5102",
+                "ip -4 rule add lookup 53354 priority 5103"
+            ]
+        );
+        assert_eq!(down.len(), 4, "every rule added is deleted: {down:?}");
     }
 }

@@ -474,6 +474,11 @@ pub const EGRESS_NEEDS_NFTABLES: &str = "egress needs the nftables backend: fire
 /// client-ip modes. Both backends decide masquerading after DNAT, where only the roamer's
 /// port is left to tell forwards apart, so such forwards must share one mode.
 pub fn first_mixed_client_ip(forwards: &[Forward]) -> Option<(&Forward, &Forward)> {
+    // The usual state has one mode throughout: no sort of thousands of forwards for it.
+    let first = forwards.first()?.client_ip;
+    if forwards.iter().all(|f| f.client_ip == first) {
+        return None;
+    }
     let mut targets: Vec<(&RoamerName, Protocol, &Forward)> = forwards
         .iter()
         .flat_map(|f| f.spec.protocols.iter().map(move |p| (&f.to, p, f)))

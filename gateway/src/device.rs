@@ -74,13 +74,32 @@ fn check_path_mtu(tunnel_mtu: u16) {
     }
 }
 
-/// Puts address and MTU on the interface and brings it up.
+/// Where roamers' traffic goes when the provider wants anchor-sourced packets sent to its
+/// anchor gateway (`init --anchor-gateway`): a table and a rule of ours.
+pub const ANCHOR_ROUTE_TABLE: u32 = 52_000 - 1;
+pub const ANCHOR_ROUTE_PRIORITY: u32 = roamgw_common::replies::RULE_PRIORITY;
+
+/// Puts address and MTU on the interface and brings it up; with an anchor gateway, what comes
+/// in from the roamers (egress, and the replies of forwards, which leave with the anchor
+/// address) is routed by it.
 pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     let g = &state.gateway;
     check_path_mtu(g.mtu);
     let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
         .unwrap_or_else(|_| unreachable!("prefix from a subnet"));
-    roamgw_wg::netlink::Links::connect()?.configure(g.interface.as_str(), g.mtu, address)?;
+    let links = roamgw_wg::netlink::Links::connect()?;
+    links.configure(g.interface.as_str(), g.mtu, address)?;
+    match g.anchor_gateway {
+        Some(next_hop) => links.route_arrivals_via(
+            g.interface.as_str(),
+            next_hop,
+            ANCHOR_ROUTE_TABLE,
+            ANCHOR_ROUTE_PRIORITY,
+        )?,
+        None => {
+            links.unroute_arrivals(ANCHOR_ROUTE_TABLE, ANCHOR_ROUTE_PRIORITY)?;
+        }
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use roamgw_e2e::{
 
 const REPORT_PORT: u16 = 7100;
 const CGNAT_PUBLIC: &str = "198.51.100.2";
+const ANCHOR_GATEWAY: &str = "10.16.0.1";
 
 /// What the outside server at `host` sees of a connection from the laptop.
 fn seen_from_laptop(s: &Scenario, host: &str) -> Option<String> {
@@ -35,7 +36,22 @@ fn restart_roamer(s: &Scenario) {
 
 #[test]
 fn egress_leaves_as_the_floating_ip_for_chosen_destinations_only() {
-    let s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    let s = Scenario::gateway_only(
+        GatewayMode::Daemon,
+        &["--anchor-gateway", ANCHOR_GATEWAY],
+        false,
+    );
+    // The provider's anchor gateway, as on DigitalOcean: the router's address in the anchor's
+    // network.
+    s.bed.wan.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{ANCHOR_GATEWAY}/16"),
+        "dev",
+        "to-gw",
+    ]);
+    let s = s.connect_laptop(Laptop::Roamer);
     s.ok(&["add-port", "22"]);
     s.bed.peer_address_server(&s.bed.cli, REPORT_PORT);
     assert_eq!(
@@ -56,6 +72,17 @@ fn egress_leaves_as_the_floating_ip_for_chosen_destinations_only() {
     // The droplet's own traffic keeps its public address; forwards still work.
     let droplet = s.bed.gw.tcp_banner(&format!("{CLIENT}:{REPORT_PORT}"));
     assert_eq!(droplet.as_deref(), Some(PUBLIC_IP));
+    let route = s.bed.gw.run(&[
+        "ip",
+        "route",
+        "get",
+        CLIENT,
+        "from",
+        "192.168.32.2",
+        "iif",
+        &s.bed.gw_wg,
+    ]);
+    assert!(route.contains(&format!("via {ANCHOR_GATEWAY}")), "{route}");
     assert_eq!(
         s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
         Some("roamer")

@@ -257,6 +257,55 @@ impl Links {
         })
     }
 
+    /// Packets that come in on `interface` leave by `next_hop`: the route `default via
+    /// next_hop` in `table` and the rule `iif interface lookup table` at `priority` (replacing
+    /// ours from an earlier run).
+    pub fn route_arrivals_via(
+        &self,
+        interface: &str,
+        next_hop: Ipv4Addr,
+        table: u32,
+        priority: u32,
+    ) -> Result<(), NetlinkError> {
+        self.delete_rules(&[(priority, table)])?;
+        let err = |e| {
+            request_error(
+                "route arrivals by the provider's gateway from",
+                interface,
+                e,
+            )
+        };
+        self.runtime.block_on(async {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(next_hop)
+                .table_id(table)
+                .build();
+            self.handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(err)?;
+            self.handle
+                .rule()
+                .add()
+                .v4()
+                .input_interface(interface.to_string())
+                .table_id(table)
+                .priority(priority)
+                .action(RuleAction::ToTable)
+                .execute()
+                .await
+                .map_err(err)
+        })
+    }
+
+    /// Removes the rule of [`Links::route_arrivals_via`]. The number removed.
+    pub fn unroute_arrivals(&self, table: u32, priority: u32) -> Result<usize, NetlinkError> {
+        self.delete_rules(&[(priority, table)])
+    }
+
     /// Removes the egress rules (the routes go with the interface). The number removed.
     pub fn unroute_egress(&self, table: u32, priority: u32) -> Result<usize, NetlinkError> {
         self.delete_rules(&[
