@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RulePortRange};
+use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
 use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
@@ -148,9 +149,52 @@ impl Links {
     }
 }
 
-/// Source-address routing of replies (roamgw_common::replies): ours are the rules at
-/// `priority` that look up `table`.
+/// Routing rules and tables of ours (roamgw_common::replies on the laptop, the anchor gateway
+/// on the droplet): each rule is told apart by its priority and the table it looks up.
 impl Links {
+    /// Adds `route`, replacing one with the same key.
+    fn replace_route(
+        &self,
+        route: RouteMessage,
+        what: &'static str,
+        on: &str,
+    ) -> Result<(), NetlinkError> {
+        self.runtime.block_on(async {
+            self.handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| request_error(what, on, e))
+        })
+    }
+
+    /// Adds the rule `lookup table` at `priority`, with the selectors `select` puts on it.
+    fn add_rule(
+        &self,
+        priority: u32,
+        table: u32,
+        select: impl FnOnce(&mut RuleMessage),
+        what: &'static str,
+        on: &str,
+    ) -> Result<(), NetlinkError> {
+        let mut rule = self
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .table_id(table)
+            .priority(priority)
+            // rtnetlink leaves the action unset, which the kernel takes as an error route
+            // for everything the rule matches.
+            .action(RuleAction::ToTable);
+        select(rule.message_mut());
+        self.runtime
+            .block_on(rule.execute())
+            .map_err(|e| request_error(what, on, e))
+    }
+
     /// Replies from `source` leave through the interface `index`: the route `default dev` in
     /// `table` and the rule `from source lookup table` at `priority`. Rules of ours left by an
     /// earlier run (any source) are replaced.
@@ -161,35 +205,23 @@ impl Links {
         table: u32,
         priority: u32,
     ) -> Result<(), NetlinkError> {
-        let what = "route replies through";
-        let interface = format!("interface {index}");
+        let (what, on) = ("route replies through", format!("interface {index}"));
         self.unroute_replies(table, priority)?;
-        self.runtime.block_on(async {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .output_interface(index)
-                .table_id(table)
-                .build();
-            self.handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(|e| request_error(what, &interface, e))?;
-            self.handle
-                .rule()
-                .add()
-                .v4()
-                .source_prefix(source, 32)
-                .table_id(table)
-                .priority(priority)
-                // rtnetlink leaves the action unset, which the kernel takes as an error
-                // route for everything the rule matches.
-                .action(RuleAction::ToTable)
-                .execute()
-                .await
-                .map_err(|e| request_error(what, &interface, e))
-        })
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .output_interface(index)
+            .table_id(table)
+            .build();
+        self.replace_route(route, what, &on)?;
+        self.add_rule(
+            priority,
+            table,
+            |rule| {
+                rule.header.src_len = 32;
+                rule.attributes.push(RuleAttribute::Source(source.into()));
+            },
+            what,
+            &on,
+        )
     }
 
     /// Removes our rules (the route goes with the interface). The number removed.
@@ -211,50 +243,29 @@ impl Links {
         listen_port: u16,
     ) -> Result<(), NetlinkError> {
         self.unroute_egress(table, priority)?;
-        let what = "route egress through";
-        let interface = format!("interface {index}");
-        let err = |e| request_error(what, &interface, e);
-        self.runtime.block_on(async {
-            for net in destinations {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(net.network(), net.prefix_len())
-                    .output_interface(index)
-                    .table_id(table)
-                    .build();
-                self.handle
-                    .route()
-                    .add(route)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(err)?;
-            }
-            let rule = |priority: u32, table: u32| {
-                self.handle
-                    .rule()
-                    .add()
-                    .v4()
-                    .table_id(table)
-                    .priority(priority)
-                    .action(RuleAction::ToTable)
-            };
-            let mut tunnel = rule(priority, MAIN_TABLE);
-            tunnel.message_mut().attributes.extend([
+        let (what, on) = ("route egress through", format!("interface {index}"));
+        for net in destinations {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(net.network(), net.prefix_len())
+                .output_interface(index)
+                .table_id(table)
+                .build();
+            self.replace_route(route, what, &on)?;
+        }
+        let tunnel = |rule: &mut RuleMessage| {
+            rule.attributes.extend([
                 RuleAttribute::IpProtocol(IpProtocol::Udp),
                 RuleAttribute::SourcePortRange(RulePortRange {
                     start: listen_port,
                     end: listen_port,
                 }),
-            ]);
-            tunnel.execute().await.map_err(err)?;
-            let mut local = rule(priority + 1, MAIN_TABLE);
-            local
-                .message_mut()
-                .attributes
-                .push(RuleAttribute::SuppressPrefixLen(0));
-            local.execute().await.map_err(err)?;
-            rule(priority + 2, table).execute().await.map_err(err)
-        })
+            ])
+        };
+        self.add_rule(priority, MAIN_TABLE, tunnel, what, &on)?;
+        let local =
+            |rule: &mut RuleMessage| rule.attributes.push(RuleAttribute::SuppressPrefixLen(0));
+        self.add_rule(priority + 1, MAIN_TABLE, local, what, &on)?;
+        self.add_rule(priority + 2, table, |_| {}, what, &on)
     }
 
     /// Packets that come in on `interface` leave by `next_hop`: the route `default via
@@ -267,38 +278,18 @@ impl Links {
         table: u32,
         priority: u32,
     ) -> Result<(), NetlinkError> {
+        let what = "route arrivals by the provider's gateway from";
         self.delete_rules(&[(priority, table)])?;
-        let err = |e| {
-            request_error(
-                "route arrivals by the provider's gateway from",
-                interface,
-                e,
-            )
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(next_hop)
+            .table_id(table)
+            .build();
+        self.replace_route(route, what, interface)?;
+        let incoming = |rule: &mut RuleMessage| {
+            rule.attributes
+                .push(RuleAttribute::Iifname(interface.to_string()))
         };
-        self.runtime.block_on(async {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(next_hop)
-                .table_id(table)
-                .build();
-            self.handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(err)?;
-            self.handle
-                .rule()
-                .add()
-                .v4()
-                .input_interface(interface.to_string())
-                .table_id(table)
-                .priority(priority)
-                .action(RuleAction::ToTable)
-                .execute()
-                .await
-                .map_err(err)
-        })
+        self.add_rule(priority, table, incoming, what, interface)
     }
 
     /// Removes the rule of [`Links::route_arrivals_via`]. The number removed.

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use roamgw_common::state::{ClientIp, Forward, GatewayState};
-use roamgw_common::Protocol;
+use roamgw_common::{PortRange, Protocol, Protocols};
 
 pub const ZONE: &str = "roamgw";
 pub const HOST_POLICY: &str = "roamgw-host";
@@ -83,16 +83,18 @@ pub fn masq_ipset_name(address: Ipv4Addr) -> String {
 
 /// The masquerade ipset entries of a forward to `to`.
 pub fn masq_entries(forward: &Forward, to: Ipv4Addr) -> Vec<String> {
-    let local = forward.spec.local;
-    forward
-        .spec
-        .protocols
+    hash_ip_port_entries(to, forward.spec.protocols, forward.spec.local)
+}
+
+/// `hash:ip,port` entries: `address,protocol:port[-port]` per protocol.
+fn hash_ip_port_entries(address: Ipv4Addr, protocols: Protocols, ports: PortRange) -> Vec<String> {
+    protocols
         .iter()
         .map(|protocol| {
             format!(
-                "{to},{}:{}",
+                "{address},{}:{}",
                 protocol.as_str(),
-                range_text(local.first(), local.last())
+                range_text(ports.first(), ports.last())
             )
         })
         .collect()
@@ -105,18 +107,7 @@ fn is_plain(forward: &Forward) -> bool {
 
 /// The ipset entries of a plain forward.
 pub fn ipset_entries(anchor: Ipv4Addr, forward: &Forward) -> Vec<String> {
-    forward
-        .spec
-        .protocols
-        .iter()
-        .map(|protocol| {
-            format!(
-                "{anchor},{}:{}",
-                protocol.as_str(),
-                range_text(forward.spec.public.first(), forward.spec.public.last())
-            )
-        })
-        .collect()
+    hash_ip_port_entries(anchor, forward.spec.protocols, forward.spec.public)
 }
 
 fn any() -> Vec<String> {
