@@ -29,6 +29,49 @@ pub fn table(interface: &InterfaceName) -> u32 {
     52_000 + hash % 1000
 }
 
+/// The mark that sends a UDP reply into the tunnel: the table's number (52000-52999, apart
+/// from wg-quick's 51820 and the bits Tailscale uses).
+pub fn mark(interface: &InterfaceName) -> u32 {
+    table(interface)
+}
+
+/// The laptop's nftables table for UDP replies, one per interface.
+pub fn nft_table(interface: &InterfaceName) -> String {
+    let name: String = interface
+        .as_str()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("roamgw_{name}")
+}
+
+/// A UDP server that replies from a socket bound to 0.0.0.0 gets its source address from the
+/// route to the client, which is the laptop's own, so the reply would leave directly from the
+/// wrong address. This table remembers each UDP flow that came through the tunnel (client .
+/// client port . local port, 3 minutes after its last packet), marks the replies to it so the
+/// mark rule routes them into the tunnel, and gives them the tunnel address as source. TCP
+/// replies, and UDP replies from sockets bound to the tunnel address, have the right source
+/// already. One line, for `nft -f -` and for a wg-quick hook alike; it replaces a table left
+/// behind.
+pub fn udp_reply_ruleset(
+    interface: &InterfaceName,
+    tunnel_interface: &str,
+    address: Ipv4Addr,
+) -> String {
+    let table = nft_table(interface);
+    let mark = mark(interface);
+    format!(
+        "table ip {table} {{}}; delete table ip {table}; table ip {table} {{ \
+         set udp_flows {{ type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; timeout 3m; }}; \
+         chain input {{ type filter hook input priority 0; policy accept; \
+         iifname \"{tunnel_interface}\" meta l4proto udp update @udp_flows {{ ip saddr . udp sport . udp dport }}; }}; \
+         chain output {{ type route hook output priority -150; policy accept; \
+         ip saddr != {address} meta l4proto udp ip daddr . udp dport . udp sport @udp_flows meta mark set {mark}; }}; \
+         chain postrouting {{ type filter hook postrouting priority 300; policy accept; \
+         oifname \"{tunnel_interface}\" ip saddr != {address} meta mark {mark} ip saddr set {address}; }}; }}"
+    )
+}
+
 /// Egress (`roamgw egress`): three rules from this priority on — the tunnel's own UDP keeps
 /// the main table, so do the laptop's own networks (main without its default route), and
 /// everything else looks up [`egress_table`], which holds the egress destinations.
@@ -48,13 +91,18 @@ pub fn wg_quick_hooks(
 ) -> (Vec<String>, Vec<String>) {
     let table = table(interface);
     let priority = RULE_PRIORITY;
+    let mark = mark(interface);
     let mut up = vec![
         format!("ip -4 route replace default dev %i table {table}"),
         format!("ip -4 rule add from {address} lookup {table} priority {priority}"),
+        format!("ip -4 rule add fwmark {mark} lookup {table} priority {priority}"),
+        format!("nft '{}'", udp_reply_ruleset(interface, "%i", address)),
     ];
-    let mut down = vec![format!(
-        "ip -4 rule del from {address} lookup {table} priority {priority}"
-    )];
+    let mut down = vec![
+        format!("ip -4 rule del from {address} lookup {table} priority {priority}"),
+        format!("ip -4 rule del fwmark {mark} lookup {table} priority {priority}"),
+        format!("nft delete table ip {}", nft_table(interface)),
+    ];
     if !egress.is_empty() {
         let egress_table = egress_table(interface);
         let [tunnel, local, rest] = [0, 1, 2].map(|i| EGRESS_PRIORITY + i);
@@ -99,20 +147,31 @@ mod tests {
         let address = Ipv4Addr::new(192, 168, 32, 2);
         let (up, down) = wg_quick_hooks(&name, address, &[]);
         assert_eq!(
-            up,
+            &up[..3],
             [
                 "ip -4 route replace default dev %i table 52354",
-                "ip -4 rule add from 192.168.32.2 lookup 52354 priority 5100"
+                "ip -4 rule add from 192.168.32.2 lookup 52354 priority 5100",
+                "ip -4 rule add fwmark 52354 lookup 52354 priority 5100",
             ]
         );
+        assert!(
+            up[3].starts_with("nft 'table ip roamgw_roamgw0 {}; delete table"),
+            "{}",
+            up[3]
+        );
+        assert!(up[3].contains("iifname \"%i\""), "{}", up[3]);
         assert_eq!(
             down,
-            ["ip -4 rule del from 192.168.32.2 lookup 52354 priority 5100"]
+            [
+                "ip -4 rule del from 192.168.32.2 lookup 52354 priority 5100",
+                "ip -4 rule del fwmark 52354 lookup 52354 priority 5100",
+                "nft delete table ip roamgw_roamgw0",
+            ]
         );
         let everything = ["0.0.0.0/0".parse().expect("net")];
         let (up, down) = wg_quick_hooks(&name, address, &everything);
         assert_eq!(
-            &up[2..],
+            &up[4..],
             [
                 "ip -4 route replace 0.0.0.0/0 dev %i table 53354",
                 "ip -4 rule add ipproto udp sport $(wg show %i listen-port) lookup main priority 5101",
@@ -120,6 +179,6 @@ mod tests {
                 "ip -4 rule add lookup 53354 priority 5103"
             ]
         );
-        assert_eq!(down.len(), 4, "every rule added is deleted: {down:?}");
+        assert_eq!(down.len(), 6, "every rule added is deleted: {down:?}");
     }
 }

@@ -199,12 +199,21 @@ fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Res
     let index = links
         .index(interface)?
         .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;
+    let address = config.address.addr();
     links.route_replies(
         index,
-        config.address.addr(),
+        address,
+        replies::mark(&config.interface),
         replies::table(&config.interface),
         replies::RULE_PRIORITY,
     )?;
+    let udp_replies = replies::udp_reply_ruleset(&config.interface, interface, address);
+    if let Err(e) = nft(&["-f", "-"], Some(&udp_replies)) {
+        warn!(
+            "UDP servers that reply from 0.0.0.0 will answer kept client addresses from the \
+             laptop's own address, not through the tunnel: {e}"
+        );
+    }
     let egress = config.egress();
     if !egress.is_empty() {
         let listen_port = device.status()?.listen_port;
@@ -220,8 +229,44 @@ fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Res
     Ok(index)
 }
 
-/// The routing rules outlive the interface: removed on every way out of `run`.
+/// Runs `nft ARGS` with `input` on stdin; the error says what nft said.
+fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft ({e}): install nftables"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The routing rules and the UDP reply table outlive the interface: removed on every way out
+/// of `run`.
 fn unroute(config: &RoamerConfig) {
+    let _ = nft(
+        &[
+            "delete",
+            "table",
+            "ip",
+            &replies::nft_table(&config.interface),
+        ],
+        None,
+    );
     let table = replies::table(&config.interface);
     let egress_table = replies::egress_table(&config.interface);
     let removed = Links::connect().and_then(|l| {

@@ -98,7 +98,9 @@ impl Ns {
         (out.status.success() && !text.is_empty()).then_some(text)
     }
 
-    /// Sends one UDP datagram and returns the first reply, if any arrives within 2 s.
+    /// Sends one UDP datagram and returns the first reply, if any arrives within 2 s. Only a
+    /// reply from `addr` itself counts (the socket is connected, as most clients' are): one
+    /// that leaves the laptop from another address would never reach a real client.
     pub fn udp_exchange(&self, addr: &str, payload: &str) -> Option<String> {
         let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
         let payload = payload.to_string();
@@ -112,8 +114,9 @@ impl Ns {
                 socket
                     .set_read_timeout(Some(Duration::from_millis(700)))
                     .ok()?;
-                socket.send_to(payload.as_bytes(), addr).ok()?;
-                if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                socket.connect(addr).ok()?;
+                socket.send(payload.as_bytes()).ok()?;
+                if let Ok(n) = socket.recv(&mut buf) {
                     if attempt > 1 {
                         eprintln!("udp_exchange {addr}: answered on try {attempt}");
                     }

@@ -11,6 +11,7 @@ use roamgw_e2e::{
 /// Where the laptop's servers report the peer address: keep and masquerade forwards.
 const KEEP_PORT: u16 = 7000;
 const MASQ_PORT: u16 = 7001;
+const NAIVE_UDP_PORT: u16 = 7003;
 /// The gateway's tunnel address: what a masqueraded forward shows.
 const GATEWAY_TUNNEL: &str = "192.168.32.1";
 /// The CGNAT's public address: what the outside sees of the laptop's own traffic.
@@ -24,6 +25,17 @@ fn strict_rp_filter(s: &Scenario) {
             &format!("net.ipv4.conf.{conf}.rp_filter=1"),
         ]);
     }
+}
+
+/// A UDP server as many are written: bound to 0.0.0.0, replying with `sendto` and no
+/// source address of its own choosing (the kernel picks one from the route to the client).
+fn naive_udp_server(s: &Scenario, port: u16) {
+    let program = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', {port}))\nwhile True:\n    d, a = s.recvfrom(100)\n    \
+         s.sendto(a[0].encode(), a)\n"
+    );
+    s.bed.spawn(&s.bed.roam, &["python3", "-c", &program]);
 }
 
 fn scenario(backend: Backend, laptop: Laptop) -> Scenario {
@@ -49,6 +61,16 @@ fn scenario(backend: Backend, laptop: Laptop) -> Scenario {
     s
 }
 
+/// The first `Some` of `f` within 5 s (a server just spawned may not listen yet).
+fn wait_for(mut f: impl FnMut() -> Option<String>) -> Option<String> {
+    let mut got = None;
+    roamgw_e2e::wait_until(std::time::Duration::from_secs(5), || {
+        got = f();
+        got.is_some()
+    });
+    got
+}
+
 /// What the laptop's servers saw of a TCP connection and a UDP datagram to `port`.
 fn seen(s: &Scenario, port: u16) -> (Option<String>, Option<String>) {
     let addr = format!("{FLOATING_IP}:{port}");
@@ -60,7 +82,18 @@ fn seen(s: &Scenario, port: u16) -> (Option<String>, Option<String>) {
 
 fn assert_both_modes(s: &Scenario) {
     let client = Some(CLIENT.to_string());
-    assert_eq!(seen(s, KEEP_PORT), (client.clone(), client), "keep");
+    assert_eq!(seen(s, KEEP_PORT), (client.clone(), client.clone()), "keep");
+    naive_udp_server(s, NAIVE_UDP_PORT);
+    s.ok(&["add-port", &format!("{NAIVE_UDP_PORT}/udp")]);
+    let answer = wait_for(|| {
+        s.bed
+            .cli
+            .udp_exchange(&format!("{FLOATING_IP}:{NAIVE_UDP_PORT}"), "hi")
+    });
+    assert_eq!(
+        answer, client,
+        "a UDP server bound to 0.0.0.0 answers through the tunnel"
+    );
     let tunnel = Some(GATEWAY_TUNNEL.to_string());
     assert_eq!(seen(s, MASQ_PORT), (tunnel.clone(), tunnel), "masquerade");
 }
@@ -76,6 +109,21 @@ fn assert_own_traffic_goes_direct(s: &Scenario) {
 #[test]
 fn roamer_sees_the_client_with_keep_and_the_gateway_with_masquerade() {
     let s = scenario(Backend::Nftables, Laptop::Roamer);
+    // Another VPN on the laptop that takes all traffic into a table of its own (as Tailscale's
+    // rules from 5210 do): the replies still find the tunnel, since our rule comes first.
+    s.bed.roam.run(&[
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "100.64.0.1",
+        "table",
+        "200",
+    ]);
+    s.bed
+        .roam
+        .run(&["ip", "rule", "add", "lookup", "200", "priority", "5210"]);
     assert_both_modes(&s);
     assert_own_traffic_goes_direct(&s);
     // Allow-lists are checked against the real source, which the laptop then sees.
@@ -93,6 +141,8 @@ fn roamer_sees_the_client_with_keep_and_the_gateway_with_masquerade() {
     s.roamer_down();
     let rules = s.bed.roam.run(&["ip", "rule", "show"]);
     assert!(!rules.contains("from 192.168.32.2"), "left behind: {rules}");
+    let tables = s.bed.roam.run(&["nft", "list", "tables"]);
+    assert!(!tables.contains("roamgw_"), "left behind: {tables}");
 }
 
 #[test]

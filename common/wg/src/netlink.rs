@@ -195,13 +195,15 @@ impl Links {
             .map_err(|e| request_error(what, on, e))
     }
 
-    /// Replies from `source` leave through the interface `index`: the route `default dev` in
-    /// `table` and the rule `from source lookup table` at `priority`. Rules of ours left by an
-    /// earlier run (any source) are replaced.
+    /// Replies from `source`, and packets marked `mark`, leave through the interface `index`:
+    /// the route `default dev` in `table` and the rules `from source lookup table` and
+    /// `fwmark mark lookup table` at `priority`. Rules of ours left by an earlier run (any
+    /// source) are replaced.
     pub fn route_replies(
         &self,
         index: u32,
         source: Ipv4Addr,
+        mark: u32,
         table: u32,
         priority: u32,
     ) -> Result<(), NetlinkError> {
@@ -221,7 +223,9 @@ impl Links {
             },
             what,
             &on,
-        )
+        )?;
+        let marked = |rule: &mut RuleMessage| rule.attributes.push(RuleAttribute::FwMark(mark));
+        self.add_rule(priority, table, marked, what, &on)
     }
 
     /// Removes our rules (the route goes with the interface). The number removed.
