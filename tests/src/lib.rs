@@ -28,6 +28,7 @@ use nix::sched::{setns, CloneFlags};
 
 pub mod bench;
 pub mod firewalld;
+pub mod mirror;
 mod ns;
 mod scenario;
 mod testbed;
