@@ -81,6 +81,18 @@ fn mirror_downloads_come_through_changes_and_daemon_restarts() {
 }
 
 #[test]
+fn mirror_downloads_come_through_down_and_up_on_nftables() {
+    let mut s = Scenario::new(GatewayMode::External, &[]);
+    s.ok(&["add-port", "22"]);
+    s.bed.shape_droplet_uplink(UPLINK_MBIT);
+    let mirror = s.bed.start_mirror(FILE_MB);
+    download_during(&mut s, &mirror, "down and up (nftables)", |s| {
+        s.ok(&["down"]);
+        s.ok(&["up"]);
+    });
+}
+
+#[test]
 fn mirror_downloads_come_through_down_up_purge_and_firewalld_reload() {
     let mut s = Scenario::on(GatewayMode::External, Backend::Firewalld, &[]);
     s.bed.shape_droplet_uplink(UPLINK_MBIT);
