@@ -78,3 +78,76 @@ mod tests {
         );
     }
 }
+
+/// The shells `completions` writes for.
+pub use clap_complete::Shell;
+
+/// `completions SHELL`, the same for both binaries.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The completion script of `command` for `shell`.
+pub fn completions(mut command: clap::Command, shell: Shell) -> String {
+    let name = command.get_name().to_string();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The man page (roff) of `command`: clap_mangen's page, then a section per subcommand with
+/// its options and examples (the same text as its `--help`).
+pub fn man_page(mut command: clap::Command) -> String {
+    command.build();
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = clap_mangen::Man::new(command.clone()).render(&mut out);
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        text.push_str(&format!(
+            ".SH \"{} {}\"\n",
+            command.get_name().to_uppercase(),
+            sub.get_name().to_uppercase()
+        ));
+        if let Some(about) = sub.get_about() {
+            text.push_str(&format!(".PP\n{}\n", roff_escape(&about.to_string())));
+        }
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let name = match (arg.get_long(), arg.get_short()) {
+                (Some(long), _) => format!("--{long}"),
+                (None, Some(short)) => format!("-{short}"),
+                (None, None) => arg.get_id().as_str().to_uppercase(),
+            };
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            text.push_str(&format!(
+                ".TP\n\\fB{}\\fR\n{}\n",
+                roff_escape(&name),
+                roff_escape(&help)
+            ));
+        }
+        if let Some(after) = sub.get_after_help() {
+            text.push_str(&format!(
+                ".PP\n.nf\n{}\n.fi\n",
+                roff_escape(&after.to_string())
+            ));
+        }
+    }
+    text
+}
+
+/// Text safe in a roff line: backslashes doubled, no line that starts with a control character.
+fn roff_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .lines()
+        .map(|line| {
+            if line.starts_with('.') || line.starts_with('\'') {
+                format!("\\&{line}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

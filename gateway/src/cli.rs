@@ -152,6 +152,17 @@ pub enum Command {
     /// Show the data plane: table, forwarding, interface, and per-forward counters.
     #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
     Status(JsonArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        roamgw completions bash > /etc/bash_completion.d/roamgw\n  \
+        roamgw completions zsh > /usr/local/share/zsh/site-functions/_roamgw\n  \
+        roamgw completions fish > ~/.config/fish/completions/roamgw.fish")]
+    Completions(roamgw_common::cli::CompletionsArgs),
+
+    /// Print the man page (roff), e.g. `roamgw man > /usr/share/man/man1/roamgw.1`.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -54,6 +54,13 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::Apply(args) => commands::apply(&store, args.dry_run),
         Command::Status(args) => return commands::status(&store, args.json),
         Command::Run(args) => commands::run(store, args),
+        Command::Completions(args) => Ok(roamgw_common::cli::completions(
+            <Cli as clap::CommandFactory>::command(),
+            args.shell,
+        )),
+        Command::Man => Ok(roamgw_common::cli::man_page(
+            <Cli as clap::CommandFactory>::command(),
+        )),
     }?;
     Ok(stdout.into())
 }

@@ -650,3 +650,48 @@ fn secrets_that_are_exposed_missing_or_mismatched_are_refused() {
         &["gateway.key does not match", "init --force"],
     );
 }
+
+/// Completions for the usual shells, and a man page with every visible subcommand.
+#[test]
+fn completions_and_man_page() {
+    let gw = Gateway::with_laptop();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = gw.ok(&["completions", shell]);
+        assert!(
+            script.contains("add-port") && script.contains("egress"),
+            "{shell}: {script}"
+        );
+    }
+    let bash = gw.ok(&["completions", "bash"]);
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .output()
+        .expect("bash");
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let man = gw.ok(&["man"]);
+    assert!(
+        man.starts_with(".ie \\n(.g .ds Aq") || man.contains(".TH roamgw 1"),
+        "{man}"
+    );
+    for section in [
+        "ROAMGW INIT",
+        "ROAMGW ADD-PORT",
+        "ROAMGW EGRESS",
+        "ROAMGW COMPLETIONS",
+    ] {
+        assert!(man.contains(section), "{section} missing");
+    }
+    assert!(
+        !man.contains("ROAMGW MAN"),
+        "the hidden man command stays out of the page"
+    );
+    let help = gw.ok(&["--help"]);
+    assert!(
+        help.contains("completions") && !help.contains("  man "),
+        "{help}"
+    );
+}

@@ -53,6 +53,17 @@ pub enum Command {
     #[command(after_help = "Examples:\n  roamer status\n  roamer status --json\n\n\
         Exit status: 0 when the roamer runs, 3 when it does not.")]
     Status(CheckArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        roamer completions bash > /etc/bash_completion.d/roamer\n  \
+        roamer completions zsh > /usr/local/share/zsh/site-functions/_roamer\n  \
+        roamer completions fish > ~/.config/fish/completions/roamer.fish")]
+    Completions(roamgw_common::cli::CompletionsArgs),
+
+    /// Print the man page (roff), e.g. `roamer man > /usr/share/man/man1/roamer.1`.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,13 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Down(args) => roamgw_roamer::updown::down(&args.config, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
+        Command::Completions(args) => Ok(roamgw_common::cli::completions(
+            <Cli as clap::CommandFactory>::command(),
+            args.shell,
+        )),
+        Command::Man => Ok(roamgw_common::cli::man_page(
+            <Cli as clap::CommandFactory>::command(),
+        )),
         Command::Status(args) => match roamgw_roamer::config::read(&args.config.config) {
             Ok(config) => {
                 let report = roamgw_roamer::status::Report::gather(&config);

@@ -102,3 +102,26 @@ fn bad_input_corpus_fails_cleanly_and_changes_nothing() {
         );
     }
 }
+
+#[test]
+fn completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_roamer"))
+            .args(args)
+            .output()
+            .expect("roamer");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        assert!(
+            script.contains("status") && script.contains("check"),
+            "{shell}"
+        );
+    }
+    let man = run(&["man"]);
+    for section in ["ROAMER RUN", "ROAMER STATUS", "ROAMER CHECK"] {
+        assert!(man.contains(section), "{section} missing");
+    }
+}
