@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod change;
 pub mod cli;
+pub mod cloud;
 pub mod commands;
 pub mod conntrack;
 pub mod control;

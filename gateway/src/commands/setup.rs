@@ -7,10 +7,11 @@ use super::*;
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
     refuse_to_replace(store, args.force)?;
     check_subnet(args.subnet).map_err(|e| refused(e.to_string()))?;
-    let (public_ip, anchor_ip) = addresses(&args)?;
+    let found = addresses(&args)?;
     warn_on_colliding_routes(&args);
     let key = PrivateKey::generate()?;
-    let state = initial_state(args, public_ip, anchor_ip, &key)?;
+    let source = found.source.clone();
+    let state = initial_state(args, found, &key)?;
     state.validate().map_err(|e| refused(e.to_string()))?;
 
     store.create_dirs()?;
@@ -25,7 +26,7 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
     if let Some(plan) = backend::of(&state).apply_if_up(&state)? {
         info!("the data plane was up; now: {plan}");
     }
-    Ok(init_summary(store, &state))
+    Ok(init_summary(store, &state, &source))
 }
 
 /// A running daemon, or a gateway set up before without `--force`, is never replaced.
@@ -44,29 +45,56 @@ fn refuse_to_replace(store: &Store, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// The public and anchor addresses: the flags, and what this machine's interfaces say for
-/// whichever is missing.
-fn addresses(args: &InitArgs) -> Result<(Ipv4Addr, Ipv4Addr)> {
-    let (public_ip, anchor_ip) = match (args.public_ip, args.anchor_ip) {
-        (Some(public), Some(anchor)) => (public, anchor),
-        (public, anchor) => {
+/// The droplet's addresses, and where they came from.
+struct Addresses {
+    public_ip: Ipv4Addr,
+    anchor_ip: Ipv4Addr,
+    floating_ip: Option<Ipv4Addr>,
+    anchor_gateway: Option<Ipv4Addr>,
+    source: String,
+}
+
+/// The flags, and for what they leave out: the provider's metadata service when it answers
+/// (DigitalOcean), else this machine's interfaces.
+fn addresses(args: &InitArgs) -> Result<Addresses> {
+    let cloud = match (args.public_ip, args.anchor_ip) {
+        (Some(_), Some(_)) => None,
+        _ => crate::cloud::digitalocean(),
+    };
+    let (public_ip, anchor_ip, source) = match (args.public_ip, args.anchor_ip, &cloud) {
+        (Some(public), Some(anchor), _) => (public, anchor, "the flags".to_string()),
+        (public, anchor, Some(found)) if found.anchor_ip.is_some() || anchor.is_some() => (
+            public.unwrap_or(found.public_ip),
+            anchor.or(found.anchor_ip).unwrap_or(found.public_ip),
+            format!("{}'s metadata service ({})", found.provider, found.source),
+        ),
+        (public, anchor, _) => {
             let addrs = detect::system_addrs()?;
             let found = detect::detect_addresses(&addrs, &detect::system_routes(), public)?;
-            info!(
-                interface = %found.interface,
-                public_ip = %found.public_ip,
-                anchor_ip = %found.anchor_ip,
-                "detected the public interface"
-            );
-            (found.public_ip, anchor.unwrap_or(found.anchor_ip))
+            (
+                found.public_ip,
+                anchor.unwrap_or(found.anchor_ip),
+                format!("the addresses of {}", found.interface),
+            )
         }
     };
+    debug!(%public_ip, %anchor_ip, "addresses from {source}");
     if public_ip == anchor_ip {
         return Err(refused(format!(
             "--public-ip and --anchor-ip are both {public_ip}: the anchor is the private address the floating IP maps to"
         )));
     }
-    Ok((public_ip, anchor_ip))
+    Ok(Addresses {
+        public_ip,
+        anchor_ip,
+        floating_ip: args
+            .floating_ip
+            .or(cloud.as_ref().and_then(|c| c.floating_ip)),
+        anchor_gateway: args
+            .anchor_gateway
+            .or(cloud.as_ref().and_then(|c| c.anchor_gateway)),
+        source,
+    })
 }
 
 fn warn_on_colliding_routes(args: &InitArgs) {
@@ -87,12 +115,14 @@ fn warn_on_colliding_routes(args: &InitArgs) {
     }
 }
 
-fn initial_state(
-    args: InitArgs,
-    public_ip: Ipv4Addr,
-    anchor_ip: Ipv4Addr,
-    key: &PrivateKey,
-) -> Result<GatewayState> {
+fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<GatewayState> {
+    let Addresses {
+        public_ip,
+        anchor_ip,
+        floating_ip,
+        anchor_gateway,
+        ..
+    } = found;
     let endpoint = match &args.endpoint {
         Some(text) => Endpoint::parse_with_default_port(text, args.listen_port)
             .map_err(|e| refused(e.to_string()))?,
@@ -112,7 +142,7 @@ fn initial_state(
         gateway: GatewaySettings {
             public_ip,
             endpoint,
-            floating_ip: args.floating_ip,
+            floating_ip,
             anchor_ip,
             listen_port: args.listen_port,
             subnet: args.subnet,
@@ -124,21 +154,21 @@ fn initial_state(
             public_key: key.public_key(),
             anchor_passthrough: args.anchor_passthrough,
             client_ip: args.client_ip,
-            anchor_gateway: args.anchor_gateway,
+            anchor_gateway,
         },
         roamers: Vec::new(),
         forwards: Vec::new(),
     })
 }
 
-fn init_summary(store: &Store, state: &GatewayState) -> String {
+fn init_summary(store: &Store, state: &GatewayState, source: &str) -> String {
     let g = &state.gateway;
     let floating = g
         .floating_ip
         .map(|ip| format!(" (floating IP {ip})"))
         .unwrap_or_default();
     format!(
-        "initialized {dir}\n  public IP {public} (never touched)\n  anchor {anchor}{floating}\n  \
+        "initialized {dir}\n  addresses from {source}\n  public IP {public} (never touched)\n  anchor {anchor}{floating}\n  \
          WireGuard {iface} ({mode}) {addr}/{prefix}, listening on udp {port}; roamers dial {endpoint}\n  \
          backend {backend}\nnext: roamgw add-roamer laptop\n",
         dir = store.dir().display(),

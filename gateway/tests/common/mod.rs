@@ -51,6 +51,8 @@ impl Gateway {
             .args(args)
             .env_remove("ROAMGW_CONFIG_DIR")
             .env_remove("RUST_LOG")
+            // Never a real metadata service of the machine the tests run on.
+            .env("ROAMGW_METADATA_URL", "off")
             .output()
             .expect("run roamgw")
     }

@@ -1,0 +1,113 @@
+//! `roamgw init` with no address flags on a cloud droplet: DigitalOcean's metadata service
+//! (a fake one, on 169.254.169.254 inside the droplet's test namespace) gives the public IP,
+//! the anchor and its gateway and the reserved IP; elsewhere init gives up on it fast and
+//! reads the interfaces. Flags override.
+
+use std::time::{Duration, Instant};
+
+use roamgw_e2e::{binary, Testbed, ANCHOR_IP, FLOATING_IP, PUBLIC_IP};
+
+const METADATA_ADDRESS: &str = "169.254.169.254";
+
+fn init(bed: &Testbed, extra: &[&str]) -> String {
+    let mut args = vec![
+        "init",
+        "--force",
+        "--wireguard",
+        "external",
+        "--interface",
+        &bed.gw_wg,
+    ];
+    args.extend_from_slice(extra);
+    let out = bed.roamgw(&binary("roamgw"), &args);
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn state(bed: &Testbed) -> String {
+    std::fs::read_to_string(bed.config_dir().join("gateway.toml")).expect("state")
+}
+
+#[test]
+fn init_on_digitalocean_reads_the_metadata_service() {
+    let bed = Testbed::new();
+    let www = bed.dir.path().join("metadata-www");
+    std::fs::create_dir_all(www.join("metadata")).expect("dir");
+    std::fs::write(
+        www.join("metadata/v1.json"),
+        format!(
+            r#"{{"droplet_id": 1, "interfaces": {{"public": [{{
+                "ipv4": {{"ip_address": "{PUBLIC_IP}", "netmask": "255.255.255.0", "gateway": "203.0.113.1"}},
+                "anchor_ipv4": {{"ip_address": "{ANCHOR_IP}", "netmask": "255.255.0.0", "gateway": "10.16.0.1"}},
+                "type": "public"}}], "private": []}},
+              "reserved_ip": {{"ipv4": {{"active": true, "ip_address": "{FLOATING_IP}"}}}}}}"#
+        ),
+    )
+    .expect("metadata");
+    bed.gw.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{METADATA_ADDRESS}/32"),
+        "dev",
+        "lo",
+    ]);
+    bed.spawn(
+        &bed.gw,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            METADATA_ADDRESS,
+            "--directory",
+            www.to_str().expect("utf-8"),
+            "80",
+        ],
+    );
+    let served = roamgw_e2e::wait_until(Duration::from_secs(5), || {
+        bed.gw
+            .tcp_banner(&format!("{METADATA_ADDRESS}:80"))
+            .is_some()
+            || bed
+                .gw
+                .connect(
+                    &format!("{METADATA_ADDRESS}:80"),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+    });
+    assert!(served, "the fake metadata service did not start");
+
+    let said = init(&bed, &[]);
+    assert!(said.contains("DigitalOcean's metadata service"), "{said}");
+    let text = state(&bed);
+    for line in [
+        format!("public_ip = \"{PUBLIC_IP}\""),
+        format!("anchor_ip = \"{ANCHOR_IP}\""),
+        format!("floating_ip = \"{FLOATING_IP}\""),
+        "anchor_gateway = \"10.16.0.1\"".to_string(),
+    ] {
+        assert!(text.contains(&line), "{line} missing:\n{text}");
+    }
+    // Flags win over what the provider says.
+    init(&bed, &["--floating-ip", "203.0.113.60"]);
+    assert!(state(&bed).contains("floating_ip = \"203.0.113.60\""));
+}
+
+#[test]
+fn init_elsewhere_gives_up_on_metadata_fast_and_reads_the_interfaces() {
+    let bed = Testbed::new();
+    binary("roamgw"); // built before the clock starts
+    let started = Instant::now();
+    let said = init(&bed, &[]);
+    let took = started.elapsed();
+    assert!(said.contains("the addresses of eth0"), "{said}");
+    assert!(state(&bed).contains(&format!("anchor_ip = \"{ANCHOR_IP}\"")));
+    // The metadata request is bounded by 1 s; 3 s leaves room for a loaded machine.
+    assert!(took < Duration::from_secs(3), "init took {took:?}");
+}
