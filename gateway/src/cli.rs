@@ -153,6 +153,16 @@ pub enum Command {
     #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
     Status(JsonArgs),
 
+    /// Check this droplet for what breaks roamgw: one line per finding, with its fix.
+    #[command(
+        after_help = "Checks: ip_forward, rp_filter, other tables that drop input (the WireGuard \
+        port) or DNAT, firewalld, each roamer's handshake (cloud firewall), tunnel MTU against the path, \
+        tunnel subnet collisions, key file modes, kernel WireGuard.\n\n\
+        Examples:\n  roamgw doctor\n  roamgw doctor --json\n\n\
+        Exit status: 1 when a check fails (FAIL), 0 otherwise (WARN lines included)."
+    )]
+    Doctor(JsonArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         roamgw completions bash > /etc/bash_completion.d/roamgw\n  \

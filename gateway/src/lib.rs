@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod detect;
 pub mod device;
+pub mod doctor;
 pub mod firewalld;
 pub mod nft;
 pub mod peer_configs;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::Down(args) => commands::down(&store, args.purge),
         Command::Apply(args) => commands::apply(&store, args.dry_run),
         Command::Status(args) => return commands::status(&store, args.json),
+        Command::Doctor(args) => return commands::doctor(&store, args.json),
         Command::Run(args) => commands::run(store, args),
         Command::Completions(args) => Ok(roamgw_common::cli::completions(
             <Cli as clap::CommandFactory>::command(),

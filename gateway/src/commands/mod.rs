@@ -109,11 +109,13 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
     Ok((applied.summary, LIVE))
 }
 
+mod doctor;
 mod forwards;
 mod roamers;
 mod setup;
 mod status;
 
+pub use doctor::doctor;
 pub use forwards::{add_port, list, remove_port};
 pub use roamers::{add_roamer, egress, remove_roamer, roamers, show_config};
 pub use setup::{apply, down, init, rules, run, up};

@@ -5,7 +5,7 @@ use crate::backend::ForwardCounters;
 use roamgw_common::Protocol;
 
 /// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
-fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
+pub(super) fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
     if let Ok(control::Reply::Status { peers }) = control::request(
         store,
         &control::Request::Status,

@@ -91,6 +91,11 @@ pub fn list_table() -> Result<Option<String>, NftError> {
     }
 }
 
+/// `nft -j list ruleset`: every table, read only (`roamgw doctor` looks for conflicts).
+pub fn list_ruleset() -> Result<String, NftError> {
+    run(&["-j", "list", "ruleset"], None, "list ruleset")
+}
+
 /// Applies a text transaction atomically (`nft -f -`).
 pub fn apply_text(transaction: &str) -> Result<(), NftError> {
     run(&["-f", "-"], Some(transaction), "apply").map(|_| ())

@@ -1,0 +1,109 @@
+//! `roamgw doctor`: reads the system into facts, and prints the findings.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+use crate::doctor::{evaluate, foreign_chains, Facts, Level};
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+fn gather(store: &Store, state: &GatewayState) -> Facts {
+    let g = &state.gateway;
+    let routes = detect::system_routes();
+    let default_interface = routes
+        .iter()
+        .find(|r| r.destination.prefix_len() == 0)
+        .map(|r| r.interface.clone());
+    let sysctl = |name: &str| read_trimmed(&format!("/proc/sys/net/ipv4/{name}"));
+    let rp_filter = default_interface.as_ref().and_then(|interface| {
+        // The kernel applies the larger of `all` and the interface's own value.
+        let own = sysctl(&format!("conf/{interface}/rp_filter"))?
+            .parse::<u8>()
+            .ok()?;
+        let all = sysctl("conf/all/rp_filter")
+            .and_then(|v| v.parse::<u8>().ok())
+            .unwrap_or(0);
+        Some((interface.clone(), own.max(all)))
+    });
+    let path_mtu = default_interface.as_ref().and_then(|interface| {
+        let mtu = read_trimmed(&format!("/sys/class/net/{interface}/mtu"))?;
+        Some((interface.clone(), mtu.parse().ok()?))
+    });
+    let mut secrets = vec![store.gateway_key_path()];
+    for roamer in &state.roamers {
+        secrets.push(store.roamer_key_path(&roamer.name));
+        secrets.push(store.roamer_psk_path(&roamer.name));
+    }
+    let exposed_secrets = secrets
+        .iter()
+        .filter_map(|path| {
+            let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| (path.display().to_string(), mode))
+        })
+        .collect();
+    let (dropping_input_chains, foreign_dnat) = crate::nft::apply::list_ruleset()
+        .map(|json| foreign_chains(&json))
+        .unwrap_or_default();
+    let kernel_wireguard = std::path::Path::new("/sys/module/wireguard").exists()
+        || std::process::Command::new("modprobe")
+            .args(["-n", "-q", "wireguard"])
+            .status()
+            .is_ok_and(|s| s.success());
+    Facts {
+        ip_forward: sysctl("ip_forward").map(|v| v == "1"),
+        rp_filter,
+        listen_port: g.listen_port,
+        anchor: g.anchor_ip.to_string(),
+        anchor_gateway: g.anchor_gateway,
+        handshakes: status::peer_views(store, state)
+            .into_iter()
+            .map(|p| (p.name, p.last_handshake_secs))
+            .collect(),
+        interface_up: backend::interface_exists(g.interface.as_str()),
+        tunnel_mtu: g.mtu,
+        path_mtu,
+        subnet: g.subnet,
+        collisions: detect::colliding_routes(&routes, g.subnet, g.interface.as_str())
+            .into_iter()
+            .map(|r| format!("{} on {}", r.destination, r.interface))
+            .collect(),
+        exposed_secrets,
+        kernel_wireguard,
+        dropping_input_chains,
+        foreign_dnat,
+        firewalld_running: crate::firewalld::Firewalld::if_running()
+            .ok()
+            .flatten()
+            .is_some(),
+    }
+}
+
+/// Exit 1 when a finding fails.
+pub fn doctor(store: &Store, json: bool) -> Result<crate::Outcome> {
+    let state = store.load()?;
+    let findings = evaluate(&gather(store, &state));
+    let exit_code = u8::from(findings.iter().any(|f| f.level == Level::Fail));
+    let stdout = if json {
+        to_json(&findings)
+    } else {
+        let mut out = String::new();
+        for f in &findings {
+            let level = match f.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            let _ = write!(out, "{level} {}: {}", f.check, f.message);
+            if let Some(fix) = &f.fix {
+                let _ = write!(out, " — fix: {fix}");
+            }
+            out.push('\n');
+        }
+        out
+    };
+    Ok(crate::Outcome { stdout, exit_code })
+}

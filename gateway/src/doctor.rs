@@ -1,0 +1,378 @@
+//! `roamgw doctor`: what is wrong with this droplet for roamgw, one finding a line, each with
+//! its fix. The system is read once into [`Facts`]; [`evaluate`] turns them into findings and
+//! is a pure function with table tests.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+/// How bad a finding is. `Fail` makes `doctor` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub level: Level,
+    pub message: String,
+    /// What to do about it; `None` when nothing is to be done.
+    pub fix: Option<String>,
+}
+
+/// What `doctor` reads from the system.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub ip_forward: Option<bool>,
+    /// rp_filter of the interface with the default route (0 off, 1 strict, 2 loose).
+    pub rp_filter: Option<(String, u8)>,
+    pub listen_port: u16,
+    pub anchor: String,
+    pub anchor_gateway: Option<Ipv4Addr>,
+    /// Roamers with the seconds since their last handshake (`None`: never).
+    pub handshakes: Vec<(String, Option<u64>)>,
+    /// Whether a WireGuard interface of ours is there to ask.
+    pub interface_up: bool,
+    pub tunnel_mtu: u16,
+    /// (interface, MTU) the default route leaves by.
+    pub path_mtu: Option<(String, u32)>,
+    pub subnet: Ipv4Net,
+    /// Routes of other interfaces that overlap the tunnel subnet, as text.
+    pub collisions: Vec<String>,
+    /// Secret files others may read: (path, mode).
+    pub exposed_secrets: Vec<(String, u32)>,
+    pub kernel_wireguard: bool,
+    /// Other tables' input base chains that drop by default: "family table/chain".
+    pub dropping_input_chains: Vec<String>,
+    /// Other tables with a DNAT rule: "family table/chain".
+    pub foreign_dnat: Vec<String>,
+    pub firewalld_running: bool,
+}
+
+fn finding(check: &'static str, level: Level, message: String, fix: Option<String>) -> Finding {
+    Finding {
+        check,
+        level,
+        message,
+        fix,
+    }
+}
+
+/// The findings, in a fixed order.
+pub fn evaluate(f: &Facts) -> Vec<Finding> {
+    use Level::*;
+    let mut out = Vec::new();
+    out.push(match f.ip_forward {
+        Some(true) => finding("ip_forward", Ok, "on".into(), None),
+        Some(false) => finding(
+            "ip_forward",
+            Fail,
+            "off: nothing is forwarded to the roamers".into(),
+            Some("sysctl -w net.ipv4.ip_forward=1 (roamgw up and roamgw run turn it on)".into()),
+        ),
+        None => finding(
+            "ip_forward",
+            Warn,
+            "cannot read /proc/sys/net/ipv4/ip_forward".into(),
+            None,
+        ),
+    });
+    if let Some((interface, mode)) = &f.rp_filter {
+        out.push(match (mode, f.anchor_gateway) {
+            (1, Some(gateway)) => finding(
+                "rp_filter",
+                Warn,
+                format!("strict on {interface}, and roamers' traffic leaves by the anchor gateway {gateway}: replies that come back another way are dropped"),
+                Some(format!("sysctl -w net.ipv4.conf.{interface}.rp_filter=2 (loose)")),
+            ),
+            _ => finding("rp_filter", Ok, format!("{mode} on {interface}"), None),
+        });
+    }
+    out.push(if f.dropping_input_chains.is_empty() {
+        finding(
+            "wireguard_port",
+            Ok,
+            format!(
+                "no other table drops input by default (udp {})",
+                f.listen_port
+            ),
+            None,
+        )
+    } else {
+        finding(
+            "wireguard_port",
+            Warn,
+            format!(
+                "{} drop input by default: udp {} must be accepted there",
+                f.dropping_input_chains.join(", "),
+                f.listen_port
+            ),
+            Some(format!(
+                "add `udp dport {} accept` to that chain (roamgw never edits other tables)",
+                f.listen_port
+            )),
+        )
+    });
+    if f.firewalld_running {
+        out.push(finding(
+            "firewalld",
+            Ok,
+            format!(
+                "running: roamgw opens udp {} through it at up",
+                f.listen_port
+            ),
+            None,
+        ));
+    }
+    if f.interface_up {
+        for (name, handshake) in &f.handshakes {
+            out.push(match handshake {
+                Some(secs) => finding("handshake", Ok, format!("{name}: {secs} s ago"), None),
+                None => finding(
+                    "handshake",
+                    Warn,
+                    format!("{name}: never a handshake"),
+                    Some(format!(
+                        "check that the cloud firewall lets udp {} in, and that {name} runs with its current config (roamgw show-config {name})",
+                        f.listen_port
+                    )),
+                ),
+            });
+        }
+    }
+    if let Some((interface, path)) = &f.path_mtu {
+        let fits = path.saturating_sub(60);
+        out.push(if u32::from(f.tunnel_mtu) > fits {
+            finding(
+                "mtu",
+                Warn,
+                format!(
+                    "tunnel MTU {} does not fit {interface}'s {path} (at most {fits})",
+                    f.tunnel_mtu
+                ),
+                Some(format!("roamgw init --force --mtu {fits}, or lower")),
+            )
+        } else {
+            finding(
+                "mtu",
+                Ok,
+                format!("tunnel {} fits {interface}'s {path}", f.tunnel_mtu),
+                None,
+            )
+        });
+    }
+    out.push(if f.collisions.is_empty() {
+        finding(
+            "subnet",
+            Ok,
+            format!("{} overlaps no other network", f.subnet),
+            None,
+        )
+    } else {
+        finding(
+            "subnet",
+            Warn,
+            format!("{} overlaps {}", f.subnet, f.collisions.join(", ")),
+            Some("pick another with roamgw init --force --subnet".into()),
+        )
+    });
+    out.push(if f.foreign_dnat.is_empty() {
+        finding("dnat", Ok, "no other table DNATs".into(), None)
+    } else {
+        finding(
+            "dnat",
+            Warn,
+            format!(
+                "{} DNAT too: a rule there for the anchor {} and a forwarded port takes the traffic first or second",
+                f.foreign_dnat.join(", "),
+                f.anchor
+            ),
+            Some("check those rules do not match the forwarded ports (nft list ruleset)".into()),
+        )
+    });
+    out.extend(f.exposed_secrets.iter().map(|(path, mode)| {
+        finding(
+            "secrets",
+            Fail,
+            format!("{path} is mode {mode:o}: others may read a key"),
+            Some(format!(
+                "chmod 600 {path}, and rotate the key if it was exposed"
+            )),
+        )
+    }));
+    if f.exposed_secrets.is_empty() {
+        out.push(finding("secrets", Ok, "key files are 0600".into(), None));
+    }
+    out.push(if f.kernel_wireguard {
+        finding("wireguard", Ok, "kernel WireGuard available".into(), None)
+    } else {
+        finding(
+            "wireguard",
+            Ok,
+            "no kernel WireGuard: the embedded userspace device is used".into(),
+            None,
+        )
+    });
+    out
+}
+
+/// Other tables' base chains, from `nft -j list ruleset`: input chains that drop by default,
+/// and chains with a DNAT rule. Our own table is left out.
+pub fn foreign_chains(ruleset_json: &str) -> (Vec<String>, Vec<String>) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(ruleset_json) else {
+        return (Vec::new(), Vec::new());
+    };
+    let objects = value["nftables"].as_array().cloned().unwrap_or_default();
+    let ours =
+        |o: &serde_json::Value| o["family"] == "ip" && o["table"] == crate::nft::model::TABLE;
+    let name = |o: &serde_json::Value| {
+        format!(
+            "{} {}/{}",
+            o["family"].as_str().unwrap_or("?"),
+            o["table"].as_str().unwrap_or("?"),
+            o.get("chain")
+                .or(o.get("name"))
+                .and_then(|c| c.as_str())
+                .unwrap_or("?")
+        )
+    };
+    let mut dropping = Vec::new();
+    let mut dnat = Vec::new();
+    for object in &objects {
+        if let Some(chain) = object.get("chain").filter(|c| !ours(c)) {
+            if chain["hook"] == "input" && chain["policy"] == "drop" {
+                dropping.push(name(chain));
+            }
+        }
+        if let Some(rule) = object.get("rule").filter(|r| !ours(r)) {
+            let has_dnat = rule["expr"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x.get("dnat").is_some()));
+            if has_dnat && !dnat.contains(&name(rule)) {
+                dnat.push(name(rule));
+            }
+        }
+    }
+    (dropping, dnat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Facts {
+        Facts {
+            ip_forward: Some(true),
+            rp_filter: Some(("eth0".into(), 1)),
+            listen_port: 51820,
+            anchor: "10.16.0.5".into(),
+            handshakes: vec![("laptop".into(), Some(3))],
+            interface_up: true,
+            tunnel_mtu: 1420,
+            path_mtu: Some(("eth0".into(), 1500)),
+            subnet: "192.168.32.0/24".parse().expect("net"),
+            kernel_wireguard: true,
+            ..Facts::default()
+        }
+    }
+
+    fn levels(f: &Facts) -> Vec<(&'static str, Level)> {
+        evaluate(f).iter().map(|x| (x.check, x.level)).collect()
+    }
+
+    #[test]
+    fn a_healthy_droplet_has_nothing_to_fix() {
+        let findings = evaluate(&healthy());
+        assert!(
+            findings.iter().all(|f| f.level == Level::Ok),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn each_broken_thing_is_one_finding_with_a_fix() {
+        type Break = fn(&mut Facts);
+        let cases: &[(&str, Break, &str, Level)] = &[
+            (
+                "ip_forward off",
+                |f| f.ip_forward = Some(false),
+                "ip_forward",
+                Level::Fail,
+            ),
+            (
+                "strict rp_filter with an anchor gateway",
+                |f| f.anchor_gateway = Some(Ipv4Addr::new(10, 16, 0, 1)),
+                "rp_filter",
+                Level::Warn,
+            ),
+            (
+                "a dropping input chain",
+                |f| f.dropping_input_chains = vec!["inet filter/input".into()],
+                "wireguard_port",
+                Level::Warn,
+            ),
+            (
+                "never a handshake",
+                |f| f.handshakes = vec![("laptop".into(), None)],
+                "handshake",
+                Level::Warn,
+            ),
+            (
+                "MTU too large",
+                |f| f.path_mtu = Some(("eth0".into(), 1400)),
+                "mtu",
+                Level::Warn,
+            ),
+            (
+                "subnet collision",
+                |f| f.collisions = vec!["192.168.32.0/24 on eth1".into()],
+                "subnet",
+                Level::Warn,
+            ),
+            (
+                "foreign DNAT",
+                |f| f.foreign_dnat = vec!["ip other/pre".into()],
+                "dnat",
+                Level::Warn,
+            ),
+            (
+                "exposed key",
+                |f| f.exposed_secrets = vec![("/etc/roamgw/keys/gateway.key".into(), 0o644)],
+                "secrets",
+                Level::Fail,
+            ),
+        ];
+        for (what, break_it, check, level) in cases {
+            let mut facts = healthy();
+            break_it(&mut facts);
+            let findings = evaluate(&facts);
+            let bad: Vec<&Finding> = findings.iter().filter(|f| f.level != Level::Ok).collect();
+            assert_eq!(bad.len(), 1, "{what}: {findings:?}");
+            assert_eq!((bad[0].check, bad[0].level), (*check, *level), "{what}");
+            assert!(bad[0].fix.is_some(), "{what}: no fix");
+        }
+        // Without an interface, handshakes are not judged.
+        let mut down = healthy();
+        down.interface_up = false;
+        down.handshakes = vec![("laptop".into(), None)];
+        assert!(levels(&down).iter().all(|(_, l)| *l == Level::Ok));
+    }
+
+    #[test]
+    fn other_tables_are_read_and_ours_is_not() {
+        let json = r#"{"nftables": [
+            {"chain": {"family": "inet", "table": "filter", "name": "input", "hook": "input", "policy": "drop"}},
+            {"chain": {"family": "ip", "table": "roamgw", "name": "input", "hook": "input", "policy": "drop"}},
+            {"rule": {"family": "ip", "table": "other", "chain": "pre", "expr": [{"dnat": {"addr": "10.0.0.1"}}]}},
+            {"rule": {"family": "ip", "table": "roamgw", "chain": "prerouting", "expr": [{"dnat": {"addr": "x"}}]}}
+        ]}"#;
+        let (dropping, dnat) = foreign_chains(json);
+        assert_eq!(dropping, ["inet filter/input"]);
+        assert_eq!(dnat, ["ip other/pre"]);
+    }
+}
