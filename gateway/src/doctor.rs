@@ -5,25 +5,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use serde::Serialize;
-
-/// How bad a finding is. `Fail` makes `doctor` exit 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub check: &'static str,
-    pub level: Level,
-    pub message: String,
-    /// What to do about it; `None` when nothing is to be done.
-    pub fix: Option<String>,
-}
+pub use roamgw_common::doctor::{Finding, Level};
 
 /// What `doctor` reads from the system.
 #[derive(Debug, Clone, Default)]
@@ -55,11 +37,10 @@ pub struct Facts {
 }
 
 fn finding(check: &'static str, level: Level, message: String, fix: Option<String>) -> Finding {
-    Finding {
-        check,
-        level,
-        message,
-        fix,
+    match (level, fix) {
+        (Level::Ok, _) | (_, None) => Finding::ok(check, message),
+        (Level::Warn, Some(fix)) => Finding::warn(check, message, fix),
+        (Level::Fail, Some(fix)) => Finding::fail(check, message, fix),
     }
 }
 
@@ -79,7 +60,7 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             "ip_forward",
             Warn,
             "cannot read /proc/sys/net/ipv4/ip_forward".into(),
-            None,
+            Some("run roamgw doctor on the droplet itself, with /proc mounted".into()),
         ),
     });
     if let Some((interface, mode)) = &f.rp_filter {

@@ -54,6 +54,16 @@ pub enum Command {
         Exit status: 0 when the roamer runs, 3 when it does not.")]
     Status(CheckArgs),
 
+    /// Check the laptop for what breaks the tunnel or the forwards: one line per finding, with its fix.
+    #[command(
+        after_help = "Checks: the config (key modes, subnet collisions, keepalive), the tunnel's \
+        health, the routing of replies to forwarded connections (by source, by mark, the UDP table), \
+        egress routing, kernel WireGuard.\n\n\
+        Examples:\n  roamer doctor\n  roamer doctor --json\n\n\
+        Exit status: 1 when a check fails (FAIL), 0 otherwise."
+    )]
+    Doctor(CheckArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         roamer completions bash > /etc/bash_completion.d/roamer\n  \

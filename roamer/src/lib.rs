@@ -3,6 +3,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod health;
 pub mod run;
 pub mod status;

@@ -33,6 +33,18 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Down(args) => roamgw_roamer::updown::down(&args.config, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
+        Command::Doctor(args) => match roamgw_roamer::config::read(&args.config.config) {
+            Ok(config) => {
+                let facts = roamgw_roamer::doctor::gather(&config, &args.config.config);
+                let (text, code) = roamgw_common::doctor::report(
+                    &roamgw_roamer::doctor::evaluate(&facts),
+                    args.json,
+                );
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                return ExitCode::from(code);
+            }
+            Err(e) => Err(e.to_string()),
+        },
         Command::Completions(args) => Ok(roamgw_common::cli::completions(
             <Cli as clap::CommandFactory>::command(),
             args.shell,

@@ -72,3 +72,48 @@ fn doctor_finds_each_broken_thing() {
         .iter()
         .any(|x| x["check"] == "ip_forward" && x["level"] == "fail")));
 }
+
+#[test]
+fn roamer_doctor_finds_missing_reply_routing() {
+    let s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    let doctor = |s: &Scenario| {
+        let out = s.roamer(&["doctor"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let healthy = roamgw_e2e::wait_until(std::time::Duration::from_secs(5), || {
+        doctor(&s).0 == Some(0) && doctor(&s).1.contains("ok   tunnel: up")
+    });
+    let (_, text) = doctor(&s);
+    assert!(healthy, "{text}");
+    assert!(!text.contains("WARN") && !text.contains("FAIL"), "{text}");
+
+    // The UDP reply table dropped by someone: warned.
+    s.bed.roam.run(&[
+        "nft",
+        "delete",
+        "table",
+        "ip",
+        &format!("roamgw_{}", s.bed.roam_wg),
+    ]);
+    assert!(line(&doctor(&s).1, "WARN udp_replies").contains("restart the roamer"));
+
+    // The source rule gone: replies to kept clients would leave directly. Fails.
+    s.bed.roam.run(&[
+        "ip",
+        "rule",
+        "del",
+        "from",
+        "192.168.32.2",
+        "priority",
+        "5100",
+    ]);
+    let (code, text) = doctor(&s);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(line(&text, "FAIL replies").contains("1 of 2"), "{text}");
+
+    s.roamer_down();
+    assert!(line(&doctor(&s).1, "WARN tunnel").contains("not running"));
+}

@@ -310,8 +310,8 @@ impl Links {
         ])
     }
 
-    /// Deletes the rules at these (priority, table) pairs.
-    fn delete_rules(&self, ours: &[(u32, u32)]) -> Result<usize, NetlinkError> {
+    /// The IPv4 rules at these (priority, table) pairs.
+    fn find_rules(&self, ours: &[(u32, u32)]) -> Result<Vec<RuleMessage>, NetlinkError> {
         self.runtime.block_on(async {
             let what = "list the routing rules of";
             let mut rules = self.handle.rule().get(IpVersion::V4).execute();
@@ -328,6 +328,19 @@ impl Links {
                     found.push(rule);
                 }
             }
+            Ok(found)
+        })
+    }
+
+    /// How many rules there are at `priority` that look up `table`.
+    pub fn count_rules(&self, priority: u32, table: u32) -> Result<usize, NetlinkError> {
+        Ok(self.find_rules(&[(priority, table)])?.len())
+    }
+
+    /// Deletes the rules at these (priority, table) pairs.
+    fn delete_rules(&self, ours: &[(u32, u32)]) -> Result<usize, NetlinkError> {
+        let found = self.find_rules(ours)?;
+        self.runtime.block_on(async {
             let removed = found.len();
             for rule in found {
                 self.handle

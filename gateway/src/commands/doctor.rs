@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::doctor::{evaluate, foreign_chains, Facts, Level};
+use crate::doctor::{evaluate, foreign_chains, Facts};
 
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
@@ -85,25 +85,7 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
 /// Exit 1 when a finding fails.
 pub fn doctor(store: &Store, json: bool) -> Result<crate::Outcome> {
     let state = store.load()?;
-    let findings = evaluate(&gather(store, &state));
-    let exit_code = u8::from(findings.iter().any(|f| f.level == Level::Fail));
-    let stdout = if json {
-        to_json(&findings)
-    } else {
-        let mut out = String::new();
-        for f in &findings {
-            let level = match f.level {
-                Level::Ok => "ok  ",
-                Level::Warn => "WARN",
-                Level::Fail => "FAIL",
-            };
-            let _ = write!(out, "{level} {}: {}", f.check, f.message);
-            if let Some(fix) = &f.fix {
-                let _ = write!(out, " — fix: {fix}");
-            }
-            out.push('\n');
-        }
-        out
-    };
+    let (stdout, exit_code) =
+        roamgw_common::doctor::report(&evaluate(&gather(store, &state)), json);
     Ok(crate::Outcome { stdout, exit_code })
 }

@@ -1,0 +1,74 @@
+//! What both `doctor` commands print: findings, one a line, each problem with its fix.
+
+use serde::Serialize;
+
+/// How bad a finding is. `Fail` makes `doctor` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub level: Level,
+    pub message: String,
+    /// What to do about it; `None` when nothing is to be done.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Self {
+        Self::new(check, Level::Ok, message, None)
+    }
+
+    pub fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::new(check, Level::Warn, message, Some(fix.into()))
+    }
+
+    pub fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::new(check, Level::Fail, message, Some(fix.into()))
+    }
+
+    fn new(
+        check: &'static str,
+        level: Level,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) -> Self {
+        Finding {
+            check,
+            level,
+            message: message.into(),
+            fix,
+        }
+    }
+}
+
+/// The text `doctor` prints (or JSON), and its exit code: 1 when a finding fails.
+pub fn report(findings: &[Finding], json: bool) -> (String, u8) {
+    let code = u8::from(findings.iter().any(|f| f.level == Level::Fail));
+    if json {
+        return (
+            serde_json::to_string_pretty(findings).unwrap_or_default() + "\n",
+            code,
+        );
+    }
+    let mut out = String::new();
+    for f in findings {
+        let level = match f.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        out.push_str(&format!("{level} {}: {}", f.check, f.message));
+        if let Some(fix) = &f.fix {
+            out.push_str(&format!(" — fix: {fix}"));
+        }
+        out.push('\n');
+    }
+    (out, code)
+}
