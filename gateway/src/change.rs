@@ -36,6 +36,15 @@ pub enum StateChange {
     RemovePort {
         spec: PortSpec,
     },
+    /// A roamer's new public key (its new private key and PSK files are written first).
+    RotateRoamerKey {
+        name: RoamerName,
+        public_key: PublicKey,
+    },
+    /// The gateway's new public key (its private key file is written first).
+    RotateGatewayKey {
+        public_key: PublicKey,
+    },
     /// Replaces the destinations the roamer may reach through the droplet (empty: none).
     SetEgress {
         name: RoamerName,
@@ -90,7 +99,54 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Applied, 
         StateChange::SetEgress { name, egress } => {
             on_copy(state, |next| set_egress(next, name, egress))
         }
+        StateChange::RotateRoamerKey { name, public_key } => {
+            on_copy(state, |next| rotate_roamer_key(next, name, *public_key))
+        }
+        StateChange::RotateGatewayKey { public_key } => on_copy(state, |next| {
+            next.gateway.public_key = *public_key;
+            Ok(Applied {
+                summary: format!(
+                    "the gateway has a new key (public key {public_key}); the old one no longer works: every roamer needs its new config (`roamgw show-config NAME`)"
+                ),
+                forwards: ForwardChange::default(),
+            })
+        }),
     }
+}
+
+fn rotate_roamer_key(
+    state: &mut GatewayState,
+    name: &RoamerName,
+    public_key: PublicKey,
+) -> Result<Applied, Refused> {
+    if let Some(other) = state
+        .roamers
+        .iter()
+        .find(|r| r.public_key == public_key && &r.name != name)
+    {
+        return Err(refused(format!(
+            "roamer '{}' already uses this public key: each roamer needs its own key",
+            other.name
+        )));
+    }
+    let names = roamer_names(state);
+    let roamer = state
+        .roamers
+        .iter_mut()
+        .find(|r| &r.name == name)
+        .ok_or_else(|| refused(format!("no roamer '{name}' ({names})")))?;
+    if roamer.public_key == public_key {
+        return Err(refused(format!(
+            "that is the key '{name}' has now: give a new one (or leave --public-key out for a generated one)"
+        )));
+    }
+    roamer.public_key = public_key;
+    Ok(Applied {
+        summary: format!(
+            "{name} has a new key and preshared key (public key {public_key}); the old ones no longer work: give it its new config (`roamgw show-config {name}`)"
+        ),
+        forwards: ForwardChange::default(),
+    })
 }
 
 fn set_egress(
@@ -529,6 +585,33 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
                     "22/tcp (masquerade) and 2200:22/tcp (keep)",
                     "--client-ip masquerade",
                 ],
+            ),
+            (
+                "rotate the key of an unknown roamer",
+                "",
+                StateChange::RotateRoamerKey {
+                    name: name("tablet"),
+                    public_key: key(other_key),
+                },
+                &["no roamer 'tablet'"],
+            ),
+            (
+                "rotate to the key a roamer has now",
+                "",
+                StateChange::RotateRoamerKey {
+                    name: name("laptop"),
+                    public_key: key(LAPTOP_KEY),
+                },
+                &["the key 'laptop' has now"],
+            ),
+            (
+                "rotate to another roamer's key",
+                PHONE,
+                StateChange::RotateRoamerKey {
+                    name: name("phone"),
+                    public_key: key(LAPTOP_KEY),
+                },
+                &["'laptop' already uses this public key"],
             ),
             (
                 "remove an unknown forward",

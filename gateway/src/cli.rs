@@ -153,6 +153,19 @@ pub enum Command {
     #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
     Status(JsonArgs),
 
+    /// Give a roamer (or the gateway) a new key; forwards stay as they are.
+    #[command(
+        after_help = "A roamer gets a new key pair (or the public key you give, its private key staying \
+        on the laptop) and a new preshared key; the old ones stop working at once, so the laptop is \
+        off the tunnel until it has its new config. The gateway's own key: every roamer needs its new \
+        config (docs/operations.md has the order of steps).\n\n\
+        Examples:\n  \
+        roamgw rotate-key laptop && roamgw show-config laptop --format roamer > roamer.toml\n  \
+        roamgw rotate-key laptop --public-key \"$(ssh laptop 'wg genkey | tee /etc/roamgw/roamer.key | wg pubkey')\"\n  \
+        roamgw rotate-key --gateway"
+    )]
+    RotateKey(RotateKeyArgs),
+
     /// Check this droplet for what breaks roamgw: one line per finding, with its fix.
     #[command(
         after_help = "Checks: ip_forward, rp_filter, other tables that drop input (the WireGuard \
@@ -340,6 +353,21 @@ pub struct AddPortArgs {
     /// tunnel address (works with any laptop config). Default: the gateway's, set at init.
     #[arg(long = "client-ip", value_enum, value_name = "MODE")]
     pub client_ip: Option<ClientIp>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateKeyArgs {
+    /// The roamer whose key to replace.
+    #[arg(required_unless_present = "gateway", conflicts_with = "gateway")]
+    pub name: Option<RoamerName>,
+
+    /// The roamer's new public key; its private key stays on the laptop.
+    #[arg(long, value_name = "KEY", requires = "name")]
+    pub public_key: Option<PublicKey>,
+
+    /// Replace the gateway's own key instead.
+    #[arg(long)]
+    pub gateway: bool,
 }
 
 #[derive(Debug, Args)]

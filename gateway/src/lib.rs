@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::Roamers(args) => commands::roamers(&store, args.json),
         Command::AddPort(args) => commands::add_port(&store, args),
         Command::Egress(args) => commands::egress(&store, args),
+        Command::RotateKey(args) => commands::rotate_key(&store, args),
         Command::RemovePort(args) => commands::remove_port(&store, args),
         Command::List(args) => commands::list(&store, args.json),
         Command::ShowConfig(args) => commands::show_config(&store, args),

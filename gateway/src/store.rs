@@ -138,6 +138,16 @@ impl Store {
         write_secret(path, &key.expose_base64())
     }
 
+    /// A secret file as it was before (`None`: it was not there): a refused rotation leaves
+    /// the keys that match the state.
+    pub fn put_back_secret(&self, path: &Path, old: Option<&str>) {
+        let _ = match old {
+            Some(text) => fsutil::write_atomic(path, text.as_bytes(), PRIVATE_FILE_MODE)
+                .map_err(|e| e.to_string()),
+            None => std::fs::remove_file(path).map_err(|e| e.to_string()),
+        };
+    }
+
     pub fn write_psk(&self, path: &Path, key: &PresharedKey) -> Result<(), StoreError> {
         write_secret(path, &key.expose_base64())
     }

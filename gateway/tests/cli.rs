@@ -695,3 +695,47 @@ fn completions_and_man_page() {
         "{help}"
     );
 }
+
+/// A roamer's key and PSK, and the gateway's key, replaced; forwards kept; the configs
+/// printed afterwards carry the new keys.
+#[test]
+fn rotate_key_replaces_keys_and_keeps_forwards() {
+    let gw = Gateway::with_laptop();
+    let config_before = gw.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+    let said = gw.ok(&["rotate-key", "laptop"]);
+    assert!(said.contains("roamgw show-config laptop"), "{said}");
+    let config_after = gw.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+    let line = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert_ne!(
+        line(&config_before, "PrivateKey"),
+        line(&config_after, "PrivateKey")
+    );
+    assert_ne!(
+        line(&config_before, "PresharedKey"),
+        line(&config_after, "PresharedKey")
+    );
+    assert!(gw.ok(&["list"]).contains("22/tcp"), "forwards kept");
+
+    let gateway_key = |text: &str| line(text, "PublicKey");
+    gw.ok(&["rotate-key", "--gateway"]);
+    let config_new_gateway = gw.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+    assert_ne!(gateway_key(&config_after), gateway_key(&config_new_gateway));
+    // The state and the key file agree (show-config would refuse a mismatch).
+    gw.ok(&["show-config", "--gateway", "--format", "wg-quick"]);
+
+    // A refused rotation leaves the old files.
+    let out = gw.run(&["rotate-key", "tablet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        line(
+            &gw.ok(&["show-config", "laptop", "--format", "wg-quick"]),
+            "PresharedKey"
+        ),
+        line(&config_new_gateway, "PresharedKey")
+    );
+}

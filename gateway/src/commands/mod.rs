@@ -18,7 +18,7 @@ use crate::backend;
 use crate::change::{roamer_names, StateChange};
 use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, EgressArgs, InitArgs, RemovePortArgs,
-    RemoveRoamerArgs, ShowConfigArgs,
+    RemoveRoamerArgs, RotateKeyArgs, ShowConfigArgs,
 };
 use crate::control;
 use crate::detect;
@@ -117,7 +117,7 @@ mod status;
 
 pub use doctor::doctor;
 pub use forwards::{add_port, list, remove_port};
-pub use roamers::{add_roamer, egress, remove_roamer, roamers, show_config};
+pub use roamers::{add_roamer, egress, remove_roamer, roamers, rotate_key, show_config};
 pub use setup::{apply, down, init, rules, run, up};
 pub use status::status;
 

@@ -60,6 +60,65 @@ pub fn remove_roamer(store: &Store, args: RemoveRoamerArgs) -> Result<String> {
     Ok(format!("{summary}; {how}\n"))
 }
 
+/// `roamgw rotate-key NAME [--public-key KEY]` or `--gateway`. The key files are written
+/// before the change goes live (the daemon reads them), and put back if it is refused.
+pub fn rotate_key(store: &Store, args: RotateKeyArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let mut saved = Vec::new();
+    let restore = |saved: &[(std::path::PathBuf, Option<String>)]| {
+        for (path, old) in saved {
+            store.put_back_secret(path, old.as_deref());
+        }
+    };
+    let mut keep = |path: std::path::PathBuf| {
+        let old = std::fs::read_to_string(&path).ok();
+        saved.push((path, old));
+    };
+    let change = match args.name {
+        Some(name) => {
+            let (private_key, public_key) = match args.public_key {
+                Some(public) => (None, public),
+                None => {
+                    let key = PrivateKey::generate()?;
+                    let public = key.public_key();
+                    (Some(key), public)
+                }
+            };
+            let change = StateChange::RotateRoamerKey {
+                name: name.clone(),
+                public_key,
+            };
+            let mut dry_run = store.load()?;
+            crate::change::apply(&mut dry_run, &change).map_err(|e| refused(e.0))?;
+            keep(store.roamer_key_path(&name));
+            keep(store.roamer_psk_path(&name));
+            match &private_key {
+                Some(key) => store.write_private_key(&store.roamer_key_path(&name), key)?,
+                None => {
+                    let _ = std::fs::remove_file(store.roamer_key_path(&name));
+                }
+            }
+            store.write_psk(&store.roamer_psk_path(&name), &PresharedKey::generate()?)?;
+            change
+        }
+        None => {
+            let key = PrivateKey::generate()?;
+            keep(store.gateway_key_path());
+            store.write_private_key(&store.gateway_key_path(), &key)?;
+            StateChange::RotateGatewayKey {
+                public_key: key.public_key(),
+            }
+        }
+    };
+    match make_change(store, change) {
+        Ok((summary, how)) => Ok(format!("{summary}; {how}\n")),
+        Err(e) => {
+            restore(&saved);
+            Err(e)
+        }
+    }
+}
+
 /// `roamgw egress NAME [CIDR...] [--off]`: sets the list, or shows it when given neither.
 pub fn egress(store: &Store, args: EgressArgs) -> Result<String> {
     if args.destinations.is_empty() && !args.off {

@@ -551,8 +551,24 @@ impl Daemon {
         change: &crate::change::ForwardChange,
     ) -> Result<String, String> {
         let mut summary = Vec::new();
+        if new.gateway.public_key != self.state.gateway.public_key {
+            if let Some(device) = &self.device {
+                let key = self
+                    .store
+                    .gateway_private_key(new)
+                    .map_err(|e| e.to_string())?;
+                roamgw_wg::set_identity(device.as_ref(), &key, new.gateway.listen_port)
+                    .map_err(|e| e.to_string())?;
+                summary.push("new gateway key".to_string());
+            }
+        }
         // A change of forwards only leaves the peers alone.
         if new.roamers != self.state.roamers {
+            // A roamer with a new key has a new PSK too: read again.
+            let old = &self.state;
+            self.psks.retain(|name, _| {
+                new.roamer(name).map(|r| r.public_key) == old.roamer(name).map(|r| r.public_key)
+            });
             device::refresh_psks(&mut self.psks, new, &self.store).map_err(|e| e.to_string())?;
             if let Some(device) = &self.device {
                 let peers = device::desired_peers(new, &self.psks);
