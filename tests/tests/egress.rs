@@ -19,16 +19,20 @@ fn seen_from_laptop(s: &Scenario, host: &str) -> Option<String> {
     s.bed.roam.tcp_banner(&format!("{host}:{REPORT_PORT}"))
 }
 
-/// The roamer again, with the config the gateway prints now.
+/// The roamer again, with the config the gateway prints now, once it has written its status
+/// (after its routes and rules are in place: the tunnel answers pings a little earlier).
 fn restart_roamer(s: &Scenario) {
     s.roamer_down();
     s.start_roamer();
+    let status = format!("/run/roamgw/roamer-{}.json", s.bed.roam_wg);
     let roam = s.bed.roam.clone();
     assert!(
-        wait_until(Duration::from_secs(10), || roam
-            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
-            .status
-            .success()),
+        wait_until(Duration::from_secs(10), || std::path::Path::new(&status)
+            .exists()
+            && roam
+                .output(&["ping", "-c1", "-W1", "192.168.32.1"])
+                .status
+                .success()),
         "tunnel not back:\n{}",
         s.bed.log("roamer.log")
     );
