@@ -111,3 +111,53 @@ fn init_elsewhere_gives_up_on_metadata_fast_and_reads_the_interfaces() {
     // The metadata request is bounded by 1 s; 3 s leaves room for a loaded machine.
     assert!(took < Duration::from_secs(3), "init took {took:?}");
 }
+
+/// Hetzner's and Vultr's shape: the floating IP is configured on the droplet's own interface
+/// (no provider NAT, no private anchor); it is then the anchor itself.
+#[test]
+fn a_floating_ip_on_the_interface_is_the_anchor() {
+    use roamgw_e2e::{GatewayMode, Laptop, Scenario};
+    let mut s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    s.stop_daemon();
+    s.roamer_down();
+    // No 1:1 NAT at the provider: the floating IP routes to the droplet, which carries it.
+    s.bed.wan.run(&["nft", "delete", "table", "ip", "provider"]);
+    s.bed.gw.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{FLOATING_IP}/24"),
+        "dev",
+        "eth0",
+    ]);
+    let gw_wg = s.bed.gw_wg.clone();
+    s.ok(&[
+        "init",
+        "--force",
+        "--public-ip",
+        PUBLIC_IP,
+        "--anchor-ip",
+        FLOATING_IP,
+        "--wireguard",
+        "userspace",
+        "--interface",
+        &gw_wg,
+    ]);
+    s.ok(&["add-roamer", "laptop"]);
+    s.start_daemon();
+    s.start_roamer();
+    let said = s.ok(&["add-port", "22"]);
+    assert!(said.contains(&format!("{FLOATING_IP}:22")), "{said}");
+    assert!(
+        roamgw_e2e::wait_until(Duration::from_secs(10), || s
+            .banner(&format!("{FLOATING_IP}:22"))
+            .as_deref()
+            == Some("roamer")),
+        "the floating IP does not reach the laptop:\n{}",
+        s.bed.log("daemon.log")
+    );
+    assert_eq!(
+        s.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
+        Some("droplet")
+    );
+}
