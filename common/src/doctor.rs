@@ -72,3 +72,25 @@ pub fn report(findings: &[Finding], json: bool) -> (String, u8) {
     }
     (out, code)
 }
+
+/// One thing broken on purpose: its name, how to break healthy facts, and the check and level
+/// it must show up as.
+pub type Break<'a, F> = (&'a str, fn(&mut F), &'static str, Level);
+
+/// For the doctors' table tests: each case, applied to fresh healthy facts, must give exactly
+/// one finding that is not `Ok`, of the expected check and level, with a fix.
+pub fn assert_each_break_is_found<F>(
+    healthy: impl Fn() -> F,
+    evaluate: impl Fn(&F) -> Vec<Finding>,
+    cases: &[Break<'_, F>],
+) {
+    for (what, break_it, check, level) in cases {
+        let mut facts = healthy();
+        break_it(&mut facts);
+        let findings = evaluate(&facts);
+        let bad: Vec<&Finding> = findings.iter().filter(|f| f.level != Level::Ok).collect();
+        assert_eq!(bad.len(), 1, "{what}: {findings:?}");
+        assert_eq!((bad[0].check, bad[0].level), (*check, *level), "{what}");
+        assert!(bad[0].fix.is_some(), "{what}: no fix");
+    }
+}

@@ -129,12 +129,7 @@ fn rotate_roamer_key(
             other.name
         )));
     }
-    let names = roamer_names(state);
-    let roamer = state
-        .roamers
-        .iter_mut()
-        .find(|r| &r.name == name)
-        .ok_or_else(|| refused(format!("no roamer '{name}' ({names})")))?;
+    let roamer = roamer_mut(state, name)?;
     if roamer.public_key == public_key {
         return Err(refused(format!(
             "that is the key '{name}' has now: give a new one (or leave --public-key out for a generated one)"
@@ -147,6 +142,19 @@ fn rotate_roamer_key(
         ),
         forwards: ForwardChange::default(),
     })
+}
+
+/// The roamer of that name, to change; refused with the names there are.
+fn roamer_mut<'a>(
+    state: &'a mut GatewayState,
+    name: &RoamerName,
+) -> Result<&'a mut RoamerEntry, Refused> {
+    let names = roamer_names(state);
+    state
+        .roamers
+        .iter_mut()
+        .find(|r| &r.name == name)
+        .ok_or_else(|| refused(format!("no roamer '{name}' ({names})")))
 }
 
 fn set_egress(
@@ -164,12 +172,7 @@ fn set_egress(
         return Err(refused(EGRESS_NEEDS_NFTABLES));
     }
     let public = public_address_text(state);
-    let names = roamer_names(state);
-    let roamer = state
-        .roamers
-        .iter_mut()
-        .find(|r| &r.name == name)
-        .ok_or_else(|| refused(format!("no roamer '{name}' ({names})")))?;
+    let roamer = roamer_mut(state, name)?;
     let mut egress = egress.to_vec();
     egress.sort();
     egress.dedup();

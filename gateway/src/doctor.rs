@@ -245,6 +245,7 @@ pub fn foreign_chains(ruleset_json: &str) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use roamgw_common::doctor::{assert_each_break_is_found, Break};
 
     fn healthy() -> Facts {
         Facts {
@@ -277,8 +278,7 @@ mod tests {
 
     #[test]
     fn each_broken_thing_is_one_finding_with_a_fix() {
-        type Break = fn(&mut Facts);
-        let cases: &[(&str, Break, &str, Level)] = &[
+        let cases: &[Break<Facts>] = &[
             (
                 "ip_forward off",
                 |f| f.ip_forward = Some(false),
@@ -328,15 +328,7 @@ mod tests {
                 Level::Fail,
             ),
         ];
-        for (what, break_it, check, level) in cases {
-            let mut facts = healthy();
-            break_it(&mut facts);
-            let findings = evaluate(&facts);
-            let bad: Vec<&Finding> = findings.iter().filter(|f| f.level != Level::Ok).collect();
-            assert_eq!(bad.len(), 1, "{what}: {findings:?}");
-            assert_eq!((bad[0].check, bad[0].level), (*check, *level), "{what}");
-            assert!(bad[0].fix.is_some(), "{what}: no fix");
-        }
+        assert_each_break_is_found(healthy, evaluate, cases);
         // Without an interface, handshakes are not judged.
         let mut down = healthy();
         down.interface_up = false;

@@ -160,6 +160,7 @@ pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
 mod tests {
     use super::*;
     use roamgw_common::doctor::Level;
+    use roamgw_common::doctor::{assert_each_break_is_found, Break};
 
     fn healthy() -> Facts {
         Facts {
@@ -177,8 +178,7 @@ mod tests {
     #[test]
     fn each_broken_thing_is_one_finding() {
         assert!(evaluate(&healthy()).iter().all(|f| f.level == Level::Ok));
-        type Break = fn(&mut Facts);
-        let cases: &[(&str, Break, &str, Level)] = &[
+        let cases: &[Break<Facts>] = &[
             ("not running", |f| f.running = false, "tunnel", Level::Warn),
             (
                 "stale",
@@ -211,13 +211,6 @@ mod tests {
                 Level::Warn,
             ),
         ];
-        for (what, break_it, check, level) in cases {
-            let mut facts = healthy();
-            break_it(&mut facts);
-            let findings = evaluate(&facts);
-            let bad: Vec<&Finding> = findings.iter().filter(|f| f.level != Level::Ok).collect();
-            assert_eq!(bad.len(), 1, "{what}: {findings:?}");
-            assert_eq!((bad[0].check, bad[0].level), (*check, *level), "{what}");
-        }
+        assert_each_break_is_found(healthy, evaluate, cases);
     }
 }

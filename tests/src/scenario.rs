@@ -193,6 +193,18 @@ impl Scenario {
         self
     }
 
+    /// The admin's firewalld lets `service` in (runtime and permanent), as on a real droplet.
+    pub fn firewalld_allows(&self, service: &str) {
+        let fw = self.firewalld.as_ref().expect("a scenario with firewalld");
+        let add = format!("--add-service={service}");
+        for args in [&[add.as_str()][..], &["--permanent", add.as_str()][..]] {
+            assert!(
+                fw.cmd(&self.bed.gw, args).status.success(),
+                "firewall-cmd {args:?}"
+            );
+        }
+    }
+
     /// Starts `roamgw run` in the gateway namespace and waits until it serves.
     pub fn start_daemon(&mut self) {
         self.say("roamgw run   (in the background)");

@@ -98,16 +98,7 @@ fn mirror_downloads_come_through_down_up_purge_and_firewalld_reload() {
     s.bed.shape_droplet_uplink(UPLINK_MBIT);
     let mirror = s.bed.start_mirror(FILE_MB);
     // The admin's firewalld lets the mirror through, as on a real mirror droplet.
-    let fw = s.firewalld.as_ref().expect("firewalld");
-    for args in [
-        &["--add-service=http"][..],
-        &["--permanent", "--add-service=http"][..],
-    ] {
-        assert!(
-            fw.cmd(&s.bed.gw, args).status.success(),
-            "firewall-cmd {args:?}"
-        );
-    }
+    s.firewalld_allows("http");
     download_during(
         &mut s,
         &mirror,

@@ -2,16 +2,23 @@
 
 use super::*;
 
-pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
-    let _lock = store.lock()?;
-    let (private_key, public_key) = match args.public_key {
+/// A roamer's keys: the public key given (its private key stays on the laptop), or a new pair.
+fn key_pair(
+    given: Option<roamgw_common::PublicKey>,
+) -> Result<(Option<PrivateKey>, roamgw_common::PublicKey)> {
+    Ok(match given {
         Some(public) => (None, public),
         None => {
             let key = PrivateKey::generate()?;
             let public = key.public_key();
             (Some(key), public)
         }
-    };
+    })
+}
+
+pub fn add_roamer(store: &Store, args: AddRoamerArgs) -> Result<String> {
+    let _lock = store.lock()?;
+    let (private_key, public_key) = key_pair(args.public_key)?;
     let psk = PresharedKey::generate()?;
     let change = StateChange::AddRoamer {
         name: args.name.clone(),
@@ -76,14 +83,7 @@ pub fn rotate_key(store: &Store, args: RotateKeyArgs) -> Result<String> {
     };
     let change = match args.name {
         Some(name) => {
-            let (private_key, public_key) = match args.public_key {
-                Some(public) => (None, public),
-                None => {
-                    let key = PrivateKey::generate()?;
-                    let public = key.public_key();
-                    (Some(key), public)
-                }
-            };
+            let (private_key, public_key) = key_pair(args.public_key)?;
             let change = StateChange::RotateRoamerKey {
                 name: name.clone(),
                 public_key,
