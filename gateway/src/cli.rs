@@ -153,6 +153,19 @@ pub enum Command {
     #[command(after_help = "Examples:\n  roamgw status\n  roamgw status --json")]
     Status(JsonArgs),
 
+    /// Adopt the manual setup: the droplet's wg-quick file and firewalld rich rules become roamgw's.
+    #[command(
+        after_help = "Reads the wg-quick file (keys, address, port, peers) and the zone's rich rules \
+        (`forward-port … to-addr=<laptop>` to the anchor, `masquerade` toward the laptop), writes the state \
+        with the same keys (the laptops keep their configs; forwards masquerade, as before), makes roamgw's \
+        rules live (firewalld backend, wg-quick keeps running the interface), and only then removes the old \
+        rich rules. --dry-run shows the plan.\n\n\
+        Examples:\n  \
+        roamgw import --wg-quick /etc/wireguard/wgnet0.conf --name laptop --dry-run\n  \
+        roamgw import --wg-quick /etc/wireguard/wgnet0.conf --name laptop --floating-ip 203.0.113.50"
+    )]
+    Import(ImportArgs),
+
     /// Give a roamer (or the gateway) a new key; forwards stay as they are.
     #[command(
         after_help = "A roamer gets a new key pair (or the public key you give, its private key staying \
@@ -353,6 +366,41 @@ pub struct AddPortArgs {
     /// tunnel address (works with any laptop config). Default: the gateway's, set at init.
     #[arg(long = "client-ip", value_enum, value_name = "MODE")]
     pub client_ip: Option<ClientIp>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The droplet's wg-quick file; its name is the interface (wgnet0.conf -> wgnet0).
+    #[arg(long, value_name = "FILE")]
+    pub wg_quick: PathBuf,
+
+    /// The roamer's name when the file has one peer (default: roamer1, roamer2, ...).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<RoamerName>,
+
+    /// The firewalld zone with the rich rules. Default: the default zone.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+
+    /// As for init (default: the metadata service or the interfaces).
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<Ipv4Addr>,
+
+    /// As for init.
+    #[arg(long, value_name = "IP")]
+    pub anchor_ip: Option<Ipv4Addr>,
+
+    /// As for init.
+    #[arg(long, value_name = "IP")]
+    pub floating_ip: Option<Ipv4Addr>,
+
+    /// Show the plan, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Replace an existing roamgw setup.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod device;
 pub mod doctor;
 pub mod firewalld;
+pub mod import;
 pub mod nft;
 pub mod peer_configs;
 pub mod store;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::AddPort(args) => commands::add_port(&store, args),
         Command::Egress(args) => commands::egress(&store, args),
         Command::RotateKey(args) => commands::rotate_key(&store, args),
+        Command::Import(args) => commands::import(&store, args),
         Command::RemovePort(args) => commands::remove_port(&store, args),
         Command::List(args) => commands::list(&store, args.json),
         Command::ShowConfig(args) => commands::show_config(&store, args),

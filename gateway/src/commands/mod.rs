@@ -111,12 +111,14 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
 
 mod doctor;
 mod forwards;
+mod import;
 mod roamers;
 mod setup;
 mod status;
 
 pub use doctor::doctor;
 pub use forwards::{add_port, list, remove_port};
+pub use import::import;
 pub use roamers::{add_roamer, egress, remove_roamer, roamers, rotate_key, show_config};
 pub use setup::{apply, down, init, rules, run, up};
 pub use status::status;

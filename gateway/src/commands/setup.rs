@@ -7,7 +7,7 @@ use super::*;
 pub fn init(store: &Store, args: InitArgs) -> Result<String> {
     refuse_to_replace(store, args.force)?;
     check_subnet(args.subnet).map_err(|e| refused(e.to_string()))?;
-    let found = addresses(&args)?;
+    let found = addresses(&AddressFlags::from(&args))?;
     warn_on_colliding_routes(&args);
     let key = PrivateKey::generate()?;
     let source = found.source.clone();
@@ -30,7 +30,7 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
 }
 
 /// A running daemon, or a gateway set up before without `--force`, is never replaced.
-fn refuse_to_replace(store: &Store, force: bool) -> Result<()> {
+pub(super) fn refuse_to_replace(store: &Store, force: bool) -> Result<()> {
     if let Some(pid) = control::daemon_pid(store).map_err(|e| refused(e.to_string()))? {
         return Err(refused(format!(
             "roamgw run (pid {pid}) is up for this directory: stop it first (systemctl stop roamgw), then init"
@@ -46,17 +46,36 @@ fn refuse_to_replace(store: &Store, force: bool) -> Result<()> {
 }
 
 /// The droplet's addresses, and where they came from.
-struct Addresses {
-    public_ip: Ipv4Addr,
-    anchor_ip: Ipv4Addr,
-    floating_ip: Option<Ipv4Addr>,
-    anchor_gateway: Option<Ipv4Addr>,
-    source: String,
+pub(super) struct Addresses {
+    pub public_ip: Ipv4Addr,
+    pub anchor_ip: Ipv4Addr,
+    pub floating_ip: Option<Ipv4Addr>,
+    pub anchor_gateway: Option<Ipv4Addr>,
+    pub source: String,
+}
+
+/// The address flags of `init` and `import`.
+pub(super) struct AddressFlags {
+    pub public_ip: Option<Ipv4Addr>,
+    pub anchor_ip: Option<Ipv4Addr>,
+    pub floating_ip: Option<Ipv4Addr>,
+    pub anchor_gateway: Option<Ipv4Addr>,
+}
+
+impl From<&InitArgs> for AddressFlags {
+    fn from(args: &InitArgs) -> Self {
+        AddressFlags {
+            public_ip: args.public_ip,
+            anchor_ip: args.anchor_ip,
+            floating_ip: args.floating_ip,
+            anchor_gateway: args.anchor_gateway,
+        }
+    }
 }
 
 /// The flags, and for what they leave out: the provider's metadata service when it answers
 /// (DigitalOcean), else this machine's interfaces.
-fn addresses(args: &InitArgs) -> Result<Addresses> {
+pub(super) fn addresses(args: &AddressFlags) -> Result<Addresses> {
     let cloud = match (args.public_ip, args.anchor_ip) {
         (Some(_), Some(_)) => None,
         _ => crate::cloud::digitalocean(),

@@ -312,6 +312,55 @@ impl Firewalld {
         }
     }
 
+    /// The default zone (where `firewall-cmd --add-rich-rule` puts a rule without --zone).
+    pub fn default_zone(&self) -> Result<String, FirewalldError> {
+        self.call(PATH, IFACE, "getDefaultZone", &())
+    }
+
+    /// A zone's rich rules, permanent and runtime together (`roamgw import` reads the manual
+    /// setup's). Reads only.
+    pub fn rich_rules(&self, zone: &str) -> Result<BTreeSet<String>, FirewalldError> {
+        let mut rules: BTreeSet<String> = self
+            .call::<_, Vec<String>>(PATH, IFACE_ZONE, "getRichRules", &(zone,))?
+            .into_iter()
+            .collect();
+        if let Some(path) = self.permanent_path("getZoneByName", zone)? {
+            rules.extend(self.call::<_, Vec<String>>(
+                path.as_str(),
+                IFACE_CONFIG_ZONE,
+                "getRichRules",
+                &(),
+            )?);
+        }
+        Ok(rules)
+    }
+
+    /// Removes rich rules of a zone, runtime and permanent; one that is not there is fine.
+    pub fn remove_rich_rules(&self, zone: &str, rules: &[String]) -> Result<(), FirewalldError> {
+        let permanent = self.permanent_path("getZoneByName", zone)?;
+        for rule in rules {
+            let gone = |r: Result<(), FirewalldError>| match r {
+                Err(FirewalldError::Refused { message, .. }) if message.contains("NOT_ENABLED") => {
+                    Ok(())
+                }
+                other => other,
+            };
+            gone(
+                self.call::<_, String>(PATH, IFACE_ZONE, "removeRichRule", &(zone, rule.as_str()))
+                    .map(|_| ()),
+            )?;
+            if let Some(path) = &permanent {
+                gone(self.call_unit(
+                    path.as_str(),
+                    IFACE_CONFIG_ZONE,
+                    "removeRichRule",
+                    &(rule.as_str(),),
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
     /// roamgw's ipsets in the permanent configuration, by name prefix.
     fn our_ipsets(&self) -> Result<Vec<(String, OwnedObjectPath)>, FirewalldError> {
         let names: Vec<String> = self.call(CONFIG_PATH, IFACE_CONFIG, "getIPSetNames", &())?;
