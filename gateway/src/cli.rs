@@ -208,6 +208,10 @@ pub struct RunArgs {
     /// $STATE_DIRECTORY, else /var/lib/roamgw.
     #[arg(long, env = "ROAMGW_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default), e.g. 127.0.0.1:9587.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub mod device;
 pub mod doctor;
 pub mod firewalld;
 pub mod import;
+pub mod metrics;
 pub mod nft;
 pub mod peer_configs;
 pub mod store;

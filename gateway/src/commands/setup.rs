@@ -207,7 +207,7 @@ pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(crate::daemon::default_state_dir);
-    crate::daemon::run(store, &state_dir)?;
+    crate::daemon::run(store, &state_dir, args.http)?;
     Ok(String::new())
 }
 

@@ -103,10 +103,25 @@ struct Daemon {
     endpoints_unsaved_warned: bool,
     /// The roamers' preshared keys, read once per roamer (again after SIGHUP).
     psks: device::Psks,
+    /// What `--http` serves of the daemon's own work.
+    counters: std::sync::Arc<crate::metrics::DaemonCounters>,
 }
 
-pub fn run(store: Store, state_dir: &Path) -> Result<(), DaemonError> {
+pub fn run(
+    store: Store,
+    state_dir: &Path,
+    http: Option<std::net::SocketAddr>,
+) -> Result<(), DaemonError> {
     let _lock = take_lock(&store)?;
+    let counters = std::sync::Arc::new(crate::metrics::DaemonCounters::default());
+    if let Some(addr) = http {
+        crate::metrics::serve(addr, store.clone(), counters.clone()).map_err(|source| {
+            DaemonError::Socket {
+                path: PathBuf::from(format!("http://{addr}")),
+                source,
+            }
+        })?;
+    }
     let state = store.load()?;
     let (events, inbox) = mpsc::channel();
     start_signal_thread(events.clone())?;
@@ -129,6 +144,7 @@ pub fn run(store: Store, state_dir: &Path) -> Result<(), DaemonError> {
         anchor_present: None,
         endpoints_unsaved_warned: false,
         psks: device::Psks::new(),
+        counters,
     };
     if let Err(e) = daemon.bring_up() {
         daemon.take_down();
@@ -435,7 +451,12 @@ impl Daemon {
         match self.own(|d| d.repair()) {
             Ok(repaired) if repaired.is_empty() && quiet => debug!(cause, "in sync"),
             Ok(repaired) if repaired.is_empty() => info!(cause, "checked: in sync"),
-            Ok(repaired) => info!(cause, "repaired: {}", repaired.join("; ")),
+            Ok(repaired) => {
+                self.counters
+                    .drift_repairs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                info!(cause, "repaired: {}", repaired.join("; "))
+            }
             Err(e) => error!(cause, "repair failed: {e}"),
         }
     }
@@ -524,6 +545,7 @@ impl Daemon {
     /// A CLI change: applied to a copy of the running state, made live (peers, then table),
     /// then saved; on a failure the running state is put back and nothing is saved.
     fn apply(&mut self, change: &crate::change::StateChange) -> Result<String, String> {
+        let started = Instant::now();
         let mut new = self.state.clone();
         let applied = crate::change::apply(&mut new, change).map_err(|e| e.0)?;
         let result = self.make_live(&new, &applied.forwards).and_then(|_| {
@@ -534,6 +556,7 @@ impl Daemon {
             Ok(()) => {
                 backend::end_changed_flows(&new, &applied.forwards);
                 self.state = new;
+                self.counters.change_applied(started.elapsed());
                 info!("{}", applied.summary);
                 Ok(applied.summary)
             }
