@@ -36,167 +36,122 @@ pub struct Facts {
     pub firewalld_running: bool,
 }
 
-fn finding(check: &'static str, level: Level, message: String, fix: Option<String>) -> Finding {
-    match (level, fix) {
-        (Level::Ok, _) | (_, None) => Finding::ok(check, message),
-        (Level::Warn, Some(fix)) => Finding::warn(check, message, fix),
-        (Level::Fail, Some(fix)) => Finding::fail(check, message, fix),
-    }
-}
-
 /// The findings, in a fixed order.
 pub fn evaluate(f: &Facts) -> Vec<Finding> {
-    use Level::*;
     let mut out = Vec::new();
     out.push(match f.ip_forward {
-        Some(true) => finding("ip_forward", Ok, "on".into(), None),
-        Some(false) => finding(
+        Some(true) => Finding::ok("ip_forward", "on"),
+        Some(false) => Finding::fail(
             "ip_forward",
-            Fail,
-            "off: nothing is forwarded to the roamers".into(),
-            Some("sysctl -w net.ipv4.ip_forward=1 (roamgw up and roamgw run turn it on)".into()),
+            "off: nothing is forwarded to the roamers",
+            "sysctl -w net.ipv4.ip_forward=1 (roamgw up and roamgw run turn it on)",
         ),
-        None => finding(
+        None => Finding::warn(
             "ip_forward",
-            Warn,
-            "cannot read /proc/sys/net/ipv4/ip_forward".into(),
-            Some("run roamgw doctor on the droplet itself, with /proc mounted".into()),
+            "cannot read /proc/sys/net/ipv4/ip_forward",
+            "run roamgw doctor on the droplet itself, with /proc mounted",
         ),
     });
     if let Some((interface, mode)) = &f.rp_filter {
         out.push(match (mode, f.anchor_gateway) {
-            (1, Some(gateway)) => finding(
-                "rp_filter",
-                Warn,
-                format!("strict on {interface}, and roamers' traffic leaves by the anchor gateway {gateway}: replies that come back another way are dropped"),
-                Some(format!("sysctl -w net.ipv4.conf.{interface}.rp_filter=2 (loose)")),
-            ),
-            _ => finding("rp_filter", Ok, format!("{mode} on {interface}"), None),
+            (1, Some(gateway)) => Finding::warn("rp_filter", format!("strict on {interface}, and roamers' traffic leaves by the anchor gateway {gateway}: replies that come back another way are dropped"), format!("sysctl -w net.ipv4.conf.{interface}.rp_filter=2 (loose)")),
+            _ => Finding::ok("rp_filter", format!("{mode} on {interface}")),
         });
     }
     out.push(if f.dropping_input_chains.is_empty() {
-        finding(
+        Finding::ok(
             "wireguard_port",
-            Ok,
             format!(
                 "no other table drops input by default (udp {})",
                 f.listen_port
             ),
-            None,
         )
     } else {
-        finding(
+        Finding::warn(
             "wireguard_port",
-            Warn,
             format!(
                 "{} drop input by default: udp {} must be accepted there",
                 f.dropping_input_chains.join(", "),
                 f.listen_port
             ),
-            Some(format!(
+            format!(
                 "add `udp dport {} accept` to that chain (roamgw never edits other tables)",
                 f.listen_port
-            )),
+            ),
         )
     });
     if f.firewalld_running {
-        out.push(finding(
+        out.push(Finding::ok(
             "firewalld",
-            Ok,
             format!(
                 "running: roamgw opens udp {} through it at up",
                 f.listen_port
             ),
-            None,
         ));
     }
     if f.interface_up {
         for (name, handshake) in &f.handshakes {
             out.push(match handshake {
-                Some(secs) => finding("handshake", Ok, format!("{name}: {secs} s ago"), None),
-                None => finding(
-                    "handshake",
-                    Warn,
-                    format!("{name}: never a handshake"),
-                    Some(format!(
+                Some(secs) => Finding::ok("handshake", format!("{name}: {secs} s ago")),
+                None => Finding::warn("handshake", format!("{name}: never a handshake"), format!(
                         "check that the cloud firewall lets udp {} in, and that {name} runs with its current config (roamgw show-config {name})",
                         f.listen_port
                     )),
-                ),
             });
         }
     }
     if let Some((interface, path)) = &f.path_mtu {
-        let fits = path.saturating_sub(60);
+        let fits = crate::device::max_tunnel_mtu(*path);
         out.push(if u32::from(f.tunnel_mtu) > fits {
-            finding(
+            Finding::warn(
                 "mtu",
-                Warn,
                 format!(
                     "tunnel MTU {} does not fit {interface}'s {path} (at most {fits})",
                     f.tunnel_mtu
                 ),
-                Some(format!("roamgw init --force --mtu {fits}, or lower")),
+                format!("roamgw init --force --mtu {fits}, or lower"),
             )
         } else {
-            finding(
+            Finding::ok(
                 "mtu",
-                Ok,
                 format!("tunnel {} fits {interface}'s {path}", f.tunnel_mtu),
-                None,
             )
         });
     }
     out.push(if f.collisions.is_empty() {
-        finding(
-            "subnet",
-            Ok,
-            format!("{} overlaps no other network", f.subnet),
-            None,
-        )
+        Finding::ok("subnet", format!("{} overlaps no other network", f.subnet))
     } else {
-        finding(
+        Finding::warn(
             "subnet",
-            Warn,
             format!("{} overlaps {}", f.subnet, f.collisions.join(", ")),
-            Some("pick another with roamgw init --force --subnet".into()),
+            "pick another with roamgw init --force --subnet",
         )
     });
     out.push(if f.foreign_dnat.is_empty() {
-        finding("dnat", Ok, "no other table DNATs".into(), None)
+        Finding::ok("dnat", "no other table DNATs")
     } else {
-        finding(
-            "dnat",
-            Warn,
-            format!(
+        Finding::warn("dnat", format!(
                 "{} DNAT too: a rule there for the anchor {} and a forwarded port takes the traffic first or second",
                 f.foreign_dnat.join(", "),
                 f.anchor
-            ),
-            Some("check those rules do not match the forwarded ports (nft list ruleset)".into()),
-        )
+            ), "check those rules do not match the forwarded ports (nft list ruleset)")
     });
     out.extend(f.exposed_secrets.iter().map(|(path, mode)| {
-        finding(
+        Finding::fail(
             "secrets",
-            Fail,
             format!("{path} is mode {mode:o}: others may read a key"),
-            Some(format!(
-                "chmod 600 {path}, and rotate the key if it was exposed"
-            )),
+            format!("chmod 600 {path}, and rotate the key if it was exposed"),
         )
     }));
     if f.exposed_secrets.is_empty() {
-        out.push(finding("secrets", Ok, "key files are 0600".into(), None));
+        out.push(Finding::ok("secrets", "key files are 0600"));
     }
     out.push(if f.kernel_wireguard {
-        finding("wireguard", Ok, "kernel WireGuard available".into(), None)
+        Finding::ok("wireguard", "kernel WireGuard available")
     } else {
-        finding(
+        Finding::ok(
             "wireguard",
-            Ok,
-            "no kernel WireGuard: the embedded userspace device is used".into(),
-            None,
+            "no kernel WireGuard: the embedded userspace device is used",
         )
     });
     out

@@ -122,15 +122,8 @@ pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
     };
     let table = replies::table(&config.interface);
     let egress_table = replies::egress_table(&config.interface);
-    let main = 254;
-    let nft = |args: &[&str]| {
-        std::process::Command::new("nft")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+    let main = roamgw_wg::netlink::MAIN_TABLE;
+    let nft = |args: &[&str]| crate::run::nft(args, None).is_ok();
     Facts {
         interface: config.interface.to_string(),
         running: report.running,
@@ -148,11 +141,7 @@ pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
             + count(replies::EGRESS_PRIORITY + 1, main)
             + count(replies::EGRESS_PRIORITY + 2, egress_table),
         nft_available: nft(&["--version"]),
-        kernel_wireguard: std::path::Path::new("/sys/module/wireguard").exists()
-            || std::process::Command::new("modprobe")
-                .args(["-n", "-q", "wireguard"])
-                .status()
-                .is_ok_and(|s| s.success()),
+        kernel_wireguard: roamgw_wg::kernel_available(),
     }
 }
 

@@ -230,7 +230,7 @@ fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Res
 }
 
 /// Runs `nft ARGS` with `input` on stdin; the error says what nft said.
-fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
+pub(crate) fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
     use std::io::Write as _;
     let mut child = std::process::Command::new("nft")
         .args(args)

@@ -31,3 +31,26 @@ pub fn timed(f: impl FnOnce() -> std::process::Output) -> Duration {
 pub fn forward(port: u16) -> Forward {
     format!("{port}/tcp -> laptop").parse().expect("forward")
 }
+
+/// Mbit/s an iperf3 client in `client` got through to `target:port` in `seconds`, from
+/// iperf3's JSON.
+pub fn iperf_mbit(client: &crate::Ns, target: &str, port: u16, seconds: u32) -> f64 {
+    let out = client.output(&[
+        "iperf3",
+        "-c",
+        target,
+        "-p",
+        &port.to_string(),
+        "-t",
+        &seconds.to_string(),
+        "-J",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let bps = json["end"]["sum_received"]["bits_per_second"].as_f64();
+    bps.map(|b| b / 1e6).unwrap_or_else(|| {
+        panic!(
+            "iperf3 to {target} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

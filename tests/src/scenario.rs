@@ -162,11 +162,23 @@ impl Scenario {
             Laptop::Roamer => scenario.start_roamer(),
             Laptop::KernelRoamer => scenario.start_roamer_with(&["--wireguard", "kernel"]),
         }
-        let roam = scenario.bed.roam.clone();
-        // `roamer run` writes its status once its routes and rules are in place; the tunnel
-        // answers pings a little earlier.
+        scenario.await_tunnel(laptop);
+        scenario
+            .bed
+            .tcp_banner_server(&scenario.bed.roam, 22, "roamer");
+        scenario
+            .bed
+            .tcp_banner_server(&scenario.bed.gw, 22, "droplet");
+        self
+    }
+
+    /// Waits (10 s at most) until the laptop's tunnel answers, and for `roamer run` until it
+    /// has written its status, which it does once its routes and rules are in place (the
+    /// tunnel answers pings a little earlier).
+    pub fn await_tunnel(&self, laptop: Laptop) {
+        let roam = self.bed.roam.clone();
         let status = (laptop != Laptop::WgQuick)
-            .then(|| format!("/run/roamgw/roamer-{}.json", scenario.bed.roam_wg));
+            .then(|| format!("/run/roamgw/roamer-{}.json", self.bed.roam_wg));
         let tunnel = wait_until(Duration::from_secs(10), || {
             status
                 .as_ref()
@@ -179,18 +191,11 @@ impl Scenario {
         assert!(
             tunnel,
             "the WireGuard tunnel did not come up within 10 s\ndaemon:\n{}\nroamer:\n{}\nlaptop's rules:\n{}\nlaptop's routes:\n{}",
-            scenario.bed.log("daemon.log"),
-            scenario.bed.log("roamer.log"),
+            self.bed.log("daemon.log"),
+            self.bed.log("roamer.log"),
             String::from_utf8_lossy(&roam.output(&["ip", "rule"]).stdout),
             String::from_utf8_lossy(&roam.output(&["ip", "route", "show", "table", "all"]).stdout),
         );
-        scenario
-            .bed
-            .tcp_banner_server(&scenario.bed.roam, 22, "roamer");
-        scenario
-            .bed
-            .tcp_banner_server(&scenario.bed.gw, 22, "droplet");
-        self
     }
 
     /// The admin's firewalld lets `service` in (runtime and permanent), as on a real droplet.

@@ -3,11 +3,8 @@
 //! destinations, the laptop's own networks, the tunnel itself and the droplet's own traffic
 //! keep their way. A server in the client namespace reports the address it sees.
 
-use std::time::Duration;
-
 use roamgw_e2e::{
-    binary, wait_until, Backend, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT,
-    PUBLIC_IP,
+    binary, Backend, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP,
 };
 
 const REPORT_PORT: u16 = 7100;
@@ -19,23 +16,11 @@ fn seen_from_laptop(s: &Scenario, host: &str) -> Option<String> {
     s.bed.roam.tcp_banner(&format!("{host}:{REPORT_PORT}"))
 }
 
-/// The roamer again, with the config the gateway prints now, once it has written its status
-/// (after its routes and rules are in place: the tunnel answers pings a little earlier).
+/// The roamer again, with the config the gateway prints now.
 fn restart_roamer(s: &Scenario) {
     s.roamer_down();
     s.start_roamer();
-    let status = format!("/run/roamgw/roamer-{}.json", s.bed.roam_wg);
-    let roam = s.bed.roam.clone();
-    assert!(
-        wait_until(Duration::from_secs(10), || std::path::Path::new(&status)
-            .exists()
-            && roam
-                .output(&["ping", "-c1", "-W1", "192.168.32.1"])
-                .status
-                .success()),
-        "tunnel not back:\n{}",
-        s.bed.log("roamer.log")
-    );
+    s.await_tunnel(Laptop::Roamer);
 }
 
 #[test]

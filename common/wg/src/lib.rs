@@ -67,6 +67,15 @@ pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDev
     Ok(Box::new(device))
 }
 
+/// Whether this machine's kernel has WireGuard: the module loaded, or loadable.
+pub fn kernel_available() -> bool {
+    std::path::Path::new("/sys/module/wireguard").exists()
+        || std::process::Command::new("modprobe")
+            .args(["-n", "-q", "wireguard"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 /// Which WireGuard runs the interface `name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -356,7 +356,7 @@ impl Links {
 }
 
 /// RT_TABLE_MAIN.
-const MAIN_TABLE: u32 = 254;
+pub const MAIN_TABLE: u32 = 254;
 
 /// ENODEV, as netlink reports a missing interface.
 const fn libc_enodev() -> i32 {

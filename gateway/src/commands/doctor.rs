@@ -48,11 +48,6 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
     let (dropping_input_chains, foreign_dnat) = crate::nft::apply::list_ruleset()
         .map(|json| foreign_chains(&json))
         .unwrap_or_default();
-    let kernel_wireguard = std::path::Path::new("/sys/module/wireguard").exists()
-        || std::process::Command::new("modprobe")
-            .args(["-n", "-q", "wireguard"])
-            .status()
-            .is_ok_and(|s| s.success());
     Facts {
         ip_forward: sysctl("ip_forward").map(|v| v == "1"),
         rp_filter,
@@ -72,7 +67,7 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
             .map(|r| format!("{} on {}", r.destination, r.interface))
             .collect(),
         exposed_secrets,
-        kernel_wireguard,
+        kernel_wireguard: roamgw_wg::kernel_available(),
         dropping_input_chains,
         foreign_dnat,
         firewalld_running: crate::firewalld::Firewalld::if_running()

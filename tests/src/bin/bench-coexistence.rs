@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::bench::percentile;
+use roamgw_e2e::bench::{iperf_mbit, percentile};
 use roamgw_e2e::mirror::{download, Download, Mirror};
 use roamgw_e2e::{
     Backend, GatewayMode, Laptop, Ns, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP,
@@ -204,23 +204,9 @@ struct Sharing {
     ping_loaded: (Duration, Duration),
 }
 
-/// Mbit/s received by an iperf3 client sending to the laptop through the forward for `secs`.
+/// Mbit/s of an iperf3 client sending to the laptop through the forward for `secs`.
 fn bulk(s: &Scenario, secs: u32) -> f64 {
-    let out = s.bed.cli.output(&[
-        "iperf3",
-        "-c",
-        FLOATING_IP,
-        "-p",
-        "5201",
-        "-t",
-        &secs.to_string(),
-        "-J",
-    ]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .map(|b| b / 1e6)
-        .unwrap_or_else(|| panic!("iperf3: {}", String::from_utf8_lossy(&out.stdout)))
+    iperf_mbit(&s.bed.cli, FLOATING_IP, 5201, secs)
 }
 
 fn sharing() -> Sharing {

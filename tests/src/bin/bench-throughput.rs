@@ -13,38 +13,19 @@ use std::time::Duration;
 
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{
-    bench::percentile, binary, median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns,
-    Scenario, Testbed, ANCHOR_IP, FLOATING_IP, PUBLIC_IP,
+    bench::{iperf_mbit, percentile},
+    binary, median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns, Scenario, Testbed,
+    ANCHOR_IP, FLOATING_IP, PUBLIC_IP,
 };
 
 const RUNS: usize = 3;
-const SECONDS: &str = "5";
+const SECONDS: u32 = 5;
 const PORT: u16 = 5201;
 
-/// Mbit/s received, from iperf3's JSON.
-fn iperf(client: &Ns, target: &str) -> f64 {
-    let out = client.output(&[
-        "iperf3",
-        "-c",
-        target,
-        "-p",
-        &PORT.to_string(),
-        "-t",
-        SECONDS,
-        "-J",
-    ]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let bps = json["end"]["sum_received"]["bits_per_second"].as_f64();
-    bps.map(|b| b / 1e6).unwrap_or_else(|| {
-        panic!(
-            "iperf3 to {target} failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
 fn runs(client: &Ns, target: &str) -> Vec<f64> {
-    (0..RUNS).map(|_| iperf(client, target)).collect()
+    (0..RUNS)
+        .map(|_| iperf_mbit(client, target, PORT, SECONDS))
+        .collect()
 }
 
 fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
