@@ -5,6 +5,7 @@ pub mod cli;
 pub mod doctor;
 pub mod fsutil;
 pub mod keys;
+pub mod metrics;
 pub mod names;
 pub mod portspec;
 pub mod replies;

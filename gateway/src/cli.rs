@@ -143,7 +143,8 @@ pub enum Command {
     /// go live through it. SIGHUP re-reads the state, SIGTERM takes everything down.
     #[command(
         after_help = "Examples:\n  roamgw run                    # foreground; systemd: contrib/roamgw.service\n  \
-        RUST_LOG=debug roamgw run\n\n\
+        RUST_LOG=debug roamgw run\n  \
+        roamgw run --http 127.0.0.1:9587   # status page at /, Prometheus metrics at /metrics\n\n\
         While it runs, add-roamer/add-port/remove-* return once the change is live.\n\
         One daemon per config directory (its pid in roamgw.pid); a second one refuses to start."
     )]
@@ -209,9 +210,22 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMGW_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (off by default), e.g. 127.0.0.1:9587.
+    /// Serve the status page at http://ADDR/ and Prometheus metrics at http://ADDR/metrics
+    /// (off by default), e.g. 127.0.0.1:9587. Reach it from elsewhere through an SSH tunnel
+    /// (ssh -L 9587:127.0.0.1:9587 droplet) rather than a public address.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+
+    /// Allow adding and removing forwards from the status page to whoever presents the token
+    /// in this file (mode 0600, at least 16 characters, e.g. `openssl rand -hex 32`).
+    /// Without it the page is read-only.
+    #[arg(
+        long,
+        env = "ROAMGW_HTTP_TOKEN_FILE",
+        value_name = "FILE",
+        requires = "http"
+    )]
+    pub http_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -15,9 +15,11 @@ pub mod doctor;
 pub mod firewalld;
 pub mod import;
 pub mod metrics;
+pub mod monitor;
 pub mod nft;
 pub mod peer_configs;
 pub mod store;
+pub mod web;
 
 use cli::{Cli, Command};
 use store::Store;

@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// userspace WireGuard (boringtun).
     #[arg(long, env = "ROAMER_WIREGUARD", value_enum, default_value = "auto")]
     pub wireguard: Preference,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default), e.g. 127.0.0.1:9588:
+    /// health, recoveries and time to recover, traffic, handshake age.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod health;
+pub mod metrics;
 pub mod run;
 pub mod status;
 pub mod updown;

@@ -12,7 +12,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use roamgw_common::replies;
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{self, ConfigError, Loaded};
 use crate::health::{Action, Health, Input, Machine, Timing};
+use crate::metrics::Monitor;
 use crate::status::{self, RunState};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,11 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("cannot write the status file: {0}")]
     Status(#[from] roamgw_common::fsutil::FsError),
+    #[error("cannot serve metrics on http://{addr}: {source} (pick another address for --http)")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("another roamer (pid {0}) runs interface {1}: stop it first (`roamer down`)")]
     AlreadyRunning(u32, String),
 }
@@ -278,7 +284,11 @@ fn unroute(config: &RoamerConfig) {
     }
 }
 
-pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
+pub fn run(
+    config_path: &Path,
+    wireguard: Preference,
+    http: Option<std::net::SocketAddr>,
+) -> Result<(), RunError> {
     let routes = roamgw_common::routes::system_routes();
     let loaded = config::load(config_path, &routes)?;
     for warning in &loaded.warnings {
@@ -293,6 +303,17 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
     let owned_device = create_device(interface, wireguard)?;
     let device = owned_device.as_ref();
     let tunnel_index = bring_up(device, &loaded, endpoint)?;
+    let monitor = Arc::new(Monitor::default());
+    if let Some(addr) = http {
+        crate::metrics::serve(
+            addr,
+            monitor.clone(),
+            config.name.to_string(),
+            interface.to_string(),
+            config.gateway.public_key,
+        )
+        .map_err(|source| RunError::Http { addr, source })?;
+    }
     let network_events = events.clone();
     roamgw_wg::netlink::watch_network(tunnel_index, move |change| {
         let _ = network_events.send(Event::Network(change));
@@ -315,6 +336,8 @@ pub fn run(config_path: &Path, wireguard: Preference) -> Result<(), RunError> {
         burst: None,
         next_tick: Instant::now(),
         clocks: (boottime(), monotonic()),
+        monitor,
+        disrupted_since: None,
     };
     session.prober.probe();
     session.write_status();
@@ -365,6 +388,11 @@ struct Session<'a> {
     next_tick: Instant,
     /// (CLOCK_BOOTTIME, CLOCK_MONOTONIC) at the last tick: a gap between them is a suspend.
     clocks: (Duration, Duration),
+    /// What `--http` shows.
+    monitor: Arc<Monitor>,
+    /// When the path came into question (a network change, a wake-up, an unanswered probe)
+    /// and has not been confirmed since: the start of a recovery.
+    disrupted_since: Option<Duration>,
 }
 
 impl Session<'_> {
@@ -458,8 +486,13 @@ impl Session<'_> {
     /// reconnect. A change of health is logged and written to the status file.
     fn act(&mut self, inputs: Vec<Input>) {
         for input in inputs {
+            let now = boottime();
+            if input == Input::NetworkChanged {
+                Monitor::counted(&self.monitor.network_changes);
+                self.disrupted_since.get_or_insert(now);
+            }
             let before = (self.machine.health().clone(), self.machine.endpoint());
-            for action in self.machine.step(boottime(), input) {
+            for action in self.machine.step(now, input) {
                 match action {
                     Action::Probe => self.prober.probe(),
                     Action::Resolve => resolve_in_background(
@@ -468,6 +501,7 @@ impl Session<'_> {
                     ),
                     Action::Reconnect(address) => {
                         if address != before.1 {
+                            Monitor::counted(&self.monitor.gateway_moves);
                             info!(from = %before.1, to = %address, "the gateway moved: following it");
                         }
                         if let Err(e) = reset_peer(self.device, &peer_config(self.config, address))
@@ -478,9 +512,26 @@ impl Session<'_> {
                     }
                 }
             }
+            self.note_recovery(&before.0, now);
             if (self.machine.health(), self.machine.endpoint()) != (&before.0, before.1) {
                 log_health(&before.0, &self.machine);
+                self.monitor.set_health(self.machine.health());
                 self.write_status();
+            }
+        }
+    }
+
+    /// A recovery ends when data flows again after the path came into question.
+    fn note_recovery(&mut self, before: &Health, now: Duration) {
+        let health = self.machine.health();
+        if *before == Health::Up && *health != Health::Up {
+            self.disrupted_since.get_or_insert(now);
+        }
+        if *health == Health::Up && !self.machine.awaiting_answer() {
+            if let Some(since) = self.disrupted_since.take() {
+                let took = now.saturating_sub(since);
+                debug!(took_ms = took.as_millis(), "the tunnel carries data again");
+                self.monitor.recovered(took);
             }
         }
     }

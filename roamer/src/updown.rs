@@ -59,7 +59,8 @@ pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
     let exe = std::env::current_exe().map_err(UpDownError::Spawn)?;
     let config_arg = std::path::absolute(config_path).unwrap_or(config_path.to_path_buf());
     let started = Instant::now();
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("run")
         .arg("--config")
         .arg(&config_arg)
@@ -68,7 +69,11 @@ pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
             args.wireguard
                 .to_possible_value()
                 .map_or("auto".to_string(), |v| v.get_name().to_string()),
-        )
+        );
+    if let Some(addr) = args.http {
+        command.arg("--http").arg(addr.to_string());
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err)

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, CloneFlags};
 
 pub mod bench;
+pub mod browser;
 pub mod firewalld;
 pub mod mirror;
 mod ns;

@@ -216,6 +216,23 @@ impl Scenario {
         self.daemon = Some(self.bed.start_roamgw_run(Duration::from_secs(20)));
     }
 
+    /// Stops the daemon (if it runs) and starts it again with `extra` arguments of `roamgw run`
+    /// (log: `log`), waiting until it serves.
+    pub fn restart_daemon_with(&mut self, extra: &[&str], log: &str) {
+        self.stop_daemon();
+        let mut command = self.bed.roamgw_run_command();
+        command.extend(extra.iter().map(ToString::to_string));
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let pid = self.bed.spawn_logged(&self.bed.gw, &args, log);
+        let bed = &self.bed;
+        assert!(
+            wait_until(Duration::from_secs(20), || bed.roamgw_run_ready()),
+            "roamgw run {extra:?} did not come up:\n{}",
+            bed.log(log)
+        );
+        self.daemon = Some(pid);
+    }
+
     /// Starts `roamer run` on the laptop with the config roamgw prints (interface renamed to
     /// this testbed's unique name).
     pub fn start_roamer(&self) {

@@ -207,7 +207,19 @@ pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(crate::daemon::default_state_dir);
-    crate::daemon::run(store, &state_dir, args.http)?;
+    // The token is read before anything starts, so a bad file changes nothing.
+    let http = match args.http {
+        Some(addr) => Some((
+            addr,
+            args.http_token_file
+                .as_deref()
+                .map(crate::web::Token::load)
+                .transpose()
+                .map_err(crate::daemon::DaemonError::from)?,
+        )),
+        None => None,
+    };
+    crate::daemon::run(store, &state_dir, http)?;
     Ok(String::new())
 }
 

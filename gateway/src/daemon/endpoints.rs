@@ -86,6 +86,17 @@ impl Endpoints {
         self.roamers.get(&key.to_string()).map(|s| s.endpoint)
     }
 
+    /// The roamers whose endpoint differs from `before`: (public key, old endpoint if any, new).
+    pub fn moves_since(&self, before: &Endpoints) -> Vec<(String, Option<SocketAddr>, SocketAddr)> {
+        self.roamers
+            .iter()
+            .filter_map(|(key, seen)| {
+                let old = before.roamers.get(key).map(|s| s.endpoint);
+                (old != Some(seen.endpoint)).then(|| (key.clone(), old, seen.endpoint))
+            })
+            .collect()
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.roamers.len()
@@ -253,6 +264,37 @@ mod tests {
             );
             assert_eq!(memory.len(), count, "{what}");
         }
+    }
+
+    #[test]
+    fn moves_are_new_and_changed_endpoints() {
+        let mut e = Endpoints::default();
+        e.observe(
+            &status(vec![peer(1, Some("198.51.100.2:1000"))]),
+            &[key(1), key(2)],
+            1,
+        );
+        let first = e.clone();
+        assert_eq!(
+            first.moves_since(&Endpoints::default()),
+            [(
+                key(1).to_string(),
+                None,
+                "198.51.100.2:1000".parse().expect("addr")
+            )]
+        );
+        e.observe(
+            &status(vec![
+                peer(1, Some("198.51.100.3:1001")),
+                peer(2, Some("198.51.100.9:9")),
+            ]),
+            &[key(1), key(2)],
+            2,
+        );
+        let moves = e.moves_since(&first);
+        assert_eq!(moves.len(), 2);
+        assert_eq!(moves[0].1, Some("198.51.100.2:1000".parse().expect("addr")));
+        assert!(e.moves_since(&e).is_empty());
     }
 
     #[test]

@@ -32,6 +32,7 @@ use tracing::{debug, error, info, warn};
 use crate::backend;
 use crate::control::{self, PeerView, Reply, Request};
 use crate::device;
+use crate::monitor::{EventKind, Monitor};
 use crate::store::Store;
 use endpoints::Endpoints;
 use watch::Drift;
@@ -82,6 +83,8 @@ pub enum DaemonError {
     Device(#[from] device::DeviceError),
     #[error(transparent)]
     DataPlane(#[from] backend::DataPlaneError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
 }
 
 enum Event {
@@ -103,24 +106,19 @@ struct Daemon {
     endpoints_unsaved_warned: bool,
     /// The roamers' preshared keys, read once per roamer (again after SIGHUP).
     psks: device::Psks,
-    /// What `--http` serves of the daemon's own work.
-    counters: std::sync::Arc<crate::metrics::DaemonCounters>,
+    /// What `--http` shows of the daemon's own work.
+    monitor: std::sync::Arc<Monitor>,
 }
 
 pub fn run(
     store: Store,
     state_dir: &Path,
-    http: Option<std::net::SocketAddr>,
+    http: Option<(std::net::SocketAddr, Option<crate::web::Token>)>,
 ) -> Result<(), DaemonError> {
     let _lock = take_lock(&store)?;
-    let counters = std::sync::Arc::new(crate::metrics::DaemonCounters::default());
-    if let Some(addr) = http {
-        crate::metrics::serve(addr, store.clone(), counters.clone()).map_err(|source| {
-            DaemonError::Socket {
-                path: PathBuf::from(format!("http://{addr}")),
-                source,
-            }
-        })?;
+    let monitor = std::sync::Arc::new(Monitor::default());
+    if let Some((addr, token)) = http {
+        crate::web::serve(addr, token, store.clone(), monitor.clone())?;
     }
     let state = store.load()?;
     let (events, inbox) = mpsc::channel();
@@ -144,7 +142,7 @@ pub fn run(
         anchor_present: None,
         endpoints_unsaved_warned: false,
         psks: device::Psks::new(),
-        counters,
+        monitor,
     };
     if let Err(e) = daemon.bring_up() {
         daemon.take_down();
@@ -167,6 +165,15 @@ pub fn run(
         roamers = daemon.state.roamers.len(),
         forwards = daemon.state.forwards.len(),
         "roamgw is up"
+    );
+    daemon.monitor.event(
+        unix_now(),
+        EventKind::Started,
+        format!(
+            "roamgw run started: {} roamers, {} forwards",
+            daemon.state.roamers.len(),
+            daemon.state.forwards.len()
+        ),
     );
     daemon.serve(&inbox);
     daemon.take_down();
@@ -429,8 +436,20 @@ impl Daemon {
             return;
         };
         let roamers: Vec<_> = self.state.roamers.iter().map(|r| r.public_key).collect();
+        let before = self.endpoints.clone();
         if !self.endpoints.observe(&status, &roamers, unix_now()) {
             return;
+        }
+        for (key, from, to) in self.endpoints.moves_since(&before) {
+            let roamer = self
+                .state
+                .roamers
+                .iter()
+                .find(|r| r.public_key.to_string() == key);
+            if let Some(roamer) = roamer {
+                self.monitor
+                    .roamed(unix_now(), roamer.name.as_str(), from, to);
+            }
         }
         match self.endpoints.save(&self.endpoints_path) {
             Ok(()) => {
@@ -452,10 +471,10 @@ impl Daemon {
             Ok(repaired) if repaired.is_empty() && quiet => debug!(cause, "in sync"),
             Ok(repaired) if repaired.is_empty() => info!(cause, "checked: in sync"),
             Ok(repaired) => {
-                self.counters
-                    .drift_repairs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                info!(cause, "repaired: {}", repaired.join("; "))
+                let what = repaired.join("; ");
+                self.monitor
+                    .drift_repaired(unix_now(), &format!("{cause}: repaired {what}"));
+                info!(cause, "repaired: {what}")
             }
             Err(e) => error!(cause, "repair failed: {e}"),
         }
@@ -556,7 +575,8 @@ impl Daemon {
             Ok(()) => {
                 backend::end_changed_flows(&new, &applied.forwards);
                 self.state = new;
-                self.counters.change_applied(started.elapsed());
+                self.monitor
+                    .change_applied(unix_now(), started.elapsed(), &applied.summary);
                 info!("{}", applied.summary);
                 Ok(applied.summary)
             }

@@ -1,0 +1,672 @@
+//! `roamgw run --http ADDR`: Prometheus metrics at `/metrics`, and a status page at `/` (one
+//! HTML file, its script and its style, all inside the binary) fed by `/api/status`.
+//!
+//! Read-only unless `--http-token-file` names a token. Then the page may add and remove
+//! forwards, through the same path as the CLI (state lock, the daemon's control socket). A
+//! change must carry the token in an `Authorization: Bearer` header, which a browser never
+//! attaches on its own, so another site cannot make a visitor's browser send it (no cookie,
+//! no ambient authority); on top of that a change needs `Content-Type: application/json`
+//! (a cross-site form cannot send it without a CORS preflight, which is never granted) and a
+//! same-origin `Origin` / `Sec-Fetch-Site` when the browser sends them. On a loopback address
+//! the `Host` header must name a loopback host too, so a DNS-rebinding page cannot read it.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use roamgw_common::state::{ClientIp, GatewayState};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::cli::{AddPortArgs, RemovePortArgs};
+use crate::control::PeerView;
+use crate::monitor::{Event, Monitor, Rate, Totals, SAMPLE_SECS};
+use crate::store::Store;
+
+const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("page.js");
+const STYLE: &str = include_str!("page.css");
+/// Larger bodies are refused: a change is a few hundred bytes.
+const MAX_BODY: u64 = 16 * 1024;
+/// A handshake older than this means the session expired (WireGuard's REJECT_AFTER_TIME).
+const HANDSHAKE_FRESH_SECS: u64 = 180;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("cannot read the token file {path}: {source}")]
+    TokenRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token file {path} is readable by others (mode {mode:o}): chmod 600 {path}")]
+    TokenMode { path: PathBuf, mode: u32 },
+    #[error("the token in {path} is too short ({len} characters): use at least 16, e.g. `openssl rand -hex 32 > {path}`")]
+    TokenShort { path: PathBuf, len: usize },
+    #[error("cannot serve http://{addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The secret that allows changes from the page. Never printed.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl Token {
+    pub fn load(path: &Path) -> Result<Token, WebError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let read = |source| WebError::TokenRead {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mode = std::fs::metadata(path).map_err(read)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(WebError::TokenMode {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(WebError::TokenShort {
+                path: path.to_path_buf(),
+                len: token.len(),
+            });
+        }
+        Ok(Token(token.to_string()))
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+/// The request headers the checks look at.
+#[derive(Debug, Default, Clone)]
+pub struct Headers {
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub sec_fetch_site: Option<String>,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Whether a request's `Host` may be served: on a loopback address only loopback names (a
+/// DNS-rebinding page reaches 127.0.0.1 under its own name); elsewhere any.
+pub fn host_allowed(host: Option<&str>, bound: SocketAddr) -> bool {
+    if !bound.ip().is_loopback() {
+        return true;
+    }
+    let Some(host) = host else { return false };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a change from the page is refused, as (HTTP status, message); `None`: allowed.
+pub fn refuse_change(headers: &Headers, token: Option<&Token>) -> Option<(u16, String)> {
+    let Some(token) = token else {
+        return Some((
+            403,
+            "changes are off: this page is read-only unless roamgw run has --http-token-file"
+                .into(),
+        ));
+    };
+    let media_type = headers
+        .content_type
+        .as_deref()
+        .map(|t| t.split(';').next().unwrap_or_default().trim());
+    if media_type != Some("application/json") {
+        return Some((415, "a change is a JSON request".into()));
+    }
+    if headers
+        .sec_fetch_site
+        .as_deref()
+        .is_some_and(|s| s != "same-origin" && s != "none")
+    {
+        return Some((403, "cross-site request refused".into()));
+    }
+    if let Some(origin) = &headers.origin {
+        let same = headers
+            .host
+            .as_deref()
+            .is_some_and(|host| origin.strip_prefix("http://") == Some(host));
+        if !same {
+            return Some((
+                403,
+                format!("request from another origin ({origin}) refused"),
+            ));
+        }
+    }
+    let presented = headers
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if token.matches(p.trim()) => None,
+        Some(_) => Some((401, "wrong token".into())),
+        None => Some((
+            401,
+            "a change needs the token (Authorization: Bearer …)".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RoamerView {
+    name: String,
+    address: String,
+    endpoint: Option<String>,
+    handshake_secs: Option<u64>,
+    /// up: a handshake within 180 s; stale: an older one; never: none since the start.
+    health: &'static str,
+    rx_bytes: u64,
+    tx_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ForwardView {
+    spec: String,
+    /// What the outside dials.
+    public: String,
+    to: String,
+    local: String,
+    allow_from: Vec<String>,
+    client_ip: ClientIp,
+    /// Absent when the backend does not count (or the plane is down).
+    counters: Option<CountersView>,
+}
+
+#[derive(Debug, Serialize)]
+struct CountersView {
+    in_packets: u64,
+    in_bytes: u64,
+    back_packets: u64,
+    back_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusView {
+    version: &'static str,
+    up: bool,
+    in_sync: bool,
+    backend: String,
+    public_ip: Option<String>,
+    changes_allowed: bool,
+    sample_secs: u64,
+    roamers: Vec<RoamerView>,
+    forwards: Vec<ForwardView>,
+    throughput: Vec<Rate>,
+    events: Vec<Event>,
+}
+
+fn health_of(handshake_secs: Option<u64>) -> &'static str {
+    match handshake_secs {
+        None => "never",
+        Some(s) if s <= HANDSHAKE_FRESH_SECS => "up",
+        Some(_) => "stale",
+    }
+}
+
+fn roamer_views(state: &GatewayState, peers: Vec<PeerView>) -> Vec<RoamerView> {
+    peers
+        .into_iter()
+        .map(|p| RoamerView {
+            address: state
+                .roamers
+                .iter()
+                .find(|r| r.name.as_str() == p.name)
+                .map(|r| r.address.to_string())
+                .unwrap_or_default(),
+            health: health_of(p.last_handshake_secs),
+            handshake_secs: p.last_handshake_secs,
+            endpoint: p.endpoint,
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+            name: p.name,
+        })
+        .collect()
+}
+
+fn status_view(store: &Store, monitor: &Monitor, changes_allowed: bool) -> StatusView {
+    let metrics = crate::metrics::snapshot(store, monitor);
+    let state = store.load().ok();
+    let public = state
+        .as_ref()
+        .map(crate::change::public_address_text)
+        .unwrap_or_default();
+    let forwards = state.as_ref().map_or_else(Vec::new, |state| {
+        state
+            .forwards
+            .iter()
+            .map(|f| {
+                let c = metrics.counters.as_ref().and_then(|c| c.get(&f.key()));
+                let address = state
+                    .roamer(&f.to)
+                    .map(|r| r.address.to_string())
+                    .unwrap_or_default();
+                ForwardView {
+                    spec: f.spec.to_string(),
+                    public: format!("{public}:{}", f.spec.public),
+                    to: f.to.to_string(),
+                    local: format!("{address}:{}", f.spec.local),
+                    allow_from: f.allow_from.iter().map(ToString::to_string).collect(),
+                    client_ip: f.client_ip,
+                    counters: c.map(|c| CountersView {
+                        in_packets: c.incoming.packets,
+                        in_bytes: c.incoming.bytes,
+                        back_packets: c.back.packets,
+                        back_bytes: c.back.bytes,
+                    }),
+                }
+            })
+            .collect()
+    });
+    StatusView {
+        version: metrics.version,
+        up: metrics.up,
+        in_sync: metrics.in_sync,
+        backend: state
+            .as_ref()
+            .map(|s| format!("{:?}", s.gateway.backend).to_lowercase())
+            .unwrap_or_default(),
+        public_ip: state
+            .as_ref()
+            .and_then(crate::change::public_address)
+            .map(|ip| ip.to_string()),
+        changes_allowed,
+        sample_secs: SAMPLE_SECS,
+        roamers: state
+            .as_ref()
+            .map_or_else(Vec::new, |s| roamer_views(s, metrics.peers)),
+        forwards,
+        throughput: monitor.throughput(),
+        events: monitor.events(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddForward {
+    spec: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    allow_from: Vec<String>,
+    #[serde(default)]
+    client_ip: Option<ClientIp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveForward {
+    spec: String,
+}
+
+fn parse_add(body: &str) -> Result<AddPortArgs, String> {
+    let form: AddForward =
+        serde_json::from_str(body).map_err(|e| format!("not a forward to add: {e}"))?;
+    Ok(AddPortArgs {
+        spec: form.spec.trim().parse().map_err(|e| format!("{e}"))?,
+        to: form
+            .to
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().parse())
+            .transpose()
+            .map_err(|e| format!("{e}"))?,
+        allow_from: form
+            .allow_from
+            .iter()
+            .map(|c| crate::cli::parse_cidr(c.trim()))
+            .collect::<Result<_, _>>()?,
+        client_ip: form.client_ip,
+    })
+}
+
+fn parse_remove(body: &str) -> Result<RemovePortArgs, String> {
+    let form: RemoveForward =
+        serde_json::from_str(body).map_err(|e| format!("not a forward to remove: {e}"))?;
+    Ok(RemovePortArgs {
+        spec: form.spec.trim().parse().map_err(|e| format!("{e}"))?,
+    })
+}
+
+/// What the server answers, before it becomes a tiny_http response.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Answer {
+    fn json(status: u16, value: &impl Serialize) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+        }
+    }
+
+    fn message(status: u16, message: &str) -> Answer {
+        let key = if status < 400 { "summary" } else { "error" };
+        Answer::json(status, &serde_json::json!({ key: message }))
+    }
+
+    fn text(status: u16, content_type: &'static str, body: &str) -> Answer {
+        Answer {
+            status,
+            content_type,
+            body: body.to_string(),
+        }
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    store: Store,
+    monitor: Arc<Monitor>,
+    token: Option<Token>,
+}
+
+impl Server {
+    fn answer(&self, method: &str, path: &str, headers: &Headers, body: &str) -> Answer {
+        if !host_allowed(headers.host.as_deref(), self.addr) {
+            return Answer::message(421, "this server answers to its loopback address only");
+        }
+        let path = path.split('?').next().unwrap_or_default();
+        match (method, path) {
+            ("GET", "/metrics") => Answer {
+                status: 200,
+                content_type: roamgw_common::metrics::CONTENT_TYPE,
+                body: crate::metrics::render(&crate::metrics::snapshot(&self.store, &self.monitor)),
+            },
+            ("GET", "/") => Answer::text(200, "text/html; charset=utf-8", PAGE),
+            ("GET", "/page.js") => Answer::text(200, "text/javascript; charset=utf-8", SCRIPT),
+            ("GET", "/page.css") => Answer::text(200, "text/css; charset=utf-8", STYLE),
+            ("GET", "/api/status") => Answer::json(
+                200,
+                &status_view(&self.store, &self.monitor, self.token.is_some()),
+            ),
+            ("POST", "/api/forwards/add" | "/api/forwards/remove") => {
+                if let Some((status, message)) = refuse_change(headers, self.token.as_ref()) {
+                    warn!(path, "change from the status page refused: {message}");
+                    return Answer::message(status, &message);
+                }
+                let done = if path.ends_with("/add") {
+                    parse_add(body).map(|args| crate::commands::add_port(&self.store, args))
+                } else {
+                    parse_remove(body).map(|args| crate::commands::remove_port(&self.store, args))
+                };
+                match done {
+                    Err(message) => Answer::message(400, &message),
+                    Ok(Err(e)) => Answer::message(409, &format!("{e:#}")),
+                    Ok(Ok(summary)) => {
+                        info!("status page: {}", summary.trim());
+                        Answer::message(200, summary.trim())
+                    }
+                }
+            }
+            (
+                _,
+                "/metrics" | "/" | "/api/status" | "/api/forwards/add" | "/api/forwards/remove",
+            ) => Answer::message(405, "method not allowed"),
+            _ => Answer::message(404, "not found: / (the page), /metrics, /api/status"),
+        }
+    }
+
+    fn respond(&self, mut request: tiny_http::Request) {
+        let header = |name: &'static str| {
+            request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv(name))
+                .map(|h| h.value.as_str().to_string())
+        };
+        let headers = Headers {
+            host: header("Host"),
+            origin: header("Origin"),
+            sec_fetch_site: header("Sec-Fetch-Site"),
+            authorization: header("Authorization"),
+            content_type: header("Content-Type"),
+        };
+        let method = request.method().as_str().to_string();
+        let url = request.url().to_string();
+        let mut body = String::new();
+        let answer = if request
+            .as_reader()
+            .take(MAX_BODY + 1)
+            .read_to_string(&mut body)
+            .is_err()
+        {
+            Answer::message(400, "the body is not UTF-8")
+        } else if body.len() as u64 > MAX_BODY {
+            Answer::message(413, "the body is too large")
+        } else {
+            self.answer(&method, &url, &headers, &body)
+        };
+        let mut response =
+            tiny_http::Response::from_string(answer.body).with_status_code(answer.status);
+        for (name, value) in [
+            ("Content-Type", answer.content_type),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+            (
+                "Content-Security-Policy",
+                "default-src 'self'; frame-ancestors 'none'; form-action 'none'",
+            ),
+        ] {
+            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                response.add_header(h);
+            }
+        }
+        let _ = request.respond(response);
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Every [`SAMPLE_SECS`]: the device's byte counters summed over the roamers, for the chart.
+fn sample_forever(store: Store, monitor: Arc<Monitor>) {
+    loop {
+        if let Ok(state) = store.load() {
+            let peers = crate::metrics::peers(&state);
+            monitor.sample(Totals {
+                at_ms: unix_ms(),
+                rx_bytes: peers.iter().map(|p| p.rx_bytes).sum(),
+                tx_bytes: peers.iter().map(|p| p.tx_bytes).sum(),
+            });
+        }
+        std::thread::sleep(Duration::from_secs(SAMPLE_SECS));
+    }
+}
+
+/// Serves metrics, the page and its API on `addr` from threads of their own, until the
+/// process ends.
+pub fn serve(
+    addr: SocketAddr,
+    token: Option<Token>,
+    store: Store,
+    monitor: Arc<Monitor>,
+) -> Result<(), WebError> {
+    let bind = |source| WebError::Bind { addr, source };
+    let http = tiny_http::Server::http(addr).map_err(bind)?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the status page and metrics are served on a non-local address: anyone who reaches it sees the forwards and roamers");
+    }
+    info!(
+        %addr,
+        changes = if token.is_some() { "with the token" } else { "off (read-only)" },
+        "status page at http://{addr}/, metrics at http://{addr}/metrics"
+    );
+    let sampler = (store.clone(), monitor.clone());
+    std::thread::Builder::new()
+        .name("http-sampler".into())
+        .spawn(move || sample_forever(sampler.0, sampler.1))
+        .map_err(|e| bind(Box::new(e)))?;
+    let server = Server {
+        addr,
+        store,
+        monitor,
+        token,
+    };
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            for request in http.incoming_requests() {
+                server.respond(request);
+            }
+        })
+        .map_err(|e| bind(Box::new(e)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Token {
+        Token("0123456789abcdef0123".into())
+    }
+
+    fn headers(f: impl FnOnce(&mut Headers)) -> Headers {
+        let mut h = Headers {
+            host: Some("127.0.0.1:9587".into()),
+            origin: Some("http://127.0.0.1:9587".into()),
+            sec_fetch_site: Some("same-origin".into()),
+            authorization: Some("Bearer 0123456789abcdef0123".into()),
+            content_type: Some("application/json".into()),
+        };
+        f(&mut h);
+        h
+    }
+
+    #[test]
+    fn change_refusals_table() {
+        let t = token();
+        let cases: Vec<(&str, Headers, Option<&Token>, Option<u16>)> = vec![
+            ("allowed", headers(|_| {}), Some(&t), None),
+            ("no token configured", headers(|_| {}), None, Some(403)),
+            (
+                "no Authorization",
+                headers(|h| h.authorization = None),
+                Some(&t),
+                Some(401),
+            ),
+            (
+                "wrong token",
+                headers(|h| h.authorization = Some("Bearer nope".into())),
+                Some(&t),
+                Some(401),
+            ),
+            (
+                "a form post",
+                headers(|h| h.content_type = Some("application/x-www-form-urlencoded".into())),
+                Some(&t),
+                Some(415),
+            ),
+            (
+                "json with a charset",
+                headers(|h| h.content_type = Some("application/json; charset=utf-8".into())),
+                Some(&t),
+                None,
+            ),
+            (
+                "another origin",
+                headers(|h| h.origin = Some("http://evil.example".into())),
+                Some(&t),
+                Some(403),
+            ),
+            (
+                "cross-site fetch",
+                headers(|h| h.sec_fetch_site = Some("cross-site".into())),
+                Some(&t),
+                Some(403),
+            ),
+            (
+                "curl (no Origin, no Sec-Fetch-Site)",
+                headers(|h| {
+                    h.origin = None;
+                    h.sec_fetch_site = None;
+                }),
+                Some(&t),
+                None,
+            ),
+        ];
+        for (name, h, token, want) in cases {
+            assert_eq!(refuse_change(&h, token).map(|r| r.0), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn hosts_table() {
+        let local: SocketAddr = "127.0.0.1:9587".parse().expect("addr");
+        let public: SocketAddr = "0.0.0.0:9587".parse().expect("addr");
+        for (host, bound, want) in [
+            (Some("127.0.0.1:9587"), local, true),
+            (Some("localhost:9587"), local, true),
+            (Some("[::1]:9587"), local, true),
+            (Some("127.0.0.1"), local, true),
+            (Some("evil.example:9587"), local, false),
+            (None, local, false),
+            (Some("gw.example.net:9587"), public, true),
+        ] {
+            assert_eq!(host_allowed(host, bound), want, "{host:?} on {bound}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_never_printed() {
+        assert_eq!(format!("{:?}", token()), "Token(***)");
+    }
+
+    #[test]
+    fn bodies_parse_like_the_cli() {
+        let args =
+            parse_add(r#"{"spec":"8080:80/tcp","to":"laptop","allow_from":["192.0.2.0/24"]}"#)
+                .expect("valid");
+        assert_eq!(args.spec.to_string(), "8080:80/tcp");
+        assert_eq!(args.allow_from.len(), 1);
+        assert!(parse_add(r#"{"spec":"70000"}"#).is_err());
+        assert!(parse_add(r#"{"spec":"22","extra":1}"#).is_err());
+        assert!(parse_add(r#"{"spec":"22","allow_from":["192.0.2.1/24"]}"#)
+            .is_err_and(|e| e.contains("host bits")));
+        assert_eq!(
+            parse_remove(r#"{"spec":"22"}"#)
+                .expect("valid")
+                .spec
+                .to_string(),
+            "22/tcp"
+        );
+    }
+
+    #[test]
+    fn health_by_handshake_age() {
+        assert_eq!(health_of(None), "never");
+        assert_eq!(health_of(Some(5)), "up");
+        assert_eq!(health_of(Some(181)), "stale");
+    }
+}
