@@ -170,7 +170,7 @@ pub fn run(
         unix_now(),
         EventKind::Started,
         format!(
-            "roamgw run started: {} roamers, {} forwards",
+            "roamgw run started (roamers: {}, forwards: {})",
             daemon.state.roamers.len(),
             daemon.state.forwards.len()
         ),

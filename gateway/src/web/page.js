@@ -93,25 +93,27 @@ function drawForwards(s) {
 
 function drawChart(s) {
   const points = s.throughput;
-  const width = 720, height = 200, span = 3600;
-  const max = Math.max(1, ...points.map((p) => Math.max(p.to_roamers_bps, p.from_roamers_bps)));
+  const width = 720, height = 200;
   const end = points.length ? points[points.length - 1].at : 0;
+  // The hour once there is an hour of samples; until then what there is (at least a minute).
+  const span = Math.min(3600, Math.max(60, points.length ? end - points[0].at : 60));
+  const max = Math.max(1, ...points.map((p) => Math.max(p.to_roamers_bps, p.from_roamers_bps)));
   const line = (key) => points.map((p) => {
     const x = width - ((end - p.at) / span) * width;
     const y = height - (p[key] / max) * (height - 10);
     return x.toFixed(1) + "," + y.toFixed(1);
   }).join(" ");
-  const to = document.getElementById("to-roamers");
-  to.setAttribute("points", line("to_roamers_bps"));
+  document.getElementById("to-roamers").setAttribute("points", line("to_roamers_bps"));
   document.getElementById("from-roamers").setAttribute("points", line("from_roamers_bps"));
   const chart = document.getElementById("chart");
   chart.dataset.max = String(max);
   chart.dataset.samples = String(points.length);
+  document.getElementById("chart-start").textContent = "−" + Math.round(span / 60) + " min";
   const last = points.length ? points[points.length - 1] : null;
   document.getElementById("chart-scale").textContent = last
-    ? "top: " + rate(max) + " · now: " + rate(last.to_roamers_bps) + " in, " + rate(last.from_roamers_bps) +
-      " out (every " + s.sample_secs + " s)"
-    : "first sample in " + s.sample_secs + " s";
+    ? "· top line " + rate(max) + ", middle " + rate(max / 2) + " · now " + rate(last.to_roamers_bps) +
+      " to, " + rate(last.from_roamers_bps) + " from the roamers (a sample every " + s.sample_secs + " s)"
+    : "· first sample in " + s.sample_secs + " s";
 }
 
 function drawEvents(s) {
