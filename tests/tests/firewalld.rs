@@ -45,8 +45,17 @@ fn forwards_survive_a_firewalld_reload_behind_roamgws_back() {
     let s = Scenario::on(GatewayMode::Daemon, Backend::Firewalld, &[]);
     s.ok(&["add-port", "22"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    let packets = || {
+        let list: serde_json::Value =
+            serde_json::from_str(&s.ok(&["list", "--json"])).expect("json");
+        list[0]["packets"].as_u64().unwrap_or(0)
+    };
+    let before = packets();
+    assert!(before > 0, "the counting table did not count");
     firewall_cmd(&s, &["--reload"]);
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
+    // A reload leaves roamgw's counting table (and its counts) alone.
+    assert!(packets() > before, "the counters were reset or stopped");
     assert_eq!(
         s.banner(&format!("{PUBLIC_IP}:22")).as_deref(),
         Some("droplet")

@@ -20,7 +20,9 @@ fn post_from_page(browser: &Browser, path: &str, headers: &str, body: &str) -> i
     let status = browser.eval(&format!(
         "fetch('{path}', {{method: 'POST', headers: {headers}, body: JSON.stringify({body})}}).then(r => r.status)"
     ));
-    status.as_i64().unwrap_or_else(|| panic!("not a status: {status}"))
+    status
+        .as_i64()
+        .unwrap_or_else(|| panic!("not a status: {status}"))
 }
 
 /// The same POST with curl from the droplet, with extra headers.
@@ -121,18 +123,25 @@ fn the_page_shows_the_tunnel_and_changes_only_with_the_token() {
     );
     let screenshot = browser.screenshot();
     let _ = traffic.join();
-    let path = std::env::var("ROAMGW_SCREENSHOT").unwrap_or_else(|_| {
-        format!("{}/status-page.png", env!("CARGO_TARGET_TMPDIR"))
-    });
+    let path = std::env::var("ROAMGW_SCREENSHOT")
+        .unwrap_or_else(|_| format!("{}/status-page.png", env!("CARGO_TARGET_TMPDIR")));
     std::fs::write(&path, &screenshot).expect("screenshot");
     assert!(screenshot.starts_with(b"\x89PNG"), "not a PNG");
 
     // Without the token: no remove buttons, and the API refuses.
-    assert_eq!(browser.eval("document.querySelectorAll('button.remove').length"), 0);
+    assert_eq!(
+        browser.eval("document.querySelectorAll('button.remove').length"),
+        0
+    );
     let body = "{spec: '22/tcp'}";
     let json = "'Content-Type': 'application/json'";
     assert_eq!(
-        post_from_page(&browser, "/api/forwards/remove", &format!("{{{json}}}"), body),
+        post_from_page(
+            &browser,
+            "/api/forwards/remove",
+            &format!("{{{json}}}"),
+            body
+        ),
         401
     );
     assert_eq!(
@@ -178,7 +187,10 @@ fn the_page_shows_the_tunnel_and_changes_only_with_the_token() {
     );
     let list = s.ok(&["list"]);
     assert!(!list.contains("22/tcp"), "still listed:\n{list}");
-    assert!(list.contains("5201/tcp"), "the other forwards went too:\n{list}");
+    assert!(
+        list.contains("5201/tcp"),
+        "the other forwards went too:\n{list}"
+    );
     assert!(
         wait_until(Duration::from_secs(5), || s
             .banner(&format!("{FLOATING_IP}:22"))

@@ -3,10 +3,12 @@
 
 use roamgw_common::state::GatewayState;
 
+use super::nftables::counters_by_forward;
 use super::{Applied, Backend, Counters, Result, View};
 use crate::change::ForwardChange;
 use crate::firewalld::model::{self, PolicySpec};
 use crate::firewalld::{self as fw, Difference};
+use crate::nft::counting;
 
 pub struct Firewalld;
 
@@ -34,7 +36,8 @@ impl Backend for Firewalld {
         if super::nftables::observe_if_up()?.is_some() {
             crate::nft::apply::delete_table()?;
         }
-        let differences = fw::Firewalld::connect()?.apply(&model::desired(state))?;
+        let mut differences = fw::Firewalld::connect()?.apply(&model::desired(state))?;
+        differences.extend(counting::sync(state)?.map(Difference::Counting));
         Ok(Applied::Firewalld(differences))
     }
 
@@ -77,6 +80,7 @@ impl Backend for Firewalld {
             return self.apply_if_up(new);
         }
         done.extend(changed.iter().map(|p| Difference::RuntimePolicy(p.name)));
+        done.extend(counting::sync(new)?.map(Difference::Counting));
         Ok(Some(Applied::Firewalld(done)))
     }
 
@@ -84,12 +88,18 @@ impl Backend for Firewalld {
         let Some(fw) = up()? else {
             return Ok(None);
         };
-        let differences = fw.apply(&model::desired(state))?;
+        let mut differences = fw.apply(&model::desired(state))?;
+        differences.extend(counting::sync(state)?.map(Difference::Counting));
         Ok(Some(Applied::Firewalld(differences)))
     }
 
     fn dry_run(&self, state: &GatewayState) -> Result<Applied> {
-        let differences = fw::Firewalld::connect()?.differences(&model::desired(state))?;
+        let mut differences = fw::Firewalld::connect()?.differences(&model::desired(state))?;
+        let observed = counting::observe()?;
+        differences.extend(
+            counting::difference(&counting::desired(state), observed.as_ref())
+                .map(Difference::Counting),
+        );
         Ok(Applied::Firewalld(differences))
     }
 
@@ -97,19 +107,25 @@ impl Backend for Firewalld {
         Ok(fw::describe(state))
     }
 
-    /// firewalld keeps no per-rule counters: none are shown rather than zeros.
+    /// firewalld keeps no per-rule counters: they come from roamgw's counting table.
     fn view(&self, state: &GatewayState) -> Result<Option<View>> {
         let Some(fw) = up()? else {
             return Ok(None);
         };
-        let differences = fw.differences(&model::desired(state))?;
+        let mut differences = fw.differences(&model::desired(state))?;
+        let observed = counting::observe()?;
+        differences.extend(
+            counting::difference(&counting::desired(state), observed.as_ref())
+                .map(Difference::Counting),
+        );
         Ok(Some(View {
             drift: (!differences.is_empty()).then(|| fw::summary(&differences)),
-            counters: None,
+            counters: observed.map(|o| counters_by_forward(state, &o)),
         }))
     }
 
-    fn counters(&self, _state: &GatewayState) -> Option<Counters> {
-        None
+    fn counters(&self, state: &GatewayState) -> Option<Counters> {
+        let observed = counting::observe().ok().flatten()?;
+        Some(counters_by_forward(state, &observed))
     }
 }

@@ -32,6 +32,8 @@ pub enum DataPlaneError {
     Parse(#[from] observed::ParseError),
     #[error(transparent)]
     Firewalld(#[from] FirewalldError),
+    #[error(transparent)]
+    Counting(#[from] crate::nft::counting::CountingError),
     #[error("cannot enable IP forwarding ({0}): run as root")]
     Forwarding(std::io::Error),
 }
@@ -66,7 +68,7 @@ impl std::fmt::Display for Applied {
 pub struct View {
     /// What differs from the state; `None` when in sync.
     pub drift: Option<String>,
-    /// Per forward (by its key), when the backend counts (nftables does, firewalld does not).
+    /// Per forward (by its key); `None` when the counters cannot be read.
     pub counters: Option<Counters>,
 }
 

@@ -9,13 +9,13 @@ use tracing::{debug, info};
 use super::{Applied, Backend, Counters, ForwardCounters, Result, View};
 use crate::change::ForwardChange;
 use crate::firewalld;
-use crate::nft::apply;
 use crate::nft::diff::{plan, Plan};
 use crate::nft::model::{
     desired, egress_elements, elements_of, is_count, is_reply_count, Element, TableSettings,
 };
 use crate::nft::observed::{self, Observed};
 use crate::nft::render;
+use crate::nft::{apply, counting};
 
 pub struct Nftables;
 
@@ -55,7 +55,22 @@ fn reconcile(state: &GatewayState, observed: Option<&Observed>) -> Result<Applie
 pub fn down() -> Result<bool> {
     let existed = observe_if_up()?.is_some();
     apply::delete_table()?;
-    Ok(existed)
+    // The firewalld backend's counters are ours too.
+    let counting = leftover_counting_removed()?;
+    Ok(existed || counting)
+}
+
+/// Removes the firewalld backend's counting table if it is there (a backend switch, `down`).
+fn leftover_counting_removed() -> Result<bool> {
+    match counting::observe() {
+        Ok(Some(_)) => {
+            counting::remove()?;
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(counting::CountingError::Nft(e)) if e.is_unavailable() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn settings(state: &GatewayState) -> TableSettings {
@@ -124,6 +139,7 @@ impl Backend for Nftables {
                 );
             }
         }
+        leftover_counting_removed()?;
         reconcile(state, observe()?.as_ref())
     }
 

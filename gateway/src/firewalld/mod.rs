@@ -171,6 +171,8 @@ pub enum Difference {
     RuntimePolicy(&'static str),
     /// The WireGuard interface is not in zone roamgw at runtime.
     Binding(String),
+    /// The backend's counters (nft table ip roamgw_count, crate::nft::counting) differ.
+    Counting(String),
 }
 
 impl std::fmt::Display for Difference {
@@ -189,6 +191,7 @@ impl std::fmt::Display for Difference {
             Difference::Binding(interface) => {
                 write!(f, "put {interface} into zone {ZONE} (runtime)")
             }
+            Difference::Counting(what) => write!(f, "counters: {what}"),
         }
     }
 }
@@ -489,6 +492,8 @@ impl Firewalld {
                     info!("firewalld: reloading once so it loads roamgw's new zone and policies");
                     self.call_unit(PATH, IFACE, "reload", &())?;
                 }
+                // Not firewalld's: the backend syncs its counting table itself.
+                Difference::Counting(_) => {}
             }
         }
         debug!(?differences, "firewalld applied");

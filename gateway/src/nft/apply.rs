@@ -78,11 +78,12 @@ fn run(args: &[&str], stdin: Option<&str>, action: &'static str) -> Result<Strin
 
 /// `nft -j list table ip roamgw`; `None` when the table does not exist.
 pub fn list_table() -> Result<Option<String>, NftError> {
-    match run(
-        &["-j", "list", "table", "ip", TABLE],
-        None,
-        "list table ip roamgw",
-    ) {
+    list_named(TABLE)
+}
+
+/// `nft -j list table ip <table>` of one of our tables; `None` when it does not exist.
+pub fn list_named(table: &str) -> Result<Option<String>, NftError> {
+    match run(&["-j", "list", "table", "ip", table], None, "list table") {
         Ok(json) => Ok(Some(json)),
         Err(NftError::Failed { message, .. }) if message.contains("No such file or directory") => {
             Ok(None)
@@ -103,7 +104,12 @@ pub fn apply_text(transaction: &str) -> Result<(), NftError> {
 
 /// Removes our table; a table that is already gone is fine.
 pub fn delete_table() -> Result<(), NftError> {
-    apply_text(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))
+    delete_named(TABLE)
+}
+
+/// Removes one of our tables; one that is already gone is fine.
+pub fn delete_named(table: &str) -> Result<(), NftError> {
+    apply_text(&format!("table ip {table} {{}}\ndelete table ip {table}\n"))
 }
 
 fn s(text: String) -> Expression<'static> {

@@ -3,8 +3,11 @@
 //! desired (model) -> observed (observed) -> plan (diff, pure) -> apply (apply). Whole-table
 //! replaces are one text transaction rendered from `nft-templates/roamgw.nft` (render); element
 //! changes go through the nftables crate as one JSON transaction.
+//!
+//! On the firewalld backend, table `ip roamgw_count` (counting) holds the forwards' counters.
 
 pub mod apply;
+pub mod counting;
 pub mod diff;
 pub mod model;
 pub mod observed;

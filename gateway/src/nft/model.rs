@@ -16,6 +16,9 @@ pub const FAMILY: &str = "ip";
 /// (the marker also hashes the template text, so this is belt and braces).
 pub const RULES_VERSION: u32 = 1;
 pub const TEMPLATE: &str = include_str!("../../../nft-templates/roamgw.nft");
+/// The firewalld backend's table of counters (crate::nft::counting).
+pub const COUNT_TABLE: &str = "roamgw_count";
+pub const COUNT_TEMPLATE: &str = include_str!("../../../nft-templates/roamgw-count.nft");
 
 /// What the rules themselves are rendered with. A change here means a table replace.
 #[derive(Debug, Clone, PartialEq, Eq)]

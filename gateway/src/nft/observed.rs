@@ -257,6 +257,11 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
 
 /// Parses the output of `nft -j list table ip roamgw`.
 pub fn parse(json: &str) -> Result<Observed, ParseError> {
+    parse_table(json, TABLE)
+}
+
+/// Parses the listing of one of our tables (the elements of other tables are skipped).
+pub fn parse_table(json: &str, table: &str) -> Result<Observed, ParseError> {
     let doc: Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
     let objects = doc
         .get("nftables")
@@ -270,7 +275,7 @@ pub fn parse(json: &str) -> Result<Observed, ParseError> {
         if body
             .get("table")
             .and_then(Value::as_str)
-            .is_some_and(|t| t != TABLE)
+            .is_some_and(|t| t != table)
         {
             continue;
         }

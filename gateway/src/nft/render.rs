@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::model::{is_count, Desired, Element, FAMILY, TABLE, TEMPLATE};
+use super::model::{
+    is_count, Desired, Element, COUNT_TABLE, COUNT_TEMPLATE, FAMILY, TABLE, TEMPLATE,
+};
 use super::observed::CounterValue;
 
 /// The whole-table transaction: replaces the table (or creates it) in one atomic step.
@@ -31,12 +33,32 @@ pub fn full_transaction(desired: &Desired, keep: &BTreeMap<Element, CounterValue
         "add element {FAMILY} {TABLE} marker {{ {:#010x} }}",
         s.marker()
     );
-    out.push_str(&elements_text(&desired.elements, keep));
+    out.push_str(&elements_text(TABLE, &desired.elements, keep));
+    out
+}
+
+/// The counting table of the firewalld backend (`nft-templates/roamgw-count.nft`) with
+/// `elements` (counting ones only), replaced in one transaction; counts in `keep` carry over.
+pub fn counting_transaction(
+    elements: &BTreeSet<Element>,
+    keep: &BTreeMap<Element, CounterValue>,
+) -> String {
+    let mut out = format!(
+        "table {FAMILY} {COUNT_TABLE} {{}}\ndelete table {FAMILY} {COUNT_TABLE}\n{COUNT_TEMPLATE}"
+    );
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&elements_text(COUNT_TABLE, elements, keep));
     out
 }
 
 /// `add element` lines, one per container; counting elements carry over their counts.
-fn elements_text(elements: &BTreeSet<Element>, keep: &BTreeMap<Element, CounterValue>) -> String {
+fn elements_text(
+    table: &str,
+    elements: &BTreeSet<Element>,
+    keep: &BTreeMap<Element, CounterValue>,
+) -> String {
     let mut out = String::new();
     let mut grouped: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for element in elements {
@@ -51,7 +73,7 @@ fn elements_text(elements: &BTreeSet<Element>, keep: &BTreeMap<Element, CounterV
     for (container, items) in grouped {
         let _ = writeln!(
             out,
-            "add element {FAMILY} {TABLE} {container} {{ {} }}",
+            "add element {FAMILY} {table} {container} {{ {} }}",
             items.join(", ")
         );
     }
@@ -60,9 +82,14 @@ fn elements_text(elements: &BTreeSet<Element>, keep: &BTreeMap<Element, CounterV
 
 /// The number of rules each chain of the template has, to notice rules changed behind our back.
 pub fn template_rules_per_chain() -> BTreeMap<String, usize> {
+    rules_per_chain(TEMPLATE)
+}
+
+/// The number of rules each chain of an nft file has.
+pub fn rules_per_chain(template: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     let mut chain: Option<String> = None;
-    for line in TEMPLATE.lines().map(str::trim) {
+    for line in template.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("chain ") {
             let name = rest.trim_end_matches('{').trim().to_string();
             counts.insert(name.clone(), 0);
