@@ -639,6 +639,25 @@ mod tests {
     }
 
     #[test]
+    fn token_files_must_be_private_and_long() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        };
+        let good = write("good", "0123456789abcdef0123\n", 0o600);
+        assert!(Token::load(&good).is_ok_and(|t| t.matches("0123456789abcdef0123")));
+        let open = write("open", "0123456789abcdef0123", 0o644);
+        assert!(Token::load(&open).is_err_and(|e| e.to_string().contains("chmod 600")));
+        let short = write("short", "abc\n", 0o600);
+        assert!(Token::load(&short).is_err_and(|e| e.to_string().contains("at least 16")));
+        assert!(Token::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
     fn the_token_is_never_printed() {
         assert_eq!(format!("{:?}", token()), "Token(***)");
     }
@@ -661,6 +680,67 @@ mod tests {
                 .to_string(),
             "22/tcp"
         );
+    }
+
+    #[test]
+    fn routes_table() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let server = Server {
+            addr: "127.0.0.1:9587".parse().expect("addr"),
+            store: Store::new(dir.path()),
+            monitor: Arc::new(Monitor::default()),
+            token: None,
+        };
+        let local = headers(|h| {
+            h.authorization = None;
+        });
+        let cases = [
+            ("GET", "/", &local, 200, "text/html; charset=utf-8"),
+            (
+                "GET",
+                "/page.js",
+                &local,
+                200,
+                "text/javascript; charset=utf-8",
+            ),
+            ("GET", "/api/status?x=1", &local, 200, "application/json"),
+            (
+                "GET",
+                "/metrics",
+                &local,
+                200,
+                roamgw_common::metrics::CONTENT_TYPE,
+            ),
+            ("GET", "/api/forwards/add", &local, 405, "application/json"),
+            (
+                "POST",
+                "/api/forwards/remove",
+                &local,
+                403,
+                "application/json",
+            ),
+            ("GET", "/nothing", &local, 404, "application/json"),
+        ];
+        for (method, path, h, status, content_type) in cases {
+            let answer = server.answer(method, path, h, "");
+            assert_eq!(
+                (answer.status, answer.content_type),
+                (status, content_type),
+                "{method} {path}: {}",
+                answer.body
+            );
+        }
+        let rebinding = headers(|h| h.host = Some("evil.example:9587".into()));
+        assert_eq!(
+            server.answer("GET", "/api/status", &rebinding, "").status,
+            421
+        );
+        // Without a state the page still answers: nothing up, nothing listed.
+        let status: serde_json::Value =
+            serde_json::from_str(&server.answer("GET", "/api/status", &local, "").body)
+                .expect("json");
+        assert_eq!(status["up"], false);
+        assert_eq!(status["changes_allowed"], false);
     }
 
     #[test]
