@@ -26,6 +26,11 @@ fn query(ns: &Ns, query: &str) -> Option<f64> {
     json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
+/// Whether PromQL `q` reaches `at_least` within `deadline`.
+fn reaches(ns: &Ns, q: &str, at_least: f64, deadline: Duration) -> bool {
+    wait_until(deadline, || query(ns, q).is_some_and(|v| v >= at_least))
+}
+
 #[test]
 fn prometheus_scrapes_the_gateway_and_the_roamer() {
     let mut s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
@@ -78,17 +83,18 @@ fn prometheus_scrapes_the_gateway_and_the_roamer() {
     }
     let bytes = r#"roamgw_forward_bytes_total{forward="22/tcp",direction="in"}"#;
     assert!(
-        wait_until(Duration::from_secs(30), || query(&gw, bytes)
-            .is_some_and(|v| v > 0.0)),
+        reaches(&gw, bytes, 1.0, Duration::from_secs(30)),
         "Prometheus has no forward bytes:\n{}",
         s.bed.log("prometheus.log")
     );
     assert_eq!(query(&gw, "roamgw_up"), Some(1.0));
     assert!(
-        wait_until(Duration::from_secs(10), || query(
+        reaches(
             &gw,
-            r#"roamer_health{state="up"}"#
-        ) == Some(1.0)),
+            r#"roamer_health{state="up"}"#,
+            1.0,
+            Duration::from_secs(10)
+        ),
         "the roamer's health is not up in Prometheus:\n{}",
         s.bed.log("roamer.log")
     );
@@ -99,11 +105,12 @@ fn prometheus_scrapes_the_gateway_and_the_roamer() {
     // tunnel carries data again; Prometheus sees the recovery and the gateway's new endpoint.
     s.bed.move_laptop("100.64.0.3");
     assert!(
-        wait_until(Duration::from_secs(30), || query(
+        reaches(
             &gw,
-            "roamer_recovery_duration_seconds_count"
-        )
-        .is_some_and(|v| v >= 1.0)),
+            "roamer_recovery_duration_seconds_count",
+            1.0,
+            Duration::from_secs(30)
+        ),
         "no recovery in Prometheus:\n{}",
         s.bed.log("roamer.log")
     );
@@ -113,11 +120,12 @@ fn prometheus_scrapes_the_gateway_and_the_roamer() {
     );
     assert!(took.is_some_and(|t| t < 10.0), "time to recover: {took:?}");
     assert!(
-        wait_until(Duration::from_secs(15), || query(
+        reaches(
             &gw,
-            r#"roamgw_roamer_endpoint_changes_total{roamer="laptop"}"#
-        )
-        .is_some_and(|v| v >= 1.0)),
+            r#"roamgw_roamer_endpoint_changes_total{roamer="laptop"}"#,
+            1.0,
+            Duration::from_secs(15)
+        ),
         "the gateway did not count the roam:\n{}",
         s.bed.log("daemon-http.log")
     );
@@ -125,11 +133,12 @@ fn prometheus_scrapes_the_gateway_and_the_roamer() {
 
     s.bed.gw.run(&["nft", "flush", "ruleset"]);
     assert!(
-        wait_until(Duration::from_secs(15), || query(
+        reaches(
             &gw,
-            "roamgw_drift_repairs_total"
-        )
-        .is_some_and(|v| v >= 1.0)),
+            "roamgw_drift_repairs_total",
+            1.0,
+            Duration::from_secs(15)
+        ),
         "no drift repair counted:\n{}",
         s.bed.log("daemon-http.log")
     );
