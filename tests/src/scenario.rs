@@ -241,31 +241,14 @@ impl Scenario {
 
     /// [`Scenario::start_roamer`] with more `roamer run` arguments.
     pub fn start_roamer_with(&self, extra: &[&str]) {
-        let config = self
-            .quiet(&["show-config", "laptop", "--format", "roamer"])
-            .replace(
-                &format!("interface = \"{}\"", self.bed.gw_wg),
-                &format!("interface = \"{}\"", self.bed.roam_wg),
-            );
-        let path = self.roamer_config();
-        std::fs::write(&path, config).expect("write roamer.toml");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("chmod");
+        let config = self.quiet(&["show-config", "laptop", "--format", "roamer"]);
         self.say(&format!("roamer run on the laptop ({})", self.bed.roam_wg));
-        let roamer = binary("roamer");
-        let mut args = vec![
-            roamer.to_str().expect("utf-8"),
-            "run",
-            "--config",
-            path.to_str().expect("utf-8"),
-        ];
-        args.extend_from_slice(extra);
-        self.bed.spawn_logged(&self.bed.roam, &args, "roamer.log");
+        self.bed.spawn_roamer(&config, extra);
     }
 
     /// Where [`Scenario::start_roamer`] puts the laptop's config.
     pub fn roamer_config(&self) -> PathBuf {
-        self.bed.dir.path().join("roamer.toml")
+        self.bed.roamer_config()
     }
 
     /// The pid of the laptop's `roamer run`, from its status file.

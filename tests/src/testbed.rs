@@ -457,13 +457,46 @@ impl Testbed {
         *self.system_bus.lock().unwrap_or_else(|p| p.into_inner()) = address.to_string();
     }
 
+    /// Where [`Testbed::spawn_roamer`] puts the laptop's config.
+    pub fn roamer_config(&self) -> PathBuf {
+        self.dir.path().join("roamer.toml")
+    }
+
+    /// Starts `roamer run` on the laptop (log: roamer.log) with `config` as `roamgw show-config
+    /// laptop --format roamer` printed it (its interface renamed to this testbed's); returns
+    /// its pid.
+    pub fn spawn_roamer(&self, config: &str, extra: &[&str]) -> u32 {
+        let config = config.replace(
+            &format!("interface = \"{}\"", self.gw_wg),
+            &format!("interface = \"{}\"", self.roam_wg),
+        );
+        let path = self.roamer_config();
+        std::fs::write(&path, config).expect("write roamer.toml");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        let roamer = binary("roamer");
+        let mut args = vec![
+            roamer.to_str().expect("utf-8"),
+            "run",
+            "--config",
+            path.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        self.spawn_logged(&self.roam, &args, "roamer.log")
+    }
+
     /// Brings up stock wg-quick + wireguard-go in a namespace with the given config text.
     pub fn wg_quick_up(&self, ns: &Ns, interface: &str, config: &str) {
+        self.wg_quick_up_with(ns, interface, config, "wireguard-go");
+    }
+
+    /// [`Testbed::wg_quick_up`] with another userspace implementation (a path or a command).
+    pub fn wg_quick_up_with(&self, ns: &Ns, interface: &str, config: &str, implementation: &str) {
         let path = self.dir.path().join(format!("{interface}.conf"));
         std::fs::write(&path, config).expect("write wg-quick config");
         let out = ns
             .command(&["wg-quick", "up", path.to_str().expect("utf-8")])
-            .env("WG_QUICK_USERSPACE_IMPLEMENTATION", "wireguard-go")
+            .env("WG_QUICK_USERSPACE_IMPLEMENTATION", implementation)
             .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
             .output()
             .expect("wg-quick");

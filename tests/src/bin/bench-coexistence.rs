@@ -11,10 +11,9 @@
 //!
 //! Prints a markdown report; `bash bench/coexistence.sh` puts it into docs/benchmarks.md.
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use roamgw_e2e::bench::{iperf_mbit, percentile};
+use roamgw_e2e::bench::{self, iperf_mbit};
 use roamgw_e2e::mirror::{download, Download, Mirror};
 use roamgw_e2e::{
     Backend, GatewayMode, Laptop, Ns, Scenario, CLIENT, FLOATING_IP, OTHER_CLIENT, PUBLIC_IP,
@@ -174,25 +173,7 @@ fn own_traffic_rows() -> Vec<(String, f64, String)> {
 
 /// Round trips of 100-byte messages through the forward to the laptop's echo server.
 fn ping_pongs(s: &Scenario) -> (Duration, Duration) {
-    let mut stream = s
-        .bed
-        .cli
-        .connect(&format!("{FLOATING_IP}:7"), Duration::from_secs(10))
-        .expect("connect to the echo forward");
-    stream.set_nodelay(true).expect("nodelay");
-    let message = [b'x'; 100];
-    let mut back = [0u8; 100];
-    let mut rtts: Vec<Duration> = (0..PINGS)
-        .map(|_| {
-            let sent = Instant::now();
-            stream.write_all(&message).expect("write");
-            stream.read_exact(&mut back).expect("echo");
-            let rtt = sent.elapsed();
-            std::thread::sleep(Duration::from_millis(10));
-            rtt
-        })
-        .collect();
-    (percentile(&mut rtts, 0.5), percentile(&mut rtts, 0.99))
+    bench::ping_pongs(&s.bed.cli, &format!("{FLOATING_IP}:7"), PINGS)
 }
 
 struct Sharing {

@@ -1,0 +1,312 @@
+//! Benchmark (issue 19): roamgw's userspace data path against today's strongest userspace
+//! WireGuard, wireguard-go 0.0.20250522 (TUN offloads, UDP GSO/GRO; ../shared/anchors), in one
+//! run. The path is always the forward: internet client -> floating IP -> droplet (nft DNAT)
+//! -> tunnel -> laptop, on the nftables backend.
+//!
+//! - Bulk TCP (iperf3, 3 runs of 4 s per direction) for each pair of ends: wireguard-go both
+//!   ends, ours both ends (`roamgw run` + `roamer run`), and the two mixed pairs. CPU seconds
+//!   (user + system of both tunnel processes) per GB moved, and each end's RSS sampled mid-run.
+//! - Small packets: UDP at 64 and 512 bytes of payload (iperf3 -u, unlimited rate), packets
+//!   per second that arrive, wireguard-go both ends against ours both ends.
+//! - Latency under load: 100-byte TCP ping-pongs through a forward, idle and while a bulk
+//!   transfer fills the tunnel.
+//!
+//! Prints a markdown report; `bash bench/datapath.sh` puts it into docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use roamgw_e2e::bench::{cpu_seconds, iperf_run, pids_named, ping_pongs};
+use roamgw_e2e::{binary, median, rss_kib, wait_until, Ns, Testbed, FLOATING_IP};
+
+const RUNS: usize = 3;
+const SECONDS: u32 = 4;
+const PORT: u16 = 5201;
+const ECHO_PORT: u16 = 7;
+const PINGS: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Ours,
+    WireguardGo,
+}
+
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            End::Ours => "roamgw",
+            End::WireguardGo => "wireguard-go 0.0.20250522",
+        }
+    }
+}
+
+/// The reference build, next to this repository (or `WIREGUARD_GO_2025`).
+fn wireguard_go() -> String {
+    let path = std::env::var("WIREGUARD_GO_2025")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/anchors/wireguard-go-0.0.20250522")
+        });
+    let path = path
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e} (set WIREGUARD_GO_2025)", path.display()));
+    path.to_str().expect("utf-8").to_string()
+}
+
+fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
+    let out = bed.roamgw(&binary("roamgw"), args);
+    assert!(
+        out.status.success(),
+        "roamgw {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A testbed with the forward up between `gateway` and `laptop`; the tunnel processes' pids
+/// (gateway's, laptop's).
+fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
+    let bed = Testbed::new();
+    let wireguard = if gateway == End::Ours {
+        "userspace"
+    } else {
+        "external"
+    };
+    bed.init_with_laptop(wireguard, &[]);
+    for port in [PORT, ECHO_PORT] {
+        roamgw_ok(&bed, &["add-port", &port.to_string()]);
+    }
+    let gateway_pid = match gateway {
+        End::Ours => bed.start_roamgw_run(Duration::from_secs(20)),
+        End::WireguardGo => {
+            let config = roamgw_ok(&bed, &["show-config", "--gateway", "--format", "wg-quick"]);
+            bed.wg_quick_up_with(&bed.gw, &bed.gw_wg, &config, &wireguard_go());
+            roamgw_ok(&bed, &["up"]);
+            only(
+                pids_named(&bed.gw, "wireguard-go"),
+                "the gateway's wireguard-go",
+            )
+        }
+    };
+    let laptop_pid = match laptop {
+        End::Ours => {
+            let config = roamgw_ok(&bed, &["show-config", "laptop", "--format", "roamer"]);
+            bed.spawn_roamer(&config, &[])
+        }
+        End::WireguardGo => {
+            let config = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
+            bed.wg_quick_up_with(&bed.roam, &bed.roam_wg, &config, &wireguard_go());
+            only(
+                pids_named(&bed.roam, "wireguard-go"),
+                "the laptop's wireguard-go",
+            )
+        }
+    };
+    let roam = bed.roam.clone();
+    assert!(
+        wait_until(Duration::from_secs(15), || roam
+            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
+            .status
+            .success()),
+        "the tunnel did not come up ({} gateway, {} laptop):\n{}\n{}",
+        gateway.name(),
+        laptop.name(),
+        bed.log("daemon.log"),
+        bed.log("roamer.log")
+    );
+    bed.spawn(&bed.roam, &["iperf3", "-s", "-p", &PORT.to_string()]);
+    bed.spawn(
+        &bed.roam,
+        &[
+            "socat",
+            &format!("TCP-LISTEN:{ECHO_PORT},fork,reuseaddr"),
+            "EXEC:cat",
+        ],
+    );
+    let roam = bed.roam.clone();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let listening = roam.run(&["ss", "-Htln"]);
+        listening.contains(&format!(":{PORT}")) && listening.contains(&format!(":{ECHO_PORT}"))
+    }));
+    (bed, gateway_pid, laptop_pid)
+}
+
+fn only(pids: Vec<u32>, what: &str) -> u32 {
+    match pids.as_slice() {
+        [pid] => *pid,
+        other => panic!("{what}: expected one process, found {other:?}"),
+    }
+}
+
+/// One direction of one pair: Mbit/s of each run, CPU seconds per GB, and the largest RSS
+/// seen of each end (KiB) half-way through a run.
+struct Bulk {
+    runs: Vec<f64>,
+    cpu_per_gb: f64,
+    rss_gateway: u64,
+    rss_laptop: u64,
+}
+
+fn bulk(bed: &Testbed, pids: (u32, u32), reverse: bool) -> Bulk {
+    let cpu = || cpu_seconds(pids.0) + cpu_seconds(pids.1);
+    let (mut runs, mut bytes, mut rss) = (Vec::new(), 0u64, (0u64, 0u64));
+    let before = cpu();
+    for _ in 0..RUNS {
+        let client = bed.cli.clone();
+        let run =
+            std::thread::spawn(move || iperf_run(&client, FLOATING_IP, PORT, SECONDS, reverse));
+        std::thread::sleep(Duration::from_secs(u64::from(SECONDS) / 2));
+        rss.0 = rss.0.max(rss_kib(&pids.0.to_string()));
+        rss.1 = rss.1.max(rss_kib(&pids.1.to_string()));
+        let (mbit, moved) = run.join().expect("iperf3");
+        runs.push(mbit);
+        bytes += moved;
+    }
+    Bulk {
+        runs,
+        cpu_per_gb: (cpu() - before) / (bytes as f64 / 1e9),
+        rss_gateway: rss.0,
+        rss_laptop: rss.1,
+    }
+}
+
+/// Packets per second that arrive of an unlimited UDP stream with `payload` bytes each.
+fn small_packets(client: &Ns, payload: u16) -> f64 {
+    let out = client.output(&[
+        "iperf3",
+        "-c",
+        FLOATING_IP,
+        "-p",
+        &PORT.to_string(),
+        "-u",
+        "-b",
+        "0",
+        "-l",
+        &payload.to_string(),
+        "-t",
+        &SECONDS.to_string(),
+        "-J",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let sum = &json["end"]["sum"];
+    match (
+        sum["packets"].as_f64(),
+        sum["lost_packets"].as_f64(),
+        sum["seconds"].as_f64(),
+    ) {
+        (Some(sent), Some(lost), Some(secs)) if secs > 0.0 => (sent - lost) / secs,
+        _ => panic!("iperf3 -u failed: {}", String::from_utf8_lossy(&out.stdout)),
+    }
+}
+
+/// Ping-pongs idle, then while a bulk transfer runs toward the laptop.
+fn latency(bed: &Testbed) -> ((Duration, Duration), (Duration, Duration)) {
+    let target = format!("{FLOATING_IP}:{ECHO_PORT}");
+    let idle = ping_pongs(&bed.cli, &target, PINGS);
+    let client = bed.cli.clone();
+    let load = std::thread::spawn(move || iperf_run(&client, FLOATING_IP, PORT, 6, false));
+    std::thread::sleep(Duration::from_millis(500));
+    let loaded = ping_pongs(&bed.cli, &target, PINGS);
+    let _ = load.join();
+    (idle, loaded)
+}
+
+struct PairResult {
+    gateway: End,
+    laptop: End,
+    to_laptop: Bulk,
+    from_laptop: Bulk,
+    /// Both ends the same: small packets at 64 and 512 bytes, and latency.
+    small: Option<(f64, f64)>,
+    latency: Option<((Duration, Duration), (Duration, Duration))>,
+}
+
+fn pair(gateway: End, laptop: End) -> PairResult {
+    let (bed, gateway_pid, laptop_pid) = setup(gateway, laptop);
+    let pids = (gateway_pid, laptop_pid);
+    let to_laptop = bulk(&bed, pids, false);
+    let from_laptop = bulk(&bed, pids, true);
+    let same = gateway == laptop;
+    let small = same.then(|| (small_packets(&bed.cli, 64), small_packets(&bed.cli, 512)));
+    let latency = same.then(|| latency(&bed));
+    PairResult {
+        gateway,
+        laptop,
+        to_laptop,
+        from_laptop,
+        small,
+        latency,
+    }
+}
+
+fn runs_text(runs: &[f64]) -> String {
+    runs.iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let pairs: Vec<PairResult> = [
+        (End::WireguardGo, End::WireguardGo),
+        (End::Ours, End::Ours),
+        (End::Ours, End::WireguardGo),
+        (End::WireguardGo, End::Ours),
+    ]
+    .into_iter()
+    .map(|(g, l)| pair(g, l))
+    .collect();
+    let reference = &pairs[0];
+    let base = |b: &Bulk| median(&b.runs);
+    println!("| gateway | laptop | direction | Mbit/s ({RUNS} runs) | median | vs wireguard-go both ends | CPU s/GB | vs | RSS gateway / laptop |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for p in &pairs {
+        for (direction, b, r) in [
+            ("client → laptop", &p.to_laptop, &reference.to_laptop),
+            ("laptop → client", &p.from_laptop, &reference.from_laptop),
+        ] {
+            println!(
+                "| {} | {} | {direction} | {} | {:.0} | {:.2}x | {:.2} | {:.2}x | {:.1} / {:.1} MB |",
+                p.gateway.name(),
+                p.laptop.name(),
+                runs_text(&b.runs),
+                base(b),
+                base(b) / base(r),
+                b.cpu_per_gb,
+                b.cpu_per_gb / r.cpu_per_gb,
+                b.rss_gateway as f64 / 1024.0,
+                b.rss_laptop as f64 / 1024.0,
+            );
+        }
+    }
+    println!();
+    println!("| both ends | UDP 64 B, packets/s arriving | UDP 512 B | ping-pong idle p50 / p99 | during bulk p50 / p99 |");
+    println!("|---|---:|---:|---:|---:|");
+    for p in pairs.iter().filter(|p| p.small.is_some()) {
+        let (small, large) = p.small.unwrap_or_default();
+        let ((idle50, idle99), (load50, load99)) = p.latency.unwrap_or_default();
+        println!(
+            "| {} | {small:.0} | {large:.0} | {} / {} | {} / {} |",
+            p.gateway.name(),
+            ms(idle50),
+            ms(idle99),
+            ms(load50),
+            ms(load99)
+        );
+    }
+    println!();
+    println!(
+        "iperf3 TCP through the forward, {SECONDS} s per run; CPU s/GB: user + system seconds of \
+         both tunnel processes (`roamgw run`, `roamer run`, or wireguard-go) per GB iperf3 \
+         received, over the {RUNS} runs; RSS: VmRSS half-way through a run, largest of the runs. \
+         Small packets: iperf3 -u -b 0 for {SECONDS} s toward the laptop, packets that arrived per \
+         second. Ping-pong: {PINGS} round trips of 100 bytes over one TCP connection through a \
+         forward to `socat … EXEC:cat` on the laptop, 10 ms apart (round-trip time). Client, \
+         droplet and laptop share this machine's cores."
+    );
+}
