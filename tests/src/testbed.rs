@@ -24,6 +24,9 @@ pub struct Testbed {
     /// started firewalld on a private bus, so no test ever reaches this machine's own bus
     /// (and a firewalld on it).
     system_bus: Mutex<String>,
+    /// More laptops behind the CGNAT ([`Testbed::add_laptop`]): namespace and WireGuard
+    /// interface name.
+    laptops: Mutex<Vec<(Ns, String)>>,
 }
 
 /// Where tests point DBUS_SYSTEM_BUS_ADDRESS when they run no firewalld.
@@ -62,13 +65,78 @@ impl Testbed {
             gw_is_root,
             children: Mutex::new(Vec::new()),
             system_bus: Mutex::new(NO_SYSTEM_BUS.to_string()),
+            laptops: Mutex::new(Vec::new()),
         };
         bed.build();
         bed
     }
 
-    fn all(&self) -> [&Ns; 5] {
-        [&self.cli, &self.wan, &self.gw, &self.cgn, &self.roam]
+    /// Every namespace of the testbed, the added laptops' too.
+    fn all(&self) -> Vec<Ns> {
+        let mut all: Vec<Ns> = [&self.cli, &self.wan, &self.gw, &self.cgn, &self.roam]
+            .into_iter()
+            .cloned()
+            .collect();
+        all.extend(self.laptops().into_iter().map(|(ns, _)| ns));
+        all
+    }
+
+    fn laptops(&self) -> Vec<(Ns, String)> {
+        self.laptops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Another laptop behind the CGNAT (number `n`, 1..=200): its own namespace with
+    /// 100.64.`n`.2/24 on eth0, and a WireGuard interface name of its own; cleaned up with the
+    /// testbed.
+    pub fn add_laptop(&self, n: u8) -> (Ns, String) {
+        let ns = Ns {
+            name: format!("rg{}-l{n}", self.id),
+        };
+        let interface = format!("rg{}l{n}", self.id);
+        let out = Command::new("ip")
+            .args(["netns", "add", &ns.name])
+            .output()
+            .expect("ip netns add");
+        assert!(out.status.success(), "ip netns add {}", ns.name);
+        self.laptops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ns.clone(), interface.clone()));
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        let cgn_if = format!("to-l{n}");
+        self.cgn.run(&[
+            "ip", "link", "add", &cgn_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        self.cgn.run(&["ip", "link", "set", &cgn_if, "up"]);
+        self.cgn.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("100.64.{n}.1/24"),
+            "dev",
+            &cgn_if,
+        ]);
+        ns.run(&["ip", "link", "set", "eth0", "up"]);
+        ns.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("100.64.{n}.2/24"),
+            "dev",
+            "eth0",
+        ]);
+        ns.run(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("100.64.{n}.1"),
+        ]);
+        (ns, interface)
     }
 
     fn build(&self) {
@@ -466,11 +534,24 @@ impl Testbed {
     /// laptop --format roamer` printed it (its interface renamed to this testbed's); returns
     /// its pid.
     pub fn spawn_roamer(&self, config: &str, extra: &[&str]) -> u32 {
+        self.spawn_roamer_in(&self.roam, &self.roam_wg, config, extra)
+    }
+
+    /// [`Testbed::spawn_roamer`] in another laptop's namespace with its interface name (log:
+    /// `roamer-<interface>.log` there, `roamer.log` for the main laptop).
+    pub fn spawn_roamer_in(&self, ns: &Ns, interface: &str, config: &str, extra: &[&str]) -> u32 {
         let config = config.replace(
             &format!("interface = \"{}\"", self.gw_wg),
-            &format!("interface = \"{}\"", self.roam_wg),
+            &format!("interface = \"{interface}\""),
         );
-        let path = self.roamer_config();
+        let (path, log) = if interface == self.roam_wg {
+            (self.roamer_config(), "roamer.log".to_string())
+        } else {
+            (
+                self.dir.path().join(format!("roamer-{interface}.toml")),
+                format!("roamer-{interface}.log"),
+            )
+        };
         std::fs::write(&path, config).expect("write roamer.toml");
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
@@ -482,7 +563,7 @@ impl Testbed {
             path.to_str().expect("utf-8"),
         ];
         args.extend_from_slice(extra);
-        self.spawn_logged(&self.roam, &args, "roamer.log")
+        self.spawn_logged(ns, &args, &log)
     }
 
     /// Brings up stock wg-quick + wireguard-go in a namespace with the given config text.
@@ -553,7 +634,9 @@ impl Drop for Testbed {
         for ns in self.all() {
             let _ = Command::new("ip").args(["netns", "del", &ns.name]).output();
         }
-        for interface in [&self.gw_wg, &self.roam_wg] {
+        let mut interfaces = vec![self.gw_wg.clone(), self.roam_wg.clone()];
+        interfaces.extend(self.laptops().into_iter().map(|(_, interface)| interface));
+        for interface in &interfaces {
             let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
             for suffix in ["json", "log"] {
                 let _ = std::fs::remove_file(format!("/run/roamgw/roamer-{interface}.{suffix}"));

@@ -10,6 +10,9 @@
 //!   per second that arrive, wireguard-go both ends against ours both ends.
 //! - Latency under load: 100-byte TCP ping-pongs through a forward, idle and while a bulk
 //!   transfer fills the tunnel.
+//! - Many roamers: 200 configured on one `roamgw run`, 10 of them online (`roamer run` in 10
+//!   laptop namespaces behind the CGNAT): one roamer alone, then all 10 pushing at once; and
+//!   the time a restarted gateway takes until all 10 have handshaken again.
 //!
 //! Prints a markdown report; `bash bench/datapath.sh` puts it into docs/benchmarks.md.
 
@@ -212,6 +215,101 @@ fn latency(bed: &Testbed) -> ((Duration, Duration), (Duration, Duration)) {
     (idle, loaded)
 }
 
+const CONFIGURED: u8 = 200;
+const ONLINE: u8 = 10;
+
+struct Many {
+    single: Vec<f64>,
+    aggregate: Vec<f64>,
+    /// Ready after a SIGTERM restart → every online roamer handshaken again.
+    rehandshake: Vec<Duration>,
+}
+
+/// Handshake ages of the online roamers (`None`: never) from `roamgw status --json`.
+fn handshake_ages(bed: &Testbed, names: &[String]) -> Vec<Option<u64>> {
+    let status: serde_json::Value =
+        serde_json::from_str(&roamgw_ok(bed, &["status", "--json"])).unwrap_or_default();
+    names
+        .iter()
+        .map(|name| {
+            status["roamers"]
+                .as_array()
+                .and_then(|all| all.iter().find(|r| r["name"] == name.as_str()))
+                .and_then(|r| r["last_handshake_secs"].as_u64())
+        })
+        .collect()
+}
+
+fn many_roamers() -> Many {
+    let bed = Testbed::new();
+    bed.init_with_laptop("userspace", &[]);
+    let names: Vec<String> = (1..=ONLINE).map(|n| format!("l{n}")).collect();
+    for n in 1..CONFIGURED {
+        roamgw_ok(&bed, &["add-roamer", &format!("l{n}")]);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let public = (5301 + i).to_string();
+        roamgw_ok(
+            &bed,
+            &["add-port", &format!("{public}:{PORT}"), "--to", name],
+        );
+    }
+    let mut gateway_pid = bed.start_roamgw_run(Duration::from_secs(30));
+    for (n, name) in (1..=ONLINE).zip(&names) {
+        let (ns, interface) = bed.add_laptop(n);
+        let config = roamgw_ok(&bed, &["show-config", name, "--format", "roamer"]);
+        bed.spawn_roamer_in(&ns, &interface, &config, &[]);
+        bed.spawn(&ns, &["iperf3", "-s", "-p", &PORT.to_string()]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || handshake_ages(&bed, &names)
+            .iter()
+            .all(Option::is_some)),
+        "not every roamer came online: {:?}",
+        handshake_ages(&bed, &names)
+    );
+    let single = (0..RUNS)
+        .map(|_| iperf_run(&bed.cli, FLOATING_IP, 5301, SECONDS, false).0)
+        .collect();
+    let aggregate = (0..RUNS)
+        .map(|_| {
+            let runs: Vec<_> = (0..usize::from(ONLINE))
+                .map(|i| {
+                    let client = bed.cli.clone();
+                    let port = 5301 + i as u16;
+                    std::thread::spawn(move || {
+                        iperf_run(&client, FLOATING_IP, port, SECONDS, false)
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("iperf3").0)
+                .sum::<f64>()
+        })
+        .collect();
+    let mut rehandshake = Vec::new();
+    for _ in 0..RUNS {
+        // The restarted daemon's device is new: any handshake it reports is fresh.
+        bed.gw.run(&["kill", "-TERM", &gateway_pid.to_string()]);
+        let gone = bed.config_dir().join("roamgw.sock");
+        assert!(wait_until(Duration::from_secs(10), || !gone.exists()));
+        gateway_pid = bed.start_roamgw_run(Duration::from_secs(30));
+        let ready = std::time::Instant::now();
+        let fresh = || handshake_ages(&bed, &names).iter().all(Option::is_some);
+        assert!(
+            wait_until(Duration::from_secs(30), fresh),
+            "roamers did not handshake again: {:?}",
+            handshake_ages(&bed, &names)
+        );
+        rehandshake.push(ready.elapsed());
+    }
+    Many {
+        single,
+        aggregate,
+        rehandshake,
+    }
+}
+
 struct PairResult {
     gateway: End,
     laptop: End,
@@ -261,6 +359,7 @@ fn main() {
     .into_iter()
     .map(|(g, l)| pair(g, l))
     .collect();
+    let many = many_roamers();
     let reference = &pairs[0];
     let base = |b: &Bulk| median(&b.runs);
     println!("| gateway | laptop | direction | Mbit/s ({RUNS} runs) | median | vs wireguard-go both ends | CPU s/GB | vs | RSS gateway / laptop |");
@@ -299,6 +398,40 @@ fn main() {
             ms(load99)
         );
     }
+    println!();
+    let ours_single = median(&pairs[1].to_laptop.runs);
+    println!(
+        "| many roamers (`roamgw run` + `roamer run`) | Mbit/s ({RUNS} runs) | median | ratio |"
+    );
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| one roamer, 1 configured (above) | {} | {ours_single:.0} | 1.00x |",
+        runs_text(&pairs[1].to_laptop.runs)
+    );
+    println!(
+        "| one roamer, {CONFIGURED} configured | {} | {:.0} | {:.2}x |",
+        runs_text(&many.single),
+        median(&many.single),
+        median(&many.single) / ours_single
+    );
+    println!(
+        "| {ONLINE} roamers at once, {CONFIGURED} configured (sum) | {} | {:.0} | {:.2}x of one roamer with {CONFIGURED} configured |",
+        runs_text(&many.aggregate),
+        median(&many.aggregate),
+        median(&many.aggregate) / median(&many.single)
+    );
+    let rehandshake: Vec<String> = many
+        .rehandshake
+        .iter()
+        .map(|d| format!("{:.2} s", d.as_secs_f64()))
+        .collect();
+    println!();
+    println!(
+        "Gateway restart (SIGTERM, start) with {CONFIGURED} roamers configured and {ONLINE} online: \
+         ready → all {ONLINE} handshaken again in {} (read from `roamgw status --json` in a loop; \
+         the restarted device starts without sessions, so any handshake it shows is new).",
+        rehandshake.join(" / ")
+    );
     println!();
     println!(
         "iperf3 TCP through the forward, {SECONDS} s per run; CPU s/GB: user + system seconds of \
