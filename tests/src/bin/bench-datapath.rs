@@ -15,6 +15,10 @@
 //!   the time a restarted gateway takes until all 10 have handshaken again.
 //!
 //! Prints a markdown report; `bash bench/datapath.sh` puts it into docs/benchmarks.md.
+//!
+//! `bench-datapath profile ours|wireguard-go [reverse]` instead profiles one pair with `perf`
+//! (the whole machine, 6 s of an iperf3 run) and prints where the cycles go, by process and by
+//! symbol.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,9 +81,9 @@ fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
         "external"
     };
     bed.init_with_laptop(wireguard, &[]);
-    for port in [PORT, ECHO_PORT] {
-        roamgw_ok(&bed, &["add-port", &port.to_string()]);
-    }
+    // iperf3's UDP test sends its data to the port of its TCP control connection.
+    roamgw_ok(&bed, &["add-port", &format!("{PORT}/tcp+udp")]);
+    roamgw_ok(&bed, &["add-port", &ECHO_PORT.to_string()]);
     let gateway_pid = match gateway {
         End::Ours => bed.start_roamgw_run(Duration::from_secs(20)),
         End::WireguardGo => {
@@ -349,7 +353,62 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Where the cycles go while `end` runs both ends of a bulk transfer.
+fn profile(end: End, reverse: bool) {
+    let (bed, _, _) = setup(end, end);
+    let client = bed.cli.clone();
+    let run = std::thread::spawn(move || iperf_run(&client, FLOATING_IP, PORT, 10, reverse));
+    std::thread::sleep(Duration::from_secs(2));
+    let data = bed.dir.path().join("perf.data");
+    let data = data.to_str().expect("utf-8");
+    let record = std::process::Command::new("perf")
+        .args(["record", "-a", "-F", "2999", "-o", data, "--", "sleep", "6"])
+        .output()
+        .expect("perf record (apt-get install linux-perf)");
+    assert!(
+        record.status.success(),
+        "perf record: {}",
+        String::from_utf8_lossy(&record.stderr)
+    );
+    let (mbit, _) = run.join().expect("iperf3");
+    println!(
+        "{} both ends, {}: {mbit:.0} Mbit/s while profiled",
+        end.name(),
+        if reverse {
+            "laptop → client"
+        } else {
+            "client → laptop"
+        }
+    );
+    for sort in ["comm", "comm,dso,symbol"] {
+        let report = std::process::Command::new("perf")
+            .args([
+                "report",
+                "-i",
+                data,
+                "--stdio",
+                "--no-children",
+                "--sort",
+                sort,
+                "--percent-limit",
+                "0.8",
+            ])
+            .output()
+            .expect("perf report");
+        println!("{}", String::from_utf8_lossy(&report.stdout));
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("profile") {
+        let end = match args.get(1).map(String::as_str) {
+            Some("wireguard-go") => End::WireguardGo,
+            _ => End::Ours,
+        };
+        profile(end, args.get(2).map(String::as_str) == Some("reverse"));
+        return;
+    }
     let pairs: Vec<PairResult> = [
         (End::WireguardGo, End::WireguardGo),
         (End::Ours, End::Ours),
