@@ -201,6 +201,31 @@ def plot_coexistence():
     save(fig, "coexistence")
 
 
+def plot_datapath():
+    header, rows = tables(section("datapath"))[0]
+    labels = [f"{r[0].replace(' 0.0.20250522', '')} → {r[1].replace(' 0.0.20250522', '')}, {r[2]}" for r in rows]
+    ours = ["roamgw" in r[0] and "roamgw" in r[1] for r in rows]
+    reference = ["roamgw" not in r[0] and "roamgw" not in r[1] for r in rows]
+    colors = [OURS if o else THEIRS if ref else OTHER for o, ref in zip(ours, reference)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    y = list(range(len(rows)))
+    medians = [number(r[4]) for r in rows]
+    left.barh(y, medians, color=colors)
+    for i, r in enumerate(rows):
+        left.plot(numbers(r[3]), [i] * len(numbers(r[3])), "k.", markersize=4)
+        left.text(medians[i] * 1.02, i, r[5], va="center", fontsize=7)
+    left.set_yticks(y, labels, fontsize=7)
+    left.invert_yaxis()
+    left.set_xlabel("Mbit/s through the forward (bar: median, dots: runs; label: vs wireguard-go both ends)")
+    cpu = [number(r[6]) for r in rows]
+    right.barh(y, cpu, color=colors)
+    for i, r in enumerate(rows):
+        right.text(cpu[i] * 1.02, i, r[7], va="center", fontsize=7)
+    right.set_xlabel("CPU seconds per GB, both ends (lower is better)")
+    fig.suptitle("Data path: roamgw (blue) against wireguard-go 0.0.20250522 (red), mixed pairs grey")
+    save(fig, "datapath")
+
+
 PLOTS = {
     "throughput": plot_throughput,
     "add-port": plot_add_port,
@@ -208,6 +233,7 @@ PLOTS = {
     "restart": plot_restart,
     "firewalld": plot_firewalld,
     "coexistence": plot_coexistence,
+    "datapath": plot_datapath,
 }
 
 if __name__ == "__main__":
