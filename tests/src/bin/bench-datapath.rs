@@ -242,8 +242,9 @@ struct Many {
 
 /// Handshake ages of the online roamers (`None`: never) from `roamgw status --json`.
 fn handshake_ages(bed: &Testbed, names: &[String]) -> Vec<Option<u64>> {
-    let status: serde_json::Value =
-        serde_json::from_str(&roamgw_ok(bed, &["status", "--json"])).unwrap_or_default();
+    // Not roamgw_ok: status exits non-zero while the data plane is not up yet.
+    let out = bed.roamgw(&binary("roamgw"), &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     names
         .iter()
         .map(|name| {
