@@ -16,6 +16,7 @@
 //!
 //! Prints a markdown report; `bash bench/datapath.sh` puts it into docs/benchmarks.md.
 //!
+//! `bench-datapath quick` measures only ours both ends, bulk (for tuning).
 //! `bench-datapath profile ours|wireguard-go [reverse]` instead profiles one pair with `perf`
 //! (the whole machine, 6 s of an iperf3 run) and prints where the cycles go, by process and by
 //! symbol.
@@ -419,6 +420,21 @@ fn main() {
             _ => End::Ours,
         };
         profile(end, args.get(2).map(String::as_str) == Some("reverse"));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("quick") {
+        // While tuning: ours both ends, bulk only, no reference.
+        let (bed, gateway_pid, laptop_pid) = setup(End::Ours, End::Ours);
+        for (direction, reverse) in [("client → laptop", false), ("laptop → client", true)] {
+            let b = bulk(&bed, (gateway_pid, laptop_pid), reverse);
+            println!(
+                "{direction}: {} Mbit/s, {:.2} CPU s/GB, RSS {:.1} / {:.1} MB",
+                runs_text(&b.runs),
+                b.cpu_per_gb,
+                b.rss_gateway as f64 / 1024.0,
+                b.rss_laptop as f64 / 1024.0
+            );
+        }
         return;
     }
     let pairs: Vec<PairResult> = [
