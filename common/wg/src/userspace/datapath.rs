@@ -41,6 +41,10 @@ const GRO_BUFFER: usize = 65_535;
 /// be touched: 32 KB kept roamer's RSS at 12.8 MB for 2,941 Mbit/s; 64 KB gave 15.2 MB for
 /// 3,030 (within the noise), 16 KB 10.9 MB for 2,374 (docs/benchmarks.md).
 const TUN_GRO_BYTES: usize = 32_768;
+/// Decrypted packets per batched TUN write. Coalescing makes one write of ~22 full-sized
+/// segments (TUN_GRO_BYTES), so 64 packets need as many writes per packet as 128 did, and
+/// half the buffers are ever touched (docs/benchmarks.md, data path).
+const TUN_BATCH: usize = 64;
 /// Kernel socket buffers: bursts of 64 KB sends must not find a full buffer.
 const SOCKET_BUFFER: usize = 4 << 20;
 /// boringtun's device runs timers at this period.
@@ -331,7 +335,7 @@ impl TunBatch {
     fn new() -> Self {
         TunBatch {
             // Room to coalesce segments into the first packet of a flow.
-            packets: (0..IDEAL_BATCH_SIZE)
+            packets: (0..TUN_BATCH)
                 .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + TUN_GRO_BYTES))
                 .collect(),
             used: 0,
