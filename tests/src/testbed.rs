@@ -432,6 +432,17 @@ impl Testbed {
             .expect("run roamgw")
     }
 
+    /// This build's `roamgw` with `args`, which must succeed: its stdout.
+    pub fn roamgw_ok(&self, args: &[&str]) -> String {
+        let out = self.roamgw(&binary("roamgw"), args);
+        assert!(
+            out.status.success(),
+            "roamgw {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The daemon's state directory (remembered endpoints), inside the temp dir.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

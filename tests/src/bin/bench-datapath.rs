@@ -62,16 +62,6 @@ fn wireguard_go() -> String {
     path.to_str().expect("utf-8").to_string()
 }
 
-fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
-    let out = bed.roamgw(&binary("roamgw"), args);
-    assert!(
-        out.status.success(),
-        "roamgw {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A testbed with the forward up between `gateway` and `laptop`; the tunnel processes' pids
 /// (gateway's, laptop's).
 fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
@@ -85,23 +75,20 @@ fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
     // iperf3's UDP test sends its data to the port of its TCP control connection. Its server
     // connect()s a socket per client, which a kept client address would route past the
     // tunnel (docs/roamer.md): that one masquerades.
-    roamgw_ok(&bed, &["add-port", &PORT.to_string()]);
-    roamgw_ok(
-        &bed,
-        &[
-            "add-port",
-            &format!("{PORT}/udp"),
-            "--client-ip",
-            "masquerade",
-        ],
-    );
-    roamgw_ok(&bed, &["add-port", &ECHO_PORT.to_string()]);
+    bed.roamgw_ok(&["add-port", &PORT.to_string()]);
+    bed.roamgw_ok(&[
+        "add-port",
+        &format!("{PORT}/udp"),
+        "--client-ip",
+        "masquerade",
+    ]);
+    bed.roamgw_ok(&["add-port", &ECHO_PORT.to_string()]);
     let gateway_pid = match gateway {
         End::Ours => bed.start_roamgw_run(Duration::from_secs(20)),
         End::WireguardGo => {
-            let config = roamgw_ok(&bed, &["show-config", "--gateway", "--format", "wg-quick"]);
+            let config = bed.roamgw_ok(&["show-config", "--gateway", "--format", "wg-quick"]);
             bed.wg_quick_up_with(&bed.gw, &bed.gw_wg, &config, &wireguard_go());
-            roamgw_ok(&bed, &["up"]);
+            bed.roamgw_ok(&["up"]);
             only(
                 pids_named(&bed.gw, "wireguard-go"),
                 "the gateway's wireguard-go",
@@ -110,11 +97,11 @@ fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
     };
     let laptop_pid = match laptop {
         End::Ours => {
-            let config = roamgw_ok(&bed, &["show-config", "laptop", "--format", "roamer"]);
+            let config = bed.roamgw_ok(&["show-config", "laptop", "--format", "roamer"]);
             bed.spawn_roamer(&config, &[])
         }
         End::WireguardGo => {
-            let config = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
+            let config = bed.roamgw_ok(&["show-config", "laptop", "--format", "wg-quick"]);
             bed.wg_quick_up_with(&bed.roam, &bed.roam_wg, &config, &wireguard_go());
             only(
                 pids_named(&bed.roam, "wireguard-go"),
@@ -262,19 +249,16 @@ fn many_roamers() -> Many {
     bed.init_with_laptop("userspace", &[]);
     let names: Vec<String> = (1..=ONLINE).map(|n| format!("l{n}")).collect();
     for n in 1..CONFIGURED {
-        roamgw_ok(&bed, &["add-roamer", &format!("l{n}")]);
+        bed.roamgw_ok(&["add-roamer", &format!("l{n}")]);
     }
     for (i, name) in names.iter().enumerate() {
         let public = (5301 + i).to_string();
-        roamgw_ok(
-            &bed,
-            &["add-port", &format!("{public}:{PORT}"), "--to", name],
-        );
+        bed.roamgw_ok(&["add-port", &format!("{public}:{PORT}"), "--to", name]);
     }
     let mut gateway_pid = bed.start_roamgw_run(Duration::from_secs(30));
     for (n, name) in (1..=ONLINE).zip(&names) {
         let (ns, interface) = bed.add_laptop(n);
-        let config = roamgw_ok(&bed, &["show-config", name, "--format", "roamer"]);
+        let config = bed.roamgw_ok(&["show-config", name, "--format", "roamer"]);
         bed.spawn_roamer_in(&ns, &interface, &config, &[]);
         bed.spawn(&ns, &["iperf3", "-s", "-p", &PORT.to_string()]);
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{
     bench::{iperf_mbit, percentile},
-    binary, median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns, Scenario, Testbed,
-    ANCHOR_IP, FLOATING_IP, PUBLIC_IP,
+    median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns, Scenario, Testbed, ANCHOR_IP,
+    FLOATING_IP, PUBLIC_IP,
 };
 
 const RUNS: usize = 3;
@@ -26,16 +26,6 @@ fn runs(client: &Ns, target: &str) -> Vec<f64> {
     (0..RUNS)
         .map(|_| iperf_mbit(client, target, PORT, SECONDS))
         .collect()
-}
-
-fn roamgw_ok(bed: &Testbed, args: &[&str]) -> String {
-    let out = bed.roamgw(&binary("roamgw"), args);
-    assert!(
-        out.status.success(),
-        "roamgw {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn wait_tunnel(bed: &Testbed) {
@@ -67,8 +57,8 @@ fn manual() -> Vec<f64> {
     let bed = Testbed::new();
     // The keys and tunnel of the manual setup, written by hand there; roamgw prints the same.
     bed.init_with_laptop("external", &[]);
-    let gateway = roamgw_ok(&bed, &["show-config", "--gateway", "--format", "wg-quick"]);
-    let laptop = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
+    let gateway = bed.roamgw_ok(&["show-config", "--gateway", "--format", "wg-quick"]);
+    let laptop = bed.roamgw_ok(&["show-config", "laptop", "--format", "wg-quick"]);
     let firewalld = Firewalld::start(&bed, &bed.gw);
     bed.wg_quick_up(&bed.gw, &bed.gw_wg, &gateway);
     bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop);
@@ -90,7 +80,7 @@ fn manual() -> Vec<f64> {
 fn roamgw_userspace() -> (Vec<f64>, u64) {
     let bed = Testbed::new();
     bed.init_with_laptop("userspace", &[]);
-    roamgw_ok(&bed, &["add-port", &PORT.to_string()]);
+    bed.roamgw_ok(&["add-port", &PORT.to_string()]);
     // 999 more forwards, for the RSS figure with 1,000.
     bed.preload_forwards(999);
     let dir = bed.config_dir();
@@ -101,7 +91,7 @@ fn roamgw_userspace() -> (Vec<f64>, u64) {
         "roamgw run: {}",
         bed.log("daemon.log")
     );
-    let laptop = roamgw_ok(&bed, &["show-config", "laptop", "--format", "wg-quick"]);
+    let laptop = bed.roamgw_ok(&["show-config", "laptop", "--format", "wg-quick"]);
     bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop);
     wait_tunnel(&bed);
     iperf_server(&bed, &bed.roam);
