@@ -303,21 +303,31 @@ pub fn run(
     let owned_device = create_device(interface, wireguard)?;
     let device = owned_device.as_ref();
     let tunnel_index = bring_up(device, &loaded, endpoint)?;
+    // After bring_up (`--http` may name the tunnel address); a failure takes the routes and
+    // rules down again (the device goes with `owned_device`).
     let monitor = Arc::new(Monitor::default());
-    if let Some(addr) = http {
-        crate::metrics::serve(
-            addr,
-            monitor.clone(),
-            config.name.to_string(),
-            interface.to_string(),
-            config.gateway.public_key,
-        )
-        .map_err(|source| RunError::Http { addr, source })?;
-    }
     let network_events = events.clone();
-    roamgw_wg::netlink::watch_network(tunnel_index, move |change| {
-        let _ = network_events.send(Event::Network(change));
-    })?;
+    let watching = http
+        .map_or(Ok(()), |addr| {
+            crate::metrics::serve(
+                addr,
+                monitor.clone(),
+                config.name.to_string(),
+                interface.to_string(),
+                config.gateway.public_key,
+            )
+            .map_err(|source| RunError::Http { addr, source })
+        })
+        .and_then(|()| {
+            roamgw_wg::netlink::watch_network(tunnel_index, move |change| {
+                let _ = network_events.send(Event::Network(change));
+            })
+            .map_err(RunError::from)
+        });
+    if let Err(e) = watching {
+        unroute(config);
+        return Err(e);
+    }
 
     let mut session = Session {
         config,
