@@ -48,6 +48,18 @@ impl Finding {
     }
 }
 
+/// Which WireGuard this machine runs: the same line on the gateway and on the laptop.
+pub fn wireguard_kind(kernel_available: bool) -> Finding {
+    if kernel_available {
+        Finding::ok("wireguard", "kernel WireGuard available")
+    } else {
+        Finding::ok(
+            "wireguard",
+            "no kernel WireGuard: the embedded userspace device is used",
+        )
+    }
+}
+
 /// The text `doctor` prints (or JSON), and its exit code: 1 when a finding fails.
 pub fn report(findings: &[Finding], json: bool) -> (String, u8) {
     let code = u8::from(findings.iter().any(|f| f.level == Level::Fail));

@@ -95,14 +95,7 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             });
         }
     }
-    out.push(if f.kernel_wireguard {
-        Finding::ok("wireguard", "kernel WireGuard available")
-    } else {
-        Finding::ok(
-            "wireguard",
-            "no kernel WireGuard: the embedded userspace device is used",
-        )
-    });
+    out.push(roamgw_common::doctor::wireguard_kind(f.kernel_wireguard));
     out
 }
 
