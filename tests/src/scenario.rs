@@ -183,10 +183,7 @@ impl Scenario {
             status
                 .as_ref()
                 .is_none_or(|s| std::path::Path::new(s).exists())
-                && roam
-                    .output(&["ping", "-c1", "-W1", "192.168.32.1"])
-                    .status
-                    .success()
+                && self.bed.tunnel_answers()
         });
         assert!(
             tunnel,
@@ -338,12 +335,7 @@ impl Scenario {
                     &self.bed.roam,
                     &["ping", "-i", "0.5", "-w", "60", "192.168.32.1"],
                 );
-                let roam = self.bed.roam.clone();
-                let back = wait_until(Duration::from_secs(60), || {
-                    roam.output(&["ping", "-c1", "-W1", "192.168.32.1"])
-                        .status
-                        .success()
-                });
+                let back = self.bed.tunnel_answers_within(Duration::from_secs(60));
                 assert!(back, "the laptop did not reconnect to the restarted daemon");
             }
         }

@@ -432,6 +432,20 @@ impl Testbed {
             .expect("run roamgw")
     }
 
+    /// Whether one ping from the laptop reaches the gateway's tunnel address (192.168.32.1):
+    /// the tunnel answers.
+    pub fn tunnel_answers(&self) -> bool {
+        self.roam
+            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
+            .status
+            .success()
+    }
+
+    /// [`Testbed::tunnel_answers`], tried until `deadline`.
+    pub fn tunnel_answers_within(&self, deadline: Duration) -> bool {
+        wait_until(deadline, || self.tunnel_answers())
+    }
+
     /// This build's `roamgw` with `args`, which must succeed: its stdout.
     pub fn roamgw_ok(&self, args: &[&str]) -> String {
         let out = self.roamgw(&binary("roamgw"), args);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
 use roamgw_common::PrivateKey;
-use roamgw_e2e::{wait_until, Testbed, PUBLIC_IP};
+use roamgw_e2e::{Testbed, PUBLIC_IP};
 use roamgw_wg::userspace::UserspaceDevice;
 use roamgw_wg::PeerConfig;
 use roamgw_wg::{set_identity, sync_peers, WgDevice};
@@ -56,13 +56,10 @@ fn changing_a_peer_keeps_the_device_and_the_learned_endpoint() {
         }],
     };
     bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop.render());
-    let up = wait_until(Duration::from_secs(10), || {
-        bed.roam
-            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
-            .status
-            .success()
-    });
-    assert!(up, "no tunnel");
+    assert!(
+        bed.tunnel_answers_within(Duration::from_secs(10)),
+        "no tunnel"
+    );
     let learned = device.status().expect("status").peers[0].endpoint;
     assert!(
         learned.is_some(),

@@ -109,12 +109,8 @@ fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
             )
         }
     };
-    let roam = bed.roam.clone();
     assert!(
-        wait_until(Duration::from_secs(15), || roam
-            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
-            .status
-            .success()),
+        bed.tunnel_answers_within(Duration::from_secs(15)),
         "the tunnel did not come up ({} gateway, {} laptop):\n{}\n{}",
         gateway.name(),
         laptop.name(),

@@ -29,12 +29,8 @@ fn runs(client: &Ns, target: &str) -> Vec<f64> {
 }
 
 fn wait_tunnel(bed: &Testbed) {
-    let roam = bed.roam.clone();
     assert!(
-        wait_until(Duration::from_secs(15), || roam
-            .output(&["ping", "-c1", "-W1", "192.168.32.1"])
-            .status
-            .success()),
+        bed.tunnel_answers_within(Duration::from_secs(15)),
         "tunnel did not come up"
     );
 }
