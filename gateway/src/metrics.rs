@@ -147,6 +147,11 @@ pub fn render(s: &Snapshot) -> String {
 
 /// What a scrape reads.
 pub fn snapshot(store: &Store, monitor: &Monitor) -> Snapshot {
+    snapshot_of(store.load().ok().as_ref(), monitor)
+}
+
+/// What a scrape shows of `state` (`None`: no usable state file) and the daemon's own counts.
+pub fn snapshot_of(state: Option<&GatewayState>, monitor: &Monitor) -> Snapshot {
     let mut s = Snapshot {
         version: env!("CARGO_PKG_VERSION"),
         drift_repairs: monitor.drift_repairs.load(Ordering::Relaxed),
@@ -155,8 +160,8 @@ pub fn snapshot(store: &Store, monitor: &Monitor) -> Snapshot {
         endpoint_changes: monitor.endpoint_changes(),
         ..Snapshot::default()
     };
-    let Ok(state) = store.load() else { return s };
-    let view = backend::of(&state).view(&state).ok().flatten();
+    let Some(state) = state else { return s };
+    let view = backend::of(state).view(state).ok().flatten();
     s.up = view.is_some();
     s.in_sync = view.as_ref().is_some_and(|v| v.drift.is_none());
     s.counters = view.and_then(|v| v.counters);
@@ -165,7 +170,7 @@ pub fn snapshot(store: &Store, monitor: &Monitor) -> Snapshot {
         .iter()
         .map(|f| (f.key(), f.to.to_string()))
         .collect();
-    s.peers = peers(&state);
+    s.peers = peers(state);
     s
 }
 

@@ -246,8 +246,9 @@ fn roamer_views(state: &GatewayState, peers: Vec<PeerView>) -> Vec<RoamerView> {
 }
 
 fn status_view(store: &Store, monitor: &Monitor, changes_allowed: bool) -> StatusView {
-    let metrics = crate::metrics::snapshot(store, monitor);
+    // One read of the state for the whole view (the page polls every 2 s).
     let state = store.load().ok();
+    let metrics = crate::metrics::snapshot_of(state.as_ref(), monitor);
     let public = state
         .as_ref()
         .map(crate::change::public_address_text)
