@@ -33,8 +33,8 @@ fn state_name(health: &Health) -> &'static str {
 #[derive(Debug)]
 pub struct Monitor {
     health: Mutex<&'static str>,
-    pub network_changes: AtomicU64,
-    pub gateway_moves: AtomicU64,
+    network_changes: AtomicU64,
+    gateway_moves: AtomicU64,
     pub recovery: Histogram,
 }
 
@@ -68,8 +68,14 @@ impl Monitor {
         self.recovery.observe(took);
     }
 
-    pub fn counted(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// A network change or a wake-up made roamer probe the gateway.
+    pub fn network_changed(&self) {
+        self.network_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The gateway's name resolved to a new address and roamer followed it.
+    pub fn gateway_moved(&self) {
+        self.gateway_moves.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -220,7 +226,7 @@ mod tests {
         let monitor = Monitor::default();
         monitor.set_health(&Health::Stale("probe unanswered".into()));
         monitor.recovered(Duration::from_millis(120));
-        Monitor::counted(&monitor.network_changes);
+        monitor.network_changed();
         let s = Snapshot {
             version: "0.1.0",
             roamer: "laptop".into(),

@@ -498,7 +498,7 @@ impl Session<'_> {
         for input in inputs {
             let now = boottime();
             if input == Input::NetworkChanged {
-                Monitor::counted(&self.monitor.network_changes);
+                self.monitor.network_changed();
                 self.disrupted_since.get_or_insert(now);
             }
             let before = (self.machine.health().clone(), self.machine.endpoint());
@@ -511,7 +511,7 @@ impl Session<'_> {
                     ),
                     Action::Reconnect(address) => {
                         if address != before.1 {
-                            Monitor::counted(&self.monitor.gateway_moves);
+                            self.monitor.gateway_moved();
                             info!(from = %before.1, to = %address, "the gateway moved: following it");
                         }
                         if let Err(e) = reset_peer(self.device, &peer_config(self.config, address))
