@@ -79,18 +79,19 @@ def plot_throughput():
     runs = [numbers(r[1]) for r in rows]
     medians = [number(r[2]) for r in rows]
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    colors = [OTHER if l == "(a)" else THEIRS if l == "(b)" else OURS for l in labels]
+    colors = [OTHER if l == "(a)" else THEIRS if l in ("(b)", "(g)") else OURS for l in labels]
     y = range(len(rows))
     ax.barh(y, medians, color=colors, alpha=0.85)
     for i, values in enumerate(runs):
         ax.plot(values, [i] * len(values), "k.", markersize=4)
-        ax.text(medians[i] * 1.08, i, f"{medians[i]:,.0f} Mbit/s  ({rows[i][3]})", va="center")
+        ratios = f"{rows[i][3]} of (b)" + (f", {rows[i][4]} of (g)" if len(rows[i]) > 4 else "")
+        ax.text(medians[i] * 1.08, i, f"{medians[i]:,.0f} Mbit/s  ({ratios})", va="center", fontsize=8)
     ax.set_yticks(list(y), [r[0][:70] for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlim(right=max(medians) * 12)
     ax.set_xlabel("Mbit/s, log scale (bar: median, dots: runs)")
-    fig.suptitle("Forwarded throughput (blue: roamgw, red: manual setup, grey: no tunnel)")
+    fig.suptitle("Forwarded throughput (blue: roamgw, red: manual setups, grey: no tunnel)")
     save(fig, "throughput")
 
 

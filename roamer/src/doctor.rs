@@ -8,7 +8,11 @@ use roamgw_wg::netlink::Links;
 
 use crate::config;
 use crate::health::Health;
+use crate::routing::{self, Installed, Repair, Wanted, EGRESS_RULES, REPLY_RULES};
 use crate::status::Report;
+
+/// Said when part of the laptop's routing is missing.
+const PUT_BACK: &str = "a running roamer puts it back within 10 s (its log says \"put back\"); if it stays missing, see that log (journalctl -u roamer) or restart the roamer";
 
 /// What `roamer doctor` reads from the laptop.
 #[derive(Debug, Clone, Default)]
@@ -18,12 +22,10 @@ pub struct Facts {
     pub health: Option<Health>,
     /// Warnings of the config (key modes, subnet collisions, keepalive).
     pub config_warnings: Vec<String>,
-    /// Rules that send replies into the tunnel: by source, by mark.
-    pub reply_rules: usize,
-    pub udp_reply_table: bool,
-    /// Egress destinations, and the rules that route them (3 when complete).
+    /// The laptop's routing for the tunnel, as found.
+    pub installed: Installed,
+    /// Egress destinations configured.
     pub egress: usize,
-    pub egress_rules: usize,
     pub nft_available: bool,
     pub kernel_wireguard: bool,
 }
@@ -54,20 +56,27 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             ),
             None => Finding::warn("tunnel", "no health yet", "wait a few seconds, then roamer status"),
         });
-        out.push(if f.reply_rules >= 2 {
+        let wanted = Wanted {
+            udp_reply_table: f.nft_available,
+            egress_destinations: f.egress,
+        };
+        let missing = routing::repairs(&f.installed, &wanted);
+        let found = &f.installed;
+        out.push(if !missing.contains(&Repair::Replies) {
             Finding::ok("replies", "routed into the tunnel by source and mark")
         } else {
             Finding::fail(
                 "replies",
                 format!(
-                    "{} of 2 reply rules (priority {}): clients of forwards that keep their address get no answer",
-                    f.reply_rules,
-                    replies::RULE_PRIORITY
+                    "{} of {REPLY_RULES} reply rules (priority {}){}: clients of forwards that keep their address get no answer",
+                    found.reply_rules,
+                    replies::RULE_PRIORITY,
+                    if found.reply_routes == 0 { ", their table empty" } else { "" },
                 ),
-                "restart the roamer (systemctl restart roamer), which installs them",
+                PUT_BACK,
             )
         });
-        out.push(match (f.udp_reply_table, f.nft_available) {
+        out.push(match (found.udp_reply_table, f.nft_available) {
             (true, _) => Finding::ok("udp_replies", "table for UDP replies loaded"),
             (false, false) => Finding::warn(
                 "udp_replies",
@@ -77,11 +86,11 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             (false, true) => Finding::warn(
                 "udp_replies",
                 "the table for UDP replies is missing",
-                "restart the roamer",
+                PUT_BACK,
             ),
         });
         if f.egress > 0 {
-            out.push(if f.egress_rules >= 3 {
+            out.push(if !missing.contains(&Repair::Egress) {
                 Finding::ok(
                     "egress",
                     format!("{} destination(s) through the gateway", f.egress),
@@ -89,8 +98,11 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             } else {
                 Finding::fail(
                     "egress",
-                    format!("{} of 3 egress rules", f.egress_rules),
-                    "restart the roamer",
+                    format!(
+                        "{} of {EGRESS_RULES} egress rules, {} of {} routes",
+                        found.egress_rules, found.egress_routes, f.egress
+                    ),
+                    PUT_BACK,
                 )
             });
         }
@@ -106,34 +118,17 @@ pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
     let config_warnings = config::load(config_path, &routes)
         .map(|loaded| loaded.warnings)
         .unwrap_or_else(|e| vec![e.to_string()]);
-    let links = Links::connect().ok();
-    let count = |priority: u32, table: u32| {
-        links
-            .as_ref()
-            .and_then(|l| l.count_rules(priority, table).ok())
-            .unwrap_or(0)
-    };
-    let table = replies::table(&config.interface);
-    let egress_table = replies::egress_table(&config.interface);
-    let main = roamgw_wg::netlink::MAIN_TABLE;
-    let nft = |args: &[&str]| crate::run::nft(args, None).is_ok();
+    let installed = Links::connect()
+        .and_then(|links| Installed::read(&links, config))
+        .unwrap_or_default();
     Facts {
         interface: config.interface.to_string(),
         running: report.running,
         health: report.health,
         config_warnings,
-        reply_rules: count(replies::RULE_PRIORITY, table),
-        udp_reply_table: nft(&[
-            "list",
-            "table",
-            "ip",
-            &replies::nft_table(&config.interface),
-        ]),
+        installed,
         egress: config.egress().len(),
-        egress_rules: count(replies::EGRESS_PRIORITY, main)
-            + count(replies::EGRESS_PRIORITY + 1, main)
-            + count(replies::EGRESS_PRIORITY + 2, egress_table),
-        nft_available: nft(&["--version"]),
+        nft_available: routing::nft(&["--version"], None).is_ok(),
         kernel_wireguard: roamgw_wg::kernel_available(),
     }
 }
@@ -149,8 +144,12 @@ mod tests {
             interface: "roamgw0".into(),
             running: true,
             health: Some(Health::Up),
-            reply_rules: 2,
-            udp_reply_table: true,
+            installed: Installed {
+                reply_rules: REPLY_RULES,
+                reply_routes: 1,
+                udp_reply_table: true,
+                ..Installed::default()
+            },
             nft_available: true,
             kernel_wireguard: true,
             ..Facts::default()
@@ -170,19 +169,25 @@ mod tests {
             ),
             (
                 "reply rule gone",
-                |f| f.reply_rules = 1,
+                |f| f.installed.reply_rules = 1,
+                "replies",
+                Level::Fail,
+            ),
+            (
+                "reply table flushed",
+                |f| f.installed.reply_routes = 0,
                 "replies",
                 Level::Fail,
             ),
             (
                 "no nft",
-                |f| (f.udp_reply_table, f.nft_available) = (false, false),
+                |f| (f.installed.udp_reply_table, f.nft_available) = (false, false),
                 "udp_replies",
                 Level::Warn,
             ),
             (
                 "egress rules gone",
-                |f| (f.egress, f.egress_rules) = (1, 0),
+                |f| (f.egress, f.installed.egress_rules) = (1, 0),
                 "egress",
                 Level::Fail,
             ),

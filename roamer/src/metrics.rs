@@ -35,6 +35,7 @@ pub struct Monitor {
     health: Mutex<&'static str>,
     network_changes: AtomicU64,
     gateway_moves: AtomicU64,
+    drift_repairs: AtomicU64,
     pub recovery: Histogram,
 }
 
@@ -44,6 +45,7 @@ impl Default for Monitor {
             health: Mutex::new(STATES[0]),
             network_changes: AtomicU64::new(0),
             gateway_moves: AtomicU64::new(0),
+            drift_repairs: AtomicU64::new(0),
             recovery: Histogram::new(&RECOVERY_BUCKETS),
         }
     }
@@ -77,6 +79,11 @@ impl Monitor {
     pub fn gateway_moved(&self) {
         self.gateway_moves.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Something removed part of the laptop's routing for the tunnel and roamer put it back.
+    pub fn drift_repaired(&self) {
+        self.drift_repairs.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Everything one scrape shows.
@@ -87,6 +94,7 @@ pub struct Snapshot {
     pub health: &'static str,
     pub network_changes: u64,
     pub gateway_moves: u64,
+    pub drift_repairs: u64,
     pub recovery: HistogramSnapshot,
     /// The tunnel's counters for the gateway peer; `None` when the device cannot be read.
     pub rx_bytes: Option<u64>,
@@ -131,6 +139,12 @@ pub fn render(s: &Snapshot) -> String {
         "Times the gateway's name resolved to a new address and roamer followed it.",
     )
     .sample("roamer_gateway_moves_total", &roamer, s.gateway_moves);
+    e.family(
+        "roamer_drift_repairs_total",
+        Kind::Counter,
+        "Times roamer found its routing rules, routes or UDP reply table changed by someone else and put them back.",
+    )
+    .sample("roamer_drift_repairs_total", &roamer, s.drift_repairs);
     e.histogram(
         "roamer_recovery_duration_seconds",
         "From a network change, a wake-up or an unanswered probe until data flows through the tunnel again (_count: recoveries).",
@@ -174,6 +188,7 @@ fn snapshot(monitor: &Monitor, roamer: &str, interface: &str, gateway: &PublicKe
         health: monitor.health(),
         network_changes: monitor.network_changes.load(Ordering::Relaxed),
         gateway_moves: monitor.gateway_moves.load(Ordering::Relaxed),
+        drift_repairs: monitor.drift_repairs.load(Ordering::Relaxed),
         recovery: monitor.recovery.snapshot(),
         rx_bytes: peer.as_ref().map(|p| p.rx_bytes),
         tx_bytes: peer.as_ref().map(|p| p.tx_bytes),
@@ -233,6 +248,7 @@ mod tests {
             health: monitor.health(),
             network_changes: monitor.network_changes.load(Ordering::Relaxed),
             gateway_moves: 0,
+            drift_repairs: 2,
             recovery: monitor.recovery.snapshot(),
             rx_bytes: Some(10),
             tx_bytes: Some(20),
@@ -245,6 +261,7 @@ mod tests {
             r#"roamer_recovery_duration_seconds_bucket{le="0.25"} 1"#,
             "roamer_recovery_duration_seconds_count 1",
             r#"roamer_network_changes_total{roamer="laptop"} 1"#,
+            r#"roamer_drift_repairs_total{roamer="laptop"} 2"#,
             r#"roamer_receive_bytes_total{roamer="laptop"} 10"#,
         ] {
             assert!(text.lines().any(|l| l == expected), "{expected}:\n{text}");

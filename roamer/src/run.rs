@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use roamgw_common::replies;
 use roamgw_common::state::RoamerConfig;
 use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
 use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
@@ -26,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::config::{self, ConfigError, Loaded};
 use crate::health::{Action, Health, Input, Machine, Timing};
 use crate::metrics::Monitor;
+use crate::routing::{self, Installed, Repair, Wanted};
 use crate::status::{self, RunState};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,12 @@ const FAST_TICK: Duration = Duration::from_millis(20);
 /// burst is quiet for this long, or at the latest after `DEBOUNCE_MAX`.
 const DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+/// How often the laptop's routing for the tunnel is compared with what roamer installed: a
+/// netlink dump and one `nft list table`, against replies lost until it is back.
+const DRIFT_CHECK: Duration = Duration::from_secs(10);
+const DRIFT_AFTER_CHANGE: Duration = Duration::from_secs(1);
+/// After a rule or a tunnel route went: long enough for the rest of a flush to go too.
+const DRIFT_AFTER_REMOVAL: Duration = Duration::from_millis(100);
 /// Boot time running ahead of monotonic time by more than this: the laptop slept.
 const SUSPEND_GAP: Duration = Duration::from_secs(2);
 
@@ -192,29 +198,26 @@ fn forward_stop_signals(events: mpsc::Sender<Event>) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Key, the gateway peer, MTU and address; returns the interface's index. The address's
-/// connected route is the tunnel subnet: the only route the roamer needs, so updates and
-/// browsing keep going straight out.
-fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Result<u32, RunError> {
+/// Key, the gateway peer, MTU and address, then the laptop's routing for the tunnel
+/// (crate::routing). The address's connected route is the tunnel subnet: the only route the
+/// roamer needs, so updates and browsing keep going straight out.
+fn bring_up(
+    device: &dyn WgDevice,
+    links: &Links,
+    loaded: &Loaded,
+    endpoint: SocketAddr,
+) -> Result<Tunnel, RunError> {
     let config = &loaded.config;
     let interface = config.interface.as_str();
     set_identity(device, &loaded.key, 0)?;
     sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
-    let links = Links::connect()?;
     links.configure(interface, config.mtu, config.address)?;
     let index = links
         .index(interface)?
         .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;
-    let address = config.address.addr();
-    links.route_replies(
-        index,
-        address,
-        replies::mark(&config.interface),
-        replies::table(&config.interface),
-        replies::RULE_PRIORITY,
-    )?;
-    let udp_replies = replies::udp_reply_ruleset(&config.interface, interface, address);
-    if let Err(e) = nft(&["-f", "-"], Some(&udp_replies)) {
+    routing::install_replies(links, index, config)?;
+    let udp_replies = routing::install_udp_replies(config);
+    if let Err(e) = &udp_replies {
         warn!(
             "UDP servers that reply from 0.0.0.0 will answer kept client addresses from the \
              laptop's own address, not through the tunnel: {e}"
@@ -222,65 +225,28 @@ fn bring_up(device: &dyn WgDevice, loaded: &Loaded, endpoint: SocketAddr) -> Res
     }
     let egress = config.egress();
     if !egress.is_empty() {
-        let listen_port = device.status()?.listen_port;
-        links.route_egress(
-            index,
-            &egress,
-            replies::egress_table(&config.interface),
-            replies::EGRESS_PRIORITY,
-            listen_port,
-        )?;
+        routing::install_egress(links, index, config, device.status()?.listen_port)?;
         info!(destinations = ?egress, "egress through the gateway");
     }
-    Ok(index)
+    Ok(Tunnel {
+        index,
+        wanted: Wanted {
+            udp_reply_table: udp_replies.is_ok(),
+            egress_destinations: egress.len(),
+        },
+    })
 }
 
-/// Runs `nft ARGS` with `input` on stdin; the error says what nft said.
-pub(crate) fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("nft")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft ({e}): install nftables"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
-    }
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+/// The interface brought up, and what of the laptop's routing roamer keeps in place.
+struct Tunnel {
+    index: u32,
+    wanted: Wanted,
 }
 
-/// The routing rules and the UDP reply table outlive the interface: removed on every way out
-/// of `run`.
+/// Takes the laptop's routing for the tunnel down, saying so when it cannot.
 fn unroute(config: &RoamerConfig) {
-    let _ = nft(
-        &[
-            "delete",
-            "table",
-            "ip",
-            &replies::nft_table(&config.interface),
-        ],
-        None,
-    );
-    let table = replies::table(&config.interface);
-    let egress_table = replies::egress_table(&config.interface);
-    let removed = Links::connect().and_then(|l| {
-        l.unroute_replies(table, replies::RULE_PRIORITY)?;
-        l.unroute_egress(egress_table, replies::EGRESS_PRIORITY)
-    });
-    if let Err(e) = removed {
-        warn!("cannot remove the routing rules (tables {table}, {egress_table}): {e}");
+    if let Err(e) = routing::remove(config) {
+        warn!("{e}");
     }
 }
 
@@ -302,7 +268,8 @@ pub fn run(
     forward_stop_signals(events.clone())?;
     let owned_device = create_device(interface, wireguard)?;
     let device = owned_device.as_ref();
-    let tunnel_index = bring_up(device, &loaded, endpoint)?;
+    let links = Links::connect()?;
+    let tunnel = bring_up(device, &links, &loaded, endpoint)?;
     // After bring_up (`--http` may name the tunnel address); a failure takes the routes and
     // rules down again (the device goes with `owned_device`).
     let monitor = Arc::new(Monitor::default());
@@ -319,7 +286,7 @@ pub fn run(
             .map_err(|source| RunError::Http { addr, source })
         })
         .and_then(|()| {
-            roamgw_wg::netlink::watch_network(tunnel_index, move |change| {
+            roamgw_wg::netlink::watch_network(Some(tunnel.index), move |change| {
                 let _ = network_events.send(Event::Network(change));
             })
             .map_err(RunError::from)
@@ -348,6 +315,10 @@ pub fn run(
         clocks: (boottime(), monotonic()),
         monitor,
         disrupted_since: None,
+        links,
+        tunnel,
+        next_drift_check: Instant::now() + DRIFT_CHECK,
+        drift_failures: Vec::new(),
     };
     session.prober.probe();
     session.write_status();
@@ -371,6 +342,7 @@ pub fn run(
         session.on_settled_network(now, &mut inputs);
         session.on_tick(now, &mut inputs);
         session.act(inputs);
+        session.repair_drift(now);
     };
     info!(signal, "stopping");
     status::remove(interface);
@@ -403,13 +375,19 @@ struct Session<'a> {
     /// When the path came into question (a network change, a wake-up, an unanswered probe)
     /// and has not been confirmed since: the start of a recovery.
     disrupted_since: Option<Duration>,
+    links: Links,
+    tunnel: Tunnel,
+    next_drift_check: Instant,
+    /// Repairs that failed, as said in the log.
+    drift_failures: Vec<String>,
 }
 
 impl Session<'_> {
-    /// How long the loop may wait for an event: until the next tick, or until a burst of
-    /// network changes has settled.
+    /// How long the loop may wait for an event: until the next tick or look at the laptop's
+    /// routing, or until a burst of network changes has settled.
     fn wait(&self) -> Duration {
-        let mut wait = self.next_tick.saturating_duration_since(Instant::now());
+        let due = self.next_tick.min(self.next_drift_check);
+        let mut wait = due.saturating_duration_since(Instant::now());
         if let Some((first, last, _)) = &self.burst {
             let due = (*last + DEBOUNCE_QUIET).min(*first + DEBOUNCE_MAX);
             wait = wait.min(due.saturating_duration_since(Instant::now()));
@@ -419,6 +397,11 @@ impl Session<'_> {
 
     fn on_event(&mut self, event: Event, inputs: &mut Vec<Input>) {
         match event {
+            Event::Network(NetworkChange::RuleRemoved | NetworkChange::TunnelRouteRemoved) => {
+                // Ours, maybe (our own repairs delete before they add): a look is cheap.
+                let soon = Instant::now() + DRIFT_AFTER_REMOVAL;
+                self.next_drift_check = self.next_drift_check.min(soon);
+            }
             Event::Network(change) => {
                 let now = Instant::now();
                 self.burst = Some(match self.burst.take() {
@@ -450,6 +433,8 @@ impl Session<'_> {
         );
         inputs.push(Input::NetworkChanged);
         self.burst = None;
+        // Network managers redo their rules when a link changes: look at ours soon.
+        self.next_drift_check = self.next_drift_check.min(now + DRIFT_AFTER_CHANGE);
         let routes = roamgw_common::routes::system_routes();
         for warning in config::collision_warnings(&routes, self.config) {
             if !self.warned.contains(&warning) {
@@ -527,6 +512,65 @@ impl Session<'_> {
                 log_health(&before.0, &self.machine);
                 self.monitor.set_health(self.machine.health());
                 self.write_status();
+            }
+        }
+    }
+
+    /// Puts back what someone else removed of the laptop's routing for the tunnel
+    /// (crate::routing), every [`DRIFT_CHECK`] and soon after a network change.
+    fn repair_drift(&mut self, now: Instant) {
+        if now < self.next_drift_check {
+            return;
+        }
+        self.next_drift_check = now + DRIFT_CHECK;
+        let found = match Installed::read(&self.links, self.config) {
+            Ok(found) => found,
+            Err(e) => {
+                debug!("cannot read the laptop's routing: {e}");
+                return;
+            }
+        };
+        for repair in routing::repairs(&found, &self.tunnel.wanted) {
+            let done = match repair {
+                Repair::Replies => {
+                    routing::install_replies(&self.links, self.tunnel.index, self.config)
+                        .map_err(|e| e.to_string())
+                }
+                Repair::UdpReplies => routing::install_udp_replies(self.config),
+                Repair::Egress => {
+                    self.device
+                        .status()
+                        .map_err(|e| e.to_string())
+                        .and_then(|status| {
+                            routing::install_egress(
+                                &self.links,
+                                self.tunnel.index,
+                                self.config,
+                                status.listen_port,
+                            )
+                            .map_err(|e| e.to_string())
+                        })
+                }
+            };
+            match done {
+                Ok(()) => {
+                    self.monitor.drift_repaired();
+                    self.drift_failures
+                        .retain(|f| !f.contains(repair.describe()));
+                    warn!(
+                        ?found,
+                        "{} had been changed by something else: put back",
+                        repair.describe()
+                    );
+                }
+                Err(e) => {
+                    let failure = format!("cannot put back {}: {e}", repair.describe());
+                    // Said once while it keeps failing the same way, not every check.
+                    if !self.drift_failures.contains(&failure) {
+                        warn!("{failure}");
+                        self.drift_failures.push(failure);
+                    }
+                }
             }
         }
     }

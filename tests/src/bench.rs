@@ -27,6 +27,22 @@ pub fn timed(f: impl FnOnce() -> std::process::Output) -> Duration {
     elapsed
 }
 
+/// wireguard-go 0.0.20250522 (TUN offloads, UDP GSO/GRO), the strongest userspace WireGuard
+/// we compare with: the static build in ../shared/anchors next to this repository, or
+/// `WIREGUARD_GO_2025`.
+pub fn wireguard_go_2025() -> String {
+    let path = std::env::var("WIREGUARD_GO_2025")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/anchors/wireguard-go-0.0.20250522")
+        });
+    let path = path
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e} (set WIREGUARD_GO_2025)", path.display()));
+    path.to_str().expect("utf-8").to_string()
+}
+
 /// A plain TCP forward of `port` to roamer `laptop`.
 pub fn forward(port: u16) -> Forward {
     format!("{port}/tcp -> laptop").parse().expect("forward")

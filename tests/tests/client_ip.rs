@@ -251,3 +251,61 @@ fn hairpin_from_the_laptop_and_from_the_droplet() {
     let status = s.bed.roamgw(&roamgw_e2e::binary("roamgw"), &["status"]);
     assert_eq!(status.status.code(), Some(0), "in sync");
 }
+
+/// What systemd-networkd does to rules it did not make when it configures a link, and what an
+/// admin's cleanup does: the reply rules, their table and the UDP reply table gone while the
+/// roamer runs. The roamer puts them back (it looks every 10 s and soon after network
+/// changes) and kept clients are answered again.
+#[test]
+fn roamer_puts_back_reply_routing_that_someone_removed() {
+    let s = scenario(Backend::Nftables, Laptop::Roamer);
+    let client = Some(CLIENT.to_string());
+    assert_eq!(seen(&s, KEEP_PORT), (client.clone(), client.clone()));
+    let interface: roamgw_common::names::InterfaceName =
+        s.bed.roam_wg.parse().expect("interface name");
+    let table = roamgw_common::replies::table(&interface).to_string();
+    let priority = roamgw_common::replies::RULE_PRIORITY.to_string();
+    let removed = std::time::Instant::now();
+    while s
+        .bed
+        .roam
+        .output(&["ip", "rule", "del", "priority", &priority])
+        .status
+        .success()
+    {}
+    s.bed.roam.run(&["ip", "route", "flush", "table", &table]);
+    s.bed.roam.run(&[
+        "nft",
+        "delete",
+        "table",
+        "ip",
+        &roamgw_common::replies::nft_table(&interface),
+    ]);
+    let rules = s.bed.roam.run(&["ip", "rule", "show"]);
+    assert!(!rules.contains(&format!("lookup {table}")), "{rules}");
+    let back = roamgw_e2e::wait_until(std::time::Duration::from_secs(20), || {
+        seen(&s, KEEP_PORT) == (client.clone(), client.clone())
+    });
+    let took = removed.elapsed();
+    let log = s.bed.log("roamer.log");
+    assert!(back, "kept clients not answered again:\n{log}");
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "{took:?}: the roamer looks every 10 s"
+    );
+    eprintln!("reply routing back after {took:?}");
+    for part in ["rules and route that send replies", "nft table"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(part) && l.contains("put back")),
+            "{part}:\n{log}"
+        );
+    }
+    let doctor = s.roamer(&["doctor"]);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+}

@@ -90,6 +90,10 @@ fn roamer_doctor_finds_missing_reply_routing() {
     assert!(healthy, "{text}");
     assert!(!text.contains("WARN") && !text.contains("FAIL"), "{text}");
 
+    // The roamer is frozen meanwhile: a running one puts what is removed back within 10 s
+    // (client_ip.rs), which would race the doctor here.
+    let roamer = s.roamer_pid().to_string();
+    s.bed.roam.run(&["kill", "-STOP", &roamer]);
     // The UDP reply table dropped by someone: warned.
     s.bed.roam.run(&[
         "nft",
@@ -98,7 +102,7 @@ fn roamer_doctor_finds_missing_reply_routing() {
         "ip",
         &format!("roamgw_{}", s.bed.roam_wg),
     ]);
-    assert!(line(&doctor(&s).1, "WARN udp_replies").contains("restart the roamer"));
+    assert!(line(&doctor(&s).1, "WARN udp_replies").contains("puts it back"));
 
     // The source rule gone: replies to kept clients would leave directly. Fails.
     s.bed.roam.run(&[
@@ -113,6 +117,17 @@ fn roamer_doctor_finds_missing_reply_routing() {
     let (code, text) = doctor(&s);
     assert_eq!(code, Some(1), "{text}");
     assert!(line(&text, "FAIL replies").contains("1 of 2"), "{text}");
+    assert!(
+        line(&text, "FAIL replies").contains("puts it back"),
+        "{text}"
+    );
+
+    // Thawed, the roamer puts both back.
+    s.bed.roam.run(&["kill", "-CONT", &roamer]);
+    let repaired = roamgw_e2e::wait_until(std::time::Duration::from_secs(15), || {
+        doctor(&s).0 == Some(0)
+    });
+    assert!(repaired, "{}", doctor(&s).1);
 
     s.roamer_down();
     assert!(line(&doctor(&s).1, "WARN tunnel").contains("not running"));

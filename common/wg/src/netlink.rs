@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
 use rtnetlink::packet_route::IpProtocol;
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
@@ -332,6 +332,27 @@ impl Links {
         })
     }
 
+    /// How many IPv4 routes `table` holds.
+    pub fn count_routes(&self, table: u32) -> Result<usize, NetlinkError> {
+        self.runtime.block_on(async {
+            let what = "list the routes of";
+            let all = RouteMessageBuilder::<Ipv4Addr>::new().build();
+            let mut routes = self.handle.route().get(all).execute();
+            let mut count = 0;
+            while let Some(route) = routes
+                .try_next()
+                .await
+                .map_err(|e| request_error(what, "this machine", e))?
+            {
+                // Tables above 255 are only in the attribute; the header then says 252.
+                let in_table = route.attributes.contains(&RouteAttribute::Table(table))
+                    || u32::from(route.header.table) == table;
+                count += usize::from(in_table);
+            }
+            Ok(count)
+        })
+    }
+
     /// How many rules there are at `priority` that look up `table`.
     pub fn count_rules(&self, priority: u32, table: u32) -> Result<usize, NetlinkError> {
         Ok(self.find_rules(&[(priority, table)])?.len())
@@ -372,6 +393,10 @@ pub enum NetworkChange {
     AddressRemoved,
     RouteAdded,
     RouteRemoved,
+    /// A routing rule went (whose: the rule does not say).
+    RuleRemoved,
+    /// A route through the interface `watch_network` was told is the tunnel went.
+    TunnelRouteRemoved,
 }
 
 impl NetworkChange {
@@ -384,18 +409,20 @@ impl NetworkChange {
             NetworkChange::AddressRemoved => "address removed",
             NetworkChange::RouteAdded => "route added",
             NetworkChange::RouteRemoved => "route removed",
+            NetworkChange::RuleRemoved => "routing rule removed",
+            NetworkChange::TunnelRouteRemoved => "route through the tunnel removed",
         }
     }
 }
 
-/// Watches rtnetlink (links, IPv4 addresses, IPv4 routes) on a thread of its own and calls
-/// `on_change` for every change that is not on the interface `ignore` (the roamer's own
-/// tunnel: its link, address and route changes are its own, not the network's; 0 ignores
-/// nothing but routes without an output interface).
+/// Watches rtnetlink (links, IPv4 addresses, routes and rules) on a thread of its own and
+/// calls `on_change` for every change. Changes on the interface `tunnel` (the roamer's own:
+/// its link, address and route changes are its own, not the network's) are left out, except
+/// that a route through it went, which only someone else does while the roamer runs.
 ///
 /// Returns once the subscription is in place, so no change after the return is missed.
 pub fn watch_network(
-    ignore: u32,
+    tunnel: Option<u32>,
     mut on_change: impl FnMut(NetworkChange) + Send + 'static,
 ) -> Result<(), NetlinkError> {
     use rtnetlink::packet_core::NetlinkPayload;
@@ -413,6 +440,7 @@ pub fn watch_network(
                 MulticastGroup::Link,
                 MulticastGroup::Ipv4Ifaddr,
                 MulticastGroup::Ipv4Route,
+                MulticastGroup::Ipv4Rule,
             ])
         })
         .map_err(NetlinkError::Connect)?;
@@ -432,10 +460,15 @@ pub fn watch_network(
                         M::DelAddress(a) => (NetworkChange::AddressRemoved, a.header.index),
                         M::NewRoute(r) => (NetworkChange::RouteAdded, output_interface(r)),
                         M::DelRoute(r) => (NetworkChange::RouteRemoved, output_interface(r)),
+                        M::DelRule(_) => (NetworkChange::RuleRemoved, 0),
                         _ => continue,
                     };
-                    if index != ignore {
-                        on_change(change);
+                    match (change, tunnel) {
+                        (NetworkChange::RouteRemoved, Some(t)) if index == t => {
+                            on_change(NetworkChange::TunnelRouteRemoved);
+                        }
+                        (_, Some(t)) if index == t => {}
+                        _ => on_change(change),
                     }
                 }
             });
@@ -445,8 +478,7 @@ pub fn watch_network(
 }
 
 /// The interface a route leaves by (0 when it names none).
-fn output_interface(route: &rtnetlink::packet_route::route::RouteMessage) -> u32 {
-    use rtnetlink::packet_route::route::RouteAttribute;
+fn output_interface(route: &RouteMessage) -> u32 {
     route
         .attributes
         .iter()

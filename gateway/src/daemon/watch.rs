@@ -248,7 +248,7 @@ pub fn watch_network(
     on_drift: impl Fn(Drift) + Send + 'static,
 ) -> Result<(), roamgw_wg::netlink::NetlinkError> {
     use roamgw_wg::netlink::NetworkChange as C;
-    roamgw_wg::netlink::watch_network(0, move |change| {
+    roamgw_wg::netlink::watch_network(None, move |change| {
         // Only what goes away can break a forward (an address that appears cannot, and most
         // are our own: the tunnel's).
         if matches!(change, C::LinkRemoved | C::AddressRemoved) {

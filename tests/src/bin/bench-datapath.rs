@@ -21,10 +21,9 @@
 //! (the whole machine, 6 s of an iperf3 run) and prints where the cycles go, by process and by
 //! symbol.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use roamgw_e2e::bench::{cpu_seconds, iperf_run, pids_named, ping_pongs};
+use roamgw_e2e::bench::{cpu_seconds, iperf_run, pids_named, ping_pongs, wireguard_go_2025};
 use roamgw_e2e::{binary, median, rss_kib, wait_until, Ns, Testbed, FLOATING_IP};
 
 const RUNS: usize = 3;
@@ -46,20 +45,6 @@ impl End {
             End::WireguardGo => "wireguard-go 0.0.20250522",
         }
     }
-}
-
-/// The reference build, next to this repository (or `WIREGUARD_GO_2025`).
-fn wireguard_go() -> String {
-    let path = std::env::var("WIREGUARD_GO_2025")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/anchors/wireguard-go-0.0.20250522")
-        });
-    let path = path
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("{}: {e} (set WIREGUARD_GO_2025)", path.display()));
-    path.to_str().expect("utf-8").to_string()
 }
 
 /// A testbed with the forward up between `gateway` and `laptop`; the tunnel processes' pids
@@ -87,7 +72,7 @@ fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
         End::Ours => bed.start_roamgw_run(Duration::from_secs(20)),
         End::WireguardGo => {
             let config = bed.roamgw_ok(&["show-config", "--gateway", "--format", "wg-quick"]);
-            bed.wg_quick_up_with(&bed.gw, &bed.gw_wg, &config, &wireguard_go());
+            bed.wg_quick_up_with(&bed.gw, &bed.gw_wg, &config, &wireguard_go_2025());
             bed.roamgw_ok(&["up"]);
             only(
                 pids_named(&bed.gw, "wireguard-go"),
@@ -102,7 +87,7 @@ fn setup(gateway: End, laptop: End) -> (Testbed, u32, u32) {
         }
         End::WireguardGo => {
             let config = bed.roamgw_ok(&["show-config", "laptop", "--format", "wg-quick"]);
-            bed.wg_quick_up_with(&bed.roam, &bed.roam_wg, &config, &wireguard_go());
+            bed.wg_quick_up_with(&bed.roam, &bed.roam_wg, &config, &wireguard_go_2025());
             only(
                 pids_named(&bed.roam, "wireguard-go"),
                 "the laptop's wireguard-go",

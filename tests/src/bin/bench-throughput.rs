@@ -4,8 +4,10 @@
 //! (b) the manual setup: wg-quick + wireguard-go on both ends, firewalld rich rules;
 //! (c) `roamgw run` (embedded userspace WireGuard) on the droplet, wg-quick + wireguard-go on the laptop;
 //! (d) `roamgw run` and `roamer run` (the forward keeps the client's address); (e) (d) on the
-//! firewalld backend; (f) (d) with `--client-ip masquerade`. For (d) and (f) also the time to
-//! set up a connection through the forward (connect to the first byte of a banner).
+//! firewalld backend; (f) (d) with `--client-ip masquerade`; (g) (b) with wireguard-go
+//! 0.0.20250522 (../shared/anchors), the strongest userspace WireGuard today. For (d) and (f)
+//! also the time to set up a connection through the forward (connect to the first byte of a
+//! banner).
 //! Also the RSS of `roamgw run` with 1 roamer and 1,000 forwards, and of `roamer run`. Prints
 //! a markdown report; `bash bench/throughput.sh` puts it into docs/benchmarks.md.
 
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use roamgw_e2e::firewalld::Firewalld;
 use roamgw_e2e::{
-    bench::{iperf_mbit, percentile},
+    bench::{iperf_mbit, percentile, wireguard_go_2025},
     median, rss_kib, wait_until, Backend, GatewayMode, Laptop, Ns, Scenario, Testbed, ANCHOR_IP,
     FLOATING_IP, PUBLIC_IP,
 };
@@ -49,15 +51,16 @@ fn raw() -> Vec<f64> {
     runs(&bed.cli, PUBLIC_IP)
 }
 
-fn manual() -> Vec<f64> {
+/// The manual setup with `implementation` as both ends' userspace WireGuard.
+fn manual(implementation: &str) -> Vec<f64> {
     let bed = Testbed::new();
     // The keys and tunnel of the manual setup, written by hand there; roamgw prints the same.
     bed.init_with_laptop("external", &[]);
     let gateway = bed.roamgw_ok(&["show-config", "--gateway", "--format", "wg-quick"]);
     let laptop = bed.roamgw_ok(&["show-config", "laptop", "--format", "wg-quick"]);
     let firewalld = Firewalld::start(&bed, &bed.gw);
-    bed.wg_quick_up(&bed.gw, &bed.gw_wg, &gateway);
-    bed.wg_quick_up(&bed.roam, &bed.roam_wg, &laptop);
+    bed.wg_quick_up_with(&bed.gw, &bed.gw_wg, &gateway, implementation);
+    bed.wg_quick_up_with(&bed.roam, &bed.roam_wg, &laptop, implementation);
     for rule in [
         "--add-port=51820/udp".to_string(),
         "--add-rich-rule=rule family=ipv4 destination address=192.168.32.2/32 masquerade".to_string(),
@@ -147,7 +150,12 @@ fn selected(case: &str) -> bool {
 fn main() {
     let a = if selected("a") { raw() } else { vec![f64::NAN] };
     let b = if selected("b") {
-        manual()
+        manual("wireguard-go")
+    } else {
+        vec![f64::NAN]
+    };
+    let g = if selected("g") {
+        manual(&wireguard_go_2025())
     } else {
         vec![f64::NAN]
     };
@@ -172,9 +180,9 @@ fn main() {
     } else {
         vec![f64::NAN]
     };
-    let base = median(&b);
-    println!("| path | Mbit/s (3 runs) | median | ratio to (b) |");
-    println!("|---|---:|---:|---:|");
+    let (base, strongest) = (median(&b), median(&g));
+    println!("| path | Mbit/s (3 runs) | median | ratio to (b) | ratio to (g) |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, values) in [
         ("(a) raw, no tunnel (client -> droplet public IP)", &a),
         (
@@ -197,12 +205,17 @@ fn main() {
             "(f) as (d), with `--client-ip masquerade` (the manual setup's return path)",
             &f,
         ),
+        (
+            "(g) as (b) with wireguard-go 0.0.20250522 both ends (TUN offloads, UDP GSO/GRO)",
+            &g,
+        ),
     ] {
         println!(
-            "| {name} | {} | {:.0} | {:.2}x |",
+            "| {name} | {} | {:.0} | {:.2}x | {:.2}x |",
             fmt(values),
             median(values),
-            median(values) / base
+            median(values) / base,
+            median(values) / strongest
         );
     }
     println!();
