@@ -103,12 +103,26 @@ pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     Ok(())
 }
 
-/// Whether the interface has the gateway's tunnel address (someone may have flushed it).
+/// Whether the interface has the gateway's tunnel address and, with an anchor gateway, the
+/// rule and route that send arrivals by it (someone may have flushed them).
 pub fn link_configured(state: &GatewayState) -> bool {
     let g = &state.gateway;
-    interface_addresses()
+    let has_address = interface_addresses()
         .iter()
-        .any(|(name, address)| name == g.interface.as_str() && *address == g.address)
+        .any(|(name, address)| name == g.interface.as_str() && *address == g.address);
+    has_address && (g.anchor_gateway.is_none() || arrivals_routed())
+}
+
+/// The rule and route of [`configure_link`]'s anchor gateway are in place. Unreadable counts
+/// as in place: a repair would not fix what cannot be read.
+fn arrivals_routed() -> bool {
+    let routed = roamgw_wg::netlink::Links::connect().and_then(|links| {
+        Ok(
+            links.count_rules(ANCHOR_ROUTE_PRIORITY, ANCHOR_ROUTE_TABLE)? == 1
+                && links.count_routes(ANCHOR_ROUTE_TABLE)? > 0,
+        )
+    });
+    routed.unwrap_or(true)
 }
 
 /// Whether `address` is on any interface of this machine (namespace).

@@ -1,13 +1,17 @@
 //! What `roamgw run` records of its own work for `--http`: counters for Prometheus, recent
 //! events and an hour of throughput for the status page. The event loop writes, the HTTP
-//! thread reads; everything here is bounded.
+//! thread reads; everything here is bounded. The events are also kept in the state
+//! directory, so a restart (the moment one wants to know what happened before) shows them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use std::path::{Path, PathBuf};
+
+use roamgw_common::fsutil;
 use roamgw_common::metrics::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the apply-latency histogram, in seconds.
 pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
@@ -17,7 +21,7 @@ const EVENTS_KEPT: usize = 100;
 pub const SAMPLE_SECS: u64 = 5;
 const SAMPLES_KEPT: usize = (3600 / SAMPLE_SECS) as usize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The daemon started (a restart, when it ran before).
@@ -30,7 +34,8 @@ pub enum EventKind {
     Changed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Event {
     /// Unix seconds.
     pub at: u64,
@@ -63,6 +68,8 @@ pub struct Monitor {
     pub apply_latency: Histogram,
     endpoint_changes: Mutex<BTreeMap<String, u64>>,
     events: Mutex<VecDeque<Event>>,
+    /// Where the events are kept across restarts; `None`: memory only.
+    events_file: Option<PathBuf>,
     samples: Mutex<VecDeque<Totals>>,
 }
 
@@ -74,9 +81,15 @@ impl Default for Monitor {
             apply_latency: Histogram::new(&LATENCY_BUCKETS),
             endpoint_changes: Mutex::default(),
             events: Mutex::default(),
+            events_file: None,
             samples: Mutex::default(),
         }
     }
+}
+
+/// The file [`Monitor::remembering`] keeps the events of the interface's daemon in.
+pub fn events_path(state_dir: &Path, interface: &str) -> PathBuf {
+    state_dir.join(format!("{interface}.events.json"))
 }
 
 /// A poisoned lock only means a panic elsewhere mid-update of a display list: keep going.
@@ -85,9 +98,30 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Monitor {
+    /// A monitor whose events are kept in `file`, starting with those an earlier run left
+    /// there. An unreadable file is said and replaced: the events are a display, not state.
+    pub fn remembering(file: PathBuf) -> Self {
+        let kept = match fsutil::read_to_string(&file) {
+            Ok(text) => serde_json::from_str::<VecDeque<Event>>(&text).unwrap_or_else(|e| {
+                tracing::warn!(file = %file.display(), "the page's events start anew: {e}");
+                VecDeque::new()
+            }),
+            Err(e) if e.is_not_found() => VecDeque::new(),
+            Err(e) => {
+                tracing::warn!("the page's events start anew: {e}");
+                VecDeque::new()
+            }
+        };
+        Monitor {
+            events: Mutex::new(kept),
+            events_file: Some(file),
+            ..Monitor::default()
+        }
+    }
+
     pub fn event(&self, at: u64, kind: EventKind, text: impl Into<String>) {
         let mut events = locked(&self.events);
-        if events.len() >= EVENTS_KEPT {
+        while events.len() >= EVENTS_KEPT {
             events.pop_front();
         }
         events.push_back(Event {
@@ -95,6 +129,20 @@ impl Monitor {
             kind,
             text: text.into(),
         });
+        if let Some(file) = &self.events_file {
+            // Events are rare (changes, repairs, roams): one small atomic write each.
+            let saved = serde_json::to_vec(&*events)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    if let Some(dir) = file.parent() {
+                        fsutil::ensure_private_dir(dir).map_err(|e| e.to_string())?;
+                    }
+                    fsutil::write_atomic(file, &json, 0o600).map_err(|e| e.to_string())
+                });
+            if let Err(e) = saved {
+                tracing::debug!("cannot keep the page's events: {e}");
+            }
+        }
     }
 
     /// Newest first.
@@ -227,6 +275,21 @@ mod tests {
         let events = m.events();
         assert_eq!(events.len(), EVENTS_KEPT);
         assert_eq!(events[0].text, format!("change {}", EVENTS_KEPT + 4));
+    }
+
+    #[test]
+    fn events_outlive_the_monitor_in_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = events_path(&dir.path().join("state"), "roamgw0");
+        let first = Monitor::remembering(file.clone());
+        first.event(1, EventKind::Started, "started");
+        first.event(2, EventKind::Changed, "add-port 22");
+        let second = Monitor::remembering(file.clone());
+        second.event(3, EventKind::Started, "started again");
+        let texts: Vec<_> = second.events().into_iter().map(|e| e.text).collect();
+        assert_eq!(texts, ["started again", "add-port 22", "started"]);
+        std::fs::write(&file, "not json").expect("write");
+        assert!(Monitor::remembering(file).events().is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct Facts {
     pub config_warnings: Vec<String>,
     /// The laptop's routing for the tunnel, as found.
     pub installed: Installed,
-    /// Egress destinations configured.
+    /// Egress destinations configured (distinct networks).
     pub egress: usize,
     pub nft_available: bool,
     pub kernel_wireguard: bool,
@@ -127,7 +127,7 @@ pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
         health: report.health,
         config_warnings,
         installed,
-        egress: config.egress().len(),
+        egress: Wanted::of(config, true).egress_destinations,
         nft_available: routing::nft(&["--version"], None).is_ok(),
         kernel_wireguard: roamgw_wg::kernel_available(),
     }

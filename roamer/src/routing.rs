@@ -39,6 +39,20 @@ pub struct Wanted {
     pub egress_destinations: usize,
 }
 
+impl Wanted {
+    /// What `config` installs; `udp_reply_table`: whether nft loaded it at start.
+    pub fn of(config: &RoamerConfig, udp_reply_table: bool) -> Self {
+        // One route per distinct network: a repeated one replaces its twin.
+        let mut networks: Vec<_> = config.egress().iter().map(|n| n.trunc()).collect();
+        networks.sort();
+        networks.dedup();
+        Wanted {
+            udp_reply_table,
+            egress_destinations: networks.len(),
+        }
+    }
+}
+
 /// A part to put back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repair {

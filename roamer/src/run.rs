@@ -230,10 +230,7 @@ fn bring_up(
     }
     Ok(Tunnel {
         index,
-        wanted: Wanted {
-            udp_reply_table: udp_replies.is_ok(),
-            egress_destinations: egress.len(),
-        },
+        wanted: Wanted::of(config, udp_replies.is_ok()),
     })
 }
 

@@ -16,6 +16,20 @@ fn seen_from_laptop(s: &Scenario, host: &str) -> Option<String> {
     s.bed.roam.tcp_banner(&format!("{host}:{REPORT_PORT}"))
 }
 
+/// How the droplet routes what arrives from the laptop's tunnel address for the client.
+fn route_of_arrivals(s: &Scenario) -> String {
+    s.bed.gw.run(&[
+        "ip",
+        "route",
+        "get",
+        CLIENT,
+        "from",
+        "192.168.32.2",
+        "iif",
+        &s.bed.gw_wg,
+    ])
+}
+
 /// The roamer again, with the config the gateway prints now.
 fn restart_roamer(s: &Scenario) {
     s.roamer_down();
@@ -61,21 +75,20 @@ fn egress_leaves_as_the_floating_ip_for_chosen_destinations_only() {
     // The droplet's own traffic keeps its public address; forwards still work.
     let droplet = s.bed.gw.tcp_banner(&format!("{CLIENT}:{REPORT_PORT}"));
     assert_eq!(droplet.as_deref(), Some(PUBLIC_IP));
-    let route = s.bed.gw.run(&[
-        "ip",
-        "route",
-        "get",
-        CLIENT,
-        "from",
-        "192.168.32.2",
-        "iif",
-        &s.bed.gw_wg,
-    ]);
+    let route = route_of_arrivals(&s);
     assert!(route.contains(&format!("via {ANCHOR_GATEWAY}")), "{route}");
     assert_eq!(
         s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
         Some("roamer")
     );
+    // The rule dropped as systemd-networkd drops foreign rules: the daemon puts it back.
+    s.bed.gw.run(&["ip", "rule", "del", "iif", &s.bed.gw_wg]);
+    let repaired = roamgw_e2e::wait_until(std::time::Duration::from_secs(5), || {
+        s.bed.log("daemon.log").contains("routing of")
+    });
+    assert!(repaired, "{}", s.bed.log("daemon.log"));
+    let route = route_of_arrivals(&s);
+    assert!(route.contains(&format!("via {ANCHOR_GATEWAY}")), "{route}");
 
     // Everything: the tunnel's own packets and the laptop's network stay out of it.
     s.ok(&["egress", "laptop", "0.0.0.0/0"]);

@@ -221,6 +221,24 @@ fn the_page_shows_the_tunnel_and_changes_only_with_the_token() {
     // Read-only by default: without --http-token-file even the token is refused.
     s.restart_daemon_with(&["--http", ADDR], "daemon-readonly.log");
     assert_eq!(post_with_curl(&s, &[&bearer], spec_body), "403");
+    // The events from before the restart are still there, after the new start.
+    let status = s
+        .bed
+        .gw
+        .output(&["curl", "-s", &format!("http://{ADDR}/api/status")]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let kinds: Vec<&str> = status["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+    assert!(kinds.contains(&"changed"), "{kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| **k == "started").count() >= 2,
+        "{kinds:?}"
+    );
     assert!(s.ok(&["list"]).contains("22/tcp"));
     s.daemon = None; // the testbed stops the processes it spawned
 }

@@ -116,11 +116,14 @@ pub fn run(
     http: Option<(std::net::SocketAddr, Option<crate::web::Token>)>,
 ) -> Result<(), DaemonError> {
     let _lock = take_lock(&store)?;
-    let monitor = std::sync::Arc::new(Monitor::default());
+    let state = store.load()?;
+    let monitor = std::sync::Arc::new(Monitor::remembering(crate::monitor::events_path(
+        state_dir,
+        state.gateway.interface.as_str(),
+    )));
     if let Some((addr, token)) = http {
         crate::web::serve(addr, token, store.clone(), monitor.clone())?;
     }
-    let state = store.load()?;
     let (events, inbox) = mpsc::channel();
     start_signal_thread(events.clone())?;
     let listener = bind_control_socket(&store)?;
@@ -496,7 +499,7 @@ impl Daemon {
                 repaired.push(format!("interface {name} created again"));
             } else if !device::link_configured(&self.state) {
                 device::configure_link(&self.state).map_err(|e| e.to_string())?;
-                repaired.push(format!("address of {name} restored"));
+                repaired.push(format!("address and routing of {name} restored"));
             }
         }
         device::refresh_psks(&mut self.psks, &self.state, &self.store)

@@ -243,15 +243,17 @@ pub fn watch_firewalld(on_drift: impl Fn(Drift) + Send + Sync + 'static) {
     }
 }
 
-/// Watches links and addresses (ours included: our interface vanishing is the point).
+/// Watches links, addresses and routing rules (ours included: our interface vanishing is the
+/// point).
 pub fn watch_network(
     on_drift: impl Fn(Drift) + Send + 'static,
 ) -> Result<(), roamgw_wg::netlink::NetlinkError> {
     use roamgw_wg::netlink::NetworkChange as C;
     roamgw_wg::netlink::watch_network(None, move |change| {
         // Only what goes away can break a forward (an address that appears cannot, and most
-        // are our own: the tunnel's).
-        if matches!(change, C::LinkRemoved | C::AddressRemoved) {
+        // are our own: the tunnel's). A rule: the anchor gateway's, which systemd-networkd
+        // (Ubuntu droplets) drops as foreign whenever it configures a link.
+        if matches!(change, C::LinkRemoved | C::AddressRemoved | C::RuleRemoved) {
             on_drift(Drift::Network(change));
         }
     })
