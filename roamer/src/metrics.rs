@@ -80,7 +80,8 @@ impl Monitor {
         self.gateway_moves.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Something removed part of the laptop's routing for the tunnel and roamer put it back.
+    /// Something removed the tunnel interface or part of the laptop's routing for it, and
+    /// roamer put it back.
     pub fn drift_repaired(&self) {
         self.drift_repairs.fetch_add(1, Ordering::Relaxed);
     }
@@ -142,7 +143,7 @@ pub fn render(s: &Snapshot) -> String {
     e.family(
         "roamer_drift_repairs_total",
         Kind::Counter,
-        "Times roamer found its routing rules, routes or UDP reply table changed by someone else and put them back.",
+        "Times roamer found its interface, routing rules, routes or UDP reply table changed by someone else and put them back.",
     )
     .sample("roamer_drift_repairs_total", &roamer, s.drift_repairs);
     e.histogram(

@@ -12,6 +12,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
 use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
 use roamgw_wg::{PeerConfig, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{self, ConfigError, Loaded};
 use crate::health::{Action, Health, Input, Machine, Timing};
@@ -263,12 +264,12 @@ pub fn run(
     let endpoint = resolve(&config.gateway.endpoint)?;
     let (events, inbox) = mpsc::channel();
     forward_stop_signals(events.clone())?;
-    let owned_device = create_device(interface, wireguard)?;
-    let device = owned_device.as_ref();
+    let mut device = create_device(interface, wireguard)?;
     let links = Links::connect()?;
-    let tunnel = bring_up(device, &links, &loaded, endpoint)?;
+    let tunnel = bring_up(device.as_ref(), &links, &loaded, endpoint)?;
+    let tunnel_index = Arc::new(AtomicU32::new(tunnel.index));
     // After bring_up (`--http` may name the tunnel address); a failure takes the routes and
-    // rules down again (the device goes with `owned_device`).
+    // rules down again (the device goes with `device`).
     let monitor = Arc::new(Monitor::default());
     let network_events = events.clone();
     let watching = http
@@ -283,7 +284,7 @@ pub fn run(
             .map_err(|source| RunError::Http { addr, source })
         })
         .and_then(|()| {
-            roamgw_wg::netlink::watch_network(Some(tunnel.index), move |change| {
+            roamgw_wg::netlink::watch_network(Some(tunnel_index.clone()), move |change| {
                 let _ = network_events.send(Event::Network(change));
             })
             .map_err(RunError::from)
@@ -296,7 +297,6 @@ pub fn run(
     let mut session = Session {
         config,
         config_path,
-        device,
         prober: Prober::new(config.gateway_tunnel_address()),
         machine: Machine::new(
             Timing::new(config.gateway.persistent_keepalive),
@@ -331,22 +331,63 @@ pub fn run(
         let mut inputs = Vec::new();
         match inbox.recv_timeout(session.wait()) {
             Ok(Event::Stop(signal)) => break signal,
+            Ok(Event::Network(NetworkChange::TunnelRemoved)) => {
+                warn!(
+                    interface,
+                    "the tunnel interface was deleted by something else: creating it again"
+                );
+                // The old device first: the new one takes its name (and UAPI socket).
+                drop(device);
+                device = match recreate(wireguard, &session, &loaded) {
+                    Ok((new, tunnel)) => {
+                        tunnel_index.store(tunnel.index, Ordering::Relaxed);
+                        session.tunnel = tunnel;
+                        session.monitor.drift_repaired();
+                        inputs.push(Input::NetworkChanged);
+                        new
+                    }
+                    Err(e) => {
+                        error!("stopping: cannot create the tunnel interface again: {e}");
+                        status::remove(interface);
+                        unroute(config);
+                        return Err(e);
+                    }
+                };
+            }
             Ok(event) => session.on_event(event, &mut inputs),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break 0,
         }
         let now = Instant::now();
         session.on_settled_network(now, &mut inputs);
-        session.on_tick(now, &mut inputs);
-        session.act(inputs);
-        session.repair_drift(now);
+        session.on_tick(now, device.as_ref(), &mut inputs);
+        session.act(device.as_ref(), inputs);
+        session.repair_drift(now, device.as_ref());
     };
     info!(signal, "stopping");
     status::remove(interface);
     unroute(config);
     // Removes the interface.
-    drop(owned_device);
+    drop(device);
     Ok(())
+}
+
+/// A new device under the interface's name, brought up as at start with the gateway's
+/// current address.
+fn recreate(
+    wireguard: Preference,
+    session: &Session<'_>,
+    loaded: &Loaded,
+) -> Result<(Box<dyn WgDevice>, Tunnel), RunError> {
+    let device = create_device(loaded.config.interface.as_str(), wireguard)?;
+    let tunnel = bring_up(
+        device.as_ref(),
+        &session.links,
+        loaded,
+        session.machine.endpoint(),
+    )?;
+    session.prober.probe();
+    Ok((device, tunnel))
 }
 
 /// The running tunnel: what the loop in [`run`] feeds the health machine with, and carries
@@ -354,7 +395,6 @@ pub fn run(
 struct Session<'a> {
     config: &'a RoamerConfig,
     config_path: &'a Path,
-    device: &'a dyn WgDevice,
     prober: Prober,
     machine: Machine,
     events: mpsc::Sender<Event>,
@@ -443,7 +483,7 @@ impl Session<'_> {
 
     /// Every tick (faster while an answer is awaited): a suspend shows as a clock gap, and
     /// the device's rx counter says whether the gateway answered.
-    fn on_tick(&mut self, now: Instant, inputs: &mut Vec<Input>) {
+    fn on_tick(&mut self, now: Instant, device: &dyn WgDevice, inputs: &mut Vec<Input>) {
         if now < self.next_tick {
             return;
         }
@@ -463,7 +503,7 @@ impl Session<'_> {
             );
             inputs.push(Input::NetworkChanged);
         }
-        match self.device.status() {
+        match device.status() {
             Ok(status) => {
                 let rx_bytes = status
                     .peer(&self.config.gateway.public_key)
@@ -476,7 +516,7 @@ impl Session<'_> {
 
     /// Steps the machine with each input and carries out its actions: probe, re-resolve,
     /// reconnect. A change of health is logged and written to the status file.
-    fn act(&mut self, inputs: Vec<Input>) {
+    fn act(&mut self, device: &dyn WgDevice, inputs: Vec<Input>) {
         for input in inputs {
             let now = boottime();
             if input == Input::NetworkChanged {
@@ -496,8 +536,7 @@ impl Session<'_> {
                             self.monitor.gateway_moved();
                             info!(from = %before.1, to = %address, "the gateway moved: following it");
                         }
-                        if let Err(e) = reset_peer(self.device, &peer_config(self.config, address))
-                        {
+                        if let Err(e) = reset_peer(device, &peer_config(self.config, address)) {
                             warn!("cannot reconnect to {address}: {e}");
                         }
                         self.prober.probe();
@@ -515,7 +554,7 @@ impl Session<'_> {
 
     /// Puts back what someone else removed of the laptop's routing for the tunnel
     /// (crate::routing), every [`DRIFT_CHECK`] and soon after a network change.
-    fn repair_drift(&mut self, now: Instant) {
+    fn repair_drift(&mut self, now: Instant, device: &dyn WgDevice) {
         if now < self.next_drift_check {
             return;
         }
@@ -534,20 +573,18 @@ impl Session<'_> {
                         .map_err(|e| e.to_string())
                 }
                 Repair::UdpReplies => routing::install_udp_replies(self.config),
-                Repair::Egress => {
-                    self.device
-                        .status()
+                Repair::Egress => device
+                    .status()
+                    .map_err(|e| e.to_string())
+                    .and_then(|status| {
+                        routing::install_egress(
+                            &self.links,
+                            self.tunnel.index,
+                            self.config,
+                            status.listen_port,
+                        )
                         .map_err(|e| e.to_string())
-                        .and_then(|status| {
-                            routing::install_egress(
-                                &self.links,
-                                self.tunnel.index,
-                                self.config,
-                                status.listen_port,
-                            )
-                            .map_err(|e| e.to_string())
-                        })
-                }
+                    }),
             };
             match done {
                 Ok(()) => {

@@ -106,6 +106,35 @@ fn roamgw_and_roamer_only() {
     assert_eq!(out.status.code(), Some(3), "not running: exit 3");
 }
 
+/// The tunnel interface deleted under the running roamer (`ip link del`, another tool that
+/// wants the name): it creates it again, with its routing, and the forward works again.
+#[test]
+fn roamer_creates_its_interface_again_when_it_is_deleted() {
+    let s = roaming_scenario();
+    recovered(&s, Instant::now(), Duration::from_secs(5), "the start");
+    let deleted = Instant::now();
+    s.bed.roam.run(&["ip", "link", "del", &s.bed.roam_wg]);
+    let took = recovered(
+        &s,
+        deleted,
+        Duration::from_secs(20),
+        "the interface was deleted",
+    );
+    eprintln!("interface deleted: forward works again after {took:?}");
+    let log = s.bed.log("roamer.log");
+    assert!(log.contains("creating it again"), "{log}");
+    assert!(s.laptop_interface_exists());
+    let doctor = s.roamer(&["doctor"]);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+    // And it still stops cleanly.
+    s.roamer_down();
+}
+
 #[test]
 fn laptop_address_change_recovers_at_once_and_keeps_connections() {
     let s = roaming_scenario();

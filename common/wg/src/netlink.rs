@@ -2,6 +2,8 @@
 //! current-thread runtime drives the async rtnetlink crate, so callers stay synchronous.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -397,6 +399,8 @@ pub enum NetworkChange {
     RuleRemoved,
     /// A route through the interface `watch_network` was told is the tunnel went.
     TunnelRouteRemoved,
+    /// That interface went.
+    TunnelRemoved,
 }
 
 impl NetworkChange {
@@ -411,18 +415,21 @@ impl NetworkChange {
             NetworkChange::RouteRemoved => "route removed",
             NetworkChange::RuleRemoved => "routing rule removed",
             NetworkChange::TunnelRouteRemoved => "route through the tunnel removed",
+            NetworkChange::TunnelRemoved => "tunnel interface removed",
         }
     }
 }
 
 /// Watches rtnetlink (links, IPv4 addresses, routes and rules) on a thread of its own and
-/// calls `on_change` for every change. Changes on the interface `tunnel` (the roamer's own:
-/// its link, address and route changes are its own, not the network's) are left out, except
-/// that a route through it went, which only someone else does while the roamer runs.
+/// calls `on_change` for every change. Changes on the interface whose index is in `tunnel`
+/// (the roamer's own: its link, address and route changes are its own, not the network's; the
+/// index changes when the interface is created again) are left out, except that a route
+/// through it or the interface itself went, which only someone else does while the roamer
+/// runs.
 ///
 /// Returns once the subscription is in place, so no change after the return is missed.
 pub fn watch_network(
-    tunnel: Option<u32>,
+    tunnel: Option<Arc<AtomicU32>>,
     mut on_change: impl FnMut(NetworkChange) + Send + 'static,
 ) -> Result<(), NetlinkError> {
     use rtnetlink::packet_core::NetlinkPayload;
@@ -463,12 +470,14 @@ pub fn watch_network(
                         M::DelRule(_) => (NetworkChange::RuleRemoved, 0),
                         _ => continue,
                     };
-                    match (change, tunnel) {
-                        (NetworkChange::RouteRemoved, Some(t)) if index == t => {
+                    let tunnel = tunnel.as_ref().map(|t| t.load(Ordering::Relaxed));
+                    match change {
+                        _ if tunnel != Some(index) => on_change(change),
+                        NetworkChange::RouteRemoved => {
                             on_change(NetworkChange::TunnelRouteRemoved);
                         }
-                        (_, Some(t)) if index == t => {}
-                        _ => on_change(change),
+                        NetworkChange::LinkRemoved => on_change(NetworkChange::TunnelRemoved),
+                        _ => {}
                     }
                 }
             });
