@@ -34,7 +34,9 @@ pub enum Command {
     /// Bring the tunnel up and keep it up until SIGTERM/SIGINT (as root, or with CAP_NET_ADMIN).
     #[command(
         after_help = "Examples:\n  roamer run\n  roamer run --config ./roamer.toml\n\n\
-        Only the tunnel subnet goes through the tunnel; everything else leaves directly."
+        Only the tunnel subnet goes through the tunnel; everything else leaves directly.\n\
+        It follows network changes and wake-ups, and puts back what others remove: its \
+        interface, its routing rules and tables (systemd-networkd drops foreign rules)."
     )]
     Run(RunArgs),
 

@@ -280,6 +280,17 @@ impl Scenario {
         );
     }
 
+    /// `roamer doctor` on the laptop finds nothing to fix (exit 0).
+    pub fn assert_roamer_doctor_clean(&self) {
+        let doctor = self.roamer(&["doctor"]);
+        assert_eq!(
+            doctor.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&doctor.stdout)
+        );
+    }
+
     /// Runs `roamer ARGS --config <the laptop's config>` on the laptop.
     pub fn roamer(&self, args: &[&str]) -> Output {
         let config = self.roamer_config();
@@ -482,9 +493,15 @@ impl Scenario {
     /// long until the forward 22 answers again (`None`: not within 10 s). Waits 1.5 s first,
     /// so that a [`StatusPoller`]'s requests are in flight around the repair.
     pub fn time_to_repair(&self, args: &[&str]) -> Option<Duration> {
+        self.time_to_repair_in(&self.bed.gw, args)
+    }
+
+    /// [`Scenario::time_to_repair`] for a command run in `ns` (the laptop's, for the roamer's
+    /// own repairs).
+    pub fn time_to_repair_in(&self, ns: &Ns, args: &[&str]) -> Option<Duration> {
         std::thread::sleep(Duration::from_millis(1500));
         let since = Instant::now();
-        self.bed.gw.run(args);
+        ns.run(args);
         self.bed.time_until_banner(
             &format!("{FLOATING_IP}:22"),
             "roamer",

@@ -301,11 +301,5 @@ fn roamer_puts_back_reply_routing_that_someone_removed() {
             "{part}:\n{log}"
         );
     }
-    let doctor = s.roamer(&["doctor"]);
-    assert_eq!(
-        doctor.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&doctor.stdout)
-    );
+    s.assert_roamer_doctor_clean();
 }

@@ -124,13 +124,7 @@ fn roamer_creates_its_interface_again_when_it_is_deleted() {
     let log = s.bed.log("roamer.log");
     assert!(log.contains("creating it again"), "{log}");
     assert!(s.laptop_interface_exists());
-    let doctor = s.roamer(&["doctor"]);
-    assert_eq!(
-        doctor.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&doctor.stdout)
-    );
+    s.assert_roamer_doctor_clean();
     // And it still stops cleanly.
     s.roamer_down();
 }

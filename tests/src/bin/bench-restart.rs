@@ -3,8 +3,9 @@
 //! link deleted, ruleset flushed, runtime sockets removed), for a stock wg-quick +
 //! wireguard-go laptop and for `roamer run`: with the remembered endpoints (now), and without
 //! them (the file removed before the start: what every restart did before). Then: how long
-//! each kind of drift takes to repair while `roamgw status` is polled every second. Prints a
-//! markdown report; `bash bench/restart.sh` puts it into docs/benchmarks.md.
+//! each kind of drift takes to repair while `roamgw status` is polled every second, on the
+//! gateway and (what the roamer puts back itself) on the laptop. Prints a markdown report;
+//! `bash bench/restart.sh` puts it into docs/benchmarks.md.
 
 use std::time::{Duration, Instant};
 
@@ -117,8 +118,40 @@ fn main() {
             let took: Vec<Option<f64>> =
                 (0..TRIALS).map(|_| secs(s.time_to_repair(&args))).collect();
             eprintln!("{what}: {took:?}");
-            drift_rows.push(format!("| nftables | {what} | {} |", summary(&took)));
+            drift_rows.push(format!(
+                "| gateway (nftables) | {what} | {} |",
+                summary(&took)
+            ));
         }
+    }
+    drop(s);
+    // The laptop's side: what the roamer puts back itself.
+    let s = Scenario::build_with(GatewayMode::Daemon, Laptop::Roamer, &[], false);
+    s.forward_22_works();
+    let tunnel = s.bed.roam_wg.clone();
+    let interface: roamgw_common::names::InterfaceName = tunnel.parse().expect("interface");
+    // As systemd-networkd drops foreign rules: both reply rules, and the table with them.
+    let drop_rules = format!(
+        "ip rule del priority {p}; ip rule del priority {p}; ip route flush table {t}",
+        p = roamgw_common::replies::RULE_PRIORITY,
+        t = roamgw_common::replies::table(&interface),
+    );
+    let laptop_drifts: [(&str, Vec<&str>); 2] = [
+        (
+            "the reply rules and their table removed (as systemd-networkd does)",
+            vec!["sh", "-c", &drop_rules],
+        ),
+        (
+            "`ip link del <wg interface>`",
+            vec!["ip", "link", "del", &tunnel],
+        ),
+    ];
+    for (what, args) in laptop_drifts {
+        let took: Vec<Option<f64>> = (0..TRIALS)
+            .map(|_| secs(s.time_to_repair_in(&s.bed.roam, &args)))
+            .collect();
+        eprintln!("{what}: {took:?}");
+        drift_rows.push(format!("| laptop (roamer) | {what} | {} |", summary(&took)));
     }
     drop(s);
     let s = Scenario::gateway_on(GatewayMode::Daemon, Backend::Firewalld, &[], false)
@@ -142,7 +175,7 @@ fn main() {
             .collect();
         eprintln!("firewall-cmd --reload: {took:?}");
         drift_rows.push(format!(
-            "| firewalld | `firewall-cmd --reload` (from the command's start) | {} |",
+            "| gateway (firewalld) | `firewall-cmd --reload` (from the command's start) | {} |",
             summary(&took)
         ));
     }
@@ -163,7 +196,7 @@ fn main() {
         "\nDrift repaired by events, while `roamgw status` runs every second: time from the \
          breaking command until the forward answers again, median (min–max) of {TRIALS}.\n"
     );
-    println!("| backend | drift | forward back after |");
+    println!("| where | drift | forward back after |");
     println!("|---|---|---:|");
     for row in drift_rows {
         println!("{row}");
