@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use roamgw_gateway::cli::parse_cidr;
 use roamgw_gateway::control::Request;
-use roamgw_gateway::daemon::watch::parse_notifications;
 use roamgw_gateway::nft::observed;
+use roamgw_wg::nftwatch::parse_notifications;
 
 /// A few thousand cases per target in the suite; PROPTEST_CASES overrides (bench/fuzz.sh).
 fn config() -> ProptestConfig {

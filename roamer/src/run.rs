@@ -78,17 +78,20 @@ const FAST_TICK: Duration = Duration::from_millis(20);
 /// burst is quiet for this long, or at the latest after `DEBOUNCE_MAX`.
 const DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
-/// How often the laptop's routing for the tunnel is compared with what roamer installed: a
-/// netlink dump and one `nft list table`, against replies lost until it is back.
+/// How often the laptop's routing for the tunnel is compared with what roamer installed when
+/// no event says to (a safety net: netlink dumps and one `nft list table`).
 const DRIFT_CHECK: Duration = Duration::from_secs(10);
 const DRIFT_AFTER_CHANGE: Duration = Duration::from_secs(1);
-/// After a rule or a tunnel route went: long enough for the rest of a flush to go too.
+/// After a rule, a tunnel route or an nftables change: long enough for the rest of a flush
+/// (or of a firewall's start) to go too.
 const DRIFT_AFTER_REMOVAL: Duration = Duration::from_millis(100);
 /// Boot time running ahead of monotonic time by more than this: the laptop slept.
 const SUSPEND_GAP: Duration = Duration::from_secs(2);
 
 enum Event {
     Network(NetworkChange),
+    /// A committed nftables transaction (the laptop's firewall, or our own table).
+    Ruleset,
     Resolved(Result<SocketAddr, String>),
     Stop(i32),
 }
@@ -289,6 +292,12 @@ pub fn run(
             })
             .map_err(RunError::from)
         });
+    let ruleset_events = events.clone();
+    if let Err(e) = roamgw_wg::nftwatch::watch_commits(None, move |_| {
+        let _ = ruleset_events.send(Event::Ruleset);
+    }) {
+        warn!("cannot watch nftables ({e}): its changes are looked at every 10 s");
+    }
     if let Err(e) = watching {
         unroute(config);
         return Err(e);
@@ -316,6 +325,7 @@ pub fn run(
         tunnel,
         next_drift_check: Instant::now() + DRIFT_CHECK,
         drift_failures: Vec::new(),
+        ruleset_changed: false,
     };
     session.prober.probe();
     session.write_status();
@@ -417,6 +427,8 @@ struct Session<'a> {
     next_drift_check: Instant,
     /// Repairs that failed, as said in the log.
     drift_failures: Vec<String>,
+    /// nftables changed since the last look.
+    ruleset_changed: bool,
 }
 
 impl Session<'_> {
@@ -436,6 +448,13 @@ impl Session<'_> {
         match event {
             Event::Network(NetworkChange::RuleRemoved | NetworkChange::TunnelRouteRemoved) => {
                 // Ours, maybe (our own repairs delete before they add): a look is cheap.
+                let soon = Instant::now() + DRIFT_AFTER_REMOVAL;
+                self.next_drift_check = self.next_drift_check.min(soon);
+            }
+            Event::Ruleset => {
+                // A firewall that has just started tracking connections refuses the gateway's
+                // packets until the laptop sends one: probe, and look at our table.
+                self.ruleset_changed = true;
                 let soon = Instant::now() + DRIFT_AFTER_REMOVAL;
                 self.next_drift_check = self.next_drift_check.min(soon);
             }
@@ -559,6 +578,9 @@ impl Session<'_> {
             return;
         }
         self.next_drift_check = now + DRIFT_CHECK;
+        if std::mem::take(&mut self.ruleset_changed) {
+            self.prober.probe();
+        }
         let found = match Installed::read(&self.links, self.config) {
             Ok(found) => found,
             Err(e) => {

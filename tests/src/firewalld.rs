@@ -95,7 +95,10 @@ impl Firewalld {
                 system_config.to_str().expect("utf-8"),
             ],
         );
-        bed.set_system_bus(&bus_address);
+        // roamgw talks to the droplet's firewalld; one on the laptop is the laptop's alone.
+        if ns.name == bed.gw.name {
+            bed.set_system_bus(&bus_address);
+        }
         let firewalld = Firewalld { bus_address };
         let up = wait_until(Duration::from_secs(30), || {
             firewalld.cmd(ns, &["--state"]).status.success()

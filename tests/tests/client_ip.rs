@@ -303,3 +303,54 @@ fn roamer_puts_back_reply_routing_that_someone_removed() {
     }
     s.assert_roamer_doctor_clean();
 }
+
+/// firewalld on the laptop (Fedora's default): the tunnel interface falls in the default zone,
+/// which decides what forwarded ports the laptop accepts, by the clients' real addresses; its
+/// rules do not disturb the reply routing, and a reload leaves (or the roamer puts back) the
+/// UDP reply table.
+#[test]
+fn firewalld_on_the_laptop_decides_by_zone_and_leaves_the_replies_alone() {
+    let s = scenario(Backend::Nftables, Laptop::Roamer);
+    let firewalld = roamgw_e2e::firewalld::Firewalld::start(&s.bed, &s.bed.roam);
+    let firewall = |args: &[&str]| {
+        let out = firewalld.cmd(&s.bed.roam, args);
+        assert!(
+            out.status.success(),
+            "firewall-cmd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // firewalld's start made the kernel track connections: the tunnel's packets from the
+    // gateway are refused until the laptop sends one. roamer sends one at once (a probe on the
+    // nftables change) rather than at its next keepalive: the gateway's ping gets through.
+    let ping = s.bed.gw.output(&["ping", "-c1", "-W1", "192.168.32.2"]);
+    assert!(ping.status.success(), "{}", s.bed.log("roamer.log"));
+    let client = Some(CLIENT.to_string());
+    let addr = format!("{FLOATING_IP}:{KEEP_PORT}");
+    assert_eq!(
+        s.bed.cli.tcp_banner(&addr),
+        None,
+        "the public zone refuses 7000"
+    );
+
+    let port = format!("--add-port={KEEP_PORT}/tcp");
+    let udp_port = format!("--add-port={KEEP_PORT}/udp");
+    firewall(&[&port, &udp_port]);
+    assert_eq!(seen(&s, KEEP_PORT), (client.clone(), client.clone()));
+
+    // A reload drops runtime-only rules; the interface's zone then comes from the permanent
+    // configuration: trusted accepts everything the gateway forwards.
+    let trusted = format!("--add-interface={}", s.bed.roam_wg);
+    firewall(&["--permanent", "--zone=trusted", &trusted]);
+    firewall(&["--reload"]);
+    let answered = roamgw_e2e::wait_until(std::time::Duration::from_secs(15), || {
+        seen(&s, KEEP_PORT) == (client.clone(), client.clone())
+    });
+    assert!(
+        answered,
+        "{:?}\n{}",
+        seen(&s, KEEP_PORT),
+        s.bed.log("roamer.log")
+    );
+    s.assert_roamer_doctor_clean();
+}

@@ -14,6 +14,7 @@
 pub mod kernel;
 pub mod model;
 pub mod netlink;
+pub mod nftwatch;
 pub mod socket;
 pub mod uapi;
 pub mod userspace;

@@ -326,9 +326,9 @@ impl Daemon {
     /// Runs `write` and records the nftables generations it produced as ours, so the
     /// notifications of our own transactions do not come back as drift.
     fn own<T>(&mut self, write: impl FnOnce(&mut Self) -> T) -> T {
-        let before = watch::generation();
+        let before = roamgw_wg::nftwatch::generation();
         let out = write(self);
-        if let (Some(before), Some(after)) = (before, watch::generation()) {
+        if let (Some(before), Some(after)) = (before, roamgw_wg::nftwatch::generation()) {
             if after != before {
                 if self.own_generations.len() >= 64 {
                     self.own_generations.pop_front();
@@ -349,7 +349,7 @@ impl Daemon {
             Drift::Ruleset { generation: None } => self
                 .own_generations
                 .back()
-                .is_some_and(|&(_, after)| watch::generation() == Some(after)),
+                .is_some_and(|&(_, after)| roamgw_wg::nftwatch::generation() == Some(after)),
             _ => false,
         }
     }
