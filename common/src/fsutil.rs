@@ -51,6 +51,14 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
+/// [`write_atomic`] of a file only root reads (0600), creating its directory (0700) first.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+    if let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
+    }
+    write_atomic(path, contents, PRIVATE_FILE_MODE)
+}
+
 /// Replaces `path` with `contents` so that a crash leaves either the old or the new file, never a mix.
 /// The file is created with `mode` before any byte is written, so a secret is never readable by others.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {

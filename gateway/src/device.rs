@@ -118,7 +118,7 @@ pub fn link_configured(state: &GatewayState) -> bool {
 fn arrivals_routed() -> bool {
     let routed = roamgw_wg::netlink::Links::connect().and_then(|links| {
         Ok(
-            links.count_rules(ANCHOR_ROUTE_PRIORITY, ANCHOR_ROUTE_TABLE)? == 1
+            links.count_rules(&[(ANCHOR_ROUTE_PRIORITY, ANCHOR_ROUTE_TABLE)])? == 1
                 && links.count_routes(ANCHOR_ROUTE_TABLE)? > 0,
         )
     });

@@ -133,12 +133,7 @@ impl Monitor {
             // Events are rare (changes, repairs, roams): one small atomic write each.
             let saved = serde_json::to_vec(&*events)
                 .map_err(|e| e.to_string())
-                .and_then(|json| {
-                    if let Some(dir) = file.parent() {
-                        fsutil::ensure_private_dir(dir).map_err(|e| e.to_string())?;
-                    }
-                    fsutil::write_atomic(file, &json, 0o600).map_err(|e| e.to_string())
-                });
+                .and_then(|json| fsutil::write_private(file, &json).map_err(|e| e.to_string()));
             if let Err(e) = saved {
                 tracing::debug!("cannot keep the page's events: {e}");
             }

@@ -12,12 +12,12 @@
 
 use roamgw_common::replies;
 use roamgw_common::state::RoamerConfig;
-use roamgw_wg::netlink::{Links, NetlinkError, MAIN_TABLE};
+use roamgw_wg::netlink::{self, Links, NetlinkError};
 
 /// Rules that route replies into the tunnel: by source, by mark.
 pub const REPLY_RULES: usize = 2;
 /// Egress rules: the tunnel's own UDP, the laptop's own networks, the rest.
-pub const EGRESS_RULES: usize = 3;
+pub const EGRESS_RULES: usize = netlink::egress_rules(0, 0).len();
 
 /// What is in place on the laptop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,9 +93,9 @@ impl Installed {
     pub fn read(links: &Links, config: &RoamerConfig) -> Result<Self, NetlinkError> {
         let table = replies::table(&config.interface);
         let egress_table = replies::egress_table(&config.interface);
-        let priority = replies::EGRESS_PRIORITY;
+        let egress_rules = netlink::egress_rules(egress_table, replies::EGRESS_PRIORITY);
         Ok(Installed {
-            reply_rules: links.count_rules(replies::RULE_PRIORITY, table)?,
+            reply_rules: links.count_rules(&[(replies::RULE_PRIORITY, table)])?,
             reply_routes: links.count_routes(table)?,
             udp_reply_table: nft(
                 &[
@@ -107,9 +107,7 @@ impl Installed {
                 None,
             )
             .is_ok(),
-            egress_rules: links.count_rules(priority, MAIN_TABLE)?
-                + links.count_rules(priority + 1, MAIN_TABLE)?
-                + links.count_rules(priority + 2, egress_table)?,
+            egress_rules: links.count_rules(&egress_rules)?,
             egress_routes: links.count_routes(egress_table)?,
         })
     }

@@ -305,11 +305,7 @@ impl Links {
 
     /// Removes the egress rules (the routes go with the interface). The number removed.
     pub fn unroute_egress(&self, table: u32, priority: u32) -> Result<usize, NetlinkError> {
-        self.delete_rules(&[
-            (priority, MAIN_TABLE),
-            (priority + 1, MAIN_TABLE),
-            (priority + 2, table),
-        ])
+        self.delete_rules(&egress_rules(table, priority))
     }
 
     /// The IPv4 rules at these (priority, table) pairs.
@@ -355,9 +351,9 @@ impl Links {
         })
     }
 
-    /// How many rules there are at `priority` that look up `table`.
-    pub fn count_rules(&self, priority: u32, table: u32) -> Result<usize, NetlinkError> {
-        Ok(self.find_rules(&[(priority, table)])?.len())
+    /// How many rules there are at these (priority, table) pairs (one dump for all).
+    pub fn count_rules(&self, ours: &[(u32, u32)]) -> Result<usize, NetlinkError> {
+        Ok(self.find_rules(ours)?.len())
     }
 
     /// Deletes the rules at these (priority, table) pairs.
@@ -380,6 +376,15 @@ impl Links {
 
 /// RT_TABLE_MAIN.
 pub const MAIN_TABLE: u32 = 254;
+
+/// The (priority, table) of each rule [`Links::route_egress`] adds from `priority` on.
+pub const fn egress_rules(table: u32, priority: u32) -> [(u32, u32); 3] {
+    [
+        (priority, MAIN_TABLE),
+        (priority + 1, MAIN_TABLE),
+        (priority + 2, table),
+    ]
+}
 
 /// ENODEV, as netlink reports a missing interface.
 const fn libc_enodev() -> i32 {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use roamgw_common::fsutil::{self, FsError, PRIVATE_FILE_MODE};
+use roamgw_common::fsutil::{self, FsError};
 use roamgw_common::PublicKey;
 use roamgw_wg::DeviceStatus;
 use serde::{Deserialize, Serialize};
@@ -73,12 +73,9 @@ impl Endpoints {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), EndpointsError> {
-        if let Some(dir) = path.parent() {
-            fsutil::ensure_private_dir(dir)?;
-        }
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
-        fsutil::write_atomic(path, text.as_bytes(), PRIVATE_FILE_MODE)?;
+        fsutil::write_private(path, text.as_bytes())?;
         Ok(())
     }
 
