@@ -253,6 +253,12 @@ pub enum StateError {
     Invalid(String),
 }
 
+/// `address` with the subnet's prefix length (the tunnel address as an interface carries it).
+pub fn address_in(subnet: Ipv4Net, address: Ipv4Addr) -> Ipv4Net {
+    // A valid subnet's prefix length is valid for any address: the fallback never runs.
+    Ipv4Net::new(address, subnet.prefix_len()).unwrap_or_else(|_| Ipv4Net::from(address))
+}
+
 fn invalid(message: impl Into<String>) -> StateError {
     StateError::Invalid(message.into())
 }

@@ -440,6 +440,20 @@ pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
     )
 }
 
+/// A CIDR or a bare address (/32). Host bits must be clear so what is stored is what is meant.
+pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
+    let net = text
+        .parse::<Ipv4Net>()
+        .or_else(|_| text.parse::<Ipv4Addr>().map(Ipv4Net::from))
+        .map_err(|_| {
+            format!("'{text}' is not an IPv4 address or CIDR (e.g. 192.0.2.0/24 or 198.51.100.7)")
+        })?;
+    if net != net.trunc() {
+        return Err(format!("{text} has host bits set: write {}", net.trunc()));
+    }
+    Ok(net)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

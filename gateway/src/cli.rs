@@ -8,6 +8,7 @@ use ipnet::Ipv4Net;
 use roamgw_common::state::{Backend, ClientIp, WireguardMode};
 use roamgw_common::{InterfaceName, PortSpec, PublicKey, RoamerName};
 
+pub use crate::change::parse_cidr;
 use crate::store::DEFAULT_CONFIG_DIR;
 
 #[derive(Debug, Parser)]
@@ -482,20 +483,6 @@ pub struct ShowConfigArgs {
     /// need --client-ip masquerade.
     #[arg(long)]
     pub qr: bool,
-}
-
-/// A CIDR or a bare address (/32). Host bits must be clear so what is stored is what is meant.
-pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
-    let net = text
-        .parse::<Ipv4Net>()
-        .or_else(|_| text.parse::<Ipv4Addr>().map(Ipv4Net::from))
-        .map_err(|_| {
-            format!("'{text}' is not an IPv4 address or CIDR (e.g. 192.0.2.0/24 or 198.51.100.7)")
-        })?;
-    if net != net.trunc() {
-        return Err(format!("{text} has host bits set: write {}", net.trunc()));
-    }
-    Ok(net)
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
+use crate::engine::{ChangeError, Fault};
 use crate::store::Store;
 
 pub const SOCKET_FILE: &str = "roamgw.sock";
@@ -59,9 +60,27 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reply {
-    Applied { summary: String },
-    Status { peers: Vec<PeerView> },
-    Error { message: String },
+    Applied {
+        summary: String,
+    },
+    Status {
+        peers: Vec<PeerView>,
+    },
+    Error {
+        message: String,
+        /// Whose fault: an older daemon sends none (it meant "refused").
+        #[serde(default)]
+        fault: Fault,
+    },
+}
+
+impl Reply {
+    pub fn failed(e: ChangeError) -> Reply {
+        Reply::Error {
+            message: e.message,
+            fault: e.fault,
+        }
+    }
 }
 
 /// One roamer as the daemon sees it.
@@ -301,11 +320,12 @@ pub fn serve(
                     active.fetch_sub(1, Ordering::SeqCst);
                     let _ = write_reply(
                         &mut stream,
-                        &Reply::Error {
-                            message: format!(
+                        &Reply::failed(ChangeError::new(
+                            Fault::Unavailable,
+                            format!(
                                 "the daemon is serving {MAX_CONNECTIONS} connections: try again"
                             ),
-                        },
+                        )),
                     );
                     continue;
                 }
@@ -330,16 +350,15 @@ fn serve_one(mut stream: UnixStream, handle: &(dyn Fn(Request) -> Reply + Send +
     let reply = match read_request(&mut stream) {
         Ok(bytes) => match serde_json::from_slice::<Request>(&bytes) {
             Ok(request) => handle(request),
-            Err(e) => Reply::Error {
-                message: format!("bad request: {e}"),
-            },
+            Err(e) => Reply::failed(ChangeError::new(Fault::Input, format!("bad request: {e}"))),
         },
-        Err(ReadError::TooLarge) => Reply::Error {
-            message: format!(
+        Err(ReadError::TooLarge) => Reply::failed(ChangeError::new(
+            Fault::Input,
+            format!(
                 "request larger than {} KiB: refused, nothing was changed",
                 MAX_REQUEST / 1024
             ),
-        },
+        )),
         Err(e) => {
             debug!("control connection dropped: {e:?}");
             return;

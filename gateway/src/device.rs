@@ -5,7 +5,7 @@ use roamgw_common::state::{GatewayState, WireguardMode};
 use roamgw_wg::PeerConfig;
 use roamgw_wg::{Preference, WgDevice};
 
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -85,8 +85,7 @@ pub const ANCHOR_ROUTE_PRIORITY: u32 = roamgw_common::replies::RULE_PRIORITY;
 pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     let g = &state.gateway;
     check_path_mtu(g.mtu);
-    let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
-        .unwrap_or_else(|_| unreachable!("prefix from a subnet"));
+    let address = roamgw_common::state::address_in(g.subnet, g.address);
     let links = roamgw_wg::netlink::Links::connect()?;
     links.configure(g.interface.as_str(), g.mtu, address)?;
     match g.anchor_gateway {
@@ -158,25 +157,8 @@ pub fn poke(roamers: &[std::net::Ipv4Addr]) -> std::io::Result<()> {
 /// Each roamer's preshared key as read from its key file.
 pub type Psks = std::collections::BTreeMap<roamgw_common::RoamerName, roamgw_common::PresharedKey>;
 
-/// Brings `psks` to the roamers of `state`: reads the key file of a roamer it does not hold
-/// yet, forgets roamers that are gone. A daemon keeps them, so a change of forwards reads no
-/// key file.
-pub fn refresh_psks(
-    psks: &mut Psks,
-    state: &GatewayState,
-    store: &Store,
-) -> Result<(), DeviceError> {
-    psks.retain(|name, _| state.roamer(name).is_some());
-    for roamer in &state.roamers {
-        if !psks.contains_key(&roamer.name) {
-            psks.insert(roamer.name.clone(), store.roamer_psk(&roamer.name)?);
-        }
-    }
-    Ok(())
-}
-
 /// The peers the state asks for: one per roamer, its tunnel address only, its PSK (from
-/// `psks`, see [`refresh_psks`]); no endpoint (WireGuard learns it; the daemon gives a fresh
+/// `psks`, which the engine keeps); no endpoint (WireGuard learns it; the daemon gives a fresh
 /// device the remembered ones) and no keepalive (the roamer keeps the NAT open).
 pub fn desired_peers(state: &GatewayState, psks: &Psks) -> Vec<PeerConfig> {
     state

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod detect;
 pub mod device;
 pub mod doctor;
+pub mod engine;
 pub mod firewalld;
 pub mod import;
 pub mod metrics;

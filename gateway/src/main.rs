@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("roamgw: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

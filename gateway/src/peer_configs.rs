@@ -16,8 +16,7 @@ use roamgw_common::{PresharedKey, PrivateKey};
 pub const ROAMER_KEY_FILE: &str = "/etc/roamgw/roamer.key";
 
 fn roamer_net(state: &GatewayState, roamer: &RoamerEntry) -> Ipv4Net {
-    Ipv4Net::new(roamer.address, state.gateway.subnet.prefix_len())
-        .unwrap_or_else(|_| unreachable!("a subnet's prefix is valid"))
+    roamgw_common::state::address_in(state.gateway.subnet, roamer.address)
 }
 
 pub fn roamer_config(
@@ -142,8 +141,7 @@ pub fn gateway_wg_quick(
     psks: Vec<Option<PresharedKey>>,
 ) -> String {
     let g = &state.gateway;
-    let address = Ipv4Net::new(g.address, g.subnet.prefix_len())
-        .unwrap_or_else(|_| unreachable!("a subnet's prefix is valid"));
+    let address = roamgw_common::state::address_in(g.subnet, g.address);
     let file = WgQuickConfig {
         interface: Interface {
             private_key: Some(private_key),

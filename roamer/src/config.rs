@@ -99,7 +99,15 @@ pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, ConfigError> {
             warnings.extend(warning);
             (key, file.display().to_string())
         }
-        (None, None) => unreachable!("validated: one of the two is set"),
+        // `validate` refuses this; said again rather than assumed.
+        (None, None) => {
+            return Err(ConfigError::Config {
+                path: path.to_path_buf(),
+                source: StateError::Invalid(
+                    "the config names no private key: set private_key or private_key_file".into(),
+                ),
+            })
+        }
     };
     let public_key: PublicKey = key.public_key();
     if public_key == config.gateway.public_key {

@@ -40,7 +40,7 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// What `config` installs; `udp_reply_table`: whether nft loaded it at start.
+    /// What `config` installs; `udp_reply_table`: whether nft is there to load it.
     pub fn of(config: &RoamerConfig, udp_reply_table: bool) -> Self {
         // One route per distinct network: a repeated one replaces its twin.
         let mut networks: Vec<_> = config.egress().iter().map(|n| n.trunc()).collect();

@@ -221,10 +221,19 @@ fn bring_up(
         .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;
     routing::install_replies(links, index, config)?;
     let udp_replies = routing::install_udp_replies(config);
+    // A table that failed to load while nft is there is wanted all the same: the repair
+    // loop tries again (every 10 s at the latest), rather than UDP replies from 0.0.0.0
+    // leaving past the tunnel for the roamer's whole life.
+    let nft_present = udp_replies.is_ok() || routing::nft(&["--version"], None).is_ok();
     if let Err(e) = &udp_replies {
         warn!(
             "UDP servers that reply from 0.0.0.0 will answer kept client addresses from the \
-             laptop's own address, not through the tunnel: {e}"
+             laptop's own address, not through the tunnel, {}: {e}",
+            if nft_present {
+                "until the table loads (tried again with every check)"
+            } else {
+                "as long as nft is missing"
+            }
         );
     }
     let egress = config.egress();
@@ -234,7 +243,7 @@ fn bring_up(
     }
     Ok(Tunnel {
         index,
-        wanted: Wanted::of(config, udp_replies.is_ok()),
+        wanted: Wanted::of(config, nft_present),
     })
 }
 

@@ -237,6 +237,9 @@ fn hairpin_from_the_laptop_and_from_the_droplet() {
             s.bed.gw.udp_exchange(&floating, "hi"),
         );
         let want = |a: &str| Some(a.to_string());
+        if seen.3.is_none() {
+            eprintln!("{}", hairpin_diagnostics(&s));
+        }
         assert_eq!(
             seen,
             (
@@ -250,6 +253,46 @@ fn hairpin_from_the_laptop_and_from_the_droplet() {
     }
     let status = s.bed.roamgw(&roamgw_e2e::binary("roamgw"), &["status"]);
     assert_eq!(status.status.code(), Some(0), "in sync");
+}
+
+/// What the kernels on both ends saw of an unanswered UDP hairpin: the droplet's conntrack
+/// and counters, the laptop's UDP flows and rules, the roamer's log.
+fn hairpin_diagnostics(s: &Scenario) -> String {
+    let interface: roamgw_common::names::InterfaceName =
+        s.bed.roam_wg.parse().expect("interface name");
+    let laptop_table = roamgw_common::replies::nft_table(&interface);
+    let sections = [
+        (
+            "droplet conntrack",
+            s.bed.gw.output(&["conntrack", "-L", "-p", "udp"]),
+        ),
+        (
+            "droplet table",
+            s.bed.gw.output(&["nft", "list", "table", "ip", "roamgw"]),
+        ),
+        ("droplet wg", s.bed.gw.output(&["wg", "show", &s.bed.gw_wg])),
+        (
+            "laptop table",
+            s.bed
+                .roam
+                .output(&["nft", "list", "table", "ip", &laptop_table]),
+        ),
+        ("laptop rules", s.bed.roam.output(&["ip", "rule"])),
+        ("laptop sockets", s.bed.roam.output(&["ss", "-uanp"])),
+        (
+            "laptop udp counters",
+            s.bed.roam.output(&["nstat", "-az", "Udp*"]),
+        ),
+    ];
+    let mut text = String::from("UDP hairpin from the droplet unanswered:\n");
+    for (name, out) in sections {
+        text += &format!(
+            "--- {name}\n{}{}\n",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    text + &s.bed.log("roamer.log")
 }
 
 /// What systemd-networkd does to rules it did not make when it configures a link, and what an

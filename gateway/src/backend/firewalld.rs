@@ -32,6 +32,7 @@ fn up() -> Result<Option<fw::Firewalld>> {
 
 impl Backend for Firewalld {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
+        super::prepare(state)?;
         // Left from the nftables backend (a re-init): not ours to keep.
         if super::nftables::observe_if_up()?.is_some() {
             crate::nft::apply::delete_table()?;

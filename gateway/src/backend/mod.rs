@@ -97,6 +97,14 @@ pub trait Backend {
     fn view(&self, state: &GatewayState) -> Result<Option<View>>;
     /// Per-forward counters alone (cheaper than a view), when up and the backend counts.
     fn counters(&self, state: &GatewayState) -> Option<Counters>;
+    /// Ends the open flows of the forwards a change removed (see [`end_changed_flows`]).
+    fn end_flows(&self, new: &GatewayState, change: &ForwardChange) {
+        end_changed_flows(new, change);
+    }
+    /// Removes whatever of ours is up, whichever backend made it (see [`down`]).
+    fn down(&self, purge: bool) -> Result<bool> {
+        down(purge)
+    }
 }
 
 /// Packets and bytes per forward, by its key.
@@ -127,10 +135,10 @@ impl ForwardCounters {
 }
 
 /// The backend the state asks for.
-pub fn of(state: &GatewayState) -> &'static dyn Backend {
+pub fn of(state: &GatewayState) -> Box<dyn Backend> {
     match state.gateway.backend {
-        roamgw_common::state::Backend::Nftables => &Nftables,
-        roamgw_common::state::Backend::Firewalld => &Firewalld,
+        roamgw_common::state::Backend::Nftables => Box::new(Nftables),
+        roamgw_common::state::Backend::Firewalld => Box::new(Firewalld),
     }
 }
 
@@ -152,8 +160,14 @@ pub fn interface_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// `roamgw up`: forwarding on, the plane as the state says.
+/// `roamgw up`: the plane as the state says.
 pub fn up(state: &GatewayState) -> Result<Applied> {
+    of(state).up(state)
+}
+
+/// What every backend's `up` does first: forwarding on, and a word when the interface the
+/// forwards need is missing.
+fn prepare(state: &GatewayState) -> Result<()> {
     enable_forwarding()?;
     let interface = state.gateway.interface.as_str();
     if !interface_exists(interface) {
@@ -162,7 +176,7 @@ pub fn up(state: &GatewayState) -> Result<Applied> {
             "WireGuard interface is not present: forwards need it (e.g. `wg-quick up {interface}` with the file from `roamgw show-config --gateway --format wg-quick`)"
         );
     }
-    of(state).up(state)
+    Ok(())
 }
 
 /// `roamgw down`: our table removed, our firewalld policies emptied (with `purge`, removed

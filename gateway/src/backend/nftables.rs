@@ -127,6 +127,7 @@ pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counter
 
 impl Backend for Nftables {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
+        super::prepare(state)?;
         if let Some(fw) = firewalld::Firewalld::if_running()? {
             // firewalld drops new flows to the WireGuard port unless firewalld itself opens
             // it; forwarded (DNATed) flows it accepts early on its own.

@@ -73,7 +73,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
         })
         .collect();
     if json {
-        return Ok(to_json(&views));
+        return to_json(&views);
     }
     if views.is_empty() {
         return Ok("no forwards; add one with `roamgw add-port 22`\n".into());

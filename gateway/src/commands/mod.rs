@@ -22,6 +22,7 @@ use crate::cli::{
 };
 use crate::control;
 use crate::detect;
+use crate::engine::{ChangeError, Engine, Fault};
 use crate::peer_configs;
 use crate::store::{Store, StoreError};
 
@@ -40,6 +41,19 @@ pub enum CommandError {
     DataPlane(#[from] backend::DataPlaneError),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+}
+
+impl CommandError {
+    /// The process's exit code: a change's fault tells it apart (docs/usage.md); everything
+    /// else is a refusal (1).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Change(e) => e.fault.exit_code(),
+            _ => Fault::Input.exit_code(),
+        }
+    }
 }
 
 fn refused(message: impl Into<String>) -> CommandError {
@@ -66,14 +80,20 @@ const DAEMON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 /// Sends a request to the daemon if one runs: `Ok(None)` when none does. A daemon that holds
 /// the directory but does not answer is an error: nothing may change behind its back.
 fn ask_daemon(store: &Store, request: &control::Request) -> Result<Option<String>> {
+    let unavailable = |message: String| ChangeError::new(Fault::Unavailable, message).into();
     match control::request(store, request, DAEMON_TIMEOUT) {
         Ok(control::Reply::Applied { summary }) => Ok(Some(summary)),
-        Ok(control::Reply::Error { message }) => Err(refused(message)),
-        Ok(other) => Err(refused(format!(
+        Ok(control::Reply::Error { message, fault }) => {
+            Err(ChangeError::new(fault, message).into())
+        }
+        Ok(other) => Err(unavailable(format!(
             "unexpected reply from the daemon: {other:?}"
         ))),
         Err(control::ControlError::NotRunning) => Ok(None),
-        Err(e) => Err(refused(e.to_string())),
+        Err(control::ControlError::Lock(e)) => {
+            Err(ChangeError::new(Fault::Files, control::ControlError::Lock(e).to_string()).into())
+        }
+        Err(e) => Err(unavailable(e.to_string())),
     }
 }
 
@@ -90,23 +110,16 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
     if let Some(summary) = ask_daemon(store, &request)? {
         return Ok((summary, LIVE));
     }
-    let mut state = store.load()?;
-    let old = state.clone();
-    let applied = crate::change::apply(&mut state, &change).map_err(|e| refused(e.0))?;
-    let Some(plan) = backend::of(&state).apply_change(&old, &state, &applied.forwards)? else {
-        store.save(&state)?;
-        return Ok((applied.summary, pending(&state)));
-    };
-    debug!("{plan}");
-    if let Err(e) = store.save(&state) {
-        // The file is the truth: put the kernel back to what it says.
-        if let Err(undo) = backend::of(&old).apply_if_up(&old) {
-            warn!("could not undo the live change after the save failed: {undo}");
-        }
-        return Err(e.into());
-    }
-    backend::end_changed_flows(&state, &applied.forwards);
-    Ok((applied.summary, LIVE))
+    let mut engine = Engine::for_command(store.clone(), store.load()?);
+    let done = engine.apply(&change)?;
+    Ok((
+        done.summary,
+        if done.live {
+            LIVE
+        } else {
+            pending(engine.state())
+        },
+    ))
 }
 
 mod doctor;
@@ -130,11 +143,11 @@ fn forward_count(state: &GatewayState) -> String {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
     let mut text = serde_json::to_string_pretty(value)
-        .unwrap_or_else(|e| unreachable!("plain data serializes: {e}"));
+        .map_err(|e| refused(format!("cannot write the view as JSON: {e}")))?;
     text.push('\n');
-    text
+    Ok(text)
 }
 
 /// A plain aligned text table.

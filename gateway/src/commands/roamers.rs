@@ -178,7 +178,7 @@ pub fn roamers(store: &Store, json: bool) -> Result<String> {
         });
     }
     if json {
-        return Ok(to_json(&views));
+        return to_json(&views);
     }
     if views.is_empty() {
         return Ok("no roamers; add one with `roamgw add-roamer NAME`\n".into());

@@ -94,7 +94,7 @@ pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
         (true, _) => 0,
     };
     let stdout = if json {
-        to_json(&view)
+        to_json(&view)?
     } else {
         render(&view, &state)
     };

@@ -24,14 +24,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use roamgw_common::fsutil::{PidLock, PidLockError};
-use roamgw_common::state::{GatewayState, WireguardMode};
-use roamgw_wg::WgDevice;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{debug, error, info, warn};
 
-use crate::backend;
+use crate::change::StateChange;
 use crate::control::{self, PeerView, Reply, Request};
 use crate::device;
+use crate::engine::{ChangeError, Done, Engine, Fault, Role, Submit};
 use crate::monitor::{EventKind, Monitor};
 use crate::store::Store;
 use endpoints::Endpoints;
@@ -82,7 +81,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Device(#[from] device::DeviceError),
     #[error(transparent)]
-    DataPlane(#[from] backend::DataPlaneError),
+    Start(#[from] ChangeError),
     #[error(transparent)]
     Web(#[from] crate::web::WebError),
 }
@@ -95,8 +94,7 @@ enum Event {
 
 struct Daemon {
     store: Store,
-    state: GatewayState,
-    device: Option<Box<dyn WgDevice>>,
+    engine: Engine,
     endpoints: Endpoints,
     endpoints_path: PathBuf,
     /// nftables generations our own transactions produced, as (before, after] ranges.
@@ -104,8 +102,6 @@ struct Daemon {
     /// Whether the last check found the anchor address on an interface (said once per change).
     anchor_present: Option<bool>,
     endpoints_unsaved_warned: bool,
-    /// The roamers' preshared keys, read once per roamer (again after SIGHUP).
-    psks: device::Psks,
     /// What `--http` shows of the daemon's own work.
     monitor: std::sync::Arc<Monitor>,
 }
@@ -121,10 +117,11 @@ pub fn run(
         state_dir,
         state.gateway.interface.as_str(),
     )));
-    if let Some((addr, token)) = http {
-        crate::web::serve(addr, token, store.clone(), monitor.clone())?;
-    }
     let (events, inbox) = mpsc::channel();
+    if let Some((addr, token)) = http {
+        let changes = std::sync::Arc::new(ToEventLoop(events.clone()));
+        crate::web::serve(addr, token, store.clone(), monitor.clone(), changes)?;
+    }
     start_signal_thread(events.clone())?;
     let listener = bind_control_socket(&store)?;
     start_watchers(&events);
@@ -134,17 +131,22 @@ pub fn run(
         warn!("starting without remembered endpoints: {e}");
         Endpoints::default()
     });
-    let device = device::open(&state)?;
+    let plane = crate::backend::of(&state);
+    let engine = Engine::new(
+        state,
+        Role::Daemon,
+        Box::new(store.clone()),
+        plane,
+        Box::new(crate::engine::SystemLink),
+    );
     let mut daemon = Daemon {
         store,
-        state,
-        device,
+        engine,
         endpoints,
         endpoints_path,
         own_generations: VecDeque::new(),
         anchor_present: None,
         endpoints_unsaved_warned: false,
-        psks: device::Psks::new(),
         monitor,
     };
     if let Err(e) = daemon.bring_up() {
@@ -164,9 +166,9 @@ pub fn run(
         source,
     })?;
     info!(
-        interface = %daemon.state.gateway.interface,
-        roamers = daemon.state.roamers.len(),
-        forwards = daemon.state.forwards.len(),
+        interface = %daemon.engine.state().gateway.interface,
+        roamers = daemon.engine.state().roamers.len(),
+        forwards = daemon.engine.state().forwards.len(),
         "roamgw is up"
     );
     daemon.monitor.event(
@@ -174,8 +176,8 @@ pub fn run(
         EventKind::Started,
         format!(
             "roamgw run started (roamers: {}, forwards: {})",
-            daemon.state.roamers.len(),
-            daemon.state.forwards.len()
+            daemon.engine.state().roamers.len(),
+            daemon.engine.state().forwards.len()
         ),
     );
     daemon.serve(&inbox);
@@ -184,10 +186,43 @@ pub fn run(
     Ok(())
 }
 
-fn stopping() -> Reply {
-    Reply::Error {
-        message: "the daemon is stopping; nothing was changed".into(),
+/// How long a change from the status page may wait for the event loop (the CLI's deadline).
+const SUBMIT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The status page's changes, handed to the event loop as the control socket's are: one
+/// engine, one queue.
+struct ToEventLoop(mpsc::Sender<Event>);
+
+impl Submit for ToEventLoop {
+    fn submit(&self, change: StateChange) -> Result<Done, ChangeError> {
+        let (reply, answer) = mpsc::channel();
+        let request = Request::Change {
+            change,
+            deadline_unix_ms: control::deadline_in(SUBMIT_DEADLINE),
+        };
+        let reply = match self.0.send(Event::Control(request, reply)) {
+            Ok(()) => answer.recv().unwrap_or_else(|_| stopping()),
+            Err(_) => stopping(),
+        };
+        match reply {
+            Reply::Applied { summary } => Ok(Done {
+                summary,
+                live: true,
+            }),
+            Reply::Error { message, fault } => Err(ChangeError::new(fault, message)),
+            other => Err(ChangeError::new(
+                Fault::Unavailable,
+                format!("unexpected answer from the event loop: {other:?}"),
+            )),
+        }
     }
+}
+
+fn stopping() -> Reply {
+    Reply::failed(ChangeError::new(
+        Fault::Unavailable,
+        "the daemon is stopping; nothing was changed",
+    ))
 }
 
 fn take_lock(store: &Store) -> Result<PidLock, DaemonError> {
@@ -314,20 +349,16 @@ impl Daemon {
         match self.store.load() {
             Ok(state) => {
                 info!("SIGHUP: state re-read");
-                self.state = state;
-                // Key files may have been replaced too.
-                self.psks.clear();
+                self.engine.replace_state(state);
                 self.check("SIGHUP", false);
             }
             Err(e) => error!("SIGHUP: keeping the running state, the file is not usable: {e}"),
         }
     }
 
-    /// Runs `write` and records the nftables generations it produced as ours, so the
+    /// Records the nftables generations produced since `before` as ours, so the
     /// notifications of our own transactions do not come back as drift.
-    fn own<T>(&mut self, write: impl FnOnce(&mut Self) -> T) -> T {
-        let before = roamgw_wg::nftwatch::generation();
-        let out = write(self);
+    fn record_own(&mut self, before: Option<u32>) {
         if let (Some(before), Some(after)) = (before, roamgw_wg::nftwatch::generation()) {
             if after != before {
                 if self.own_generations.len() >= 64 {
@@ -336,7 +367,6 @@ impl Daemon {
                 self.own_generations.push_back((before, after));
             }
         }
-        out
     }
 
     fn is_own(&self, drift: &Drift) -> bool {
@@ -355,97 +385,38 @@ impl Daemon {
     }
 
     fn bring_up(&mut self) -> Result<(), DaemonError> {
-        self.configure_device()?;
-        let plan = self.own(|d| backend::up(&d.state))?;
+        let endpoints = &self.endpoints;
+        let engine = &mut self.engine;
+        let before = roamgw_wg::nftwatch::generation();
+        let plan = engine.bring_up(&|key| endpoints.endpoint(key))?;
+        self.record_own(before);
         info!("{plan}");
-        self.initiate_handshakes();
         Ok(())
-    }
-
-    /// Identity, peers (a peer new to the device gets its remembered endpoint), address.
-    fn configure_device(&mut self) -> Result<(), DaemonError> {
-        let Some(device) = &self.device else {
-            return Ok(());
-        };
-        let key = self.store.gateway_private_key(&self.state)?;
-        roamgw_wg::set_identity(device.as_ref(), &key, self.state.gateway.listen_port)
-            .map_err(device::DeviceError::from)?;
-        let current = device.status().map_err(device::DeviceError::from)?;
-        device::refresh_psks(&mut self.psks, &self.state, &self.store)?;
-        let mut peers = device::desired_peers(&self.state, &self.psks);
-        for peer in &mut peers {
-            let learned = current
-                .peer(&peer.public_key)
-                .and_then(|have| have.endpoint);
-            if learned.is_none() {
-                peer.endpoint = self.endpoints.endpoint(&peer.public_key);
-            }
-        }
-        let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
-            .and_then(roamgw_wg::PeerSync::all_applied)
-            .map_err(device::DeviceError::from)?;
-        info!("{sync}");
-        device::configure_link(&self.state)?;
-        Ok(())
-    }
-
-    /// Sends one datagram into the tunnel for every roamer whose peer has an endpoint: with no
-    /// session yet, that makes the device start a handshake to it now.
-    fn initiate_handshakes(&self) {
-        let Some(device) = &self.device else {
-            return;
-        };
-        let Ok(status) = device.status() else {
-            return;
-        };
-        let targets: Vec<_> = self
-            .state
-            .roamers
-            .iter()
-            .filter(|r| {
-                status
-                    .peer(&r.public_key)
-                    .is_some_and(|p| p.endpoint.is_some())
-            })
-            .map(|r| r.address)
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
-        match device::poke(&targets) {
-            Ok(()) => info!(
-                roamers = targets.len(),
-                "handshakes started to the remembered endpoints"
-            ),
-            Err(e) => warn!("cannot start handshakes to the remembered endpoints: {e}"),
-        }
     }
 
     fn take_down(&mut self) {
         self.remember_endpoints();
-        match backend::down(false) {
+        match self.engine.take_down() {
             Ok(_) => info!("data plane down"),
             Err(e) => error!("could not take the data plane down: {e}"),
         }
-        // Dropping the device removes the TUN interface and the `wg` socket.
-        self.device.take();
     }
 
     fn remember_endpoints(&mut self) {
-        let Some(device) = &self.device else {
+        let Some(device) = self.engine.device() else {
             return;
         };
         let Ok(status) = device.status() else {
             return;
         };
-        let roamers: Vec<_> = self.state.roamers.iter().map(|r| r.public_key).collect();
+        let state = self.engine.state();
+        let roamers: Vec<_> = state.roamers.iter().map(|r| r.public_key).collect();
         let before = self.endpoints.clone();
         if !self.endpoints.observe(&status, &roamers, unix_now()) {
             return;
         }
         for (key, from, to) in self.endpoints.moves_since(&before) {
-            let roamer = self
-                .state
+            let roamer = state
                 .roamers
                 .iter()
                 .find(|r| r.public_key.to_string() == key);
@@ -470,7 +441,7 @@ impl Daemon {
     /// Repairs whatever differs from the state; errors are logged, the daemon stays up.
     /// `quiet`: finding nothing to repair is not worth an info line.
     fn check(&mut self, cause: &str, quiet: bool) {
-        match self.own(|d| d.repair()) {
+        match self.repair() {
             Ok(repaired) if repaired.is_empty() && quiet => debug!(cause, "in sync"),
             Ok(repaired) if repaired.is_empty() => info!(cause, "checked: in sync"),
             Ok(repaired) => {
@@ -484,43 +455,18 @@ impl Daemon {
     }
 
     /// Brings the device, the link and the data plane back to the state. Returns what it did.
-    fn repair(&mut self) -> Result<Vec<String>, String> {
-        let mut repaired = Vec::new();
-        // Ours to run (not --wireguard external): a device that is gone, or that could not be
-        // created at the last try, is created again.
-        if self.state.gateway.wireguard != WireguardMode::External {
-            let name = self.state.gateway.interface.to_string();
-            if self.device.is_none() || !backend::interface_exists(&name) {
-                // The old device first: its `wg show` socket has the new one's name.
-                self.device = None;
-                self.device = device::open(&self.state).map_err(|e| e.to_string())?;
-                self.configure_device().map_err(|e| e.to_string())?;
-                self.initiate_handshakes();
-                repaired.push(format!("interface {name} created again"));
-            } else if !device::link_configured(&self.state) {
-                device::configure_link(&self.state).map_err(|e| e.to_string())?;
-                repaired.push(format!("address and routing of {name} restored"));
-            }
-        }
-        device::refresh_psks(&mut self.psks, &self.state, &self.store)
-            .map_err(|e| e.to_string())?;
-        if let Some(device) = &self.device {
-            let peers = device::desired_peers(&self.state, &self.psks);
-            let sync = roamgw_wg::sync_peers(device.as_ref(), &peers).map_err(|e| e.to_string())?;
-            if !sync.is_empty() {
-                repaired.push(sync.to_string());
-            }
-        }
-        let applied = backend::up(&self.state).map_err(|e| e.to_string())?;
-        if !applied.is_nothing() {
-            repaired.push(applied.to_string());
-        }
+    fn repair(&mut self) -> Result<Vec<String>, ChangeError> {
+        let endpoints = &self.endpoints;
+        let engine = &mut self.engine;
+        let before = roamgw_wg::nftwatch::generation();
+        let repaired = engine.reconcile(&|key| endpoints.endpoint(key));
+        self.record_own(before);
         self.say_anchor_presence();
-        Ok(repaired)
+        repaired
     }
 
     fn say_anchor_presence(&mut self) {
-        let anchor = self.state.gateway.anchor_ip;
+        let anchor = self.engine.state().gateway.anchor_ip;
         let present = device::address_present(anchor);
         if self.anchor_present == Some(present) {
             return;
@@ -541,22 +487,23 @@ impl Daemon {
             | Request::Reconcile { deadline_unix_ms }
                 if control::expired(deadline_unix_ms) =>
             {
-                Reply::Error {
-                    message: "the request waited past the time its command gave up; nothing was changed (try again)".into(),
-                }
+                Reply::failed(ChangeError::new(
+                    Fault::Unavailable,
+                    "the request waited past the time its command gave up; nothing was changed (try again)",
+                ))
             }
-            Request::Change { change, .. } => match self.own(|d| d.apply(&change)) {
+            Request::Change { change, .. } => match self.apply(&change) {
                 Ok(summary) => Reply::Applied { summary },
-                Err(message) => Reply::Error { message },
+                Err(e) => Reply::failed(e),
             },
-            Request::Reconcile { .. } => match self.own(|d| d.repair()) {
+            Request::Reconcile { .. } => match self.repair() {
                 Ok(repaired) if repaired.is_empty() => Reply::Applied {
                     summary: "up to date: the data plane matches the state, nothing to repair".into(),
                 },
                 Ok(repaired) => Reply::Applied {
                     summary: format!("repaired: {}", repaired.join("; ")),
                 },
-                Err(message) => Reply::Error { message },
+                Err(e) => Reply::failed(e),
             },
             Request::Status => Reply::Status {
                 peers: self.peer_views(),
@@ -564,93 +511,35 @@ impl Daemon {
         }
     }
 
-    /// A CLI change: applied to a copy of the running state, made live (peers, then table),
-    /// then saved; on a failure the running state is put back and nothing is saved.
-    fn apply(&mut self, change: &crate::change::StateChange) -> Result<String, String> {
+    /// A change through the engine; a failed one is followed by a full check (the engine has
+    /// put back what it changed; the check also rebuilds what someone else removed).
+    fn apply(&mut self, change: &StateChange) -> Result<String, ChangeError> {
         let started = Instant::now();
-        let mut new = self.state.clone();
-        let applied = crate::change::apply(&mut new, change).map_err(|e| e.0)?;
-        let result = self.make_live(&new, &applied.forwards).and_then(|_| {
-            self.store.save(&new).map_err(|e| e.to_string())?;
-            Ok(())
-        });
+        let before = roamgw_wg::nftwatch::generation();
+        let result = self.engine.apply(change);
+        self.record_own(before);
         match result {
-            Ok(()) => {
-                backend::end_changed_flows(&new, &applied.forwards);
-                self.state = new;
+            Ok(done) => {
                 self.monitor
-                    .change_applied(unix_now(), started.elapsed(), &applied.summary);
-                info!("{}", applied.summary);
-                Ok(applied.summary)
+                    .change_applied(unix_now(), started.elapsed(), &done.summary);
+                info!("{}", done.summary);
+                Ok(done.summary)
             }
             Err(e) => {
-                warn!("change refused ({e}); restoring the running state");
                 self.check("a refused change", true);
                 Err(e)
             }
         }
     }
 
-    fn make_live(
-        &mut self,
-        new: &GatewayState,
-        change: &crate::change::ForwardChange,
-    ) -> Result<String, String> {
-        let mut summary = Vec::new();
-        if new.gateway.public_key != self.state.gateway.public_key {
-            if let Some(device) = &self.device {
-                let key = self
-                    .store
-                    .gateway_private_key(new)
-                    .map_err(|e| e.to_string())?;
-                roamgw_wg::set_identity(device.as_ref(), &key, new.gateway.listen_port)
-                    .map_err(|e| e.to_string())?;
-                summary.push("new gateway key".to_string());
-            }
-        }
-        // A change of forwards only leaves the peers alone.
-        if new.roamers != self.state.roamers {
-            // A roamer with a new key has a new PSK too: read again.
-            let old = &self.state;
-            self.psks.retain(|name, _| {
-                new.roamer(name).map(|r| r.public_key) == old.roamer(name).map(|r| r.public_key)
-            });
-            device::refresh_psks(&mut self.psks, new, &self.store).map_err(|e| e.to_string())?;
-            if let Some(device) = &self.device {
-                let peers = device::desired_peers(new, &self.psks);
-                let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
-                    .and_then(roamgw_wg::PeerSync::all_applied)
-                    .map_err(|e| e.to_string())?;
-                if !sync.is_empty() {
-                    summary.push(sync.to_string());
-                }
-            }
-        }
-        match backend::of(new)
-            .apply_change(&self.state, new, change)
-            .map_err(|e| e.to_string())?
-        {
-            Some(plan) => summary.push(
-                plan.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-            None => {
-                return Err("table ip roamgw is gone: the daemon will rebuild it; try again".into())
-            }
-        }
-        Ok(summary.join("; "))
-    }
-
     fn peer_views(&self) -> Vec<PeerView> {
-        let status = match &self.device {
+        let state = self.engine.state();
+        let status = match self.engine.device() {
             Some(device) => device.status().ok(),
-            None => roamgw_wg::open_existing(self.state.gateway.interface.as_str())
+            None => roamgw_wg::open_existing(state.gateway.interface.as_str())
                 .and_then(|d| d.status().ok()),
         };
-        PeerView::for_roamers(&self.state, status.as_ref())
+        PeerView::for_roamers(state, status.as_ref())
     }
 }
 
@@ -674,5 +563,114 @@ mod tests {
         assert!(!is_own(13));
         assert!(is_own(u32::MAX) && is_own(0) && is_own(1));
         assert!(!is_own(2));
+    }
+}
+
+/// The event loop with the engine's fakes: requests, drift, SIGHUP and shutdown, no root.
+#[cfg(test)]
+mod loop_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::fakes::{self, add_port, forward_keys, with, Shared};
+
+    fn daemon(world: &Shared, dir: &Path) -> Daemon {
+        let store = Store::new(dir);
+        store.create_dirs().expect("dirs");
+        let mut engine = fakes::engine(Role::Daemon, world);
+        store.save(engine.state()).expect("state file");
+        engine.bring_up(&|_| None).expect("up");
+        Daemon {
+            store,
+            engine,
+            endpoints: Endpoints::default(),
+            endpoints_path: dir.join("endpoints.json"),
+            own_generations: VecDeque::new(),
+            anchor_present: None,
+            endpoints_unsaved_warned: false,
+            monitor: Arc::new(Monitor::default()),
+        }
+    }
+
+    fn request(events: &mpsc::Sender<Event>, change: StateChange) -> Reply {
+        let (reply, answer) = mpsc::channel();
+        let request = Request::Change {
+            change,
+            deadline_unix_ms: None,
+        };
+        events.send(Event::Control(request, reply)).expect("loop");
+        answer.recv().expect("a reply")
+    }
+
+    /// Polls the fakes' world until `done` holds (the loop runs on the test's own thread).
+    fn eventually(world: &Shared, done: impl Fn(&fakes::World) -> bool) -> bool {
+        (0..200).any(|_| {
+            if with(world, |w| done(w)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        })
+    }
+
+    #[test]
+    fn serves_changes_repairs_drift_rereads_on_sighup_and_stops() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let world = Shared::default();
+        let mut daemon = daemon(&world, dir.path());
+        let store = daemon.store.clone();
+        let (events, inbox) = mpsc::channel();
+        let driver = {
+            let world = world.clone();
+            std::thread::spawn(move || {
+                // A control request: live, saved, answered.
+                let reply = request(&events, add_port("8080"));
+                assert!(
+                    matches!(&reply, Reply::Applied { summary } if summary.contains("8080")),
+                    "{reply:?}"
+                );
+                let saved = with(&world, |w| w.saved.clone()).expect("saved state");
+                assert!(forward_keys(&saved).iter().any(|k| k.starts_with("8080")));
+                // A refused one: the fault crosses the loop.
+                let reply = request(&events, add_port("8080"));
+                assert!(
+                    matches!(
+                        reply,
+                        Reply::Error {
+                            fault: Fault::Input,
+                            ..
+                        }
+                    ),
+                    "{reply:?}"
+                );
+                // Drift: someone emptied our table.
+                with(&world, |w| w.plane = Some(Vec::new()));
+                let drift = Drift::Ruleset {
+                    generation: Some(u32::MAX / 2),
+                };
+                events.send(Event::Drift(drift)).expect("loop");
+                let want = forward_keys(&saved);
+                assert!(
+                    eventually(&world, |w| w.plane.as_ref() == Some(&want)),
+                    "repaired"
+                );
+                // SIGHUP: the file changed behind the daemon's back.
+                let mut edited = saved.clone();
+                edited.forwards.retain(|f| !f.key().starts_with("8080"));
+                store.save(&edited).expect("edit");
+                events.send(Event::Signal(SIGHUP)).expect("loop");
+                let want = forward_keys(&edited);
+                assert!(
+                    eventually(&world, |w| w.plane.as_ref() == Some(&want)),
+                    "re-read"
+                );
+                events.send(Event::Signal(SIGTERM)).expect("loop");
+            })
+        };
+        daemon.serve(&inbox);
+        driver.join().expect("the driver's checks");
+        daemon.take_down();
+        with(&world, |w| assert!(w.plane.is_none(), "taken down"));
+        assert!(daemon.engine.device().is_none(), "device dropped");
     }
 }

@@ -2,7 +2,7 @@
 //! HTML file, its script and its style, all inside the binary) fed by `/api/status`.
 //!
 //! Read-only unless `--http-token-file` names a token. Then the page may add and remove
-//! forwards, through the same path as the CLI (state lock, the daemon's control socket). A
+//! forwards: they are handed to the daemon's engine ([`Submit`]), as the CLI's are. A
 //! change must carry the token in an `Authorization: Bearer` header, which a browser never
 //! attaches on its own, so another site cannot make a visitor's browser send it (no cookie,
 //! no ambient authority); on top of that a change needs `Content-Type: application/json`
@@ -20,8 +20,9 @@ use roamgw_common::state::{ClientIp, GatewayState};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::cli::{AddPortArgs, RemovePortArgs};
+use crate::change::StateChange;
 use crate::control::PeerView;
+use crate::engine::Submit;
 use crate::monitor::{Event, Monitor, Rate, Totals, SAMPLE_SECS};
 use crate::store::Store;
 
@@ -321,10 +322,10 @@ struct RemoveForward {
     spec: String,
 }
 
-fn parse_add(body: &str) -> Result<AddPortArgs, String> {
+fn parse_add(body: &str) -> Result<StateChange, String> {
     let form: AddForward =
         serde_json::from_str(body).map_err(|e| format!("not a forward to add: {e}"))?;
-    Ok(AddPortArgs {
+    Ok(StateChange::AddPort {
         spec: form.spec.trim().parse().map_err(|e| format!("{e}"))?,
         to: form
             .to
@@ -335,16 +336,16 @@ fn parse_add(body: &str) -> Result<AddPortArgs, String> {
         allow_from: form
             .allow_from
             .iter()
-            .map(|c| crate::cli::parse_cidr(c.trim()))
+            .map(|c| crate::change::parse_cidr(c.trim()))
             .collect::<Result<_, _>>()?,
         client_ip: form.client_ip,
     })
 }
 
-fn parse_remove(body: &str) -> Result<RemovePortArgs, String> {
+fn parse_remove(body: &str) -> Result<StateChange, String> {
     let form: RemoveForward =
         serde_json::from_str(body).map_err(|e| format!("not a forward to remove: {e}"))?;
-    Ok(RemovePortArgs {
+    Ok(StateChange::RemovePort {
         spec: form.spec.trim().parse().map_err(|e| format!("{e}"))?,
     })
 }
@@ -385,6 +386,7 @@ struct Server {
     store: Store,
     monitor: Arc<Monitor>,
     token: Option<Token>,
+    changes: Arc<dyn Submit>,
 }
 
 impl Server {
@@ -411,17 +413,19 @@ impl Server {
                     warn!(path, "change from the status page refused: {message}");
                     return Answer::message(status, &message);
                 }
-                let done = if path.ends_with("/add") {
-                    parse_add(body).map(|args| crate::commands::add_port(&self.store, args))
+                let change = if path.ends_with("/add") {
+                    parse_add(body)
                 } else {
-                    parse_remove(body).map(|args| crate::commands::remove_port(&self.store, args))
+                    parse_remove(body)
                 };
-                match done {
+                match change.map(|change| self.changes.submit(change)) {
                     Err(message) => Answer::message(400, &message),
-                    Ok(Err(e)) => Answer::message(409, &format!("{e:#}")),
-                    Ok(Ok(summary)) => {
-                        info!("status page: {}", summary.trim());
-                        Answer::message(200, summary.trim())
+                    Ok(Err(e)) => Answer::message(e.fault.http_status(), &e.message),
+                    Ok(Ok(done)) => {
+                        // The daemon's engine made it live: the CLI's words for that.
+                        let summary = format!("{}; live", done.summary);
+                        info!("status page: {summary}");
+                        Answer::message(200, &summary)
                     }
                 }
             }
@@ -512,6 +516,7 @@ pub fn serve(
     token: Option<Token>,
     store: Store,
     monitor: Arc<Monitor>,
+    changes: Arc<dyn Submit>,
 ) -> Result<(), WebError> {
     let bind = |source| WebError::Bind { addr, source };
     let http = tiny_http::Server::http(addr).map_err(bind)?;
@@ -533,6 +538,7 @@ pub fn serve(
         store,
         monitor,
         token,
+        changes,
     };
     std::thread::Builder::new()
         .name("http".into())
@@ -665,22 +671,40 @@ mod tests {
 
     #[test]
     fn bodies_parse_like_the_cli() {
-        let args =
+        let change =
             parse_add(r#"{"spec":"8080:80/tcp","to":"laptop","allow_from":["192.0.2.0/24"]}"#)
                 .expect("valid");
-        assert_eq!(args.spec.to_string(), "8080:80/tcp");
-        assert_eq!(args.allow_from.len(), 1);
+        let StateChange::AddPort {
+            spec, allow_from, ..
+        } = change
+        else {
+            panic!("an added forward: {change:?}");
+        };
+        assert_eq!(spec.to_string(), "8080:80/tcp");
+        assert_eq!(allow_from.len(), 1);
         assert!(parse_add(r#"{"spec":"70000"}"#).is_err());
         assert!(parse_add(r#"{"spec":"22","extra":1}"#).is_err());
         assert!(parse_add(r#"{"spec":"22","allow_from":["192.0.2.1/24"]}"#)
             .is_err_and(|e| e.contains("host bits")));
-        assert_eq!(
-            parse_remove(r#"{"spec":"22"}"#)
-                .expect("valid")
-                .spec
-                .to_string(),
-            "22/tcp"
+        let removed = parse_remove(r#"{"spec":"22"}"#).expect("valid");
+        assert!(
+            matches!(&removed, StateChange::RemovePort { spec } if spec.to_string() == "22/tcp"),
+            "{removed:?}"
         );
+    }
+
+    struct NoChanges;
+
+    impl Submit for NoChanges {
+        fn submit(
+            &self,
+            _: StateChange,
+        ) -> Result<crate::engine::Done, crate::engine::ChangeError> {
+            Err(crate::engine::ChangeError::new(
+                crate::engine::Fault::Unavailable,
+                "no engine in this test",
+            ))
+        }
     }
 
     #[test]
@@ -691,6 +715,7 @@ mod tests {
             store: Store::new(dir.path()),
             monitor: Arc::new(Monitor::default()),
             token: None,
+            changes: Arc::new(NoChanges),
         };
         let local = headers(|h| {
             h.authorization = None;
