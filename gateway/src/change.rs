@@ -69,15 +69,16 @@ pub struct ForwardChange {
     pub added: Vec<Forward>,
 }
 
-/// What a change did: the line for the user, and the forwards it removed and added.
+/// What a change did to the state: the line for the user, and the forwards it removed and
+/// added.
 #[derive(Debug, Clone, Default)]
-pub struct Applied {
+pub struct Changed {
     pub summary: String,
     pub forwards: ForwardChange,
 }
 
 /// Applies `change` to `state`; on a refusal `state` is unchanged.
-pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Applied, Refused> {
+pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, Refused> {
     match change {
         // Forward changes check everything before they touch the state: no copy, which
         // matters with thousands of forwards.
@@ -104,7 +105,7 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Applied, 
         }
         StateChange::RotateGatewayKey { public_key } => on_copy(state, |next| {
             next.gateway.public_key = *public_key;
-            Ok(Applied {
+            Ok(Changed {
                 summary: format!(
                     "the gateway has a new key (public key {public_key}); the old one no longer works: every roamer needs its new config (`roamgw show-config NAME`)"
                 ),
@@ -118,7 +119,7 @@ fn rotate_roamer_key(
     state: &mut GatewayState,
     name: &RoamerName,
     public_key: PublicKey,
-) -> Result<Applied, Refused> {
+) -> Result<Changed, Refused> {
     if let Some(other) = state
         .roamers
         .iter()
@@ -136,7 +137,7 @@ fn rotate_roamer_key(
         )));
     }
     roamer.public_key = public_key;
-    Ok(Applied {
+    Ok(Changed {
         summary: format!(
             "{name} has a new key and preshared key (public key {public_key}); the old ones no longer work: give it its new config (`roamgw show-config {name}`)"
         ),
@@ -161,7 +162,7 @@ fn set_egress(
     state: &mut GatewayState,
     name: &RoamerName,
     egress: &[Ipv4Net],
-) -> Result<Applied, Refused> {
+) -> Result<Changed, Refused> {
     if let Some(net) = egress.iter().find(|n| **n != n.trunc()) {
         return Err(refused(format!(
             "{net} has host bits set: write {}",
@@ -186,7 +187,7 @@ fn set_egress(
             nets.join(", ")
         )
     };
-    Ok(Applied {
+    Ok(Changed {
         summary,
         forwards: ForwardChange::default(),
     })
@@ -195,8 +196,8 @@ fn set_egress(
 /// Runs `f` on a copy and keeps it only if it is valid.
 fn on_copy(
     state: &mut GatewayState,
-    f: impl FnOnce(&mut GatewayState) -> Result<Applied, Refused>,
-) -> Result<Applied, Refused> {
+    f: impl FnOnce(&mut GatewayState) -> Result<Changed, Refused>,
+) -> Result<Changed, Refused> {
     let mut next = state.clone();
     let applied = f(&mut next)?;
     next.validate().map_err(|e| refused(e.to_string()))?;
@@ -217,7 +218,7 @@ fn add_roamer(
     name: &RoamerName,
     public_key: PublicKey,
     address: Option<Ipv4Addr>,
-) -> Result<Applied, Refused> {
+) -> Result<Changed, Refused> {
     if state.roamer(name).is_some() {
         return Err(refused(format!(
             "roamer '{name}' already exists: pick another name, or `roamgw remove-roamer {name}` first"
@@ -244,7 +245,7 @@ fn add_roamer(
         public_key,
         egress: Vec::new(),
     });
-    Ok(Applied {
+    Ok(Changed {
         summary: format!("added roamer {name}: tunnel address {address}, public key {public_key}"),
         forwards: ForwardChange::default(),
     })
@@ -254,7 +255,7 @@ fn remove_roamer(
     state: &mut GatewayState,
     name: &RoamerName,
     force: bool,
-) -> Result<Applied, Refused> {
+) -> Result<Changed, Refused> {
     if state.roamer(name).is_none() {
         return Err(refused(format!(
             "no roamer '{name}' ({})",
@@ -283,7 +284,7 @@ fn remove_roamer(
     } else {
         format!(" and its forwards {}", forwards.join(", "))
     };
-    Ok(Applied {
+    Ok(Changed {
         summary: format!("removed roamer {name}{dropped}"),
         forwards: ForwardChange {
             removed,
@@ -318,7 +319,7 @@ fn add_port(
     to: Option<RoamerName>,
     allow_from: &[Ipv4Net],
     client_ip: Option<ClientIp>,
-) -> Result<Applied, Refused> {
+) -> Result<Changed, Refused> {
     let to = resolve_roamer(state, to)?;
     check_forward_ports(spec, state.gateway.listen_port).map_err(|e| refused(e.to_string()))?;
     if let Some(existing) = state.forwards.iter().find(|f| f.spec.overlaps(spec)) {
@@ -364,7 +365,7 @@ fn add_port(
     }
     let summary = describe_forward(state, &forward);
     state.forwards.push(forward.clone());
-    Ok(Applied {
+    Ok(Changed {
         summary,
         forwards: ForwardChange {
             removed: Vec::new(),
@@ -373,7 +374,7 @@ fn add_port(
     })
 }
 
-fn remove_port(state: &mut GatewayState, spec: &PortSpec) -> Result<Applied, Refused> {
+fn remove_port(state: &mut GatewayState, spec: &PortSpec) -> Result<Changed, Refused> {
     let Some(index) = state.forwards.iter().position(|f| &f.spec == spec) else {
         let near: Vec<String> = state
             .forwards
@@ -391,7 +392,7 @@ fn remove_port(state: &mut GatewayState, spec: &PortSpec) -> Result<Applied, Ref
         }));
     };
     let removed = state.forwards.remove(index);
-    Ok(Applied {
+    Ok(Changed {
         summary: format!("removed forward {} -> {}", removed.spec, removed.to),
         forwards: ForwardChange {
             removed: vec![removed],

@@ -43,7 +43,7 @@ impl From<String> for Outcome {
 }
 
 /// Runs one parsed command.
-pub fn run(cli: Cli) -> Result<Outcome, commands::CommandError> {
+pub fn dispatch(cli: Cli) -> Result<Outcome, commands::CommandError> {
     let store = Store::new(cli.config_dir);
     let stdout = match cli.command {
         Command::Init(args) => commands::init(&store, args),

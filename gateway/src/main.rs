@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Err(e) => return roamgw_common::cli::exit_on_clap_error(e, "roamgw"),
     };
     roamgw_common::cli::init_logging(cli.verbosity.verbose);
-    match roamgw_gateway::run(cli) {
+    match roamgw_gateway::dispatch(cli) {
         Ok(outcome) => {
             // A closed pipe (`roamgw list | head`) is not an error worth a message.
             let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());

@@ -10,7 +10,7 @@ use crate::firewalld::model::{self, PolicySpec};
 use crate::firewalld::{self as fw, Difference};
 use crate::nft::counting;
 
-pub struct Firewalld;
+pub struct FirewalldPlane;
 
 /// Our firewalld objects emptied (with `purge`, removed); whether any existed. Nothing to do
 /// when firewalld does not run.
@@ -30,12 +30,12 @@ fn up() -> Result<Option<fw::Firewalld>> {
     }
 }
 
-impl Backend for Firewalld {
+impl Backend for FirewalldPlane {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
         super::prepare(state)?;
         // Left from the nftables backend (a re-init): not ours to keep.
         if super::nftables::observe_if_up()?.is_some() {
-            crate::nft::apply::delete_table()?;
+            crate::nft::exec::delete_table()?;
         }
         let mut differences = fw::Firewalld::connect()?.apply(&model::desired(state))?;
         differences.extend(counting::sync(state)?.map(Difference::Counting));

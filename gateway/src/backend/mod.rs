@@ -1,9 +1,9 @@
 //! The firewall plane: what makes the floating IP's ports reach the roamers. One trait, one
 //! implementation per backend, chosen once from the state ([`of`]):
 //! - [`nftables`]: our own table `ip roamgw` (crate::nft: model → observed → pure plan → one
-//!   transaction); `add-port 22` becomes map elements in [`Nftables::apply_change`];
+//!   transaction); `add-port 22` becomes map elements in [`NftPlane::apply_change`];
 //! - [`firewalld`]: firewalld's zone, ipsets and policies over D-Bus (crate::firewalld);
-//!   `add-port 22` becomes an entry of the roamer's ipset in [`Firewalld::apply_change`].
+//!   `add-port 22` becomes an entry of the roamer's ipset in [`FirewalldPlane::apply_change`].
 //!
 //! Around them, what both need: IP forwarding, the open flows of changed forwards (conntrack),
 //! and `down`, which removes whatever of ours exists, whichever backend the state names.
@@ -17,12 +17,12 @@ use tracing::{info, warn};
 use crate::change::ForwardChange;
 use crate::conntrack;
 use crate::firewalld::{Difference, FirewalldError};
-use crate::nft::apply::NftError;
 use crate::nft::diff::Plan;
+use crate::nft::exec::NftError;
 use crate::nft::observed;
 
-pub use self::firewalld::Firewalld;
-pub use self::nftables::Nftables;
+pub use self::firewalld::FirewalldPlane;
+pub use self::nftables::NftPlane;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
@@ -137,8 +137,8 @@ impl ForwardCounters {
 /// The backend the state asks for.
 pub fn of(state: &GatewayState) -> Box<dyn Backend> {
     match state.gateway.backend {
-        roamgw_common::state::Backend::Nftables => Box::new(Nftables),
-        roamgw_common::state::Backend::Firewalld => Box::new(Firewalld),
+        roamgw_common::state::Backend::Nftables => Box::new(NftPlane),
+        roamgw_common::state::Backend::Firewalld => Box::new(FirewalldPlane),
     }
 }
 

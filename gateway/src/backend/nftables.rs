@@ -15,13 +15,13 @@ use crate::nft::model::{
 };
 use crate::nft::observed::{self, Observed};
 use crate::nft::render;
-use crate::nft::{apply, counting};
+use crate::nft::{counting, exec};
 
-pub struct Nftables;
+pub struct NftPlane;
 
 /// Our table as the kernel has it; `None` when it does not exist.
 pub fn observe() -> Result<Option<Observed>> {
-    match apply::list_table()? {
+    match exec::list_table()? {
         Some(json) => Ok(Some(observed::parse(&json)?)),
         None => Ok(None),
     }
@@ -44,9 +44,9 @@ fn reconcile(state: &GatewayState, observed: Option<&Observed>) -> Result<Applie
         Plan::Nothing => {}
         Plan::Replace { .. } => {
             let keep = observed.map(|o| o.counters.clone()).unwrap_or_default();
-            apply::apply_text(&render::full_transaction(&want, &keep))?;
+            exec::apply_text(&render::full_transaction(&want, &keep))?;
         }
-        Plan::Update { remove, add } => apply::apply_update(remove, add)?,
+        Plan::Update { remove, add } => exec::apply_update(remove, add)?,
     }
     Ok(Applied::Nft(plan))
 }
@@ -54,7 +54,7 @@ fn reconcile(state: &GatewayState, observed: Option<&Observed>) -> Result<Applie
 /// Removes the table; whether it existed.
 pub fn down() -> Result<bool> {
     let existed = observe_if_up()?.is_some();
-    apply::delete_table()?;
+    exec::delete_table()?;
     // The firewalld backend's counters are ours too.
     let counting = leftover_counting_removed()?;
     Ok(existed || counting)
@@ -125,7 +125,7 @@ pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counter
         .collect()
 }
 
-impl Backend for Nftables {
+impl Backend for NftPlane {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
         super::prepare(state)?;
         if let Some(fw) = firewalld::Firewalld::if_running()? {
@@ -179,7 +179,7 @@ impl Backend for Nftables {
             // table is there at all.
             return Ok(observe_if_up()?.map(|_| Applied::Nft(Plan::Nothing)));
         }
-        match apply::apply_update(&remove, &add) {
+        match exec::apply_update(&remove, &add) {
             Ok(()) => Ok(Some(Applied::Nft(Plan::Update { remove, add }))),
             Err(first) => {
                 debug!("element update refused ({first}); reconciling the whole table");

@@ -45,7 +45,7 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
             (mode & 0o077 != 0).then(|| (path.display().to_string(), mode))
         })
         .collect();
-    let (dropping_input_chains, foreign_dnat) = crate::nft::apply::list_ruleset()
+    let (dropping_input_chains, foreign_dnat) = crate::nft::exec::list_ruleset()
         .map(|json| foreign_chains(&json))
         .unwrap_or_default();
     Facts {

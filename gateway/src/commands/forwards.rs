@@ -21,7 +21,7 @@ pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
 }
 
 #[derive(Serialize)]
-struct ForwardView {
+struct ForwardRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     packets: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,7 +42,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let public_ip = crate::change::public_address(&state);
     let counters = backend::of(&state).counters(&state);
-    let views: Vec<ForwardView> = state
+    let views: Vec<ForwardRow> = state
         .forwards
         .iter()
         .map(|f| {
@@ -54,7 +54,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 .as_ref()
                 .and_then(|c| c.get(&f.key()))
                 .map(|c| c.total());
-            ForwardView {
+            ForwardRow {
                 packets: counter.map(|c| c.packets),
                 bytes: counter.map(|c| c.bytes),
                 spec: f.key(),

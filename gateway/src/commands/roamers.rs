@@ -150,7 +150,7 @@ pub fn egress(store: &Store, args: EgressArgs) -> Result<String> {
 }
 
 #[derive(Serialize)]
-struct RoamerView<'a> {
+struct RoamerRow<'a> {
     name: &'a str,
     address: String,
     public_key: String,
@@ -163,7 +163,7 @@ pub fn roamers(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let mut views = Vec::new();
     for roamer in &state.roamers {
-        views.push(RoamerView {
+        views.push(RoamerRow {
             name: roamer.name.as_str(),
             address: roamer.address.to_string(),
             public_key: roamer.public_key.to_string(),

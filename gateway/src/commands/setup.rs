@@ -219,7 +219,7 @@ pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
         )),
         None => None,
     };
-    crate::daemon::run(store, &state_dir, http)?;
+    crate::daemon::run_until_stopped(store, &state_dir, http)?;
     Ok(String::new())
 }
 

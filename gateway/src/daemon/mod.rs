@@ -106,7 +106,7 @@ struct Daemon {
     monitor: std::sync::Arc<Monitor>,
 }
 
-pub fn run(
+pub fn run_until_stopped(
     store: Store,
     state_dir: &Path,
     http: Option<(std::net::SocketAddr, Option<crate::web::Token>)>,

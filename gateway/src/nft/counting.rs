@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use roamgw_common::state::GatewayState;
 
-use super::apply::{self, NftError};
+use super::exec::{self, NftError};
 use super::model::{self, is_count, Element, COUNT_TABLE, COUNT_TEMPLATE};
 use super::observed::{self, Observed, ParseError};
 use super::render;
@@ -31,7 +31,7 @@ pub fn desired(state: &GatewayState) -> BTreeSet<Element> {
 
 /// The table as the kernel has it; `None` when it does not exist.
 pub fn observe() -> Result<Option<Observed>, CountingError> {
-    Ok(match apply::list_named(COUNT_TABLE)? {
+    Ok(match exec::list_named(COUNT_TABLE)? {
         Some(json) => Some(observed::parse_table(&json, COUNT_TABLE)?),
         None => None,
     })
@@ -59,12 +59,12 @@ pub fn sync(state: &GatewayState) -> Result<Option<String>, CountingError> {
         return Ok(None);
     };
     let keep = observed.map(|o| o.counters).unwrap_or_default();
-    apply::apply_text(&render::counting_transaction(&want, &keep))?;
+    exec::apply_text(&render::counting_transaction(&want, &keep))?;
     Ok(Some(difference))
 }
 
 pub fn remove() -> Result<(), CountingError> {
-    Ok(apply::delete_named(COUNT_TABLE)?)
+    Ok(exec::delete_named(COUNT_TABLE)?)
 }
 
 #[cfg(test)]

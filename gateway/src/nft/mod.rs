@@ -1,14 +1,15 @@
 //! The nftables backend: table `ip roamgw` and nothing else.
 //!
-//! desired (model) -> observed (observed) -> plan (diff, pure) -> apply (apply). Whole-table
+//! desired (model) -> observed (observed) -> plan (diff, pure) -> apply (exec: the one place
+//! `nft` runs). Whole-table
 //! replaces are one text transaction rendered from `nft-templates/roamgw.nft` (render); element
 //! changes go through the nftables crate as one JSON transaction.
 //!
 //! On the firewalld backend, table `ip roamgw_count` (counting) holds the forwards' counters.
 
-pub mod apply;
 pub mod counting;
 pub mod diff;
+pub mod exec;
 pub mod model;
 pub mod observed;
 pub mod render;

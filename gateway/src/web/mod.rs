@@ -171,7 +171,7 @@ pub fn refuse_change(headers: &Headers, token: Option<&Token>) -> Option<(u16, S
 }
 
 #[derive(Debug, Serialize)]
-struct RoamerView {
+struct PageRoamer {
     name: String,
     address: String,
     endpoint: Option<String>,
@@ -183,7 +183,7 @@ struct RoamerView {
 }
 
 #[derive(Debug, Serialize)]
-struct ForwardView {
+struct PageForward {
     spec: String,
     /// What the outside dials.
     public: String,
@@ -212,8 +212,8 @@ struct StatusView {
     public_ip: Option<String>,
     changes_allowed: bool,
     sample_secs: u64,
-    roamers: Vec<RoamerView>,
-    forwards: Vec<ForwardView>,
+    roamers: Vec<PageRoamer>,
+    forwards: Vec<PageForward>,
     throughput: Vec<Rate>,
     events: Vec<Event>,
 }
@@ -226,10 +226,10 @@ fn health_of(handshake_secs: Option<u64>) -> &'static str {
     }
 }
 
-fn roamer_views(state: &GatewayState, peers: Vec<PeerView>) -> Vec<RoamerView> {
+fn roamer_views(state: &GatewayState, peers: Vec<PeerView>) -> Vec<PageRoamer> {
     peers
         .into_iter()
-        .map(|p| RoamerView {
+        .map(|p| PageRoamer {
             address: state
                 .roamers
                 .iter()
@@ -264,7 +264,7 @@ fn status_view(store: &Store, monitor: &Monitor, changes_allowed: bool) -> Statu
                     .roamer(&f.to)
                     .map(|r| r.address.to_string())
                     .unwrap_or_default();
-                ForwardView {
+                PageForward {
                     spec: f.spec.to_string(),
                     public: format!("{public}:{}", f.spec.public),
                     to: f.to.to_string(),

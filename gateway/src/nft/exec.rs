@@ -44,7 +44,7 @@ fn one_line(stderr: &[u8]) -> String {
     lines.join(" | ")
 }
 
-fn run(args: &[&str], stdin: Option<&str>, action: &'static str) -> Result<String, NftError> {
+fn nft(args: &[&str], stdin: Option<&str>, action: &'static str) -> Result<String, NftError> {
     let mut child = Command::new("nft")
         .args(args)
         .stdin(if stdin.is_some() {
@@ -83,7 +83,7 @@ pub fn list_table() -> Result<Option<String>, NftError> {
 
 /// `nft -j list table ip <table>` of one of our tables; `None` when it does not exist.
 pub fn list_named(table: &str) -> Result<Option<String>, NftError> {
-    match run(&["-j", "list", "table", "ip", table], None, "list table") {
+    match nft(&["-j", "list", "table", "ip", table], None, "list table") {
         Ok(json) => Ok(Some(json)),
         Err(NftError::Failed { message, .. }) if message.contains("No such file or directory") => {
             Ok(None)
@@ -94,12 +94,12 @@ pub fn list_named(table: &str) -> Result<Option<String>, NftError> {
 
 /// `nft -j list ruleset`: every table, read only (`roamgw doctor` looks for conflicts).
 pub fn list_ruleset() -> Result<String, NftError> {
-    run(&["-j", "list", "ruleset"], None, "list ruleset")
+    nft(&["-j", "list", "ruleset"], None, "list ruleset")
 }
 
 /// Applies a text transaction atomically (`nft -f -`).
 pub fn apply_text(transaction: &str) -> Result<(), NftError> {
-    run(&["-f", "-"], Some(transaction), "apply").map(|_| ())
+    nft(&["-f", "-"], Some(transaction), "apply").map(|_| ())
 }
 
 /// Removes our table; a table that is already gone is fine.
@@ -264,7 +264,7 @@ pub fn apply_update(remove: &[Element], add: &[Element]) -> Result<(), NftError>
             action: "element update",
             message: e.to_string(),
         })?;
-    run(&["-j", "-f", "-"], Some(&batch), "element update").map(|_| ())
+    nft(&["-j", "-f", "-"], Some(&batch), "element update").map(|_| ())
 }
 
 #[cfg(test)]
