@@ -12,27 +12,30 @@
 
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use roamgw_common::state::{ClientIp, GatewayState};
+use roamgw_common::state::ClientIp;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::change::StateChange;
-use crate::control::PeerView;
 use crate::engine::Submit;
-use crate::monitor::{Event, Monitor, Rate, Totals, SAMPLE_SECS};
+use crate::monitor::{Monitor, Totals, SAMPLE_SECS};
 use crate::store::Store;
+
+mod auth;
+mod view;
+
+pub use auth::{host_allowed, refuse_change, Headers, Token};
+use view::status_view;
 
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("page.js");
 const STYLE: &str = include_str!("page.css");
 /// Larger bodies are refused: a change is a few hundred bytes.
 const MAX_BODY: u64 = 16 * 1024;
-/// A handshake older than this means the session expired (WireGuard's REJECT_AFTER_TIME).
-const HANDSHAKE_FRESH_SECS: u64 = 180;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -50,258 +53,6 @@ pub enum WebError {
         addr: SocketAddr,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-}
-
-/// The secret that allows changes from the page. Never printed.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
-impl Token {
-    pub fn load(path: &Path) -> Result<Token, WebError> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let read = |source| WebError::TokenRead {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mode = std::fs::metadata(path).map_err(read)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(WebError::TokenMode {
-                path: path.to_path_buf(),
-                mode: mode & 0o777,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read)?;
-        let token = text.trim();
-        if token.len() < 16 {
-            return Err(WebError::TokenShort {
-                path: path.to_path_buf(),
-                len: token.len(),
-            });
-        }
-        Ok(Token(token.to_string()))
-    }
-
-    fn matches(&self, presented: &str) -> bool {
-        use subtle::ConstantTimeEq as _;
-        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
-    }
-}
-
-/// The request headers the checks look at.
-#[derive(Debug, Default, Clone)]
-pub struct Headers {
-    pub host: Option<String>,
-    pub origin: Option<String>,
-    pub sec_fetch_site: Option<String>,
-    pub authorization: Option<String>,
-    pub content_type: Option<String>,
-}
-
-/// Whether a request's `Host` may be served: on a loopback address only loopback names (a
-/// DNS-rebinding page reaches 127.0.0.1 under its own name); elsewhere any.
-pub fn host_allowed(host: Option<&str>, bound: SocketAddr) -> bool {
-    if !bound.ip().is_loopback() {
-        return true;
-    }
-    let Some(host) = host else { return false };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Why a change from the page is refused, as (HTTP status, message); `None`: allowed.
-pub fn refuse_change(headers: &Headers, token: Option<&Token>) -> Option<(u16, String)> {
-    let Some(token) = token else {
-        return Some((
-            403,
-            "changes are off: this page is read-only unless roamgw run has --http-token-file"
-                .into(),
-        ));
-    };
-    let media_type = headers
-        .content_type
-        .as_deref()
-        .map(|t| t.split(';').next().unwrap_or_default().trim());
-    if media_type != Some("application/json") {
-        return Some((415, "a change is a JSON request".into()));
-    }
-    if headers
-        .sec_fetch_site
-        .as_deref()
-        .is_some_and(|s| s != "same-origin" && s != "none")
-    {
-        return Some((403, "cross-site request refused".into()));
-    }
-    if let Some(origin) = &headers.origin {
-        let same = headers
-            .host
-            .as_deref()
-            .is_some_and(|host| origin.strip_prefix("http://") == Some(host));
-        if !same {
-            return Some((
-                403,
-                format!("request from another origin ({origin}) refused"),
-            ));
-        }
-    }
-    let presented = headers
-        .authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "));
-    match presented {
-        Some(p) if token.matches(p.trim()) => None,
-        Some(_) => Some((401, "wrong token".into())),
-        None => Some((
-            401,
-            "a change needs the token (Authorization: Bearer …)".into(),
-        )),
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct PageRoamer {
-    name: String,
-    address: String,
-    endpoint: Option<String>,
-    handshake_secs: Option<u64>,
-    /// up: a handshake within 180 s; stale: an older one; never: none since the start.
-    health: &'static str,
-    rx_bytes: u64,
-    tx_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct PageForward {
-    spec: String,
-    /// What the outside dials.
-    public: String,
-    to: String,
-    local: String,
-    allow_from: Vec<String>,
-    client_ip: ClientIp,
-    /// Absent when the backend does not count (or the plane is down).
-    counters: Option<CountersView>,
-}
-
-#[derive(Debug, Serialize)]
-struct CountersView {
-    in_packets: u64,
-    in_bytes: u64,
-    back_packets: u64,
-    back_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct StatusView {
-    version: &'static str,
-    up: bool,
-    in_sync: bool,
-    backend: String,
-    public_ip: Option<String>,
-    changes_allowed: bool,
-    sample_secs: u64,
-    roamers: Vec<PageRoamer>,
-    forwards: Vec<PageForward>,
-    throughput: Vec<Rate>,
-    events: Vec<Event>,
-}
-
-fn health_of(handshake_secs: Option<u64>) -> &'static str {
-    match handshake_secs {
-        None => "never",
-        Some(s) if s <= HANDSHAKE_FRESH_SECS => "up",
-        Some(_) => "stale",
-    }
-}
-
-fn roamer_views(state: &GatewayState, peers: Vec<PeerView>) -> Vec<PageRoamer> {
-    peers
-        .into_iter()
-        .map(|p| PageRoamer {
-            address: state
-                .roamers
-                .iter()
-                .find(|r| r.name.as_str() == p.name)
-                .map(|r| r.address.to_string())
-                .unwrap_or_default(),
-            health: health_of(p.last_handshake_secs),
-            handshake_secs: p.last_handshake_secs,
-            endpoint: p.endpoint,
-            rx_bytes: p.rx_bytes,
-            tx_bytes: p.tx_bytes,
-            name: p.name,
-        })
-        .collect()
-}
-
-fn status_view(store: &Store, monitor: &Monitor, changes_allowed: bool) -> StatusView {
-    // One read of the state for the whole view (the page polls every 2 s).
-    let state = store.load().ok();
-    let metrics = crate::metrics::snapshot_of(state.as_ref(), monitor);
-    let public = state
-        .as_ref()
-        .map(crate::change::public_address_text)
-        .unwrap_or_default();
-    let forwards = state.as_ref().map_or_else(Vec::new, |state| {
-        state
-            .forwards
-            .iter()
-            .map(|f| {
-                let c = metrics.counters.as_ref().and_then(|c| c.get(&f.key()));
-                let address = state
-                    .roamer(&f.to)
-                    .map(|r| r.address.to_string())
-                    .unwrap_or_default();
-                PageForward {
-                    spec: f.spec.to_string(),
-                    public: format!("{public}:{}", f.spec.public),
-                    to: f.to.to_string(),
-                    local: format!("{address}:{}", f.spec.local),
-                    allow_from: f.allow_from.iter().map(ToString::to_string).collect(),
-                    client_ip: f.client_ip,
-                    counters: c.map(|c| CountersView {
-                        in_packets: c.incoming.packets,
-                        in_bytes: c.incoming.bytes,
-                        back_packets: c.back.packets,
-                        back_bytes: c.back.bytes,
-                    }),
-                }
-            })
-            .collect()
-    });
-    StatusView {
-        version: metrics.version,
-        up: metrics.up,
-        in_sync: metrics.in_sync,
-        backend: state
-            .as_ref()
-            .map(|s| format!("{:?}", s.gateway.backend).to_lowercase())
-            .unwrap_or_default(),
-        public_ip: state
-            .as_ref()
-            .and_then(crate::change::public_address)
-            .map(|ip| ip.to_string()),
-        changes_allowed,
-        sample_secs: SAMPLE_SECS,
-        roamers: state
-            .as_ref()
-            .map_or_else(Vec::new, |s| roamer_views(s, metrics.peers)),
-        forwards,
-        throughput: monitor.throughput(),
-        events: monitor.events(),
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,6 +304,7 @@ pub fn serve(
 
 #[cfg(test)]
 mod tests {
+    use super::view::health_of;
     use super::*;
 
     fn token() -> Token {
