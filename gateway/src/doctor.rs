@@ -39,6 +39,15 @@ pub struct Facts {
 /// The findings, in a fixed order.
 pub fn evaluate(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
+    forwarding(f, &mut out);
+    tunnel(f, &mut out);
+    neighbours(f, &mut out);
+    out.push(roamgw_common::doctor::wireguard_kind(f.kernel_wireguard));
+    out
+}
+
+/// The kernel forwards, and strict reverse-path filtering does not drop the replies.
+fn forwarding(f: &Facts, out: &mut Vec<Finding>) {
     out.push(match f.ip_forward {
         Some(true) => Finding::ok("ip_forward", "on"),
         Some(false) => Finding::fail(
@@ -58,6 +67,10 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             _ => Finding::ok("rp_filter", format!("{mode} on {interface}")),
         });
     }
+}
+
+/// The WireGuard port is reachable, roamers handshake, the MTU fits the path.
+fn tunnel(f: &Facts, out: &mut Vec<Finding>) {
     out.push(if f.dropping_input_chains.is_empty() {
         Finding::ok(
             "wireguard_port",
@@ -118,6 +131,10 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             )
         });
     }
+}
+
+/// What else on the droplet could collide: networks, other DNAT rules, readable secrets.
+fn neighbours(f: &Facts, out: &mut Vec<Finding>) {
     out.push(if f.collisions.is_empty() {
         Finding::ok("subnet", format!("{} overlaps no other network", f.subnet))
     } else {
@@ -146,8 +163,6 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
     if f.exposed_secrets.is_empty() {
         out.push(Finding::ok("secrets", "key files are 0600"));
     }
-    out.push(roamgw_common::doctor::wireguard_kind(f.kernel_wireguard));
-    out
 }
 
 /// Other tables' base chains, from `nft -j list ruleset`: input chains that drop by default,

@@ -104,32 +104,13 @@ fn masquerades(rule: &str) -> Option<Ipv4Addr> {
         .flatten()
 }
 
-/// The plan for `roamgw import`. `name` names the roamer when the file has one peer (else
-/// roamer1, roamer2, …).
-pub fn plan(
+/// One roamer per peer: its tunnel address from its allowed IPs (or, for the recipe's one
+/// peer with the whole subnet, from the rules), its name from `name` or its position.
+fn roamers_of(
     wg: &WgQuickConfig,
-    rich_rules: &[String],
-    anchor: Ipv4Addr,
+    targets: &[Ipv4Addr],
     name: Option<&RoamerName>,
-) -> Result<ImportPlan, ImportError> {
-    let private_key = wg.interface.private_key.clone().ok_or(ImportError::NoKey)?;
-    let address = wg
-        .interface
-        .address
-        .iter()
-        .find_map(|n| match n {
-            ipnet::IpNet::V4(v4) => Some(*v4),
-            ipnet::IpNet::V6(_) => None,
-        })
-        .ok_or(ImportError::NoAddress)?;
-    if wg.peers.is_empty() {
-        return Err(ImportError::NoPeers);
-    }
-    let forward_rules: Vec<(&String, ForwardPort)> = rich_rules
-        .iter()
-        .filter_map(|r| forward_port(r, anchor).map(|f| (r, f)))
-        .collect();
-    let targets: Vec<Ipv4Addr> = forward_rules.iter().map(|(_, f)| f.3).collect();
+) -> Result<Vec<ImportedRoamer>, ImportError> {
     let mut roamers = Vec::new();
     for (i, peer) in wg.peers.iter().enumerate() {
         let host = peer.allowed_ips.iter().find_map(|n| match n {
@@ -157,6 +138,36 @@ pub fn plan(
             preshared_key: peer.preshared_key.clone(),
         });
     }
+    Ok(roamers)
+}
+
+/// The plan for `roamgw import`. `name` names the roamer when the file has one peer (else
+/// roamer1, roamer2, …).
+pub fn plan(
+    wg: &WgQuickConfig,
+    rich_rules: &[String],
+    anchor: Ipv4Addr,
+    name: Option<&RoamerName>,
+) -> Result<ImportPlan, ImportError> {
+    let private_key = wg.interface.private_key.clone().ok_or(ImportError::NoKey)?;
+    let address = wg
+        .interface
+        .address
+        .iter()
+        .find_map(|n| match n {
+            ipnet::IpNet::V4(v4) => Some(*v4),
+            ipnet::IpNet::V6(_) => None,
+        })
+        .ok_or(ImportError::NoAddress)?;
+    if wg.peers.is_empty() {
+        return Err(ImportError::NoPeers);
+    }
+    let forward_rules: Vec<(&String, ForwardPort)> = rich_rules
+        .iter()
+        .filter_map(|r| forward_port(r, anchor).map(|f| (r, f)))
+        .collect();
+    let targets: Vec<Ipv4Addr> = forward_rules.iter().map(|(_, f)| f.3).collect();
+    let roamers = roamers_of(wg, &targets, name)?;
     let mut forwards = Vec::new();
     let mut replaced_rules = Vec::new();
     for (rule, (public, protocol, local, to)) in forward_rules {

@@ -51,6 +51,30 @@ pub fn render(s: &Snapshot) -> String {
         "1 when the data plane matches the state.",
         u8::from(s.in_sync),
     );
+    forward_families(&mut e, s);
+    roamer_families(&mut e, s);
+    e.single(
+        "roamgw_drift_repairs_total",
+        Kind::Counter,
+        "Repairs of drift (changes by others to roamgw's rules or interface).",
+        s.drift_repairs,
+    );
+    e.single(
+        "roamgw_changes_total",
+        Kind::Counter,
+        "Changes made live by roamgw run (from the CLI or the status page).",
+        s.changes,
+    );
+    e.histogram(
+        "roamgw_apply_duration_seconds",
+        "Time to make a change live.",
+        &s.apply_latency,
+    );
+    e.finish()
+}
+
+/// Packets and bytes per forward and direction.
+fn forward_families(e: &mut Exposition, s: &Snapshot) {
     for (name, help, bytes) in [
         (
             "roamgw_forward_packets_total",
@@ -83,6 +107,10 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
+}
+
+/// Traffic, handshake age and endpoint changes per roamer.
+fn roamer_families(e: &mut Exposition, s: &Snapshot) {
     type PeerValue = fn(&PeerView) -> Option<u64>;
     let per_roamer: [(&str, Kind, &str, PeerValue); 3] = [
         (
@@ -125,24 +153,6 @@ pub fn render(s: &Snapshot) -> String {
             changes,
         );
     }
-    e.single(
-        "roamgw_drift_repairs_total",
-        Kind::Counter,
-        "Repairs of drift (changes by others to roamgw's rules or interface).",
-        s.drift_repairs,
-    );
-    e.single(
-        "roamgw_changes_total",
-        Kind::Counter,
-        "Changes made live by roamgw run (from the CLI or the status page).",
-        s.changes,
-    );
-    e.histogram(
-        "roamgw_apply_duration_seconds",
-        "Time to make a change live.",
-        &s.apply_latency,
-    );
-    e.finish()
 }
 
 /// What a scrape reads.

@@ -38,11 +38,13 @@ struct ForwardRow {
     client_ip: ClientIp,
 }
 
-pub fn list(store: &Store, json: bool) -> Result<String> {
-    let state = store.load()?;
-    let public_ip = crate::change::public_address(&state);
-    let counters = backend::of(&state).counters(&state);
-    let views: Vec<ForwardRow> = state
+/// One row per forward, with its counters when the backend has them.
+fn forward_rows(
+    state: &GatewayState,
+    counters: Option<&crate::backend::Counters>,
+) -> Vec<ForwardRow> {
+    let public_ip = crate::change::public_address(state);
+    state
         .forwards
         .iter()
         .map(|f| {
@@ -50,10 +52,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 .roamer(&f.to)
                 .map(|r| r.address.to_string())
                 .unwrap_or_default();
-            let counter = counters
-                .as_ref()
-                .and_then(|c| c.get(&f.key()))
-                .map(|c| c.total());
+            let counter = counters.and_then(|c| c.get(&f.key())).map(|c| c.total());
             ForwardRow {
                 packets: counter.map(|c| c.packets),
                 bytes: counter.map(|c| c.bytes),
@@ -62,7 +61,7 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 public: public_ip.map(|ip| format!("{ip}:{}", f.spec.public)),
                 public_text: format!(
                     "{}:{}",
-                    crate::change::public_address_text(&state),
+                    crate::change::public_address_text(state),
                     f.spec.public
                 ),
                 to: f.to.to_string(),
@@ -71,7 +70,14 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
                 client_ip: f.client_ip,
             }
         })
-        .collect();
+        .collect()
+}
+
+pub fn list(store: &Store, json: bool) -> Result<String> {
+    let state = store.load()?;
+    let public_ip = crate::change::public_address(&state);
+    let counters = backend::of(&state).counters(&state);
+    let views = forward_rows(&state, counters.as_ref());
     if json {
         return to_json(&views);
     }

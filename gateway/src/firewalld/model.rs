@@ -114,7 +114,9 @@ fn any() -> Vec<String> {
     vec!["ANY".to_string()]
 }
 
-pub fn desired(state: &GatewayState) -> Desired {
+/// The droplet's own rules: with forwards closing the anchor, the anchor drops all but
+/// WireGuard; with `--anchor-passthrough`, only allow-listed forwards drop other sources.
+fn host_rules(state: &GatewayState) -> BTreeSet<String> {
     let g = &state.gateway;
     let mut host_rules = BTreeSet::new();
     if g.anchor_passthrough {
@@ -135,7 +137,12 @@ pub fn desired(state: &GatewayState) -> Desired {
             g.anchor_ip
         ));
     }
-    let mut ipsets: Vec<IpsetSpec> = state
+    host_rules
+}
+
+/// Per roamer: its two ipsets (plain forwards, masqueraded ones) and the rules that use them.
+fn per_roamer(state: &GatewayState) -> (Vec<IpsetSpec>, BTreeSet<String>, BTreeSet<String>) {
+    let ipsets: Vec<IpsetSpec> = state
         .roamers
         .iter()
         .flat_map(|r| [ipset_name(r.address), masq_ipset_name(r.address)])
@@ -154,7 +161,7 @@ pub fn desired(state: &GatewayState) -> Desired {
             )
         })
         .collect();
-    let mut dnat_rules: BTreeSet<String> = state
+    let dnat_rules: BTreeSet<String> = state
         .roamers
         .iter()
         .flat_map(|r| {
@@ -168,6 +175,13 @@ pub fn desired(state: &GatewayState) -> Desired {
             })
         })
         .collect();
+    (ipsets, masq_rules, dnat_rules)
+}
+
+pub fn desired(state: &GatewayState) -> Desired {
+    let g = &state.gateway;
+    let host_rules = host_rules(state);
+    let (mut ipsets, masq_rules, mut dnat_rules) = per_roamer(state);
     for forward in &state.forwards {
         let Some(roamer) = state.roamer(&forward.to) else {
             continue;
