@@ -411,8 +411,9 @@ impl Daemon {
         }
     }
 
-    /// A change through the engine; a failed one is followed by a full check (the engine has
-    /// put back what it changed; the check also rebuilds what someone else removed).
+    /// A change through the engine; one that failed past its checks is followed by a full
+    /// check (the engine has put back what it changed; the check also rebuilds what someone
+    /// else removed).
     fn apply(&mut self, change: &StateChange) -> Result<String, ChangeError> {
         let started = Instant::now();
         let before = roamgw_wg::nftwatch::generation();
@@ -425,8 +426,10 @@ impl Daemon {
                 info!("{}", done.summary);
                 Ok(done.summary)
             }
+            // A refused request touched nothing: no check needed.
+            Err(e) if e.fault == Fault::Input => Err(e),
             Err(e) => {
-                self.check("a refused change", true);
+                self.check("a change that failed", true);
                 Err(e)
             }
         }
