@@ -22,7 +22,7 @@ use crate::cli::{
 };
 use crate::control;
 use crate::detect;
-use crate::engine::{ChangeError, Engine, Fault};
+use crate::engine::{ChangeError, Engine, Fault, Role};
 use crate::peer_configs;
 use crate::store::{Store, StoreError};
 
@@ -90,8 +90,8 @@ fn ask_daemon(store: &Store, request: &control::Request) -> Result<Option<String
             "unexpected reply from the daemon: {other:?}"
         ))),
         Err(control::ControlError::NotRunning) => Ok(None),
-        Err(control::ControlError::Lock(e)) => {
-            Err(ChangeError::new(Fault::Files, control::ControlError::Lock(e).to_string()).into())
+        Err(e @ control::ControlError::Lock(_)) => {
+            Err(ChangeError::new(Fault::Files, e.to_string()).into())
         }
         Err(e) => Err(unavailable(e.to_string())),
     }
@@ -110,7 +110,7 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
     if let Some(summary) = ask_daemon(store, &request)? {
         return Ok((summary, LIVE));
     }
-    let mut engine = Engine::for_command(store.clone(), store.load()?);
+    let mut engine = Engine::on_this_machine(store.clone(), store.load()?, Role::Command);
     let done = engine.apply(&change)?;
     Ok((
         done.summary,

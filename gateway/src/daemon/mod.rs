@@ -80,8 +80,6 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Device(#[from] device::DeviceError),
-    #[error(transparent)]
     Start(#[from] ChangeError),
     #[error(transparent)]
     Web(#[from] crate::web::WebError),
@@ -132,14 +130,7 @@ pub fn run_until_stopped(
         warn!("starting without remembered endpoints: {e}");
         Endpoints::default()
     });
-    let plane = crate::backend::of(&state);
-    let engine = Engine::new(
-        state,
-        Role::Daemon,
-        Box::new(store.clone()),
-        plane,
-        Box::new(crate::engine::SystemLink),
-    );
+    let engine = Engine::on_this_machine(store.clone(), state, Role::Daemon);
     let mut daemon = Daemon {
         store,
         engine,
@@ -256,9 +247,12 @@ impl Daemon {
         }
     }
 
-    /// Records the nftables generations produced since `before` as ours, so the
-    /// notifications of our own transactions do not come back as drift.
-    fn record_own(&mut self, before: Option<u32>) {
+    /// Runs `write` on the engine (with the remembered endpoints for new peers) and records
+    /// the nftables generations it produced as ours, so the notifications of our own
+    /// transactions do not come back as drift.
+    fn own<T>(&mut self, write: impl FnOnce(&mut Engine, &Endpoints) -> T) -> T {
+        let before = roamgw_wg::nftwatch::generation();
+        let out = write(&mut self.engine, &self.endpoints);
         if let (Some(before), Some(after)) = (before, roamgw_wg::nftwatch::generation()) {
             if after != before {
                 if self.own_generations.len() >= 64 {
@@ -267,6 +261,7 @@ impl Daemon {
                 self.own_generations.push_back((before, after));
             }
         }
+        out
     }
 
     fn is_own(&self, drift: &Drift) -> bool {
@@ -285,11 +280,7 @@ impl Daemon {
     }
 
     fn bring_up(&mut self) -> Result<(), DaemonError> {
-        let endpoints = &self.endpoints;
-        let engine = &mut self.engine;
-        let before = roamgw_wg::nftwatch::generation();
-        let plan = engine.bring_up(&|key| endpoints.endpoint(key))?;
-        self.record_own(before);
+        let plan = self.own(|engine, endpoints| engine.bring_up(&|key| endpoints.endpoint(key)))?;
         info!("{plan}");
         Ok(())
     }
@@ -356,11 +347,8 @@ impl Daemon {
 
     /// Brings the device, the link and the data plane back to the state. Returns what it did.
     fn repair(&mut self) -> Result<Vec<String>, ChangeError> {
-        let endpoints = &self.endpoints;
-        let engine = &mut self.engine;
-        let before = roamgw_wg::nftwatch::generation();
-        let repaired = engine.reconcile(&|key| endpoints.endpoint(key));
-        self.record_own(before);
+        let repaired =
+            self.own(|engine, endpoints| engine.reconcile(&|key| endpoints.endpoint(key)));
         self.say_anchor_presence();
         repaired
     }
@@ -416,10 +404,7 @@ impl Daemon {
     /// else removed).
     fn apply(&mut self, change: &StateChange) -> Result<String, ChangeError> {
         let started = Instant::now();
-        let before = roamgw_wg::nftwatch::generation();
-        let result = self.engine.apply(change);
-        self.record_own(before);
-        match result {
+        match self.own(|engine, _| engine.apply(change)) {
             Ok(done) => {
                 self.monitor
                     .change_applied(unix_now(), started.elapsed(), &done.summary);

@@ -147,16 +147,11 @@ impl Engine {
         }
     }
 
-    /// The engine of a CLI command while no daemon runs: the state file, the backend it names.
-    pub fn for_command(store: Store, state: GatewayState) -> Self {
+    /// The engine on this machine: the state's files, the backend it names, the system's
+    /// interfaces. `Role::Command` for a CLI command while no daemon runs.
+    pub fn on_this_machine(store: Store, state: GatewayState, role: Role) -> Self {
         let plane = crate::backend::of(&state);
-        Engine::new(
-            state,
-            Role::Command,
-            Box::new(store),
-            plane,
-            Box::new(SystemLink),
-        )
+        Engine::new(state, role, Box::new(store), plane, Box::new(SystemLink))
     }
 
     pub fn state(&self) -> &GatewayState {
@@ -226,7 +221,13 @@ impl Engine {
             self.psks.retain(|name, _| {
                 new.roamer(name).map(|r| r.public_key) == old.roamer(name).map(|r| r.public_key)
             });
-            self.sync_peers(new)?;
+            sync_peers(
+                self.device.as_deref(),
+                &mut self.psks,
+                self.files.as_ref(),
+                new,
+            )?
+            .all_applied()?;
         }
         match self.plane.apply_change(&self.state, new, forwards)? {
             Some(applied) => {
@@ -246,30 +247,16 @@ impl Engine {
     /// the command that wrote it puts the old file back.)
     fn restore(&mut self, cause: ChangeError) -> ChangeError {
         warn!("change not applied ({cause}); putting back the running state");
-        let state = self.state.clone();
-        if let Err(e) = self.sync_peers(&state) {
-            warn!("could not put the peers back: {e}");
+        let device = self.device.as_deref();
+        match sync_peers(device, &mut self.psks, self.files.as_ref(), &self.state) {
+            Ok(sync) if !sync.failed.is_empty() => warn!("could not put every peer back: {sync}"),
+            Ok(_) => {}
+            Err(e) => warn!("could not put the peers back: {e}"),
         }
-        if let Err(e) = self.plane.apply_if_up(&state) {
+        if let Err(e) = self.plane.apply_if_up(&self.state) {
             warn!("could not put the data plane back: {e}");
         }
         cause
-    }
-
-    /// Reads the PSKs `state` needs and brings the device's peers to it; every peer applied.
-    fn sync_peers(&mut self, state: &GatewayState) -> Result<String, ChangeError> {
-        let Some(device) = &self.device else {
-            return Ok(String::new());
-        };
-        refresh_psks(&mut self.psks, state, self.files.as_ref())?;
-        let peers = device::desired_peers(state, &self.psks);
-        let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
-            .and_then(roamgw_wg::PeerSync::all_applied)?;
-        Ok(if sync.is_empty() {
-            String::new()
-        } else {
-            sync.to_string()
-        })
     }
 
     /// Brings the device (created again when gone), its link and the backend to the state.
@@ -293,10 +280,11 @@ impl Engine {
                 repaired.push(format!("address and routing of {name} restored"));
             }
         }
-        let state = self.state.clone();
-        let peers = self.sync_peers(&state)?;
+        // A peer that does not apply is reported, not a reason to leave the rules unrepaired.
+        let device = self.device.as_deref();
+        let peers = sync_peers(device, &mut self.psks, self.files.as_ref(), &self.state)?;
         if !peers.is_empty() {
-            repaired.push(peers);
+            repaired.push(peers.to_string());
         }
         let applied: Applied = self.plane.up(&self.state)?;
         if !applied.is_nothing() {
@@ -388,6 +376,22 @@ impl Engine {
         self.device = None;
         Ok(result?)
     }
+}
+
+/// Reads the PSKs `state` needs and brings the device's peers to it (nothing without a
+/// device). Borrows the engine's fields apart, so the running state is not copied.
+fn sync_peers(
+    device: Option<&dyn WgDevice>,
+    psks: &mut Psks,
+    files: &dyn Persist,
+    state: &GatewayState,
+) -> Result<roamgw_wg::PeerSync, ChangeError> {
+    let Some(device) = device else {
+        return Ok(roamgw_wg::PeerSync::default());
+    };
+    refresh_psks(psks, state, files)?;
+    let peers = device::desired_peers(state, psks);
+    Ok(roamgw_wg::sync_peers(device, &peers)?)
 }
 
 /// Brings `psks` to the roamers of `state`: reads the key file of a roamer it does not hold

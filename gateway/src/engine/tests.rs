@@ -220,3 +220,22 @@ fn each_fault_has_its_exit_code_and_http_status() {
     let refused = crate::change::Refused("no".into());
     assert_eq!(ChangeError::from(refused).fault, Fault::Input);
 }
+
+#[test]
+fn a_peer_that_does_not_apply_does_not_stop_the_repair_of_the_rules() {
+    let (mut engine, world) = daemon_up();
+    with(&world, |w| {
+        w.plane = Some(Vec::new());
+        w.device.peers.clear();
+        w.device_sets_left = Some(0);
+    });
+    let repaired = engine.reconcile(&no_endpoints).expect("repaired");
+    assert!(!repaired.is_empty(), "{repaired:?}");
+    with(&world, |w| {
+        assert_eq!(
+            w.plane.as_ref(),
+            Some(&forward_keys(engine.state())),
+            "rules back"
+        )
+    });
+}
