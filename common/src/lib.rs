@@ -11,6 +11,7 @@ pub mod portspec;
 pub mod replies;
 pub mod routes;
 pub mod state;
+pub mod tool;
 pub mod wgquick;
 
 pub use keys::{PresharedKey, PrivateKey, PublicKey};

@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::dataplane::ForwardChange;
 use ipnet::Ipv4Net;
 use roamgw_common::state::{
     check_forward_ports, mixed_client_ip_message, Backend, ClientIp, Forward, GatewayState,
@@ -59,14 +60,6 @@ pub struct Refused(pub String);
 
 fn refused(message: impl Into<String>) -> Refused {
     Refused(message.into())
-}
-
-/// The forwards a change removed and added: the caller knows, so nothing has to compare
-/// thousands of forwards to find out.
-#[derive(Debug, Clone, Default)]
-pub struct ForwardChange {
-    pub removed: Vec<Forward>,
-    pub added: Vec<Forward>,
 }
 
 /// What a change did to the state: the line for the user, and the forwards it removed and

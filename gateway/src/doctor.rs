@@ -165,46 +165,6 @@ fn neighbours(f: &Facts, out: &mut Vec<Finding>) {
     }
 }
 
-/// Other tables' base chains, from `nft -j list ruleset`: input chains that drop by default,
-/// and chains with a DNAT rule. Our own table is left out.
-pub fn foreign_chains(ruleset_json: &str) -> (Vec<String>, Vec<String>) {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(ruleset_json) else {
-        return (Vec::new(), Vec::new());
-    };
-    let objects = value["nftables"].as_array().cloned().unwrap_or_default();
-    let ours =
-        |o: &serde_json::Value| o["family"] == "ip" && o["table"] == crate::nft::model::TABLE;
-    let name = |o: &serde_json::Value| {
-        format!(
-            "{} {}/{}",
-            o["family"].as_str().unwrap_or("?"),
-            o["table"].as_str().unwrap_or("?"),
-            o.get("chain")
-                .or(o.get("name"))
-                .and_then(|c| c.as_str())
-                .unwrap_or("?")
-        )
-    };
-    let mut dropping = Vec::new();
-    let mut dnat = Vec::new();
-    for object in &objects {
-        if let Some(chain) = object.get("chain").filter(|c| !ours(c)) {
-            if chain["hook"] == "input" && chain["policy"] == "drop" {
-                dropping.push(name(chain));
-            }
-        }
-        if let Some(rule) = object.get("rule").filter(|r| !ours(r)) {
-            let has_dnat = rule["expr"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|x| x.get("dnat").is_some()));
-            if has_dnat && !dnat.contains(&name(rule)) {
-                dnat.push(name(rule));
-            }
-        }
-    }
-    (dropping, dnat)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,18 +257,5 @@ mod tests {
         down.interface_up = false;
         down.handshakes = vec![("laptop".into(), None)];
         assert!(levels(&down).iter().all(|(_, l)| *l == Level::Ok));
-    }
-
-    #[test]
-    fn other_tables_are_read_and_ours_is_not() {
-        let json = r#"{"nftables": [
-            {"chain": {"family": "inet", "table": "filter", "name": "input", "hook": "input", "policy": "drop"}},
-            {"chain": {"family": "ip", "table": "roamgw", "name": "input", "hook": "input", "policy": "drop"}},
-            {"rule": {"family": "ip", "table": "other", "chain": "pre", "expr": [{"dnat": {"addr": "10.0.0.1"}}]}},
-            {"rule": {"family": "ip", "table": "roamgw", "chain": "prerouting", "expr": [{"dnat": {"addr": "x"}}]}}
-        ]}"#;
-        let (dropping, dnat) = foreign_chains(json);
-        assert_eq!(dropping, ["inet filter/input"]);
-        assert_eq!(dnat, ["ip other/pre"]);
     }
 }

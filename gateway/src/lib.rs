@@ -1,23 +1,20 @@
 //! The roamgw gateway: the CLI's commands over the state store, address detection, and the
 //! configs it renders for the other side.
 
-pub mod backend;
 pub mod change;
 pub mod cli;
 pub mod cloud;
 pub mod commands;
-pub mod conntrack;
 pub mod control;
 pub mod daemon;
+pub mod dataplane;
 pub mod detect;
 pub mod device;
 pub mod doctor;
 pub mod engine;
-pub mod firewalld;
 pub mod import;
 pub mod metrics;
 pub mod monitor;
-pub mod nft;
 pub mod peer_configs;
 pub mod store;
 pub mod web;

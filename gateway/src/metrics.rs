@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use roamgw_common::metrics::{Exposition, HistogramSnapshot, Kind};
 use roamgw_common::state::GatewayState;
 
-use crate::backend::{self, Counters};
 use crate::control::PeerView;
+use crate::dataplane::{self, Counters};
 use crate::monitor::Monitor;
 use crate::store::Store;
 
@@ -171,7 +171,7 @@ pub fn snapshot_of(state: Option<&GatewayState>, monitor: &Monitor) -> Snapshot 
         ..Snapshot::default()
     };
     let Some(state) = state else { return s };
-    let view = backend::of(state).view(state).ok().flatten();
+    let view = dataplane::of(state).view(state).ok().flatten();
     s.up = view.is_some();
     s.in_sync = view.as_ref().is_some_and(|v| v.drift.is_none());
     s.counters = view.and_then(|v| v.counters);
@@ -194,8 +194,8 @@ pub fn peers(state: &GatewayState) -> Vec<PeerView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ForwardCounters;
-    use crate::nft::observed::CounterValue;
+    use crate::dataplane::nftables::observed::CounterValue;
+    use crate::dataplane::ForwardCounters;
 
     #[test]
     fn the_text_format_has_every_family_and_labels() {

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use roamgw_gateway::cli::parse_cidr;
 use roamgw_gateway::control::Request;
-use roamgw_gateway::nft::observed;
+use roamgw_gateway::dataplane::nftables::observed;
 use roamgw_wg::nftwatch::parse_notifications;
 
 /// A few thousand cases per target in the suite; PROPTEST_CASES overrides (bench/fuzz.sh).
@@ -16,7 +16,7 @@ fn config() -> ProptestConfig {
     ProptestConfig::with_cases(cases.unwrap_or(2000))
 }
 
-const LISTING: &str = include_str!("../src/nft/observed-sample.json");
+const LISTING: &str = include_str!("../src/dataplane/nftables/observed-sample.json");
 
 fn request() -> impl Strategy<Value = String> {
     prop_oneof![

@@ -183,27 +183,12 @@ pub fn remove(config: &RoamerConfig) -> Result<(), String> {
 
 /// Runs `nft ARGS` with `input` on stdin; the error says what nft said.
 pub fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("nft")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let ran = roamgw_common::tool::run("nft", args, input)
         .map_err(|e| format!("cannot run nft ({e}): install nftables"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
-    }
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
+    if ran.success {
         Ok(())
     } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(format!("nft: {}", ran.stderr))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::doctor::{evaluate, foreign_chains, Facts};
+use crate::doctor::{evaluate, Facts};
 
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
@@ -45,9 +45,7 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
             (mode & 0o077 != 0).then(|| (path.display().to_string(), mode))
         })
         .collect();
-    let (dropping_input_chains, foreign_dnat) = crate::nft::exec::list_ruleset()
-        .map(|json| foreign_chains(&json))
-        .unwrap_or_default();
+    let others = dataplane::nftables::others::read();
     Facts {
         ip_forward: sysctl("ip_forward").map(|v| v == "1"),
         rp_filter,
@@ -58,7 +56,7 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
             .into_iter()
             .map(|p| (p.name, p.last_handshake_secs))
             .collect(),
-        interface_up: backend::interface_exists(g.interface.as_str()),
+        interface_up: dataplane::interface_exists(g.interface.as_str()),
         tunnel_mtu: g.mtu,
         path_mtu,
         subnet: g.subnet,
@@ -68,12 +66,9 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
             .collect(),
         exposed_secrets,
         kernel_wireguard: roamgw_wg::kernel_available(),
-        dropping_input_chains,
-        foreign_dnat,
-        firewalld_running: crate::firewalld::Firewalld::if_running()
-            .ok()
-            .flatten()
-            .is_some(),
+        dropping_input_chains: others.dropping_input_chains,
+        foreign_dnat: others.dnat_chains,
+        firewalld_running: dataplane::firewalld::Firewalld::is_running(),
     }
 }
 

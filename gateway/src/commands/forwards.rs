@@ -41,7 +41,7 @@ struct ForwardRow {
 /// One row per forward, with its counters when the backend has them.
 fn forward_rows(
     state: &GatewayState,
-    counters: Option<&crate::backend::Counters>,
+    counters: Option<&crate::dataplane::Counters>,
 ) -> Vec<ForwardRow> {
     let public_ip = crate::change::public_address(state);
     state
@@ -76,7 +76,7 @@ fn forward_rows(
 pub fn list(store: &Store, json: bool) -> Result<String> {
     let state = store.load()?;
     let public_ip = crate::change::public_address(&state);
-    let counters = backend::of(&state).counters(&state);
+    let counters = dataplane::of(&state).counters(&state);
     let views = forward_rows(&state, counters.as_ref());
     if json {
         return to_json(&views);

@@ -35,7 +35,7 @@ pub fn import(store: &Store, args: ImportArgs) -> Result<String> {
         floating_ip: args.floating_ip,
         anchor_gateway: None,
     })?;
-    let fw = crate::firewalld::Firewalld::if_running()
+    let fw = crate::dataplane::firewalld::Firewalld::if_running()
         .map_err(|e| refused(e.to_string()))?
         .ok_or_else(|| refused("firewalld is not running: roamgw import reads the manual setup's rich rules from it"))?;
     let zone = match &args.zone {
@@ -74,7 +74,7 @@ pub fn import(store: &Store, args: ImportArgs) -> Result<String> {
     }
     store.save(&state)?;
     // roamgw's rules go live first; only then do the old ones go.
-    backend::up(&state)?;
+    dataplane::of(&state).up(&state)?;
     fw.remove_rich_rules(&zone, &plan.replaced_rules)
         .map_err(|e| {
             refused(format!(

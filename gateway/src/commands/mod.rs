@@ -14,13 +14,13 @@ use roamgw_common::{PresharedKey, PrivateKey};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::backend;
 use crate::change::{roamer_names, StateChange};
 use crate::cli::{
     AddPortArgs, AddRoamerArgs, ConfigFormat, EgressArgs, InitArgs, RemovePortArgs,
     RemoveRoamerArgs, RotateKeyArgs, ShowConfigArgs,
 };
 use crate::control;
+use crate::dataplane;
 use crate::detect;
 use crate::engine::{ChangeError, Engine, Fault, Role};
 use crate::peer_configs;
@@ -38,7 +38,7 @@ pub enum CommandError {
     #[error(transparent)]
     Key(#[from] roamgw_common::keys::KeyError),
     #[error(transparent)]
-    DataPlane(#[from] backend::DataPlaneError),
+    DataPlane(#[from] dataplane::DataPlaneError),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
     #[error(transparent)]

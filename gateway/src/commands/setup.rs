@@ -23,7 +23,7 @@ pub fn init(store: &Store, args: InitArgs) -> Result<String> {
     }
     store.write_private_key(&store.gateway_key_path(), &key)?;
     store.save(&state)?;
-    if let Some(plan) = backend::of(&state).apply_if_up(&state)? {
+    if let Some(plan) = dataplane::of(&state).apply_if_up(&state)? {
         info!("the data plane was up; now: {plan}");
     }
     Ok(init_summary(store, &state, &source))
@@ -225,7 +225,7 @@ pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
 
 pub fn rules(store: &Store) -> Result<String> {
     let state = store.load()?;
-    Ok(backend::of(&state).rules_text(&state)?)
+    Ok(dataplane::of(&state).rules_text(&state)?)
 }
 
 pub fn up(store: &Store) -> Result<String> {
@@ -243,7 +243,7 @@ pub fn up(store: &Store) -> Result<String> {
             state.gateway.wireguard
         )));
     }
-    let plan = backend::up(&state)?;
+    let plan = dataplane::of(&state).up(&state)?;
     info!("{plan}");
     Ok(format!(
         "data plane up: {} live on {}\n",
@@ -260,7 +260,7 @@ pub fn down(store: &Store, purge: bool) -> Result<String> {
             if purge { ", then run `roamgw down --purge` for the firewalld config" } else { "" }
         )));
     }
-    Ok(if backend::down(purge)? {
+    Ok(if dataplane::down(purge)? {
         if purge {
             "data plane down: table ip roamgw and roamgw's firewalld zone and policies removed\n"
                 .into()
@@ -276,7 +276,7 @@ pub fn down(store: &Store, purge: bool) -> Result<String> {
 pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
     let state = store.load()?;
     if dry_run {
-        return Ok(format!("{}\n", backend::of(&state).dry_run(&state)?));
+        return Ok(format!("{}\n", dataplane::of(&state).dry_run(&state)?));
     }
     let request = control::Request::Reconcile {
         deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
@@ -284,6 +284,6 @@ pub fn apply(store: &Store, dry_run: bool) -> Result<String> {
     if let Some(summary) = ask_daemon(store, &request)? {
         return Ok(format!("{summary} (by roamgw run)\n"));
     }
-    let plan = backend::up(&state)?;
+    let plan = dataplane::of(&state).up(&state)?;
     Ok(format!("{plan}\n"))
 }

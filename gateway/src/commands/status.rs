@@ -1,7 +1,7 @@
 //! `roamgw status`: the live view.
 
 use super::*;
-use crate::backend::ForwardCounters;
+use crate::dataplane::ForwardCounters;
 use roamgw_common::Protocol;
 
 /// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
@@ -105,7 +105,7 @@ pub fn status(store: &Store, json: bool) -> Result<crate::Outcome> {
 fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
     let daemon_pid = control::daemon_pid_or_none(store);
     let g = &state.gateway;
-    let plane = backend::of(state).view(state)?;
+    let plane = dataplane::of(state).view(state)?;
     let up = plane.is_some();
     let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
     let view = StatusView {
@@ -115,7 +115,7 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
         floating_ip: g.floating_ip.map(|ip| ip.to_string()),
         public_ip: g.public_ip.to_string(),
         interface: g.interface.to_string(),
-        interface_present: backend::interface_exists(g.interface.as_str()),
+        interface_present: dataplane::interface_exists(g.interface.as_str()),
         interface_kind: roamgw_wg::interface_kind(g.interface.as_str()),
         data_plane_up: up,
         in_sync: up.then_some(drift.is_none()),
@@ -228,7 +228,7 @@ fn render(view: &StatusView, state: &GatewayState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::observed::CounterValue;
+    use crate::dataplane::nftables::observed::CounterValue;
 
     #[test]
     fn unanswered_tcp_forwards_say_what_to_do() {

@@ -95,7 +95,7 @@ pub(super) fn start_watchers(events: &mpsc::Sender<Event>) {
             let _ = events.send(Event::Drift(drift));
         }
     };
-    if let Err(e) = watch::watch_ruleset(crate::nft::model::TABLE, sender(events)) {
+    if let Err(e) = watch::watch_ruleset(crate::dataplane::nftables::model::TABLE, sender(events)) {
         warn!("cannot watch nftables ({e}): drift is found by the periodic check only");
     }
     watch::watch_firewalld(sender(events));

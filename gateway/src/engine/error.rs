@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::DataPlaneError;
 use crate::change::Refused;
+use crate::dataplane::DataPlaneError;
 use crate::device::DeviceError;
 use crate::store::StoreError;
 

@@ -8,8 +8,8 @@ use roamgw_common::{PresharedKey, PrivateKey, RoamerName};
 use roamgw_wg::{DeviceStatus, PeerStatus, SetOp, SetRequest, WgDevice};
 
 use super::*;
-use crate::backend::{Applied, Counters, View};
-use crate::nft::diff::Plan;
+use crate::dataplane::nftables::diff::Plan;
+use crate::dataplane::{Applied, Counters, View};
 
 /// What the fakes saw and how they behave, shared with the test.
 #[derive(Default)]
@@ -50,7 +50,7 @@ impl FakePlane {
         call: &'static str,
         state: &GatewayState,
         only_if_up: bool,
-    ) -> Result<Option<Applied>, crate::backend::DataPlaneError> {
+    ) -> Result<Option<Applied>, crate::dataplane::DataPlaneError> {
         with(&self.0, |w| {
             w.plane_calls.push(call);
             if only_if_up && w.plane.is_none() {
@@ -71,7 +71,7 @@ impl FakePlane {
 }
 
 impl Backend for FakePlane {
-    fn up(&self, state: &GatewayState) -> crate::backend::Result<Applied> {
+    fn up(&self, state: &GatewayState) -> crate::dataplane::Result<Applied> {
         Ok(self
             .bring("up", state, false)?
             .unwrap_or(Applied::Nft(Plan::Nothing)))
@@ -82,29 +82,29 @@ impl Backend for FakePlane {
         _old: &GatewayState,
         new: &GatewayState,
         _change: &ForwardChange,
-    ) -> crate::backend::Result<Option<Applied>> {
+    ) -> crate::dataplane::Result<Option<Applied>> {
         if with(&self.0, |w| w.refuse_plane_changes && w.plane.is_some()) {
             with(&self.0, |w| w.plane_calls.push("apply_change refused"));
-            return Err(crate::backend::DataPlaneError::Forwarding(
+            return Err(crate::dataplane::DataPlaneError::Forwarding(
                 std::io::Error::other("the kernel said no"),
             ));
         }
         self.bring("apply_change", new, true)
     }
 
-    fn apply_if_up(&self, state: &GatewayState) -> crate::backend::Result<Option<Applied>> {
+    fn apply_if_up(&self, state: &GatewayState) -> crate::dataplane::Result<Option<Applied>> {
         self.bring("apply_if_up", state, true)
     }
 
-    fn dry_run(&self, _: &GatewayState) -> crate::backend::Result<Applied> {
+    fn dry_run(&self, _: &GatewayState) -> crate::dataplane::Result<Applied> {
         Ok(Applied::Nft(Plan::Nothing))
     }
 
-    fn rules_text(&self, _: &GatewayState) -> crate::backend::Result<String> {
+    fn rules_text(&self, _: &GatewayState) -> crate::dataplane::Result<String> {
         Ok(String::new())
     }
 
-    fn view(&self, _: &GatewayState) -> crate::backend::Result<Option<View>> {
+    fn view(&self, _: &GatewayState) -> crate::dataplane::Result<Option<View>> {
         Ok(None)
     }
 
@@ -118,7 +118,7 @@ impl Backend for FakePlane {
         });
     }
 
-    fn down(&self, _: bool) -> crate::backend::Result<bool> {
+    fn down(&self, _: bool) -> crate::dataplane::Result<bool> {
         Ok(with(&self.0, |w| w.plane.take().is_some()))
     }
 }

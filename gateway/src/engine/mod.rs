@@ -26,8 +26,9 @@ use roamgw_common::{PresharedKey, PrivateKey, PublicKey, RoamerName};
 use roamgw_wg::WgDevice;
 use tracing::{debug, warn};
 
-use crate::backend::{Applied, Backend};
-use crate::change::{ForwardChange, StateChange};
+use crate::change::StateChange;
+use crate::dataplane::ForwardChange;
+use crate::dataplane::{Applied, Backend};
 use crate::device::{self, DeviceError, Psks};
 use crate::store::{Store, StoreError};
 
@@ -77,7 +78,7 @@ impl Link for SystemLink {
     }
 
     fn exists(&self, interface: &str) -> bool {
-        crate::backend::interface_exists(interface)
+        crate::dataplane::interface_exists(interface)
     }
 
     fn configure(&self, state: &GatewayState) -> Result<(), DeviceError> {
@@ -150,7 +151,7 @@ impl Engine {
     /// The engine on this machine: the state's files, the backend it names, the system's
     /// interfaces. `Role::Command` for a CLI command while no daemon runs.
     pub fn on_this_machine(store: Store, state: GatewayState, role: Role) -> Self {
-        let plane = crate::backend::of(&state);
+        let plane = crate::dataplane::of(&state);
         Engine::new(state, role, Box::new(store), plane, Box::new(SystemLink))
     }
 

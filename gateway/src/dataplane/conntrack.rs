@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 use roamgw_common::{PortSpec, Protocol};
 
@@ -18,19 +17,15 @@ pub enum ConntrackError {
 }
 
 fn conntrack(args: &[String]) -> Result<String, ConntrackError> {
-    let out = Command::new("conntrack")
-        .args(args)
-        .output()
-        .map_err(ConntrackError::Missing)?;
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let ran = roamgw_common::tool::run("conntrack", args, None).map_err(ConntrackError::Missing)?;
     // Exit status 1 with "0 flow entries" means nothing matched: not an error.
-    if !out.status.success() && !stderr.contains("0 flow entries") {
+    if !ran.success && !ran.stderr.contains("0 flow entries") {
         return Err(ConntrackError::Failed {
             args: args.join(" "),
-            stderr,
+            stderr: ran.stderr,
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(ran.stdout)
 }
 
 /// The original-direction destination ports in `conntrack -L` output lines.

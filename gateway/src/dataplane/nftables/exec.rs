@@ -2,9 +2,6 @@
 //! element changes (JSON built with the nftables crate, `nft -j -f -`). Every error carries
 //! nft's own message; nothing of nft's output reaches the terminal otherwise.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use nftables::expr::{Expression, NamedExpression, Prefix, Range};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
 use nftables::types::NfFamily;
@@ -33,47 +30,15 @@ impl NftError {
     }
 }
 
-/// nft's stderr, folded to one line.
-fn one_line(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines.join(" | ")
-}
-
 fn nft(args: &[&str], stdin: Option<&str>, action: &'static str) -> Result<String, NftError> {
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(NftError::Missing)?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| NftError::Failed {
-                action,
-                message: e.to_string(),
-            })?;
-    }
-    let out = child.wait_with_output().map_err(|e| NftError::Failed {
-        action,
-        message: e.to_string(),
-    })?;
-    if !out.status.success() {
+    let ran = roamgw_common::tool::run("nft", args, stdin).map_err(NftError::Missing)?;
+    if !ran.success {
         return Err(NftError::Failed {
             action,
-            message: one_line(&out.stderr),
+            message: ran.stderr,
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(ran.stdout)
 }
 
 /// `nft -j list table ip roamgw`; `None` when the table does not exist.
@@ -275,7 +240,7 @@ mod tests {
     #[test]
     fn update_batch_serializes_like_nft_lists_it() {
         let anchor = Ipv4Addr::new(10, 16, 0, 5);
-        let elements = crate::nft::model::forward_elements(
+        let elements = crate::dataplane::nftables::model::forward_elements(
             anchor,
             &"60000-60100/udp".parse().expect("spec"),
             Ipv4Addr::new(192, 168, 32, 2),

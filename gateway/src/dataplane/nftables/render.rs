@@ -108,7 +108,7 @@ pub fn rules_per_chain(template: &str) -> BTreeMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::model::{forward_elements, TableSettings};
+    use crate::dataplane::nftables::model::{forward_elements, TableSettings};
     use std::net::Ipv4Addr;
 
     fn desired() -> Desired {

@@ -32,6 +32,11 @@ impl Firewalld {
         }
     }
 
+    /// Whether firewalld answers on the system bus (`roamgw doctor`).
+    pub fn is_running() -> bool {
+        Self::if_running().ok().flatten().is_some()
+    }
+
     pub fn connect() -> Result<Self, FirewalldError> {
         let conn = Connection::system().map_err(|e| FirewalldError::Unreachable(e.to_string()))?;
         let fw = Firewalld { conn };

@@ -90,7 +90,7 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::model::{forward_elements, TableSettings};
+    use crate::dataplane::nftables::model::{forward_elements, TableSettings};
     use std::collections::BTreeSet;
     use std::net::Ipv4Addr;
 

@@ -1,25 +1,26 @@
-//! The firewall plane: what makes the floating IP's ports reach the roamers. One trait, one
-//! implementation per backend, chosen once from the state ([`of`]):
-//! - [`nftables`]: our own table `ip roamgw` (crate::nft: model → observed → pure plan → one
-//!   transaction); `add-port 22` becomes map elements in [`NftPlane::apply_change`];
-//! - [`firewalld`]: firewalld's zone, ipsets and policies over D-Bus (crate::firewalld);
-//!   `add-port 22` becomes an entry of the roamer's ipset in [`FirewalldPlane::apply_change`].
+//! The data plane: what makes the floating IP's ports reach the roamers, in one place. One
+//! trait, one implementation per backend, chosen once from the state ([`of`]):
+//! - [`nftables`]: our own table `ip roamgw` (model → observed → pure plan → one transaction);
+//!   `add-port 22` becomes map elements in [`NftPlane::apply_change`];
+//! - [`firewalld`]: firewalld's zone, ipsets and policies over D-Bus; `add-port 22` becomes an
+//!   entry of the roamer's ipset in [`FirewalldPlane::apply_change`].
 //!
-//! Around them, what both need: IP forwarding, the open flows of changed forwards (conntrack),
-//! and `down`, which removes whatever of ours exists, whichever backend the state names.
+//! Around them, what both need: IP forwarding, the open flows of changed forwards
+//! ([`conntrack`]), and `down`, which removes whatever of ours exists, whichever backend the
+//! state names.
 
+pub mod conntrack;
 pub mod firewalld;
 pub mod nftables;
 
 use roamgw_common::state::GatewayState;
 use tracing::{info, warn};
 
-use crate::change::ForwardChange;
-use crate::conntrack;
-use crate::firewalld::{Difference, FirewalldError};
-use crate::nft::diff::Plan;
-use crate::nft::exec::NftError;
-use crate::nft::observed;
+use self::firewalld::{Difference, FirewalldError};
+use self::nftables::diff::Plan;
+use self::nftables::exec::NftError;
+use self::nftables::observed;
+use roamgw_common::state::Forward;
 
 pub use self::firewalld::FirewalldPlane;
 pub use self::nftables::NftPlane;
@@ -33,9 +34,17 @@ pub enum DataPlaneError {
     #[error(transparent)]
     Firewalld(#[from] FirewalldError),
     #[error(transparent)]
-    Counting(#[from] crate::nft::counting::CountingError),
+    Counting(#[from] crate::dataplane::nftables::counting::CountingError),
     #[error("cannot enable IP forwarding ({0}): run as root")]
     Forwarding(std::io::Error),
+}
+
+/// The forwards a change removed and added: the caller knows, so nothing has to compare
+/// thousands of forwards to find out.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardChange {
+    pub removed: Vec<Forward>,
+    pub added: Vec<Forward>,
 }
 
 /// What an apply did (or, dry, would do), per backend.
@@ -58,7 +67,9 @@ impl std::fmt::Display for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Applied::Nft(plan) => plan.fmt(f),
-            Applied::Firewalld(differences) => f.write_str(&crate::firewalld::summary(differences)),
+            Applied::Firewalld(differences) => {
+                f.write_str(&crate::dataplane::firewalld::summary(differences))
+            }
         }
     }
 }
@@ -160,14 +171,9 @@ pub fn interface_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// `roamgw up`: the plane as the state says.
-pub fn up(state: &GatewayState) -> Result<Applied> {
-    of(state).up(state)
-}
-
 /// What every backend's `up` does first: forwarding on, and a word when the interface the
 /// forwards need is missing.
-fn prepare(state: &GatewayState) -> Result<()> {
+pub(crate) fn prepare(state: &GatewayState) -> Result<()> {
     enable_forwarding()?;
     let interface = state.gateway.interface.as_str();
     if !interface_exists(interface) {

@@ -15,10 +15,10 @@ pub const FAMILY: &str = "ip";
 /// The rules' shape: bump when `nft-templates/roamgw.nft` changes in a way that needs a replace
 /// (the marker also hashes the template text, so this is belt and braces).
 pub const RULES_VERSION: u32 = 1;
-pub const TEMPLATE: &str = include_str!("../../../nft-templates/roamgw.nft");
-/// The firewalld backend's table of counters (crate::nft::counting).
+pub const TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw.nft");
+/// The firewalld backend's table of counters (crate::dataplane::nftables::counting).
 pub const COUNT_TABLE: &str = "roamgw_count";
-pub const COUNT_TEMPLATE: &str = include_str!("../../../nft-templates/roamgw-count.nft");
+pub const COUNT_TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw-count.nft");
 
 /// What the rules themselves are rendered with. A change here means a table replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -477,7 +477,7 @@ mod tests {
         );
 
         let mut state = GatewayState::from_toml(include_str!(
-            "../../../tests/fixtures/valid-state/gateway.toml"
+            "../../../../tests/fixtures/valid-state/gateway.toml"
         ))
         .expect("state");
         let masquerading = |state: &GatewayState| {

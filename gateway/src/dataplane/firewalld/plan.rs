@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use zbus::zvariant::OwnedObjectPath;
 
 use super::{Difference, PolicyView};
-use crate::firewalld::model::{Desired, ZONE};
+use crate::dataplane::firewalld::model::{Desired, ZONE};
 
 /// An object of firewalld's permanent configuration: where it is, and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewalld::model::{IpsetSpec, PolicySpec, ZoneSpec};
+    use crate::dataplane::firewalld::model::{IpsetSpec, PolicySpec, ZoneSpec};
 
     fn path(n: u32) -> OwnedObjectPath {
         OwnedObjectPath::try_from(format!("/org/fedoraproject/FirewallD1/config/x/{n}"))

@@ -1,21 +1,21 @@
-//! The nftables backend: table `ip roamgw` and nothing else (crate::nft holds the model, the
-//! observed table, the pure plan and the transactions).
+//! The nftables backend behind the `Backend` trait: table `ip roamgw` and nothing else (the
+//! model, the observed table, the pure plan and the transactions are beside it).
 
 use std::collections::BTreeSet;
 
 use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use tracing::{debug, info};
 
-use super::{Applied, Backend, Counters, ForwardCounters, Result, View};
-use crate::change::ForwardChange;
-use crate::firewalld;
-use crate::nft::diff::{plan, Plan};
-use crate::nft::model::{
+use crate::dataplane::firewalld;
+use crate::dataplane::nftables::diff::{plan, Plan};
+use crate::dataplane::nftables::model::{
     desired, egress_elements, elements_of, is_count, is_reply_count, Element, TableSettings,
 };
-use crate::nft::observed::{self, Observed};
-use crate::nft::render;
-use crate::nft::{counting, exec};
+use crate::dataplane::nftables::observed::{self, Observed};
+use crate::dataplane::nftables::render;
+use crate::dataplane::nftables::{counting, exec};
+use crate::dataplane::ForwardChange;
+use crate::dataplane::{Applied, Backend, Counters, ForwardCounters, Result, View};
 
 pub struct NftPlane;
 
@@ -31,7 +31,7 @@ pub fn observe() -> Result<Option<Observed>> {
 /// permission to look (not root), both mean "not up".
 pub fn observe_if_up() -> Result<Option<Observed>> {
     match observe() {
-        Err(super::DataPlaneError::Nft(e)) if e.is_unavailable() => Ok(None),
+        Err(crate::dataplane::DataPlaneError::Nft(e)) if e.is_unavailable() => Ok(None),
         other => other,
     }
 }
@@ -127,7 +127,7 @@ pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counter
 
 impl Backend for NftPlane {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
-        super::prepare(state)?;
+        crate::dataplane::prepare(state)?;
         if let Some(fw) = firewalld::Firewalld::if_running()? {
             // firewalld drops new flows to the WireGuard port unless firewalld itself opens
             // it; forwarded (DNATed) flows it accepts early on its own.
@@ -231,7 +231,7 @@ mod tests {
     fn a_shared_masquerade_target_stays_while_a_forward_needs_it() {
         // Version 1 fixture: 22, 2222:22 (both to laptop:22) and 60000-60100/udp, masqueraded.
         let old = GatewayState::from_toml(include_str!(
-            "../../../tests/fixtures/valid-state/gateway.toml"
+            "../../../../tests/fixtures/valid-state/gateway.toml"
         ))
         .expect("state");
         let mut new = old.clone();

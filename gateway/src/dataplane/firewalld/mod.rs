@@ -13,11 +13,13 @@
 mod bus;
 pub mod model;
 pub mod plan;
+mod plane;
 mod settings;
 mod write;
 
 pub use bus::Firewalld;
 use bus::*;
+pub use plane::{down, FirewalldPlane};
 pub use settings::PolicyView;
 use settings::*;
 
@@ -55,7 +57,7 @@ pub enum Difference {
     RuntimePolicy(&'static str),
     /// The WireGuard interface is not in zone roamgw at runtime.
     Binding(String),
-    /// The backend's counters (nft table ip roamgw_count, crate::nft::counting) differ.
+    /// The backend's counters (nft table ip roamgw_count, crate::dataplane::nftables::counting) differ.
     Counting(String),
 }
 

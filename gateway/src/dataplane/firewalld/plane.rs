@@ -1,14 +1,14 @@
-//! The firewalld backend: roamgw's zone, ipsets and policies in the running firewalld, runtime
-//! and permanent (crate::firewalld holds the model and the D-Bus client).
+//! The firewalld backend behind the `Backend` trait: roamgw's zone, ipsets and policies in the
+//! running firewalld, runtime and permanent (the model and the D-Bus client are beside it).
 
 use roamgw_common::state::GatewayState;
 
-use super::nftables::counters_by_forward;
-use super::{Applied, Backend, Counters, Result, View};
-use crate::change::ForwardChange;
-use crate::firewalld::model::{self, PolicySpec};
-use crate::firewalld::{self as fw, Difference};
-use crate::nft::counting;
+use crate::dataplane::firewalld::model::{self, PolicySpec};
+use crate::dataplane::firewalld::{self as fw, Difference};
+use crate::dataplane::nftables::counters_by_forward;
+use crate::dataplane::nftables::counting;
+use crate::dataplane::ForwardChange;
+use crate::dataplane::{Applied, Backend, Counters, Result, View};
 
 pub struct FirewalldPlane;
 
@@ -32,10 +32,10 @@ fn up() -> Result<Option<fw::Firewalld>> {
 
 impl Backend for FirewalldPlane {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
-        super::prepare(state)?;
+        crate::dataplane::prepare(state)?;
         // Left from the nftables backend (a re-init): not ours to keep.
-        if super::nftables::observe_if_up()?.is_some() {
-            crate::nft::exec::delete_table()?;
+        if crate::dataplane::nftables::observe_if_up()?.is_some() {
+            crate::dataplane::nftables::exec::delete_table()?;
         }
         let mut differences = fw::Firewalld::connect()?.apply(&model::desired(state))?;
         differences.extend(counting::sync(state)?.map(Difference::Counting));
