@@ -63,7 +63,12 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     for size in [10usize, 1_000, 10_000] {
         let initial = state_with(size);
-        write_atomic(&path, initial.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
+        write_atomic(
+            &path,
+            initial.to_toml().expect("serializes").as_bytes(),
+            PRIVATE_FILE_MODE,
+        )
+        .expect("write");
         let bytes = std::fs::metadata(&path).expect("stat").len();
         let mut samples = Vec::new();
         for round in 0..30u16 {
@@ -73,7 +78,12 @@ fn main() {
             let mut state = GatewayState::from_toml(&text).expect("parse");
             state.forwards.push(udp_or_tcp_forward(1000 + round, "udp"));
             state.validate().expect("valid");
-            write_atomic(&path, state.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
+            write_atomic(
+                &path,
+                state.to_toml().expect("serializes").as_bytes(),
+                PRIVATE_FILE_MODE,
+            )
+            .expect("write");
             samples.push(start.elapsed());
         }
         // The daemon keeps the state in memory: it only changes, validates, serializes and writes.
@@ -86,7 +96,12 @@ fn main() {
                 .forwards
                 .push(udp_or_tcp_forward(2000 + round, "udp"));
             in_memory.validate().expect("valid");
-            write_atomic(&path, in_memory.to_toml().as_bytes(), PRIVATE_FILE_MODE).expect("write");
+            write_atomic(
+                &path,
+                in_memory.to_toml().expect("serializes").as_bytes(),
+                PRIVATE_FILE_MODE,
+            )
+            .expect("write");
             daemon_samples.push(start.elapsed());
         }
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

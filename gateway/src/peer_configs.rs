@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::replies;
 use roamgw_common::state::{
-    GatewayState, RoamerConfig, RoamerEntry, RoamerGateway, DEFAULT_KEEPALIVE_SECS,
+    GatewayState, RoamerConfig, RoamerEntry, RoamerGateway, StateError, DEFAULT_KEEPALIVE_SECS,
     ROAMER_CONFIG_VERSION,
 };
 use roamgw_common::wgquick::{Interface, Peer, WgQuickConfig};
@@ -49,7 +49,7 @@ pub fn roamer_config(
     }
 }
 
-pub fn roamer_toml(config: &RoamerConfig) -> String {
+pub fn roamer_toml(config: &RoamerConfig) -> Result<String, StateError> {
     let mut out = format!(
         "# roamer config for '{}', made by `roamgw show-config`. Holds secrets: keep it 0600.\n\
          # Use: roamer run --config /etc/roamgw/roamer.toml\n",
@@ -62,8 +62,8 @@ pub fn roamer_toml(config: &RoamerConfig) -> String {
         ));
     }
     out.push('\n');
-    out.push_str(&config.to_toml());
-    out
+    out.push_str(&config.to_toml()?);
+    Ok(out)
 }
 
 /// Who reads a wg-quick config.

@@ -122,15 +122,13 @@ impl Store {
     }
 
     pub fn save(&self, state: &GatewayState) -> Result<(), StoreError> {
-        state.validate().map_err(|source| StoreError::State {
+        let not_saved = |source| StoreError::State {
             path: self.state_path(),
             source,
-        })?;
-        fsutil::write_atomic(
-            &self.state_path(),
-            state.to_toml().as_bytes(),
-            PRIVATE_FILE_MODE,
-        )?;
+        };
+        state.validate().map_err(not_saved)?;
+        let text = state.to_toml().map_err(not_saved)?;
+        fsutil::write_atomic(&self.state_path(), text.as_bytes(), PRIVATE_FILE_MODE)?;
         Ok(())
     }
 

@@ -534,7 +534,7 @@ impl Testbed {
         state
             .forwards
             .extend((0..count).map(|i| bench::forward(20_000 + i)));
-        std::fs::write(&path, state.to_toml()).expect("write state");
+        std::fs::write(&path, state.to_toml().expect("serializes")).expect("write state");
     }
 
     /// The system bus address the testbed's roamgw processes use.

@@ -245,7 +245,9 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
         Some(store.roamer_psk(&name)?),
     );
     let text = match args.format {
-        ConfigFormat::Roamer => peer_configs::roamer_toml(&config),
+        ConfigFormat::Roamer => {
+            peer_configs::roamer_toml(&config).map_err(|e| refused(e.to_string()))?
+        }
         ConfigFormat::WgQuick if args.qr => {
             peer_configs::roamer_wg_quick(&config, peer_configs::WgQuickFor::App)
         }

@@ -1,0 +1,149 @@
+//! The roamer's config (`roamer.toml`): what `roamgw show-config NAME --format roamer` prints
+//! and `roamer run --config` reads.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::file::{invalid, parse_versioned, StateError};
+use super::{host_in, DEFAULT_KEEPALIVE_SECS, DEFAULT_MTU, ROAMER_CONFIG_VERSION};
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use crate::names::{Endpoint, InterfaceName, RoamerName};
+
+/// The roamer's side of the tunnel: what `roamgw show-config NAME --format roamer` prints and
+/// `roamer run --config` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoamerConfig {
+    pub version: u32,
+    pub name: RoamerName,
+    pub interface: InterfaceName,
+    /// The roamer's tunnel address with the subnet's prefix length.
+    pub address: Ipv4Net,
+    /// Inline key; the file is 0600. Exactly one of `private_key` and `private_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PrivateKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<PathBuf>,
+    pub mtu: u16,
+    pub gateway: RoamerGateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoamerGateway {
+    pub endpoint: Endpoint,
+    /// The gateway's address inside the tunnel, which `roamer run` probes to tell a live path
+    /// from a dead one. Default: the subnet's first host (roamgw's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    pub public_key: PublicKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preshared_key: Option<PresharedKey>,
+    /// What goes through the tunnel; by default only the tunnel subnet, so updates and
+    /// browsing go straight out.
+    pub allowed_ips: Vec<Ipv4Net>,
+    /// Seconds; 0 turns keepalive off.
+    pub persistent_keepalive: u16,
+}
+
+impl RoamerConfig {
+    pub fn from_toml(text: &str) -> Result<Self, StateError> {
+        let config: RoamerConfig = parse_versioned(
+            text,
+            ROAMER_CONFIG_VERSION..=ROAMER_CONFIG_VERSION,
+            |c: &RoamerConfig| c.version,
+        )?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> Result<String, StateError> {
+        super::file::to_text(self)
+    }
+
+    /// The destinations beyond the tunnel subnet that go through the tunnel (egress the
+    /// gateway allows this roamer).
+    pub fn egress(&self) -> Vec<Ipv4Net> {
+        let subnet = self.address.trunc();
+        self.gateway
+            .allowed_ips
+            .iter()
+            .copied()
+            .filter(|net| !subnet.contains(net))
+            .collect()
+    }
+
+    /// What goes through the tunnel, as WireGuard's allowed IPs.
+    pub fn allowed_ips(&self) -> Vec<ipnet::IpNet> {
+        self.gateway
+            .allowed_ips
+            .iter()
+            .copied()
+            .map(ipnet::IpNet::V4)
+            .collect()
+    }
+
+    /// The gateway's tunnel address: configured, or the subnet's first host.
+    pub fn gateway_tunnel_address(&self) -> Ipv4Addr {
+        let subnet = self.address.trunc();
+        self.gateway
+            .address
+            .or_else(|| subnet.hosts().next())
+            .unwrap_or(subnet.network())
+    }
+
+    pub fn validate(&self) -> Result<(), StateError> {
+        match (&self.private_key, &self.private_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "both private_key and private_key_file are set: keep one",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "no private key: set private_key, or private_key_file to a 0600 file holding `wg genkey` output",
+                ))
+            }
+            _ => {}
+        }
+        self.gateway
+            .endpoint
+            .require_ipv4()
+            .map_err(|e| invalid(format!("gateway.endpoint: {e}")))?;
+        if !(1280..=9000).contains(&self.mtu) {
+            return Err(invalid(format!(
+                "mtu {} is out of range: use 1280-9000 (default {DEFAULT_MTU})",
+                self.mtu
+            )));
+        }
+        if self.address.prefix_len() > 30 || !host_in(self.address.trunc(), self.address.addr()) {
+            return Err(invalid(format!(
+                "address {} is not a host address with its subnet's prefix (e.g. 192.168.32.2/24)",
+                self.address
+            )));
+        }
+        if self.gateway.allowed_ips.is_empty() {
+            return Err(invalid(format!(
+                "gateway.allowed_ips is empty: nothing would use the tunnel; use [\"{}\"]",
+                self.address.trunc()
+            )));
+        }
+        let gateway = self.gateway_tunnel_address();
+        if !host_in(self.address.trunc(), gateway) || gateway == self.address.addr() {
+            return Err(invalid(format!(
+                "gateway.address {gateway} must be another host of the tunnel subnet {}",
+                self.address.trunc()
+            )));
+        }
+        if self.gateway.persistent_keepalive > 3600 {
+            return Err(invalid(format!(
+                "gateway.persistent_keepalive {} is too long: use 0 (off) or 1-3600 seconds (default {DEFAULT_KEEPALIVE_SECS})",
+                self.gateway.persistent_keepalive
+            )));
+        }
+        Ok(())
+    }
+}
