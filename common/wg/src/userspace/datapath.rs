@@ -9,7 +9,7 @@
 //! - One thread per direction plus one for timers; a peer's `Tunn` sits behind its own lock.
 
 use std::io::{self, IoSliceMut};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
@@ -18,16 +18,17 @@ use std::time::{Duration, Instant};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use quinn_udp::RecvMeta;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::super::model::DeviceStatus;
 use super::gso::{GsoBatch, Send};
 use super::table::{Peer, Table};
+use super::udp::{from_wire, UdpPort};
 use roamgw_common::keys::PublicKey;
 
-/// Largest packet the TUN hands us after splitting (MTU is at most 9000, see state.rs).
+/// Largest packet the TUN hands us after splitting (MTU is at most 9000, see the state's checks).
 const MAX_PACKET: usize = 9000;
 /// WireGuard's data message overhead; boringtun also wants 148 bytes for a handshake.
 const OVERHEAD: usize = 32;
@@ -45,8 +46,6 @@ const TUN_GRO_BYTES: usize = 32_768;
 /// segments (TUN_GRO_BYTES), so 64 packets need as many writes per packet as 128 did, and
 /// half the buffers are ever touched (docs/benchmarks.md, data path).
 const TUN_BATCH: usize = 64;
-/// Kernel socket buffers: bursts of 64 KB sends must not find a full buffer.
-const SOCKET_BUFFER: usize = 4 << 20;
 /// boringtun's device runs timers at this period.
 const TIMER_PERIOD: Duration = Duration::from_millis(250);
 
@@ -54,106 +53,7 @@ pub fn lock_read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The UDP socket: dual-stack where the machine has IPv6, else IPv4.
-pub struct UdpPort {
-    socket: UdpSocket,
-    state: UdpSocketState,
-    dual_stack: bool,
-}
-
-impl UdpPort {
-    pub fn bind(port: u16) -> io::Result<Self> {
-        let (socket, dual_stack) = match bind_dual_stack(port) {
-            Ok(socket) => (socket, true),
-            Err(_) => (UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?, false),
-        };
-        let state = UdpSocketState::new((&socket).into())?;
-        // quinn-udp forbids fragmentation; WireGuard lets a path with a small MTU fragment
-        // instead of losing every full-sized packet (the kernel module does the same).
-        let _ = rustix::net::sockopt::set_ip_mtu_discover(
-            &socket,
-            rustix::net::sockopt::Ipv4PathMtuDiscovery::DONT,
-        );
-        // The forced sizes need CAP_NET_ADMIN; without it the sysctl maximum applies.
-        use rustix::net::sockopt as opt;
-        let fd = socket.as_fd();
-        if opt::set_socket_send_buffer_size_force(fd, SOCKET_BUFFER).is_err() {
-            let _ = opt::set_socket_send_buffer_size(fd, SOCKET_BUFFER);
-        }
-        if opt::set_socket_recv_buffer_size_force(fd, SOCKET_BUFFER).is_err() {
-            let _ = opt::set_socket_recv_buffer_size(fd, SOCKET_BUFFER);
-        }
-        Ok(UdpPort {
-            socket,
-            state,
-            dual_stack,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-
-    /// How many datagrams one send may carry.
-    pub fn max_segments(&self) -> usize {
-        self.state.max_gso_segments()
-    }
-
-    /// Sends `contents`, cut into datagrams of `segment` bytes when given. A full socket buffer
-    /// waits for room (up to a second) rather than dropping: a drop costs TCP far more.
-    pub fn send(&self, destination: SocketAddr, contents: &[u8], segment: Option<usize>) {
-        let transmit = Transmit {
-            destination: self.to_wire(destination),
-            ecn: None,
-            contents,
-            segment_size: segment,
-            src_ip: None,
-        };
-        for _ in 0..10 {
-            match self.state.try_send((&self.socket).into(), &transmit) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(&self.socket, PollFlags::OUT)];
-                    let _ = poll(&mut fds, Some(&timespec(Duration::from_millis(100))));
-                }
-                Err(e) => {
-                    tracing::debug!(%destination, "UDP send failed: {e}");
-                    return;
-                }
-                Ok(()) => return,
-            }
-        }
-    }
-
-    pub fn send_one(&self, destination: SocketAddr, datagram: &[u8]) {
-        self.send(destination, datagram, None);
-    }
-
-    fn to_wire(&self, address: SocketAddr) -> SocketAddr {
-        match address {
-            SocketAddr::V4(v4) if self.dual_stack => {
-                SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0).into()
-            }
-            other => other,
-        }
-    }
-}
-
-fn from_wire(address: SocketAddr) -> SocketAddr {
-    SocketAddr::new(address.ip().to_canonical(), address.port())
-}
-
-fn bind_dual_stack(port: u16) -> io::Result<UdpSocket> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None)?;
-    socket.set_only_v6(false)?;
-    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
-    Ok(socket.into())
-}
-
-fn timespec(d: Duration) -> Timespec {
+pub(super) fn timespec(d: Duration) -> Timespec {
     Timespec {
         tv_sec: d.as_secs() as _,
         tv_nsec: d.subsec_nanos() as _,
@@ -391,7 +291,7 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
         while !shared.stopping() {
             let mut slices: Vec<IoSliceMut<'_>> =
                 slots.iter_mut().map(|s| IoSliceMut::new(s)).collect();
-            let read = udp.state.recv((&udp.socket).into(), &mut slices, &mut meta);
+            let read = udp.recv(&mut slices, &mut meta);
             let Some(count) = batch_count(read, "UDP receive") else {
                 break;
             };

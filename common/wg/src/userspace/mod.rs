@@ -14,6 +14,7 @@
 mod datapath;
 mod gso;
 mod table;
+mod udp;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

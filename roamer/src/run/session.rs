@@ -1,72 +1,23 @@
-//! `roamer run`: the laptop's tunnel, up until SIGTERM/SIGINT, following the laptop from
-//! network to network.
-//!
-//! Brings the tunnel up (kernel WireGuard, or embedded userspace WireGuard; address, MTU,
-//! the tunnel subnet's route) and probes it at once: the handshake starts when the peer is
-//! added (both devices), the answered probe is what says the path works; boringtun's own
-//! device, which we used first, started no handshake before it had something to send
-//! (10–14 ms to a working forward with a poke, 10.2 s without). Then one loop
-//! feeds [`crate::health::Machine`] with rtnetlink changes, resolver answers and a 500 ms tick
-//! (the device's rx counter, and the CLOCK_BOOTTIME/CLOCK_MONOTONIC gap that betrays a
-//! suspend), and carries out what it asks: probe, re-resolve, reconnect.
+//! One run's live state and what the loop in [`super::run`] does with each event, tick and
+//! drift check: feed the health machine (crate::health, pure), carry out its actions, repair
+//! the laptop's routing, write the status file.
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use roamgw_common::state::RoamerConfig;
-use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
-use roamgw_wg::{create_device, reset_peer, set_identity, sync_peers, Preference};
-use roamgw_wg::{PeerConfig, WgDevice};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use tracing::{debug, error, info, warn};
+use roamgw_wg::netlink::{Links, NetworkChange};
+use roamgw_wg::{reset_peer, WgDevice};
+use tracing::{debug, info, warn};
 
-use crate::config::{self, ConfigError, Loaded};
+use super::{peer_config, resolve_in_background, Event, Tunnel};
+use crate::config;
 use crate::health::{Action, Health, Input, Machine, Timing};
 use crate::metrics::Monitor;
-use crate::routing::{self, Installed, Repair, Wanted};
+use crate::routing::{self, Installed, Repair};
 use crate::status::{self, RunState};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(
-        "cannot resolve the gateway {endpoint}: {message} (check the name, or the laptop's DNS)"
-    )]
-    Resolve { endpoint: String, message: String },
-    #[error(transparent)]
-    Device(#[from] roamgw_wg::CreateError),
-    #[error(transparent)]
-    Wg(#[from] roamgw_wg::DeviceError),
-    #[error(transparent)]
-    Netlink(#[from] roamgw_wg::netlink::NetlinkError),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
-    #[error("cannot write the status file: {0}")]
-    Status(#[from] roamgw_common::fsutil::FsError),
-    #[error("cannot serve metrics on http://{addr}: {source} (pick another address for --http)")]
-    Http {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("another roamer (pid {0}) runs interface {1}: stop it first (`roamer down`)")]
-    AlreadyRunning(u32, String),
-}
-
-fn resolve(endpoint: &roamgw_common::Endpoint) -> Result<SocketAddr, RunError> {
-    let resolve_error = |message: String| RunError::Resolve {
-        endpoint: endpoint.to_string(),
-        message,
-    };
-    (endpoint.host.as_str(), endpoint.port)
-        .to_socket_addrs()
-        .map_err(|e| resolve_error(e.to_string()))?
-        .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| resolve_error("no IPv4 address".into()))
-}
 
 /// Port 9 (discard): nothing listens there, so the gateway's kernel answers with ICMP port
 /// unreachable, which comes back through the tunnel as data.
@@ -88,14 +39,6 @@ const DRIFT_AFTER_REMOVAL: Duration = Duration::from_millis(100);
 /// Boot time running ahead of monotonic time by more than this: the laptop slept.
 const SUSPEND_GAP: Duration = Duration::from_secs(2);
 
-enum Event {
-    Network(NetworkChange),
-    /// A committed nftables transaction (the laptop's firewall, or our own table).
-    Ruleset,
-    Resolved(Result<SocketAddr, String>),
-    Stop(i32),
-}
-
 /// How long the machine was suspended between two (CLOCK_BOOTTIME, CLOCK_MONOTONIC) readings:
 /// boot time counts the sleep, monotonic time does not. `None` below [`SUSPEND_GAP`] (a busy
 /// machine's scheduling noise).
@@ -108,11 +51,11 @@ fn slept_between(before: (Duration, Duration), after: (Duration, Duration)) -> O
 }
 
 /// Seconds the machine has been up, suspend included (CLOCK_BOOTTIME).
-fn boottime() -> Duration {
+pub(super) fn boottime() -> Duration {
     clock(rustix::time::ClockId::Boottime)
 }
 
-fn monotonic() -> Duration {
+pub(super) fn monotonic() -> Duration {
     clock(rustix::time::ClockId::Monotonic)
 }
 
@@ -124,27 +67,14 @@ fn clock(id: rustix::time::ClockId) -> Duration {
     )
 }
 
-fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
-    PeerConfig {
-        public_key: config.gateway.public_key,
-        preshared_key: config.gateway.preshared_key.clone(),
-        endpoint: Some(endpoint),
-        // Any inner source from the gateway: a forward that keeps the client's address
-        // arrives with it. What goes into the tunnel is decided by routes, not by this: the
-        // tunnel subnet, and replies by their source (`bring_up`).
-        allowed_ips: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::default())],
-        persistent_keepalive: config.gateway.persistent_keepalive,
-    }
-}
-
 /// Sends probes into the tunnel; the answers show up in the device's rx counter.
-struct Prober {
+pub(super) struct Prober {
     socket: Option<UdpSocket>,
     target: (Ipv4Addr, u16),
 }
 
 impl Prober {
-    fn new(gateway: Ipv4Addr) -> Self {
+    pub(super) fn new(gateway: Ipv4Addr) -> Self {
         let socket = UdpSocket::bind("0.0.0.0:0")
             .inspect_err(|e| warn!("no probe socket ({e}): dead paths go unnoticed"))
             .ok();
@@ -154,7 +84,7 @@ impl Prober {
         }
     }
 
-    fn probe(&self) {
+    pub(super) fn probe(&self) {
         if let Some(socket) = &self.socket {
             // Fails while the laptop has no route at all; the next network change retries.
             if let Err(e) = socket.send_to(b"roamer probe", self.target) {
@@ -164,286 +94,95 @@ impl Prober {
     }
 }
 
-fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender<Event>) {
-    let spawned = std::thread::Builder::new()
-        .name("resolve".into())
-        .spawn(move || {
-            let answer = resolve(&endpoint).map_err(|e| e.to_string());
-            let _ = events.send(Event::Resolved(answer));
-        });
-    if let Err(e) = spawned {
-        warn!("cannot start a resolver thread: {e}");
-    }
-}
-
-/// Another roamer on this interface stops the start before anything is created.
-fn refuse_to_start(config: &RoamerConfig) -> Result<(), RunError> {
-    let interface = config.interface.as_str();
-    if let Some(other) = status::read_live(interface) {
-        if other.pid != std::process::id() {
-            return Err(RunError::AlreadyRunning(other.pid, interface.to_string()));
-        }
-    }
-    Ok(())
-}
-
-/// SIGTERM and SIGINT become one `Event::Stop` in the loop's inbox.
-fn forward_stop_signals(events: mpsc::Sender<Event>) -> Result<(), RunError> {
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                let _ = events.send(Event::Stop(signal));
-            }
-        })
-        .map_err(RunError::Signals)?;
-    Ok(())
-}
-
-/// Key, the gateway peer, MTU and address, then the laptop's routing for the tunnel
-/// (crate::routing). The address's connected route is the tunnel subnet: the only route the
-/// roamer needs, so updates and browsing keep going straight out.
-fn bring_up(
-    device: &dyn WgDevice,
-    links: &Links,
-    loaded: &Loaded,
-    endpoint: SocketAddr,
-) -> Result<Tunnel, RunError> {
-    let config = &loaded.config;
-    let interface = config.interface.as_str();
-    set_identity(device, &loaded.key, 0)?;
-    sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
-    links.configure(interface, config.mtu, config.address)?;
-    let index = links
-        .index(interface)?
-        .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;
-    routing::install_replies(links, index, config)?;
-    let udp_replies = routing::install_udp_replies(config);
-    // A table that failed to load while nft is there is wanted all the same: the repair
-    // loop tries again (every 10 s at the latest), rather than UDP replies from 0.0.0.0
-    // leaving past the tunnel for the roamer's whole life.
-    let nft_present = udp_replies.is_ok() || routing::nft(&["--version"], None).is_ok();
-    if let Err(e) = &udp_replies {
-        warn!(
-            "UDP servers that reply from 0.0.0.0 will answer kept client addresses from the \
-             laptop's own address, not through the tunnel, {}: {e}",
-            if nft_present {
-                "until the table loads (tried again with every check)"
-            } else {
-                "as long as nft is missing"
-            }
-        );
-    }
-    let egress = config.egress();
-    if !egress.is_empty() {
-        routing::install_egress(links, index, config, device.status()?.listen_port)?;
-        info!(destinations = ?egress, "egress through the gateway");
-    }
-    Ok(Tunnel {
-        index,
-        wanted: Wanted::of(config, nft_present),
-    })
-}
-
-/// The interface brought up, and what of the laptop's routing roamer keeps in place.
-struct Tunnel {
-    index: u32,
-    wanted: Wanted,
-}
-
-/// Takes the laptop's routing for the tunnel down, saying so when it cannot.
-fn unroute(config: &RoamerConfig) {
-    if let Err(e) = routing::remove(config) {
-        warn!("{e}");
-    }
-}
-
-pub fn run(
-    config_path: &Path,
-    wireguard: Preference,
-    http: Option<std::net::SocketAddr>,
-) -> Result<(), RunError> {
-    let routes = roamgw_common::routes::system_routes();
-    let loaded = config::load(config_path, &routes)?;
-    for warning in &loaded.warnings {
-        warn!("{warning}");
-    }
-    let config = &loaded.config;
-    let interface = config.interface.as_str();
-    refuse_to_start(config)?;
-    let endpoint = resolve(&config.gateway.endpoint)?;
-    let (events, inbox) = mpsc::channel();
-    forward_stop_signals(events.clone())?;
-    let mut device = create_device(interface, wireguard)?;
-    let links = Links::connect()?;
-    let tunnel = bring_up(device.as_ref(), &links, &loaded, endpoint)?;
-    let tunnel_index = Arc::new(AtomicU32::new(tunnel.index));
-    // After bring_up (`--http` may name the tunnel address); a failure takes the routes and
-    // rules down again (the device goes with `device`).
-    let monitor = Arc::new(Monitor::default());
-    let network_events = events.clone();
-    let watching = http
-        .map_or(Ok(()), |addr| {
-            crate::metrics::serve(
-                addr,
-                monitor.clone(),
-                config.name.to_string(),
-                interface.to_string(),
-                config.gateway.public_key,
-            )
-            .map_err(|source| RunError::Http { addr, source })
-        })
-        .and_then(|()| {
-            roamgw_wg::netlink::watch_network(Some(tunnel_index.clone()), move |change| {
-                let _ = network_events.send(Event::Network(change));
-            })
-            .map_err(RunError::from)
-        });
-    let ruleset_events = events.clone();
-    if let Err(e) = roamgw_wg::nftwatch::watch_commits(None, move |_| {
-        let _ = ruleset_events.send(Event::Ruleset);
-    }) {
-        warn!("cannot watch nftables ({e}): its changes are looked at every 10 s");
-    }
-    if let Err(e) = watching {
-        unroute(config);
-        return Err(e);
-    }
-
-    let mut session = Session {
-        config,
-        config_path,
-        prober: Prober::new(config.gateway_tunnel_address()),
-        machine: Machine::new(
-            Timing::new(config.gateway.persistent_keepalive),
-            endpoint,
-            boottime(),
-            u64::from(std::process::id()),
-        ),
-        events: events.clone(),
-        started: status::unix_now(),
-        warned: loaded.warnings.clone(),
-        burst: None,
-        next_tick: Instant::now(),
-        clocks: (boottime(), monotonic()),
-        monitor,
-        disrupted_since: None,
-        links,
-        tunnel,
-        next_drift_check: Instant::now() + DRIFT_CHECK,
-        drift_failures: Vec::new(),
-        ruleset_changed: false,
-    };
-    session.prober.probe();
-    session.write_status();
-    info!(
-        interface,
-        address = %config.address,
-        gateway = %config.gateway.endpoint,
-        resolved = %endpoint,
-        keepalive = config.gateway.persistent_keepalive,
-        "tunnel up, waiting for the gateway's answer"
-    );
-    let signal = loop {
-        let mut inputs = Vec::new();
-        match inbox.recv_timeout(session.wait()) {
-            Ok(Event::Stop(signal)) => break signal,
-            Ok(Event::Network(NetworkChange::TunnelRemoved)) => {
-                warn!(
-                    interface,
-                    "the tunnel interface was deleted by something else: creating it again"
-                );
-                // The old device first: the new one takes its name (and UAPI socket).
-                drop(device);
-                device = match recreate(wireguard, &session, &loaded) {
-                    Ok((new, tunnel)) => {
-                        tunnel_index.store(tunnel.index, Ordering::Relaxed);
-                        session.tunnel = tunnel;
-                        session.monitor.drift_repaired();
-                        inputs.push(Input::NetworkChanged);
-                        new
-                    }
-                    Err(e) => {
-                        error!("stopping: cannot create the tunnel interface again: {e}");
-                        status::remove(interface);
-                        unroute(config);
-                        return Err(e);
-                    }
-                };
-            }
-            Ok(event) => session.on_event(event, &mut inputs),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break 0,
-        }
-        let now = Instant::now();
-        session.on_settled_network(now, &mut inputs);
-        session.on_tick(now, device.as_ref(), &mut inputs);
-        session.act(device.as_ref(), inputs);
-        session.repair_drift(now, device.as_ref());
-    };
-    info!(signal, "stopping");
-    status::remove(interface);
-    unroute(config);
-    // Removes the interface.
-    drop(device);
-    Ok(())
-}
-
-/// A new device under the interface's name, brought up as at start with the gateway's
-/// current address.
-fn recreate(
-    wireguard: Preference,
-    session: &Session<'_>,
-    loaded: &Loaded,
-) -> Result<(Box<dyn WgDevice>, Tunnel), RunError> {
-    let device = create_device(loaded.config.interface.as_str(), wireguard)?;
-    let tunnel = bring_up(
-        device.as_ref(),
-        &session.links,
-        loaded,
-        session.machine.endpoint(),
-    )?;
-    session.prober.probe();
-    Ok((device, tunnel))
-}
-
 /// The running tunnel: what the loop in [`run`] feeds the health machine with, and carries
 /// out for it. Each step is a method; the machine itself is pure (crate::health).
-struct Session<'a> {
-    config: &'a RoamerConfig,
-    config_path: &'a Path,
-    prober: Prober,
-    machine: Machine,
-    events: mpsc::Sender<Event>,
+pub(super) struct Session<'a> {
+    pub(super) config: &'a RoamerConfig,
+    pub(super) config_path: &'a Path,
+    pub(super) prober: Prober,
+    pub(super) machine: Machine,
+    pub(super) events: mpsc::Sender<Event>,
     /// When the run began (Unix seconds), for the status file.
-    started: u64,
+    pub(super) started: u64,
     /// Warnings already said once (subnet collisions), so a network change repeats none.
-    warned: Vec<String>,
+    pub(super) warned: Vec<String>,
     /// A burst of network changes being merged: (first, last, what).
-    burst: Option<(Instant, Instant, NetworkChange)>,
-    next_tick: Instant,
+    pub(super) burst: Option<(Instant, Instant, NetworkChange)>,
+    pub(super) next_tick: Instant,
     /// (CLOCK_BOOTTIME, CLOCK_MONOTONIC) at the last tick: a gap between them is a suspend.
-    clocks: (Duration, Duration),
+    pub(super) clocks: (Duration, Duration),
     /// What `--http` shows.
-    monitor: Arc<Monitor>,
+    pub(super) monitor: Arc<Monitor>,
     /// When the path came into question (a network change, a wake-up, an unanswered probe)
     /// and has not been confirmed since: the start of a recovery.
-    disrupted_since: Option<Duration>,
-    links: Links,
-    tunnel: Tunnel,
-    next_drift_check: Instant,
+    pub(super) disrupted_since: Option<Duration>,
+    pub(super) links: Links,
+    pub(super) tunnel: Tunnel,
+    pub(super) next_drift_check: Instant,
     /// Repairs that failed, as said in the log.
-    drift_failures: Vec<String>,
+    pub(super) drift_failures: Vec<String>,
     /// nftables changed since the last look.
-    ruleset_changed: bool,
+    pub(super) ruleset_changed: bool,
+}
+
+impl<'a> Session<'a> {
+    /// A run that starts now, with the tunnel just brought up to `endpoint`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        config: &'a RoamerConfig,
+        config_path: &'a Path,
+        endpoint: SocketAddr,
+        events: mpsc::Sender<Event>,
+        warned: Vec<String>,
+        monitor: Arc<Monitor>,
+        links: Links,
+        tunnel: Tunnel,
+    ) -> Self {
+        Session {
+            config,
+            config_path,
+            prober: Prober::new(config.gateway_tunnel_address()),
+            machine: Machine::new(
+                Timing::new(config.gateway.persistent_keepalive),
+                endpoint,
+                boottime(),
+                u64::from(std::process::id()),
+            ),
+            events,
+            started: status::unix_now(),
+            warned,
+            burst: None,
+            next_tick: Instant::now(),
+            clocks: (boottime(), monotonic()),
+            monitor,
+            disrupted_since: None,
+            links,
+            tunnel,
+            next_drift_check: Instant::now() + DRIFT_CHECK,
+            drift_failures: Vec::new(),
+            ruleset_changed: false,
+        }
+    }
 }
 
 impl Session<'_> {
+    /// The first probe and status file, and the log line that says what was brought up.
+    pub(super) fn start(&self) {
+        self.prober.probe();
+        self.write_status();
+        info!(
+            interface = self.config.interface.as_str(),
+            address = %self.config.address,
+            gateway = %self.config.gateway.endpoint,
+            resolved = %self.machine.endpoint(),
+            keepalive = self.config.gateway.persistent_keepalive,
+            "tunnel up, waiting for the gateway's answer"
+        );
+    }
+
     /// How long the loop may wait for an event: until the next tick or look at the laptop's
     /// routing, or until a burst of network changes has settled.
-    fn wait(&self) -> Duration {
+    pub(super) fn wait(&self) -> Duration {
         let due = self.next_tick.min(self.next_drift_check);
         let mut wait = due.saturating_duration_since(Instant::now());
         if let Some((first, last, _)) = &self.burst {
@@ -453,7 +192,7 @@ impl Session<'_> {
         wait
     }
 
-    fn on_event(&mut self, event: Event, inputs: &mut Vec<Input>) {
+    pub(super) fn on_event(&mut self, event: Event, inputs: &mut Vec<Input>) {
         match event {
             Event::Network(NetworkChange::RuleRemoved | NetworkChange::TunnelRouteRemoved) => {
                 // Ours, maybe (our own repairs delete before they add): a look is cheap.
@@ -485,7 +224,7 @@ impl Session<'_> {
 
     /// A burst of network changes that has been quiet long enough (or gone on too long)
     /// becomes one "network changed"; new subnet collisions are said once.
-    fn on_settled_network(&mut self, now: Instant, inputs: &mut Vec<Input>) {
+    pub(super) fn on_settled_network(&mut self, now: Instant, inputs: &mut Vec<Input>) {
         let Some((first, last, what)) = &self.burst else {
             return;
         };
@@ -511,7 +250,7 @@ impl Session<'_> {
 
     /// Every tick (faster while an answer is awaited): a suspend shows as a clock gap, and
     /// the device's rx counter says whether the gateway answered.
-    fn on_tick(&mut self, now: Instant, device: &dyn WgDevice, inputs: &mut Vec<Input>) {
+    pub(super) fn on_tick(&mut self, now: Instant, device: &dyn WgDevice, inputs: &mut Vec<Input>) {
         if now < self.next_tick {
             return;
         }
@@ -544,7 +283,7 @@ impl Session<'_> {
 
     /// Steps the machine with each input and carries out its actions: probe, re-resolve,
     /// reconnect. A change of health is logged and written to the status file.
-    fn act(&mut self, device: &dyn WgDevice, inputs: Vec<Input>) {
+    pub(super) fn act(&mut self, device: &dyn WgDevice, inputs: Vec<Input>) {
         for input in inputs {
             let now = boottime();
             if input == Input::NetworkChanged {
@@ -582,7 +321,7 @@ impl Session<'_> {
 
     /// Puts back what someone else removed of the laptop's routing for the tunnel
     /// (crate::routing), every [`DRIFT_CHECK`] and soon after a network change.
-    fn repair_drift(&mut self, now: Instant, device: &dyn WgDevice) {
+    pub(super) fn repair_drift(&mut self, now: Instant, device: &dyn WgDevice) {
         if now < self.next_drift_check {
             return;
         }
@@ -655,7 +394,7 @@ impl Session<'_> {
         }
     }
 
-    fn write_status(&self) {
+    pub(super) fn write_status(&self) {
         let machine = &self.machine;
         let written = status::write(&RunState {
             pid: std::process::id(),

@@ -1,0 +1,328 @@
+//! `roamer run`: the laptop's tunnel, up until SIGTERM/SIGINT, following the laptop from
+//! network to network.
+//!
+//! Brings the tunnel up (kernel WireGuard, or embedded userspace WireGuard; address, MTU,
+//! the tunnel subnet's route) and probes it at once: the handshake starts when the peer is
+//! added (both devices), the answered probe is what says the path works; boringtun's own
+//! device, which we used first, started no handshake before it had something to send
+//! (10–14 ms to a working forward with a poke, 10.2 s without). Then one loop
+//! feeds [`crate::health::Machine`] with rtnetlink changes, resolver answers and a 500 ms tick
+//! (the device's rx counter, and the CLOCK_BOOTTIME/CLOCK_MONOTONIC gap that betrays a
+//! suspend), and carries out what it asks: probe, re-resolve, reconnect.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use roamgw_common::state::RoamerConfig;
+use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
+use roamgw_wg::{create_device, set_identity, sync_peers, Preference};
+use roamgw_wg::{PeerConfig, WgDevice};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tracing::{error, info, warn};
+
+mod session;
+
+use session::Session;
+
+use crate::config::{self, ConfigError, Loaded};
+use crate::health::Input;
+use crate::metrics::Monitor;
+use crate::routing::{self, Wanted};
+use crate::status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "cannot resolve the gateway {endpoint}: {message} (check the name, or the laptop's DNS)"
+    )]
+    Resolve { endpoint: String, message: String },
+    #[error(transparent)]
+    Device(#[from] roamgw_wg::CreateError),
+    #[error(transparent)]
+    Wg(#[from] roamgw_wg::DeviceError),
+    #[error(transparent)]
+    Netlink(#[from] roamgw_wg::netlink::NetlinkError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot write the status file: {0}")]
+    Status(#[from] roamgw_common::fsutil::FsError),
+    #[error("cannot serve metrics on http://{addr}: {source} (pick another address for --http)")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("another roamer (pid {0}) runs interface {1}: stop it first (`roamer down`)")]
+    AlreadyRunning(u32, String),
+}
+
+fn resolve(endpoint: &roamgw_common::Endpoint) -> Result<SocketAddr, RunError> {
+    let resolve_error = |message: String| RunError::Resolve {
+        endpoint: endpoint.to_string(),
+        message,
+    };
+    (endpoint.host.as_str(), endpoint.port)
+        .to_socket_addrs()
+        .map_err(|e| resolve_error(e.to_string()))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| resolve_error("no IPv4 address".into()))
+}
+
+enum Event {
+    Network(NetworkChange),
+    /// A committed nftables transaction (the laptop's firewall, or our own table).
+    Ruleset,
+    Resolved(Result<SocketAddr, String>),
+    Stop(i32),
+}
+
+fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
+    PeerConfig {
+        public_key: config.gateway.public_key,
+        preshared_key: config.gateway.preshared_key.clone(),
+        endpoint: Some(endpoint),
+        // Any inner source from the gateway: a forward that keeps the client's address
+        // arrives with it. What goes into the tunnel is decided by routes, not by this: the
+        // tunnel subnet, and replies by their source (`bring_up`).
+        allowed_ips: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::default())],
+        persistent_keepalive: config.gateway.persistent_keepalive,
+    }
+}
+
+fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender<Event>) {
+    let spawned = std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let answer = resolve(&endpoint).map_err(|e| e.to_string());
+            let _ = events.send(Event::Resolved(answer));
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start a resolver thread: {e}");
+    }
+}
+
+/// Another roamer on this interface stops the start before anything is created.
+fn refuse_to_start(config: &RoamerConfig) -> Result<(), RunError> {
+    let interface = config.interface.as_str();
+    if let Some(other) = status::read_live(interface) {
+        if other.pid != std::process::id() {
+            return Err(RunError::AlreadyRunning(other.pid, interface.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM and SIGINT become one `Event::Stop` in the loop's inbox.
+fn forward_stop_signals(events: mpsc::Sender<Event>) -> Result<(), RunError> {
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let _ = events.send(Event::Stop(signal));
+            }
+        })
+        .map_err(RunError::Signals)?;
+    Ok(())
+}
+
+/// Key, the gateway peer, MTU and address, then the laptop's routing for the tunnel
+/// (crate::routing). The address's connected route is the tunnel subnet: the only route the
+/// roamer needs, so updates and browsing keep going straight out.
+fn bring_up(
+    device: &dyn WgDevice,
+    links: &Links,
+    loaded: &Loaded,
+    endpoint: SocketAddr,
+) -> Result<Tunnel, RunError> {
+    let config = &loaded.config;
+    let interface = config.interface.as_str();
+    set_identity(device, &loaded.key, 0)?;
+    sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
+    links.configure(interface, config.mtu, config.address)?;
+    let index = links
+        .index(interface)?
+        .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;
+    routing::install_replies(links, index, config)?;
+    let udp_replies = routing::install_udp_replies(config);
+    // A table that failed to load while nft is there is wanted all the same: the repair
+    // loop tries again (every 10 s at the latest), rather than UDP replies from 0.0.0.0
+    // leaving past the tunnel for the roamer's whole life.
+    let nft_present = udp_replies.is_ok() || routing::nft(&["--version"], None).is_ok();
+    if let Err(e) = &udp_replies {
+        warn!(
+            "UDP servers that reply from 0.0.0.0 will answer kept client addresses from the \
+             laptop's own address, not through the tunnel, {}: {e}",
+            if nft_present {
+                "until the table loads (tried again with every check)"
+            } else {
+                "as long as nft is missing"
+            }
+        );
+    }
+    let egress = config.egress();
+    if !egress.is_empty() {
+        routing::install_egress(links, index, config, device.status()?.listen_port)?;
+        info!(destinations = ?egress, "egress through the gateway");
+    }
+    Ok(Tunnel {
+        index,
+        wanted: Wanted::of(config, nft_present),
+    })
+}
+
+/// The interface brought up, and what of the laptop's routing roamer keeps in place.
+struct Tunnel {
+    index: u32,
+    wanted: Wanted,
+}
+
+/// What a stopping run leaves behind: no status file, none of its routing.
+fn leave(config: &RoamerConfig) {
+    status::remove(config.interface.as_str());
+    unroute(config);
+}
+
+/// Takes the laptop's routing for the tunnel down, saying so when it cannot.
+fn unroute(config: &RoamerConfig) {
+    if let Err(e) = routing::remove(config) {
+        warn!("{e}");
+    }
+}
+
+pub fn run(
+    config_path: &Path,
+    wireguard: Preference,
+    http: Option<std::net::SocketAddr>,
+) -> Result<(), RunError> {
+    let routes = roamgw_common::routes::system_routes();
+    let loaded = config::load(config_path, &routes)?;
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    let config = &loaded.config;
+    let interface = config.interface.as_str();
+    refuse_to_start(config)?;
+    let endpoint = resolve(&config.gateway.endpoint)?;
+    let (events, inbox) = mpsc::channel();
+    forward_stop_signals(events.clone())?;
+    let mut device = create_device(interface, wireguard)?;
+    let links = Links::connect()?;
+    let tunnel = bring_up(device.as_ref(), &links, &loaded, endpoint)?;
+    let tunnel_index = Arc::new(AtomicU32::new(tunnel.index));
+    // After bring_up (`--http` may name the tunnel address); a failure takes the routes and
+    // rules down again (the device goes with `device`).
+    let monitor = Arc::new(Monitor::default());
+    if let Err(e) = watch(config, http, &monitor, &tunnel_index, &events) {
+        unroute(config);
+        return Err(e);
+    }
+    let mut session = Session::new(
+        config,
+        config_path,
+        endpoint,
+        events.clone(),
+        loaded.warnings.clone(),
+        monitor,
+        links,
+        tunnel,
+    );
+    session.start();
+    let signal = loop {
+        let mut inputs = Vec::new();
+        match inbox.recv_timeout(session.wait()) {
+            Ok(Event::Stop(signal)) => break signal,
+            Ok(Event::Network(NetworkChange::TunnelRemoved)) => {
+                warn!(
+                    interface,
+                    "the tunnel interface was deleted by something else: creating it again"
+                );
+                // The old device first: the new one takes its name (and UAPI socket).
+                drop(device);
+                device = match recreate(wireguard, &mut session, &loaded, &tunnel_index) {
+                    Ok(new) => {
+                        inputs.push(Input::NetworkChanged);
+                        new
+                    }
+                    Err(e) => {
+                        error!("stopping: cannot create the tunnel interface again: {e}");
+                        leave(config);
+                        return Err(e);
+                    }
+                };
+            }
+            Ok(event) => session.on_event(event, &mut inputs),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break 0,
+        }
+        let now = Instant::now();
+        session.on_settled_network(now, &mut inputs);
+        session.on_tick(now, device.as_ref(), &mut inputs);
+        session.act(device.as_ref(), inputs);
+        session.repair_drift(now, device.as_ref());
+    };
+    info!(signal, "stopping");
+    leave(config);
+    // Removes the interface.
+    drop(device);
+    Ok(())
+}
+
+/// A new device under the interface's name, brought up as at start with the gateway's
+/// current address; the session and the network watcher follow the new interface.
+fn recreate(
+    wireguard: Preference,
+    session: &mut Session<'_>,
+    loaded: &Loaded,
+    tunnel_index: &AtomicU32,
+) -> Result<Box<dyn WgDevice>, RunError> {
+    let device = create_device(loaded.config.interface.as_str(), wireguard)?;
+    let tunnel = bring_up(
+        device.as_ref(),
+        &session.links,
+        loaded,
+        session.machine.endpoint(),
+    )?;
+    tunnel_index.store(tunnel.index, Ordering::Relaxed);
+    session.tunnel = tunnel;
+    session.monitor.drift_repaired();
+    session.prober.probe();
+    Ok(device)
+}
+
+/// What the loop hears besides signals: `--http`'s server (when asked for), the network's
+/// changes (rtnetlink) and committed nftables transactions.
+fn watch(
+    config: &RoamerConfig,
+    http: Option<SocketAddr>,
+    monitor: &Arc<Monitor>,
+    tunnel_index: &Arc<AtomicU32>,
+    events: &mpsc::Sender<Event>,
+) -> Result<(), RunError> {
+    if let Some(addr) = http {
+        crate::metrics::serve(
+            addr,
+            monitor.clone(),
+            config.name.to_string(),
+            config.interface.to_string(),
+            config.gateway.public_key,
+        )
+        .map_err(|source| RunError::Http { addr, source })?;
+    }
+    let network_events = events.clone();
+    roamgw_wg::netlink::watch_network(Some(tunnel_index.clone()), move |change| {
+        let _ = network_events.send(Event::Network(change));
+    })?;
+    let ruleset_events = events.clone();
+    if let Err(e) = roamgw_wg::nftwatch::watch_commits(None, move |_| {
+        let _ = ruleset_events.send(Event::Ruleset);
+    }) {
+        warn!("cannot watch nftables ({e}): its changes are looked at every 10 s");
+    }
+    Ok(())
+}
