@@ -12,7 +12,6 @@ use roamgw_common::state::GatewayState;
 use crate::control::PeerView;
 use crate::dataplane::{self, Counters};
 use crate::monitor::Monitor;
-use crate::store::Store;
 
 /// Everything one scrape shows.
 #[derive(Debug, Default)]
@@ -155,9 +154,9 @@ fn roamer_families(e: &mut Exposition, s: &Snapshot) {
     }
 }
 
-/// What a scrape reads.
-pub fn snapshot(store: &Store, monitor: &Monitor) -> Snapshot {
-    snapshot_of(store.load().ok().as_ref(), monitor)
+/// What a scrape reads: the state the daemon runs, and the kernel's counters.
+pub fn snapshot(monitor: &Monitor) -> Snapshot {
+    snapshot_of(monitor.state().as_deref(), monitor)
 }
 
 /// What a scrape shows of `state` (`None`: no usable state file) and the daemon's own counts.

@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use std::path::{Path, PathBuf};
 
 use roamgw_common::fsutil;
 use roamgw_common::metrics::Histogram;
+use roamgw_common::state::GatewayState;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the apply-latency histogram, in seconds.
@@ -71,6 +72,8 @@ pub struct Monitor {
     /// Where the events are kept across restarts; `None`: memory only.
     events_file: Option<PathBuf>,
     samples: Mutex<VecDeque<Totals>>,
+    /// The state the daemon runs, as it last published it (`None` before it did).
+    state: Mutex<Option<Arc<GatewayState>>>,
 }
 
 impl Default for Monitor {
@@ -83,6 +86,7 @@ impl Default for Monitor {
             events: Mutex::default(),
             events_file: None,
             samples: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 }
@@ -117,6 +121,16 @@ impl Monitor {
             events_file: Some(file),
             ..Monitor::default()
         }
+    }
+
+    /// What the daemon runs now: readers (the page, metrics, the sampler) see it without
+    /// reading the state file. An `Arc`, so publishing copies nothing.
+    pub fn publish(&self, state: Arc<GatewayState>) {
+        *locked(&self.state) = Some(state);
+    }
+
+    pub fn state(&self) -> Option<Arc<GatewayState>> {
+        locked(&self.state).clone()
     }
 
     pub fn event(&self, at: u64, kind: EventKind, text: impl Into<String>) {

@@ -119,7 +119,7 @@ pub fn run_until_stopped(
     let (events, inbox) = mpsc::channel();
     if let Some((addr, token)) = http {
         let changes = std::sync::Arc::new(ToEventLoop(events.clone()));
-        crate::web::serve(addr, token, store.clone(), monitor.clone(), changes)?;
+        crate::web::serve(addr, token, monitor.clone(), changes)?;
     }
     start_signal_thread(events.clone())?;
     let listener = bind_control_socket(&store)?;
@@ -131,6 +131,7 @@ pub fn run_until_stopped(
         Endpoints::default()
     });
     let engine = Engine::on_this_machine(store.clone(), state, Role::Daemon);
+    monitor.publish(engine.shared_state());
     let mut daemon = Daemon {
         store,
         engine,
@@ -233,6 +234,8 @@ impl Daemon {
                 next_scan = now + ENDPOINT_SCAN;
                 self.remember_endpoints();
             }
+            // After the reply: the CLI does not wait for it (and it copies nothing).
+            self.monitor.publish(self.engine.shared_state());
         }
     }
 
@@ -509,11 +512,12 @@ mod loop_tests {
         let world = Shared::default();
         let mut daemon = daemon(&world, dir.path());
         let store = daemon.store.clone();
+        let monitor = daemon.monitor.clone();
         let (events, inbox) = mpsc::channel();
         let driver = {
             let world = world.clone();
             std::thread::spawn(move || {
-                // A control request: live, saved, answered.
+                // A control request: live, saved, answered, and shown (published).
                 let reply = request(&events, add_port("8080"));
                 assert!(
                     matches!(&reply, Reply::Applied { summary } if summary.contains("8080")),
@@ -521,6 +525,12 @@ mod loop_tests {
                 );
                 let saved = with(&world, |w| w.saved.clone()).expect("saved state");
                 assert!(forward_keys(&saved).iter().any(|k| k.starts_with("8080")));
+                let shown = || monitor.state().map(|s| forward_keys(&s));
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while shown() != Some(forward_keys(&saved)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                assert_eq!(shown(), Some(forward_keys(&saved)), "published");
                 // A refused one: the fault crosses the loop.
                 let reply = request(&events, add_port("8080"));
                 assert!(

@@ -20,6 +20,7 @@ pub(crate) mod fakes;
 mod tests;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use roamgw_common::state::{GatewayState, WireguardMode};
 use roamgw_common::{PresharedKey, PrivateKey, PublicKey, RoamerName};
@@ -119,7 +120,8 @@ pub enum Role {
 }
 
 pub struct Engine {
-    state: GatewayState,
+    /// Shared, not copied, with whoever shows it (the status page): a change replaces it.
+    state: Arc<GatewayState>,
     role: Role,
     files: Box<dyn Persist>,
     plane: Box<dyn Backend>,
@@ -138,7 +140,7 @@ impl Engine {
         link: Box<dyn Link>,
     ) -> Self {
         Engine {
-            state,
+            state: Arc::new(state),
             role,
             files,
             plane,
@@ -159,6 +161,11 @@ impl Engine {
         &self.state
     }
 
+    /// The running state, for readers on other threads; the next change does not alter it.
+    pub fn shared_state(&self) -> Arc<GatewayState> {
+        Arc::clone(&self.state)
+    }
+
     pub fn device(&self) -> Option<&dyn WgDevice> {
         self.device.as_deref()
     }
@@ -174,7 +181,7 @@ impl Engine {
 
     /// A state read again from disk (SIGHUP): key files may have been replaced too.
     pub fn replace_state(&mut self, state: GatewayState) {
-        self.state = state;
+        self.state = Arc::new(state);
         self.psks.clear();
     }
 
@@ -183,7 +190,7 @@ impl Engine {
     /// the device and backend are put back and nothing is saved.
     pub fn apply(&mut self, change: &StateChange) -> Result<Done, ChangeError> {
         // The copy is the rollback's reference; a forward change costs one clone of the state.
-        let mut new = self.state.clone();
+        let mut new = GatewayState::clone(&self.state);
         let applied = crate::change::apply(&mut new, change)?;
         let live = match self.make_live(&new, &applied.forwards) {
             Ok(live) => live,
@@ -195,7 +202,7 @@ impl Engine {
         if live {
             self.plane.end_flows(&new, &applied.forwards);
         }
-        self.state = new;
+        self.state = Arc::new(new);
         Ok(Done {
             summary: applied.summary,
             live,

@@ -23,7 +23,6 @@ use tracing::{info, warn};
 use crate::change::StateChange;
 use crate::engine::Submit;
 use crate::monitor::{Monitor, Totals, SAMPLE_SECS};
-use crate::store::Store;
 
 mod auth;
 mod view;
@@ -134,7 +133,6 @@ impl Answer {
 
 struct Server {
     addr: SocketAddr,
-    store: Store,
     monitor: Arc<Monitor>,
     token: Option<Token>,
     changes: Arc<dyn Submit>,
@@ -150,15 +148,14 @@ impl Server {
             ("GET", "/metrics") => Answer {
                 status: 200,
                 content_type: roamgw_common::metrics::CONTENT_TYPE,
-                body: crate::metrics::render(&crate::metrics::snapshot(&self.store, &self.monitor)),
+                body: crate::metrics::render(&crate::metrics::snapshot(&self.monitor)),
             },
             ("GET", "/") => Answer::text(200, "text/html; charset=utf-8", PAGE),
             ("GET", "/page.js") => Answer::text(200, "text/javascript; charset=utf-8", SCRIPT),
             ("GET", "/page.css") => Answer::text(200, "text/css; charset=utf-8", STYLE),
-            ("GET", "/api/status") => Answer::json(
-                200,
-                &status_view(&self.store, &self.monitor, self.token.is_some()),
-            ),
+            ("GET", "/api/status") => {
+                Answer::json(200, &status_view(&self.monitor, self.token.is_some()))
+            }
             ("POST", "/api/forwards/add" | "/api/forwards/remove") => {
                 if let Some((status, message)) = refuse_change(headers, self.token.as_ref()) {
                     warn!(path, "change from the status page refused: {message}");
@@ -246,9 +243,9 @@ fn unix_ms() -> u64 {
 }
 
 /// Every [`SAMPLE_SECS`]: the device's byte counters summed over the roamers, for the chart.
-fn sample_forever(store: Store, monitor: Arc<Monitor>) {
+fn sample_forever(monitor: Arc<Monitor>) {
     loop {
-        if let Ok(state) = store.load() {
+        if let Some(state) = monitor.state() {
             let peers = crate::metrics::peers(&state);
             monitor.sample(Totals {
                 at_ms: unix_ms(),
@@ -265,7 +262,6 @@ fn sample_forever(store: Store, monitor: Arc<Monitor>) {
 pub fn serve(
     addr: SocketAddr,
     token: Option<Token>,
-    store: Store,
     monitor: Arc<Monitor>,
     changes: Arc<dyn Submit>,
 ) -> Result<(), WebError> {
@@ -279,14 +275,13 @@ pub fn serve(
         changes = if token.is_some() { "with the token" } else { "off (read-only)" },
         "status page at http://{addr}/, metrics at http://{addr}/metrics"
     );
-    let sampler = (store.clone(), monitor.clone());
+    let sampler = monitor.clone();
     std::thread::Builder::new()
         .name("http-sampler".into())
-        .spawn(move || sample_forever(sampler.0, sampler.1))
+        .spawn(move || sample_forever(sampler))
         .map_err(|e| bind(Box::new(e)))?;
     let server = Server {
         addr,
-        store,
         monitor,
         token,
         changes,
@@ -461,10 +456,8 @@ mod tests {
 
     #[test]
     fn routes_table() {
-        let dir = tempfile::tempdir().expect("tmp");
         let server = Server {
             addr: "127.0.0.1:9587".parse().expect("addr"),
-            store: Store::new(dir.path()),
             monitor: Arc::new(Monitor::default()),
             token: None,
             changes: Arc::new(NoChanges),

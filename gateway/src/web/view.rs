@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::control::PeerView;
 use crate::monitor::{Event, Monitor, Rate, SAMPLE_SECS};
-use crate::store::Store;
 
 /// A handshake older than this means the session expired (WireGuard's REJECT_AFTER_TIME).
 const HANDSHAKE_FRESH_SECS: u64 = 180;
@@ -87,15 +86,15 @@ fn roamer_views(state: &GatewayState, peers: Vec<PeerView>) -> Vec<PageRoamer> {
         .collect()
 }
 
-pub(super) fn status_view(store: &Store, monitor: &Monitor, changes_allowed: bool) -> StatusView {
-    // One read of the state for the whole view (the page polls every 2 s).
-    let state = store.load().ok();
-    let metrics = crate::metrics::snapshot_of(state.as_ref(), monitor);
+pub(super) fn status_view(monitor: &Monitor, changes_allowed: bool) -> StatusView {
+    // The daemon's running state, published after each change: no file read per poll.
+    let state = monitor.state();
+    let state = state.as_deref();
+    let metrics = crate::metrics::snapshot_of(state, monitor);
     let public = state
-        .as_ref()
         .map(crate::change::public_address_text)
         .unwrap_or_default();
-    let forwards = state.as_ref().map_or_else(Vec::new, |state| {
+    let forwards = state.map_or_else(Vec::new, |state| {
         state
             .forwards
             .iter()
@@ -127,18 +126,14 @@ pub(super) fn status_view(store: &Store, monitor: &Monitor, changes_allowed: boo
         up: metrics.up,
         in_sync: metrics.in_sync,
         backend: state
-            .as_ref()
             .map(|s| format!("{:?}", s.gateway.backend).to_lowercase())
             .unwrap_or_default(),
         public_ip: state
-            .as_ref()
             .and_then(crate::change::public_address)
             .map(|ip| ip.to_string()),
         changes_allowed,
         sample_secs: SAMPLE_SECS,
-        roamers: state
-            .as_ref()
-            .map_or_else(Vec::new, |s| roamer_views(s, metrics.peers)),
+        roamers: state.map_or_else(Vec::new, |s| roamer_views(s, metrics.peers)),
         forwards,
         throughput: monitor.throughput(),
         events: monitor.events(),
