@@ -35,7 +35,11 @@ pub fn open(state: &GatewayState) -> Result<Option<Box<dyn WgDevice>>, DeviceErr
     if !is_kernel_wireguard(name) && roamgw_wg::netlink::Links::connect()?.index(name)?.is_some() {
         return Err(DeviceError::Exists(name.to_string()));
     }
-    Ok(Some(roamgw_wg::create_device(name, preference)?))
+    Ok(Some(roamgw_wg::create_device(
+        name,
+        preference,
+        roamgw_wg::ReplySource::Arrival,
+    )?))
 }
 
 fn is_kernel_wireguard(name: &str) -> bool {

@@ -32,9 +32,10 @@ fn changing_a_peer_keeps_the_device_and_the_learned_endpoint() {
     let gateway_key = PrivateKey::generate().expect("random");
     let laptop_key = PrivateKey::generate().expect("random");
     let name = bed.gw_wg.clone();
-    let device = bed
-        .gw
-        .enter(move || UserspaceDevice::create(&name).expect("create the userspace device"));
+    let device = bed.gw.enter(move || {
+        UserspaceDevice::create(&name, roamgw_wg::ReplySource::Arrival)
+            .expect("create the userspace device")
+    });
     set_identity(&device, &gateway_key, 51820).expect("identity");
     sync_peers(&device, &[laptop_peer(&laptop_key, &["192.168.32.2/32"])]).expect("add the laptop");
     bed.gw

@@ -32,6 +32,17 @@ pub enum Preference {
     Userspace,
 }
 
+/// Which of the host's addresses a userspace device sends from (kernel WireGuard always
+/// answers from the address it was reached on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplySource {
+    /// The address each peer last reached us on: a server with several addresses (the
+    /// gateway: its public IP, and the anchor the floating IP arrives on).
+    Arrival,
+    /// Whichever the route picks: a laptop, whose addresses come and go with its networks.
+    Route,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     #[error(transparent)]
@@ -43,7 +54,11 @@ pub enum CreateError {
 /// Creates the interface `name` with the WireGuard `preference` asks for. A kernel interface of
 /// that name that already exists is taken over (one a killed process left behind); the caller
 /// decides beforehand whether an existing interface may be ours.
-pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDevice>, CreateError> {
+pub fn create_device(
+    name: &str,
+    preference: Preference,
+    source: ReplySource,
+) -> Result<Box<dyn WgDevice>, CreateError> {
     if preference != Preference::Userspace {
         match kernel::KernelDevice::create(name) {
             Ok(device) => {
@@ -61,7 +76,7 @@ pub fn create_device(name: &str, preference: Preference) -> Result<Box<dyn WgDev
             Err(e) => return Err(e.into()),
         }
     }
-    let device = userspace::UserspaceDevice::create(name)?;
+    let device = userspace::UserspaceDevice::create(name, source)?;
     if preference == Preference::Userspace {
         tracing::info!(interface = name, "embedded userspace WireGuard");
     }

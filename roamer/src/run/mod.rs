@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use roamgw_common::state::RoamerConfig;
 use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
-use roamgw_wg::{create_device, set_identity, sync_peers, Preference};
+use roamgw_wg::{create_device, set_identity, sync_peers, Preference, ReplySource};
 use roamgw_wg::{PeerConfig, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{error, info, warn};
@@ -211,7 +211,7 @@ pub fn run(
     let endpoint = resolve(&config.gateway.endpoint)?;
     let (events, inbox) = mpsc::channel();
     forward_stop_signals(events.clone())?;
-    let mut device = create_device(interface, wireguard)?;
+    let mut device = create_device(interface, wireguard, ReplySource::Route)?;
     let links = Links::connect()?;
     let tunnel = bring_up(device.as_ref(), &links, &loaded, endpoint)?;
     let tunnel_index = Arc::new(AtomicU32::new(tunnel.index));
@@ -281,7 +281,11 @@ fn recreate(
     loaded: &Loaded,
     tunnel_index: &AtomicU32,
 ) -> Result<Box<dyn WgDevice>, RunError> {
-    let device = create_device(loaded.config.interface.as_str(), wireguard)?;
+    let device = create_device(
+        loaded.config.interface.as_str(),
+        wireguard,
+        ReplySource::Route,
+    )?;
     let tunnel = bring_up(
         device.as_ref(),
         &session.links,

@@ -9,7 +9,6 @@
 //! - One thread per direction plus one for timers; a peer's `Tunn` sits behind its own lock.
 
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
@@ -25,7 +24,7 @@ use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 use super::super::model::DeviceStatus;
 use super::gso::{GsoBatch, Send};
 use super::table::{Peer, Table};
-use super::udp::{from_wire, UdpPort};
+use super::udp::{from_wire, Path, Sent, UdpPort};
 use roamgw_common::keys::PublicKey;
 
 /// Largest packet the TUN hands us after splitting (MTU is at most 9000, see the state's checks).
@@ -71,13 +70,15 @@ pub struct Shared {
     /// Sockets are bound on the timer thread: it runs in the network namespace the device was
     /// created in, which the thread configuring the device need not be in.
     binds: Mutex<Vec<BindRequest>>,
+    /// Answer each peer from the address it reached us on (crate::ReplySource::Arrival).
+    sticky_source: bool,
 }
 
 /// A port to bind, and where the result goes.
 pub type BindRequest = (u16, mpsc::Sender<io::Result<UdpPort>>);
 
 impl Shared {
-    pub fn new() -> io::Result<Self> {
+    pub fn new(sticky_source: bool) -> io::Result<Self> {
         let wake = || eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK);
         Ok(Shared {
             table: RwLock::new(Table::default()),
@@ -87,6 +88,7 @@ impl Shared {
             wake_rx: wake()?,
             wake_timers: wake()?,
             binds: Mutex::new(Vec::new()),
+            sticky_source,
         })
     }
 
@@ -134,15 +136,18 @@ impl Shared {
         else {
             return;
         };
-        let Some(endpoint) = peer.endpoint() else {
+        let Some(path) = peer.path() else {
             return;
         };
         let mut out = [0u8; MIN_OUT];
-        let mut tunn = peer.tunn();
-        if let TunnResult::WriteToNetwork(packet) =
-            tunn.format_handshake_initiation(&mut out, false)
-        {
-            udp.send_one(endpoint, packet);
+        let sent = match peer.tunn().format_handshake_initiation(&mut out, false) {
+            TunnResult::WriteToNetwork(packet) => udp.send_one(path, packet),
+            _ => Sent::Done,
+        };
+        // The table after the peer's session lock, not inside it (the data path takes them
+        // the other way round).
+        if sent == Sent::SourceGone {
+            lock_read(&self.table).forget_source(path.local);
         }
     }
 }
@@ -198,14 +203,18 @@ pub fn transmit_loop(shared: &Shared, tun: &SyncDevice) {
             };
             let Some(udp) = shared.udp() else { continue };
             let table = lock_read(&shared.table);
-            let mut send = |s: Send<'_>| udp.send(s.destination, s.contents, s.segment);
+            let mut send = |s: Send<'_, Path>| {
+                if udp.send(s.destination, s.contents, s.segment) == Sent::SourceGone {
+                    table.forget_source(s.destination.local);
+                }
+            };
             for (packet, &size) in packets.iter().zip(&sizes).take(count) {
                 let packet = &packet[..size];
                 let Some(peer) = Tunn::dst_address(packet).and_then(|ip| table.route(ip)) else {
                     continue;
                 };
                 // Without an endpoint (a roamer not heard from yet) there is nowhere to send.
-                let Some(endpoint) = peer.endpoint() else {
+                let Some(path) = peer.path() else {
                     continue;
                 };
                 let slot = batch.slot((packet.len() + OVERHEAD).max(MIN_OUT));
@@ -217,7 +226,7 @@ pub fn transmit_loop(shared: &Shared, tun: &SyncDevice) {
                     }
                     _ => continue,
                 };
-                batch.commit(endpoint, len, udp.max_segments(), &mut send);
+                batch.commit(path, len, udp.max_segments(), &mut send);
             }
             batch.flush(&mut send);
         }
@@ -298,7 +307,10 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
             drop(slices);
             let table = lock_read(&shared.table);
             for (meta, slot) in meta.iter().zip(&slots).take(count) {
-                let from = from_wire(meta.addr);
+                let from = Path {
+                    remote: from_wire(meta.addr),
+                    local: meta.dst_ip.filter(|_| shared.sticky_source),
+                };
                 for datagram in slot[..meta.len].chunks(meta.stride.max(1)) {
                     if let Some(len) = receive(
                         &table,
@@ -318,28 +330,29 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
     }
 }
 
-/// One datagram from `from`: returns the length of the packet decrypted into `out` (after the
-/// virtio header) when there is one for the TUN.
+/// One datagram that came along `from`: returns the length of the packet decrypted into `out`
+/// (after the virtio header) when there is one for the TUN.
 fn receive(
     table: &Table,
     udp: &UdpPort,
-    from: SocketAddr,
+    from: Path,
     datagram: &[u8],
     out: &mut [u8],
     scratch: &mut [u8],
 ) -> Option<usize> {
     let identity = table.identity()?;
-    let packet = match identity
-        .rate_limiter
-        .verify_packet(Some(from.ip()), datagram, scratch)
-    {
-        Ok(packet) => packet,
-        Err(TunnResult::WriteToNetwork(cookie)) => {
-            udp.send_one(from, cookie);
-            return None;
-        }
-        Err(_) => return None,
-    };
+    let packet =
+        match identity
+            .rate_limiter
+            .verify_packet(Some(from.remote.ip()), datagram, scratch)
+        {
+            Ok(packet) => packet,
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                udp.send_one(from, cookie);
+                return None;
+            }
+            Err(_) => return None,
+        };
     let peer: &Arc<Peer> = match packet {
         Packet::HandshakeInit(init) => {
             let half = parse_handshake_anon(&identity.secret, &identity.public, &init).ok()?;
@@ -351,13 +364,13 @@ fn receive(
     };
     let mut tunn = peer.tunn();
     let out = &mut out[VIRTIO_NET_HDR_LEN..];
-    match tunn.decapsulate(Some(from.ip()), datagram, out) {
+    match tunn.decapsulate(Some(from.remote.ip()), datagram, out) {
         TunnResult::Done => {
             peer.learn_endpoint(from);
             None
         }
         TunnResult::Err(e) => {
-            tracing::trace!(%from, "decapsulate: {e:?}");
+            tracing::trace!(from = %from.remote, "decapsulate: {e:?}");
             None
         }
         TunnResult::WriteToNetwork(reply) => {
@@ -400,8 +413,10 @@ pub fn timer_loop(shared: &Shared) {
         for peer in table.peers() {
             match peer.tunn().update_timers(&mut out) {
                 TunnResult::WriteToNetwork(packet) => {
-                    if let (Some(udp), Some(endpoint)) = (&udp, peer.endpoint()) {
-                        udp.send_one(endpoint, packet);
+                    if let (Some(udp), Some(path)) = (&udp, peer.path()) {
+                        if udp.send_one(path, packet) == Sent::SourceGone {
+                            table.forget_source(path.local);
+                        }
                     }
                 }
                 TunnResult::Err(WireGuardError::ConnectionExpired) | TunnResult::Done => {}

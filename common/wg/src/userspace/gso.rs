@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 pub const MAX_GSO_BYTES: usize = 65_000;
 
 /// One ready send: `contents` cut into datagrams of `segment` bytes.
-pub struct Send<'a> {
-    pub destination: SocketAddr,
+pub struct Send<'a, D = SocketAddr> {
+    pub destination: D,
     pub contents: &'a [u8],
     /// `None` for a single datagram.
     pub segment: Option<usize>,
@@ -18,15 +18,15 @@ pub struct Send<'a> {
 
 /// Callers write each datagram straight into [`GsoBatch::slot`] (no copy), then
 /// [`GsoBatch::commit`] it; whatever has to go first is handed to `send`.
-pub struct GsoBatch {
+pub struct GsoBatch<D = SocketAddr> {
     buf: Vec<u8>,
-    destination: Option<SocketAddr>,
+    destination: Option<D>,
     segment: usize,
     count: usize,
     filled: usize,
 }
 
-impl GsoBatch {
+impl<D: Copy + PartialEq> GsoBatch<D> {
     pub fn new() -> Self {
         GsoBatch {
             buf: Vec::new(),
@@ -50,10 +50,10 @@ impl GsoBatch {
     /// `max_segments` is what the socket takes in one send (1 without GSO).
     pub fn commit(
         &mut self,
-        destination: SocketAddr,
+        destination: D,
         len: usize,
         max_segments: usize,
-        send: &mut impl FnMut(Send<'_>),
+        send: &mut impl FnMut(Send<'_, D>),
     ) {
         let start = self.filled;
         if self.count > 0 {
@@ -83,7 +83,7 @@ impl GsoBatch {
     }
 
     /// Sends what is gathered.
-    pub fn flush(&mut self, send: &mut impl FnMut(Send<'_>)) {
+    pub fn flush(&mut self, send: &mut impl FnMut(Send<'_, D>)) {
         if self.count == 0 {
             return;
         }
@@ -99,7 +99,7 @@ impl GsoBatch {
     }
 }
 
-impl Default for GsoBatch {
+impl<D: Copy + PartialEq> Default for GsoBatch<D> {
     fn default() -> Self {
         Self::new()
     }

@@ -74,14 +74,15 @@ fn create_tun(name: &str) -> std::io::Result<SyncDevice> {
 
 impl UserspaceDevice {
     /// Creates the TUN interface `name` with WireGuard running on it (no key, no peers yet).
-    pub fn create(name: &str) -> Result<Self, UserspaceError> {
+    pub fn create(name: &str, source: crate::ReplySource) -> Result<Self, UserspaceError> {
         let create_error = |e: std::io::Error| UserspaceError::Create {
             name: name.to_string(),
             message: e.to_string(),
         };
         let tun = Arc::new(create_tun(name).map_err(create_error)?);
         tun.set_nonblocking(true).map_err(create_error)?;
-        let shared = Arc::new(Shared::new().map_err(create_error)?);
+        let shared =
+            Arc::new(Shared::new(source == crate::ReplySource::Arrival).map_err(create_error)?);
         // Weak: the relay's thread may outlive the device by a moment, and must not keep its
         // sockets (the listen port) open meanwhile: a device created again at once (after
         // `ip link del`) binds the same port.

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use prefix_trie::joint::JointPrefixMap;
 
 use super::super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp};
+use super::udp::Path;
 use crate::DeviceError;
 use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
 
@@ -32,7 +33,7 @@ pub struct Peer {
     preshared_key: Option<PresharedKey>,
     /// Shared with the entry a change replaces, so the session survives the change.
     tunn: Arc<Mutex<Tunn>>,
-    endpoint: Mutex<Option<SocketAddr>>,
+    endpoint: Mutex<Option<Path>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,12 +47,26 @@ impl Peer {
     }
 
     pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.path().map(|p| p.remote)
+    }
+
+    /// Where to send, and from which of our addresses.
+    pub fn path(&self) -> Option<Path> {
         *lock(&self.endpoint)
     }
 
-    /// WireGuard's roaming: the endpoint is wherever the last authenticated datagram came from.
-    pub fn learn_endpoint(&self, from: SocketAddr) {
-        *lock(&self.endpoint) = Some(from);
+    /// WireGuard's roaming: the endpoint is wherever the last authenticated datagram came from
+    /// (and our side of the path, where it went to).
+    pub fn learn_endpoint(&self, path: Path) {
+        *lock(&self.endpoint) = Some(path);
+    }
+
+    /// Our address `local` is gone: the route picks the source until the peer is heard again.
+    fn forget_source(&self, local: std::net::IpAddr) {
+        let mut endpoint = lock(&self.endpoint);
+        if let Some(path) = endpoint.as_mut().filter(|p| p.local == Some(local)) {
+            path.local = None;
+        }
     }
 
     pub fn preshared_key(&self) -> Option<&PresharedKey> {
@@ -123,6 +138,15 @@ impl Table {
 
     pub fn peer(&self, key: &PublicKey) -> Option<&Arc<Peer>> {
         self.peers.iter().find(|p| &p.public_key == key)
+    }
+
+    /// After a send from `local` found the address gone ([`super::udp::Sent::SourceGone`]).
+    pub fn forget_source(&self, local: Option<IpAddr>) {
+        if let Some(local) = local {
+            for peer in &self.peers {
+                peer.forget_source(local);
+            }
+        }
     }
 
     /// The peer a datagram's receiver index names.
@@ -216,9 +240,12 @@ impl Table {
         };
         let existing = self.peer(&config.public_key).cloned();
         self.peers.retain(|p| p.public_key != config.public_key);
+        // A configured endpoint starts with the route's source, as a set endpoint does in
+        // kernel WireGuard; a learned one keeps its path.
         let endpoint = config
             .endpoint
-            .or_else(|| existing.as_ref().and_then(|p| p.endpoint()));
+            .map(Path::from)
+            .or_else(|| existing.as_ref().and_then(|p| p.path()));
         let (index, tunn, fresh) = match existing {
             Some(old)
                 if config.preshared_key == old.preshared_key
@@ -335,11 +362,49 @@ mod tests {
     }
 
     #[test]
+    fn our_side_of_a_path_is_kept_until_it_is_gone_or_an_endpoint_is_set() {
+        let (a, b) = (key(), key());
+        let table = table_with(&[peer(&a, &["10.0.0.1/32"], 0), peer(&b, &["10.0.0.2/32"], 0)]);
+        let anchor: IpAddr = "10.16.0.5".parse().expect("ip");
+        let public: IpAddr = "203.0.113.10".parse().expect("ip");
+        let path = |local: IpAddr| Path {
+            remote: "198.51.100.9:40000".parse().expect("addr"),
+            local: Some(local),
+        };
+        table.peers()[0].learn_endpoint(path(anchor));
+        table.peers()[1].learn_endpoint(path(public));
+        table.forget_source(Some(anchor));
+        let locals: Vec<_> = table
+            .peers()
+            .iter()
+            .map(|p| p.path().and_then(|p| p.local))
+            .collect();
+        assert_eq!(
+            locals,
+            [None, Some(public)],
+            "only the gone address is forgotten"
+        );
+        assert_eq!(
+            table.peers()[0].endpoint(),
+            Some(path(anchor).remote),
+            "endpoint kept"
+        );
+
+        // A configured endpoint starts over from the route's choice, as in the kernel.
+        let mut table = table;
+        let mut configured = peer(&b, &["10.0.0.2/32"], 0);
+        configured.endpoint = Some("192.0.2.1:51820".parse().expect("addr"));
+        table.apply(&[SetOp::Peer(configured)]).expect("change");
+        let b_path = table.peer(&b).and_then(|p| p.path());
+        assert_eq!(b_path.and_then(|p| p.local), None);
+    }
+
+    #[test]
     fn a_changed_peer_keeps_its_session_and_learned_endpoint() {
         let a = key();
         let mut table = table_with(&[peer(&a, &["10.0.0.1/32"], 0)]);
         let learned: SocketAddr = "198.51.100.9:40000".parse().expect("addr");
-        table.peers()[0].learn_endpoint(learned);
+        table.peers()[0].learn_endpoint(learned.into());
         let index = table.peers()[0].index;
         table
             .apply(&[SetOp::Peer(peer(&a, &["10.0.0.1/32", "10.0.9.0/24"], 0))])
