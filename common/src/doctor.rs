@@ -48,6 +48,15 @@ impl Finding {
     }
 }
 
+/// How long a WireGuard session lives without a new handshake (REJECT_AFTER_TIME): a peer
+/// whose last completed handshake is older has no working tunnel.
+pub const SESSION_SECS: u64 = 180;
+
+/// Whether a handshake `secs` ago (`None`: never) still carries a session.
+pub fn session_alive(secs: Option<u64>) -> bool {
+    secs.is_some_and(|s| s <= SESSION_SECS)
+}
+
 /// Which WireGuard this machine runs: the same line on the gateway and on the laptop.
 pub fn wireguard_kind(kernel_available: bool) -> Finding {
     if kernel_available {

@@ -105,7 +105,17 @@ fn tunnel(f: &Facts, out: &mut Vec<Finding>) {
     if f.interface_up {
         for (name, handshake) in &f.handshakes {
             out.push(match handshake {
-                Some(secs) => Finding::ok("handshake", format!("{name}: {secs} s ago")),
+                Some(secs) if roamgw_common::doctor::session_alive(Some(*secs)) => {
+                    Finding::ok("handshake", format!("{name}: {secs} s ago"))
+                }
+                Some(secs) => Finding::warn(
+                    "handshake",
+                    format!(
+                        "{name}: last completed handshake {secs} s ago: no working session (one lasts {} s)",
+                        roamgw_common::doctor::SESSION_SECS
+                    ),
+                    format!("see `roamer status` on {name}: a laptop that is off or offline is fine; one that says the gateway never answered does not get the answers"),
+                ),
                 None => Finding::warn("handshake", format!("{name}: never a handshake"), format!(
                         "check that the cloud firewall lets udp {} in, and that {name} runs with its current config (roamgw show-config {name})",
                         f.listen_port
@@ -223,6 +233,12 @@ mod tests {
             (
                 "never a handshake",
                 |f| f.handshakes = vec![("laptop".into(), None)],
+                "handshake",
+                Level::Warn,
+            ),
+            (
+                "a handshake older than a session lives",
+                |f| f.handshakes = vec![("laptop".into(), Some(600))],
                 "handshake",
                 Level::Warn,
             ),

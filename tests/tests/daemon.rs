@@ -204,3 +204,63 @@ fn sighup_rereads_the_state_and_the_daemon_stays_up() {
         Some("roamer")
     );
 }
+
+/// A handshake counts once both sides completed it. Here the provider's router lets only the
+/// gateway's handshake initiations through: its answers to the laptop's initiations are lost,
+/// and so is its confirmation after the laptop answers one of its own (which boringtun counts
+/// as a handshake at once). The laptop never gets a session: `roamgw status` says "never", and
+/// a forward that clients try blames the tunnel, not the laptop's config. Once the gateway's
+/// packets get through, the handshake counts.
+#[test]
+fn a_handshake_the_laptop_did_not_complete_does_not_count() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    let wan = s.bed.wan.clone();
+    wan.run(&["nft", "add", "table", "ip", "lossy"]);
+    wan.run(&[
+        "nft",
+        "add chain ip lossy back { type filter hook forward priority 0 ; }",
+    ]);
+    wan.run(&[
+        "nft",
+        // 156: a handshake initiation (148 bytes) and its UDP header.
+        &format!(
+            "add rule ip lossy back ip saddr {PUBLIC_IP} udp sport 51820 udp length != 156 drop"
+        ),
+    ]);
+    s.start_roamer();
+    s.ok(&["add-port", "22"]);
+    let roamer = |s: &Scenario| {
+        let view: serde_json::Value =
+            serde_json::from_str(&s.ok(&["status", "--json"])).expect("status --json");
+        view["roamers"][0].clone()
+    };
+    // The initiation arrived and was answered: the device learns the endpoint only from an
+    // initiation it authenticated, and answers each one.
+    assert!(
+        wait_until(Duration::from_secs(10), || roamer(&s)["endpoint"]
+            .is_string()),
+        "{}",
+        roamer(&s)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        roamer(&s)["last_handshake_secs"].is_null(),
+        "{}",
+        roamer(&s)
+    );
+    // A client tries the forward (a SYN and its retry reach the gateway, nothing comes back).
+    assert_eq!(s.bed.cli.tcp_banner(&format!("{FLOATING_IP}:22")), None);
+    let status = s.ok(&["status"]);
+    assert!(
+        status.contains("'laptop' has no working tunnel (last completed handshake: never)"),
+        "{status}"
+    );
+    wan.run(&["nft", "delete", "table", "ip", "lossy"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || !roamer(&s)
+            ["last_handshake_secs"]
+            .is_null()),
+        "{}",
+        roamer(&s)
+    );
+}

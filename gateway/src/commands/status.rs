@@ -54,9 +54,24 @@ struct ForwardStatus {
 }
 
 /// A forward that clients try and nothing answers: what it likely is, and what to do.
-fn forward_problem(state: &GatewayState, forward: &Forward, c: &ForwardCounters) -> Option<String> {
+/// `handshake`: seconds since the roamer's last completed handshake (`None`: never).
+fn forward_problem(
+    state: &GatewayState,
+    forward: &Forward,
+    c: &ForwardCounters,
+    handshake: Option<u64>,
+) -> Option<String> {
     if !c.unanswered() || !forward.spec.protocols.contains(Protocol::Tcp) {
         return None;
+    }
+    if !roamgw_common::doctor::session_alive(handshake) {
+        return Some(format!(
+            "{} packets in, none back: '{}' has no working tunnel (last completed handshake: {}): \
+             see `roamer status` on it, and `roamgw doctor` here",
+            c.incoming.packets,
+            forward.to,
+            handshake.map_or("never".into(), |s| format!("{s} s ago")),
+        ));
     }
     let target = state.roamer(&forward.to).map_or_else(String::new, |r| {
         format!(" {}:{}", r.address, forward.spec.local)
@@ -108,6 +123,7 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
     let plane = dataplane::of(state).view(state)?;
     let up = plane.is_some();
     let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
+    let roamers = peer_views(store, state);
     let view = StatusView {
         config_dir: store.dir().display().to_string(),
         backend: g.backend.to_string(),
@@ -125,7 +141,6 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
             .map(|v| v.trim() == "1"),
         daemon_running: daemon_pid.is_some(),
         daemon_pid,
-        roamers: peer_views(store, state),
         forwards: state
             .forwards
             .iter()
@@ -139,10 +154,17 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
                     bytes: c.map(|c| c.total().bytes),
                     packets_in: c.map(|c| c.incoming.packets),
                     packets_back: c.map(|c| c.back.packets),
-                    problem: c.and_then(|c| forward_problem(state, f, c)),
+                    problem: c.and_then(|c| {
+                        let handshake = roamers
+                            .iter()
+                            .find(|r| r.name == f.to.as_str())
+                            .and_then(|r| r.last_handshake_secs);
+                        forward_problem(state, f, c, handshake)
+                    }),
                 }
             })
             .collect(),
+        roamers,
     };
     Ok(view)
 }
@@ -247,23 +269,39 @@ mod tests {
             },
         };
         let forward = |text: &str| text.parse::<Forward>().expect(text);
-        let cases: &[(&str, ForwardCounters, Option<&str>)] = &[
+        // (forward, counters, seconds since the roamer's handshake, what the problem says)
+        let cases: &[(&str, ForwardCounters, Option<u64>, Option<&str>)] = &[
             (
                 "22 -> laptop",
                 counters(2, 0),
+                Some(4),
                 Some("roamgw show-config laptop"),
             ),
-            ("22 -> laptop", counters(1, 0), None),
-            ("22 -> laptop", counters(9, 1), None),
+            ("22 -> laptop", counters(1, 0), Some(4), None),
+            ("22 -> laptop", counters(9, 1), Some(4), None),
             (
                 "22 -> laptop masquerade",
                 counters(3, 0),
+                Some(4),
                 Some("nothing answers on 'laptop' 192.168.32.2:22"),
             ),
-            ("53/udp -> laptop", counters(9, 0), None),
+            ("53/udp -> laptop", counters(9, 0), Some(4), None),
+            // No tunnel: the forward is not the problem, whatever its client-ip mode.
+            (
+                "22 -> laptop",
+                counters(80, 0),
+                None,
+                Some("'laptop' has no working tunnel (last completed handshake: never)"),
+            ),
+            (
+                "22 -> laptop masquerade",
+                counters(3, 0),
+                Some(600),
+                Some("no working tunnel (last completed handshake: 600 s ago)"),
+            ),
         ];
-        for (text, c, expected) in cases {
-            let problem = forward_problem(&state, &forward(text), c);
+        for (text, c, handshake, expected) in cases {
+            let problem = forward_problem(&state, &forward(text), c, *handshake);
             match expected {
                 None => assert_eq!(problem, None, "{text}"),
                 Some(words) => assert!(

@@ -23,7 +23,7 @@ use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::super::model::DeviceStatus;
 use super::gso::{GsoBatch, Send};
-use super::table::{Peer, Table};
+use super::table::Table;
 use super::udp::{from_wire, Path, Sent, UdpPort};
 use roamgw_common::keys::PublicKey;
 
@@ -353,18 +353,33 @@ fn receive(
             }
             Err(_) => return None,
         };
-    let peer: &Arc<Peer> = match packet {
+    let (peer, kind) = match packet {
         Packet::HandshakeInit(init) => {
             let half = parse_handshake_anon(&identity.secret, &identity.public, &init).ok()?;
-            table.peer(&PublicKey::from_bytes(half.peer_static_public))?
+            let peer = table.peer(&PublicKey::from_bytes(half.peer_static_public))?;
+            (peer, Kind::Initiation)
         }
-        Packet::HandshakeResponse(p) => table.by_receiver_index(p.receiver_idx)?,
-        Packet::PacketCookieReply(p) => table.by_receiver_index(p.receiver_idx)?,
-        Packet::PacketData(p) => table.by_receiver_index(p.receiver_idx)?,
+        Packet::HandshakeResponse(p) => (
+            table.by_receiver_index(p.receiver_idx)?,
+            Kind::Response(p.receiver_idx),
+        ),
+        Packet::PacketCookieReply(p) => (table.by_receiver_index(p.receiver_idx)?, Kind::Other),
+        Packet::PacketData(p) => (
+            table.by_receiver_index(p.receiver_idx)?,
+            Kind::Data(p.receiver_idx),
+        ),
     };
     let mut tunn = peer.tunn();
     let out = &mut out[VIRTIO_NET_HDR_LEN..];
-    match tunn.decapsulate(Some(from.remote.ip()), datagram, out) {
+    let result = tunn.decapsulate(Some(from.remote.ip()), datagram, out);
+    if !matches!(result, TunnResult::Err(_)) {
+        match kind {
+            Kind::Response(ours) => peer.handshake_pending(ours),
+            Kind::Data(session) => peer.sent_on_session(session),
+            Kind::Initiation | Kind::Other => {}
+        }
+    }
+    match result {
         TunnResult::Done => {
             peer.learn_endpoint(from);
             None
@@ -378,6 +393,11 @@ fn receive(
             // rate limit): it must not move the peer's endpoint.
             if reply.len() != COOKIE_REPLY_LEN {
                 peer.learn_endpoint(from);
+                // Our answer's sender index (bytes 4..8) is the session the peer will use.
+                let ours = reply.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok());
+                if let (Kind::Initiation, Some(ours)) = (kind, ours) {
+                    peer.handshake_pending(u32::from_le_bytes(ours));
+                }
             }
             udp.send_one(from, reply);
             // A completed handshake releases the packets queued while it ran.
@@ -396,6 +416,17 @@ fn receive(
             peer.allows(source.into()).then_some(packet.len())
         }
     }
+}
+
+/// What an incoming datagram is to the handshake's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Initiation,
+    /// With our session index it answers.
+    Response(u32),
+    /// With the session index it was sent on.
+    Data(u32),
+    Other,
 }
 
 /// Handshake retries, keepalives, session expiry; the handshake rate limit's window.

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::Tunn;
@@ -34,6 +35,20 @@ pub struct Peer {
     /// Shared with the entry a change replaces, so the session survives the change.
     tunn: Arc<Mutex<Tunn>>,
     endpoint: Mutex<Option<Path>>,
+    /// When a handshake finished on our side (ms since the Unix epoch; 0: none waiting), and
+    /// the session index the peer will send on: it is complete for the peer too only once
+    /// it does. Our answer, or our confirmation after its answer, may be lost on the way.
+    pending: AtomicU64,
+    pending_index: AtomicU32,
+    /// When the last handshake was completed on both sides (ms; 0: never): the peer's first
+    /// packet on the new session shows it.
+    completed: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -69,6 +84,33 @@ impl Peer {
         }
     }
 
+    /// A handshake finished on our side: the peer sends on session `index` once it did too.
+    /// `index` is ours: the sender index of our initiation or answer.
+    pub fn handshake_pending(&self, index: u32) {
+        self.pending_index.store(index, Ordering::Relaxed);
+        self.pending.store(unix_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// A packet from the peer on session `receiver_index`: the handshake waiting for it, if
+    /// any, is complete. One atomic load per packet otherwise.
+    pub fn sent_on_session(&self, receiver_index: u32) {
+        if self.pending.load(Ordering::Relaxed) != 0
+            && self.pending_index.load(Ordering::Relaxed) == receiver_index
+        {
+            let pending = self.pending.swap(0, Ordering::Relaxed);
+            if pending != 0 {
+                self.completed.store(pending, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn last_handshake(&self) -> Option<SystemTime> {
+        match self.completed.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+        }
+    }
+
     pub fn preshared_key(&self) -> Option<&PresharedKey> {
         self.preshared_key.as_ref()
     }
@@ -78,14 +120,15 @@ impl Peer {
     }
 
     fn status(&self) -> PeerStatus {
-        let (since_handshake, tx, rx, _, _) = self.tunn().stats();
+        let (_, tx, rx, _, _) = self.tunn().stats();
         PeerStatus {
             public_key: self.public_key,
             has_preshared_key: self.preshared_key.is_some(),
             endpoint: self.endpoint(),
             allowed_ips: self.allowed_ips.clone(),
             persistent_keepalive: self.persistent_keepalive,
-            last_handshake: since_handshake.and_then(|d| SystemTime::now().checked_sub(d)),
+            // boringtun counts a handshake as soon as it has our side of it.
+            last_handshake: self.last_handshake(),
             rx_bytes: rx as u64,
             tx_bytes: tx as u64,
         }
@@ -246,6 +289,9 @@ impl Table {
             .endpoint
             .map(Path::from)
             .or_else(|| existing.as_ref().and_then(|p| p.path()));
+        let completed = existing
+            .as_ref()
+            .map_or(0, |p| p.completed.load(Ordering::Relaxed));
         let (index, tunn, fresh) = match existing {
             Some(old)
                 if config.preshared_key == old.preshared_key
@@ -276,6 +322,9 @@ impl Table {
             preshared_key: config.preshared_key.clone(),
             tunn,
             endpoint: Mutex::new(endpoint),
+            pending: AtomicU64::new(0),
+            pending_index: AtomicU32::new(0),
+            completed: AtomicU64::new(if fresh { 0 } else { completed }),
         }));
         fresh && endpoint.is_some() && config.persistent_keepalive > 0
     }
@@ -359,6 +408,23 @@ mod tests {
             assert_eq!(found, Some(p.public_key));
         }
         assert_ne!(table.peers()[0].index, table.peers()[1].index);
+    }
+
+    #[test]
+    fn a_handshake_counts_once_the_peer_sends_on_its_session() {
+        let a = key();
+        let table = table_with(&[peer(&a, &["10.0.0.1/32"], 0)]);
+        let p = &table.peers()[0];
+        assert_eq!(p.status().last_handshake, None);
+        p.handshake_pending(0x0102_0304);
+        p.sent_on_session(0x0102_0305);
+        assert_eq!(
+            p.status().last_handshake,
+            None,
+            "another session proves nothing"
+        );
+        p.sent_on_session(0x0102_0304);
+        assert!(p.status().last_handshake.is_some());
     }
 
     #[test]
