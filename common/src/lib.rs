@@ -2,6 +2,7 @@
 //! the typed state and configs, wg-quick files and crash-safe file handling.
 
 pub mod cli;
+pub mod clock;
 pub mod doctor;
 pub mod fsutil;
 pub mod keys;

@@ -35,12 +35,7 @@ pub struct RunState {
     pub started: u64,
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
+pub use roamgw_common::clock::unix_now;
 
 pub fn path(interface: &str) -> PathBuf {
     Path::new(RUN_DIR).join(format!("roamer-{interface}.json"))

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use roamgw_common::clock::unix_now;
 use signal_hook::consts::SIGHUP;
 use tracing::{debug, error, info, warn};
 
@@ -177,12 +178,6 @@ pub fn run_until_stopped(
     daemon.take_down();
     let _ = std::fs::remove_file(control::socket_path(&daemon.store));
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Daemon {

@@ -14,8 +14,9 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use roamgw_common::clock::unix_ms;
 use roamgw_common::state::ClientIp;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -234,12 +235,6 @@ impl Server {
         }
         let _ = request.respond(response);
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Every [`SAMPLE_SECS`]: the device's byte counters summed over the roamers, for the chart.

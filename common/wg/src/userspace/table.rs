@@ -17,6 +17,7 @@ use prefix_trie::joint::JointPrefixMap;
 use super::super::model::{DeviceStatus, PeerConfig, PeerStatus, SetOp};
 use super::udp::Path;
 use crate::DeviceError;
+use roamgw_common::clock::unix_ms;
 use roamgw_common::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// Handshakes per second before the device answers with cookies (boringtun's device uses the
@@ -43,12 +44,6 @@ pub struct Peer {
     /// When the last handshake was completed on both sides (ms; 0: never): the peer's first
     /// packet on the new session shows it.
     completed: AtomicU64,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
