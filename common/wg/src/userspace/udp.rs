@@ -4,7 +4,6 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
@@ -48,9 +47,7 @@ pub enum Sent {
 /// The UDP socket: dual-stack where the machine has IPv6, else IPv4.
 pub struct UdpPort {
     socket: UdpSocket,
-    /// Replaced after a send from a vanished address: quinn-udp takes any EINVAL for missing
-    /// GSO support and turns GSO off for good, which would cost the data path its batching.
-    state: RwLock<UdpSocketState>,
+    state: UdpSocketState,
     dual_stack: bool,
 }
 
@@ -78,7 +75,7 @@ impl UdpPort {
         }
         Ok(UdpPort {
             socket,
-            state: RwLock::new(state),
+            state,
             dual_stack,
         })
     }
@@ -98,16 +95,12 @@ impl UdpPort {
         buffers: &mut [std::io::IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        self.state().recv((&self.socket).into(), buffers, meta)
-    }
-
-    fn state(&self) -> RwLockReadGuard<'_, UdpSocketState> {
-        super::datapath::lock_read(&self.state)
+        self.state.recv((&self.socket).into(), buffers, meta)
     }
 
     /// How many datagrams one send may carry.
     pub fn max_segments(&self) -> usize {
-        self.state().max_gso_segments()
+        self.state.max_gso_segments()
     }
 
     /// Sends `contents` along `path`, cut into datagrams of `segment` bytes when given. A full
@@ -123,8 +116,7 @@ impl UdpPort {
         };
         let mut sent = Sent::Done;
         for _ in 0..10 {
-            let result = self.state().try_send((&self.socket).into(), &transmit);
-            match result {
+            match self.state.try_send((&self.socket).into(), &transmit) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut fds = [PollFd::new(&self.socket, PollFlags::OUT)];
                     let _ = poll(
@@ -132,14 +124,13 @@ impl UdpPort {
                         Some(&super::datapath::timespec(Duration::from_millis(100))),
                     );
                 }
-                // The kernel refuses a source address the host no longer has (ENETUNREACH
-                // here; EINVAL where the route's interface disagrees): send from the route's
-                // choice.
+                // The kernel refuses a source address the host no longer has (ENETUNREACH,
+                // measured; EADDRNOTAVAIL elsewhere): send from the route's choice. Not
+                // EINVAL: quinn-udp takes that for missing GSO and turns GSO off, and our
+                // source and destination come from one datagram, so the address families
+                // always agree.
                 Err(e) if transmit.src_ip.is_some() && source_refused(&e) => {
                     tracing::debug!(source = ?transmit.src_ip, "source address gone: {e}");
-                    if errno(&e) == Some(Errno::INVAL) {
-                        self.fresh_state();
-                    }
                     transmit.src_ip = None;
                     sent = Sent::SourceGone;
                 }
@@ -157,14 +148,6 @@ impl UdpPort {
         self.send(path, datagram, None)
     }
 
-    /// Undoes what quinn-udp concluded from an EINVAL (no GSO, a fallback message layout).
-    fn fresh_state(&self) {
-        match UdpSocketState::new((&self.socket).into()) {
-            Ok(state) => *self.state.write().unwrap_or_else(|p| p.into_inner()) = state,
-            Err(e) => tracing::debug!("UDP socket state kept: {e}"),
-        }
-    }
-
     fn to_wire(&self, address: SocketAddr) -> SocketAddr {
         match address {
             SocketAddr::V4(v4) if self.dual_stack => {
@@ -175,14 +158,10 @@ impl UdpPort {
     }
 }
 
-fn errno(e: &io::Error) -> Option<Errno> {
-    Errno::from_io_error(e)
-}
-
 fn source_refused(e: &io::Error) -> bool {
     matches!(
-        errno(e),
-        Some(Errno::INVAL | Errno::NETUNREACH | Errno::ADDRNOTAVAIL)
+        Errno::from_io_error(e),
+        Some(Errno::NETUNREACH | Errno::ADDRNOTAVAIL)
     )
 }
 
