@@ -53,6 +53,11 @@ struct ForwardStatus {
     problem: Option<String>,
 }
 
+/// A roamer's last handshake as `status` says it.
+fn handshake_text(secs: Option<u64>) -> String {
+    secs.map_or("never".into(), |s| format!("{s} s ago"))
+}
+
 /// A forward that clients try and nothing answers: what it likely is, and what to do.
 /// `handshake`: seconds since the roamer's last completed handshake (`None`: never).
 fn forward_problem(
@@ -64,19 +69,18 @@ fn forward_problem(
     if !c.unanswered() || !forward.spec.protocols.contains(Protocol::Tcp) {
         return None;
     }
+    let seen = format!("{} packets in, none back", c.incoming.packets);
     if !roamgw_common::doctor::session_alive(handshake) {
         return Some(format!(
-            "{} packets in, none back: '{}' has no working tunnel (last completed handshake: {}): \
-             see `roamer status` on it, and `roamgw doctor` here",
-            c.incoming.packets,
+            "{seen}: '{}' has no working tunnel (last completed handshake: {}): see `roamer \
+             status` on it, and `roamgw doctor` here",
             forward.to,
-            handshake.map_or("never".into(), |s| format!("{s} s ago")),
+            handshake_text(handshake),
         ));
     }
     let target = state.roamer(&forward.to).map_or_else(String::new, |r| {
         format!(" {}:{}", r.address, forward.spec.local)
     });
-    let seen = format!("{} packets in, none back", c.incoming.packets);
     Some(match forward.client_ip {
         ClientIp::Keep => format!(
             "{seen}: '{}' may not route replies to kept client addresses (a config made before \
@@ -215,8 +219,7 @@ fn render(view: &StatusView, state: &GatewayState) -> String {
             table.row([
                 r.name.clone(),
                 r.endpoint.clone().unwrap_or_else(|| "-".into()),
-                r.last_handshake_secs
-                    .map_or("never".into(), |s| format!("{s} s ago")),
+                handshake_text(r.last_handshake_secs),
                 r.rx_bytes.to_string(),
                 r.tx_bytes.to_string(),
             ]);

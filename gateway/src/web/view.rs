@@ -7,9 +7,6 @@ use serde::Serialize;
 use crate::control::PeerView;
 use crate::monitor::{Event, Monitor, Rate, SAMPLE_SECS};
 
-/// A handshake older than this means the session expired (WireGuard's REJECT_AFTER_TIME).
-const HANDSHAKE_FRESH_SECS: u64 = 180;
-
 #[derive(Debug, Serialize)]
 struct PageRoamer {
     name: String,
@@ -61,7 +58,7 @@ pub(super) struct StatusView {
 pub(super) fn health_of(handshake_secs: Option<u64>) -> &'static str {
     match handshake_secs {
         None => "never",
-        Some(s) if s <= HANDSHAKE_FRESH_SECS => "up",
+        fresh if roamgw_common::doctor::session_alive(fresh) => "up",
         Some(_) => "stale",
     }
 }
