@@ -2,6 +2,7 @@
 //! daemon runs, or sends it to `roamgw run`, which applies it to the state it holds in memory
 //! (no re-parse of thousands of forwards). Either way the checks and messages are these.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use crate::dataplane::ForwardChange;
@@ -51,6 +52,11 @@ pub enum StateChange {
         name: RoamerName,
         egress: Vec<Ipv4Net>,
     },
+    /// The active droplet's gateway, taken by its standby (`roamgw ha`); its key files are
+    /// written first. What is each droplet's own stays: see [`adopt`].
+    Adopt {
+        active: Box<GatewayState>,
+    },
 }
 
 /// A refused change: the message says what is wrong and how to fix it.
@@ -96,6 +102,7 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, 
         StateChange::RotateRoamerKey { name, public_key } => {
             on_copy(state, |next| rotate_roamer_key(next, name, *public_key))
         }
+        StateChange::Adopt { active } => adopt(state, active),
         StateChange::RotateGatewayKey { public_key } => on_copy(state, |next| {
             next.gateway.public_key = *public_key;
             Ok(Changed {
@@ -106,6 +113,50 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, 
             })
         }),
     }
+}
+
+/// `active`'s keys, roamers and forwards, with this droplet's own addresses (public IP,
+/// anchor and its gateway), backend, WireGuard mode and interface kept: each droplet of a pair
+/// has its own, and the forwards match on the local anchor.
+fn adopt(state: &mut GatewayState, active: &GatewayState) -> Result<Changed, Refused> {
+    let mut next = active.clone();
+    let own = &state.gateway;
+    next.gateway.public_ip = own.public_ip;
+    next.gateway.anchor_ip = own.anchor_ip;
+    next.gateway.anchor_gateway = own.anchor_gateway;
+    next.gateway.backend = own.backend;
+    next.gateway.wireguard = own.wireguard;
+    next.gateway.interface = own.interface.clone();
+    next.validate().map_err(|e| {
+        refused(format!(
+            "the active droplet's state does not fit this droplet ({e}); nothing was taken"
+        ))
+    })?;
+    let before: HashSet<&Forward> = state.forwards.iter().collect();
+    let after: HashSet<&Forward> = next.forwards.iter().collect();
+    let forwards = ForwardChange {
+        removed: state
+            .forwards
+            .iter()
+            .filter(|f| !after.contains(f))
+            .cloned()
+            .collect(),
+        added: next
+            .forwards
+            .iter()
+            .filter(|f| !before.contains(f))
+            .cloned()
+            .collect(),
+    };
+    let summary = format!(
+        "in step with the active droplet: {} roamers, {} forwards ({} added, {} removed)",
+        next.roamers.len(),
+        next.forwards.len(),
+        forwards.added.len(),
+        forwards.removed.len()
+    );
+    *state = next;
+    Ok(Changed { summary, forwards })
 }
 
 fn rotate_roamer_key(
@@ -474,6 +525,52 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
 
     fn name(n: &str) -> RoamerName {
         n.parse().expect("name")
+    }
+
+    #[test]
+    fn the_standby_takes_the_active_gateway_but_keeps_its_own_addresses() {
+        let mut standby = state("");
+        standby.gateway.public_ip = "198.51.100.20".parse().expect("ip");
+        standby.gateway.anchor_ip = "10.17.0.9".parse().expect("ip");
+        standby.gateway.anchor_gateway = Some("10.17.0.1".parse().expect("ip"));
+        let own = standby.gateway.clone();
+        let mut active = state(PHONE);
+        let removed = active.forwards.remove(0);
+        let added = apply(
+            &mut active,
+            &StateChange::AddPort {
+                spec: "8080".parse().expect("spec"),
+                to: Some(name("phone")),
+                allow_from: vec![],
+                client_ip: None,
+            },
+        )
+        .expect("adds");
+        let changed = apply(
+            &mut standby,
+            &StateChange::Adopt {
+                active: Box::new(active.clone()),
+            },
+        )
+        .expect("adopts");
+        assert_eq!(standby.roamers, active.roamers);
+        assert_eq!(standby.forwards, active.forwards);
+        assert_eq!(
+            (standby.gateway.public_ip, standby.gateway.anchor_ip),
+            (own.public_ip, own.anchor_ip)
+        );
+        assert_eq!(standby.gateway.anchor_gateway, own.anchor_gateway);
+        assert_eq!(changed.forwards.removed, vec![removed]);
+        assert_eq!(changed.forwards.added, added.forwards.added);
+        // Taken twice: nothing to do.
+        let again = apply(
+            &mut standby,
+            &StateChange::Adopt {
+                active: Box::new(active),
+            },
+        )
+        .expect("adopts");
+        assert!(again.forwards.added.is_empty() && again.forwards.removed.is_empty());
     }
 
     fn key(k: &str) -> PublicKey {

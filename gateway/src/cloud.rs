@@ -19,10 +19,13 @@ pub struct CloudAddresses {
     pub anchor_ip: Option<Ipv4Addr>,
     pub anchor_gateway: Option<Ipv4Addr>,
     pub floating_ip: Option<Ipv4Addr>,
+    /// The droplet's id at the provider (what its API names it by).
+    pub droplet_id: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Metadata {
+    droplet_id: Option<u64>,
     interfaces: Interfaces,
     reserved_ip: Option<Reserved>,
     floating_ip: Option<Reserved>,
@@ -76,6 +79,7 @@ pub fn parse_digitalocean(json: &str, source: &str) -> Option<CloudAddresses> {
         anchor_ip: anchor.map(|a| a.ip_address),
         anchor_gateway: anchor.and_then(|a| a.gateway),
         floating_ip,
+        droplet_id: metadata.droplet_id,
     })
 }
 
@@ -130,6 +134,7 @@ mod tests {
         assert_eq!(found.anchor_ip, Some(Ipv4Addr::new(10, 17, 0, 5)));
         assert_eq!(found.anchor_gateway, Some(Ipv4Addr::new(10, 17, 0, 1)));
         assert_eq!(found.floating_ip, Some(Ipv4Addr::new(45, 55, 96, 17)));
+        assert_eq!(found.droplet_id, Some(2756294));
     }
 
     #[test]

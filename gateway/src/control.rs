@@ -55,6 +55,10 @@ pub enum Request {
         #[serde(default)]
         deadline_unix_ms: Option<u64>,
     },
+    /// keepalived's word, through `roamgw ha notify`.
+    HaNotify { role: crate::ha::HaRole },
+    /// The pair as this daemon sees it, for `roamgw ha status`.
+    HaStatus,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +70,7 @@ pub enum Reply {
     Status {
         peers: Vec<PeerView>,
     },
+    Ha(Box<crate::ha::HaView>),
     Error {
         message: String,
         /// Whose fault: an older daemon sends none (it meant "refused").

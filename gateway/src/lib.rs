@@ -12,6 +12,7 @@ pub mod detect;
 pub mod device;
 pub mod doctor;
 pub mod engine;
+pub mod ha;
 pub mod import;
 pub mod metrics;
 pub mod monitor;
@@ -61,6 +62,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::Status(args) => return commands::status(&store, args.json),
         Command::Doctor(args) => return commands::doctor(&store, args.json),
         Command::Run(args) => commands::run(store, args),
+        Command::Ha(args) => commands::ha(&store, args),
         Command::Completions(args) => Ok(roamgw_common::cli::completions(
             <Cli as clap::CommandFactory>::command(),
             args.shell,

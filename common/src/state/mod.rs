@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod file;
 mod forward;
+pub mod ha;
 mod roamer_config;
 
 pub use file::StateError;

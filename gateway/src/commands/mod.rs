@@ -103,6 +103,7 @@ fn ask_daemon(store: &Store, request: &control::Request) -> Result<Option<String
 /// the file untouched; when it is not up, it is saved as pending. Returns the summary and
 /// the word for the user: live or pending.
 fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static str)> {
+    refuse_on_standby(store)?;
     let request = control::Request::Change {
         change: change.clone(),
         deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
@@ -122,8 +123,19 @@ fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static s
     ))
 }
 
+/// A change on the standby of a pair would fork the pair's gateway: it is made on the active.
+fn refuse_on_standby(store: &Store) -> Result<()> {
+    match crate::ha::settings(store) {
+        Ok(Some(pair)) if crate::ha::saved_role(store) == crate::ha::HaRole::Standby => {
+            Err(refused(crate::ha::standby_refusal(pair.peer)))
+        }
+        _ => Ok(()),
+    }
+}
+
 mod doctor;
 mod forwards;
+mod ha;
 mod import;
 mod roamers;
 mod setup;
@@ -131,6 +143,7 @@ mod status;
 
 pub use doctor::doctor;
 pub use forwards::{add_port, list, remove_port};
+pub use ha::ha;
 pub use import::import;
 pub use roamers::{add_roamer, egress, remove_roamer, roamers, rotate_key, show_config};
 pub use setup::{apply, down, init, rules, run, up};

@@ -14,6 +14,7 @@
 //! behind; the next start takes them over.
 
 pub mod endpoints;
+mod pair;
 mod start;
 pub mod watch;
 
@@ -84,12 +85,15 @@ pub enum DaemonError {
     Start(#[from] ChangeError),
     #[error(transparent)]
     Web(#[from] crate::web::WebError),
+    #[error("{0}")]
+    Ha(String),
 }
 
 enum Event {
     Signal(i32),
     Control(Request, mpsc::Sender<Reply>),
     Drift(Drift),
+    Pair(pair::PairEvent),
 }
 
 struct Daemon {
@@ -104,6 +108,8 @@ struct Daemon {
     endpoints_unsaved_warned: bool,
     /// What `--http` shows of the daemon's own work.
     monitor: std::sync::Arc<Monitor>,
+    /// The pair this droplet is half of (`roamgw ha`), if any.
+    pair: Option<pair::Pair>,
 }
 
 pub fn run_until_stopped(
@@ -131,6 +137,7 @@ pub fn run_until_stopped(
         warn!("starting without remembered endpoints: {e}");
         Endpoints::default()
     });
+    let pair = pair::start(&store, &events)?;
     let engine = Engine::on_this_machine(store.clone(), state, Role::Daemon);
     monitor.publish(engine.shared_state());
     let mut daemon = Daemon {
@@ -142,7 +149,9 @@ pub fn run_until_stopped(
         anchor_present: None,
         endpoints_unsaved_warned: false,
         monitor,
+        pair,
     };
+    daemon.pair_before_bring_up()?;
     if let Err(e) = daemon.bring_up() {
         daemon.take_down();
         return Err(e);
@@ -209,6 +218,7 @@ impl Daemon {
                         repair = Some((Instant::now() + DEBOUNCE, drift));
                     }
                 }
+                Ok(Event::Pair(event)) => self.pair_event(event),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -231,6 +241,7 @@ impl Daemon {
             }
             // After the reply: the CLI does not wait for it (and it copies nothing).
             self.monitor.publish(self.engine.shared_state());
+            self.pair_tick();
         }
     }
 
@@ -378,7 +389,10 @@ impl Daemon {
                     "the request waited past the time its command gave up; nothing was changed (try again)",
                 ))
             }
-            Request::Change { change, .. } => match self.apply(&change) {
+            Request::Change { change, .. } => match self
+                .refuse_on_standby()
+                .and_then(|()| self.apply(&change))
+            {
                 Ok(summary) => Reply::Applied { summary },
                 Err(e) => Reply::failed(e),
             },
@@ -393,6 +407,17 @@ impl Daemon {
             },
             Request::Status => Reply::Status {
                 peers: self.peer_views(),
+            },
+            Request::HaNotify { role } => match self.set_role(role) {
+                Ok(summary) => Reply::Applied { summary },
+                Err(e) => Reply::failed(e),
+            },
+            Request::HaStatus => match &self.pair {
+                Some(pair) => Reply::Ha(Box::new(pair.view())),
+                None => Reply::failed(ChangeError::new(
+                    Fault::Input,
+                    "this droplet is not one of a pair: set it up with `roamgw ha setup`",
+                )),
             },
         }
     }
@@ -477,6 +502,7 @@ mod loop_tests {
             anchor_present: None,
             endpoints_unsaved_warned: false,
             monitor: Arc::new(Monitor::default()),
+            pair: None,
         }
     }
 

@@ -129,6 +129,10 @@ pub struct Engine {
     device: Option<Box<dyn WgDevice>>,
     /// The roamers' preshared keys, read once per roamer (a change of forwards reads no file).
     psks: Psks,
+    /// The standby of a pair: no peer has an endpoint, so the device sends nothing to any
+    /// roamer (a handshake from here would move a laptop behind a full-cone NAT to the wrong
+    /// droplet). The remembered endpoints wait for [`Engine::wake`].
+    quiet: bool,
 }
 
 impl Engine {
@@ -147,6 +151,7 @@ impl Engine {
             link,
             device: None,
             psks: Psks::new(),
+            quiet: false,
         }
     }
 
@@ -317,7 +322,8 @@ impl Engine {
         Ok(applied)
     }
 
-    /// Identity, peers (a peer new to the device gets its remembered endpoint), link.
+    /// Identity, peers (a peer new to the device gets its remembered endpoint unless the
+    /// engine is quiet), link.
     fn configure_device(
         &mut self,
         remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
@@ -327,6 +333,20 @@ impl Engine {
         };
         let key = self.files.gateway_private_key(&self.state)?;
         roamgw_wg::set_identity(device.as_ref(), &key, self.state.gateway.listen_port)?;
+        self.remembering_peers(remembered)?;
+        self.link.configure(&self.state)?;
+        Ok(())
+    }
+
+    /// The peers as the state says; one the device has no endpoint for gets its remembered
+    /// one, unless the engine is quiet.
+    fn remembering_peers(
+        &mut self,
+        remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
+    ) -> Result<(), ChangeError> {
+        let Some(device) = &self.device else {
+            return Ok(());
+        };
         let current = device.status()?;
         refresh_psks(&mut self.psks, &self.state, self.files.as_ref())?;
         let mut peers = device::desired_peers(&self.state, &self.psks);
@@ -334,21 +354,20 @@ impl Engine {
             let learned = current
                 .peer(&peer.public_key)
                 .and_then(|have| have.endpoint);
-            if learned.is_none() {
+            if learned.is_none() && !self.quiet {
                 peer.endpoint = remembered(&peer.public_key);
             }
         }
         let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
             .and_then(roamgw_wg::PeerSync::all_applied)?;
         tracing::info!("{sync}");
-        self.link.configure(&self.state)?;
         Ok(())
     }
 
     /// One datagram into the tunnel for every roamer whose peer has an endpoint: with no
     /// session yet, the device starts a handshake to it now.
     pub fn initiate_handshakes(&self) {
-        let Some(device) = &self.device else {
+        let Some(device) = self.device.as_ref().filter(|_| !self.quiet) else {
             return;
         };
         let Ok(status) = device.status() else {
@@ -375,6 +394,48 @@ impl Engine {
             ),
             Err(e) => warn!("cannot start handshakes to the remembered endpoints: {e}"),
         }
+    }
+
+    /// Becomes the standby's engine: every peer loses its endpoint and session, so the device
+    /// sends nothing to any roamer until [`Engine::wake`].
+    pub fn go_quiet(&mut self) -> Result<(), ChangeError> {
+        self.quiet = true;
+        let Some(device) = &self.device else {
+            return Ok(());
+        };
+        refresh_psks(&mut self.psks, &self.state, self.files.as_ref())?;
+        for peer in device::desired_peers(&self.state, &self.psks) {
+            roamgw_wg::reset_peer(device.as_ref(), &peer)?;
+        }
+        Ok(())
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Becomes the active droplet's engine: every peer without an endpoint gets its
+    /// remembered one, and handshakes start to all of them (what a restart does), so stock
+    /// laptops come back without waiting for their rekey.
+    pub fn wake(
+        &mut self,
+        remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
+    ) -> Result<(), ChangeError> {
+        self.quiet = false;
+        if let Some(device) = &self.device {
+            // The device compares peers without their endpoints: a quiet peer is set anew.
+            let current = device.status()?;
+            refresh_psks(&mut self.psks, &self.state, self.files.as_ref())?;
+            for mut peer in device::desired_peers(&self.state, &self.psks) {
+                let has = current.peer(&peer.public_key).and_then(|p| p.endpoint);
+                if let (None, Some(endpoint)) = (has, remembered(&peer.public_key)) {
+                    peer.endpoint = Some(endpoint);
+                    roamgw_wg::reset_peer(device.as_ref(), &peer)?;
+                }
+            }
+        }
+        self.initiate_handshakes();
+        Ok(())
     }
 
     /// The daemon's end: the backend's rules removed, the device dropped (which removes the

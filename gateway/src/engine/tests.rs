@@ -191,6 +191,31 @@ fn a_new_device_gets_the_remembered_endpoints_and_is_poked() {
 }
 
 #[test]
+fn a_quiet_standby_sends_nothing_until_it_wakes() {
+    let world = Shared::default();
+    let mut engine = engine(Role::Daemon, &world);
+    let endpoint: std::net::SocketAddr = "198.51.100.2:40000".parse().expect("addr");
+    engine.go_quiet().expect("quiet");
+    engine.bring_up(&|_| Some(endpoint)).expect("up");
+    engine.initiate_handshakes();
+    with(&world, |w| {
+        assert!(w.device.peers.iter().all(|p| p.endpoint.is_none()));
+        assert!(w.poked.is_empty());
+    });
+    engine.wake(&|_| Some(endpoint)).expect("wakes");
+    with(&world, |w| {
+        assert!(w.device.peers.iter().all(|p| p.endpoint == Some(endpoint)));
+        assert_eq!(w.poked.len(), engine.state().roamers.len());
+        assert_eq!(w.identity_sets, 1, "waking does not touch the identity");
+    });
+    // Demoted again: the endpoints (and sessions) are gone.
+    engine.go_quiet().expect("quiet");
+    with(&world, |w| {
+        assert!(w.device.peers.iter().all(|p| p.endpoint.is_none()));
+    });
+}
+
+#[test]
 fn a_rotated_gateway_key_is_set_on_the_device() {
     let (mut engine, world) = daemon_up();
     let public_key = PrivateKey::generate().expect("key").public_key();

@@ -11,6 +11,9 @@ use roamgw_common::{InterfaceName, PortSpec, PublicKey, RoamerName};
 pub use crate::change::parse_cidr;
 use crate::store::DEFAULT_CONFIG_DIR;
 
+mod ha;
+pub use ha::{HaArgs, HaCommand, HaJoinArgs, HaNotifyArgs, HaSetupArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "roamgw",
@@ -190,6 +193,15 @@ pub enum Command {
         Exit status: 1 when a check fails (FAIL), 0 otherwise (WARN lines included)."
     )]
     Doctor(JsonArgs),
+
+    /// Two droplets, one reserved IP: keepalived elects, roamgw moves the IP and keeps the
+    /// standby in step.
+    #[command(after_help = "Examples:\n  \
+        roamgw ha setup --peer 10.116.0.3        # on the droplet that serves now\n  \
+        roamgw ha join --peer 10.116.0.2 --pair-key KEY   # on the other, after `roamgw init`\n  \
+        roamgw ha status\n\n\
+        docs/ha.md walks through it.")]
+    Ha(HaArgs),
 
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
