@@ -38,8 +38,20 @@ pub fn open(state: &GatewayState) -> Result<Option<Box<dyn WgDevice>>, DeviceErr
     Ok(Some(roamgw_wg::create_device(
         name,
         preference,
-        roamgw_wg::ReplySource::Arrival,
+        roamgw_wg::ReplySource::Arrival {
+            first: first_source(state),
+        },
     )?))
+}
+
+/// Where the device's own first datagrams to a roamer leave from: the anchor when roamers dial
+/// the floating IP (the provider's NAT makes it the floating IP on the way out, which the
+/// laptop's NAT expects), else the route's choice.
+fn first_source(state: &GatewayState) -> Option<std::net::IpAddr> {
+    let g = &state.gateway;
+    let dials_floating =
+        g.floating_ip.is_some() && g.endpoint.ip() == g.floating_ip.map(Into::into);
+    dials_floating.then_some(std::net::IpAddr::V4(g.anchor_ip))
 }
 
 fn is_kernel_wireguard(name: &str) -> bool {

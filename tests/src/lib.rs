@@ -31,6 +31,8 @@ pub mod browser;
 pub mod firewalld;
 pub mod mirror;
 mod ns;
+pub mod pair;
+pub mod provider;
 mod scenario;
 mod testbed;
 
@@ -105,11 +107,16 @@ fn require_root_and_tools() {
         "the end-to-end tests need root (network namespaces); run them as root, e.g. `sudo bash scripts/test`"
     );
     for (tool, package) in TOOLS {
-        assert!(
-            on_path(tool),
-            "`{tool}` is missing: run `bash scripts/install-deps` (package {package})"
-        );
+        require_tool(tool, package);
     }
+}
+
+/// A tool only some tests need: missing, the test fails with the package to install.
+pub fn require_tool(tool: &str, package: &str) {
+    assert!(
+        on_path(tool),
+        "`{tool}` is missing: run `bash scripts/install-deps` (package {package})"
+    );
 }
 
 /// Whether an executable of that name is on PATH.

@@ -24,8 +24,8 @@ pub struct Testbed {
     /// started firewalld on a private bus, so no test ever reaches this machine's own bus
     /// (and a firewalld on it).
     system_bus: Mutex<String>,
-    /// More laptops behind the CGNAT ([`Testbed::add_laptop`]): namespace and WireGuard
-    /// interface name.
+    /// More hosts ([`Testbed::add_host`]: laptops behind the CGNAT, a second droplet):
+    /// namespace and WireGuard interface name.
     laptops: Mutex<Vec<(Ns, String)>>,
 }
 
@@ -92,20 +92,7 @@ impl Testbed {
     /// 100.64.`n`.2/24 on eth0, and a WireGuard interface name of its own; cleaned up with the
     /// testbed.
     pub fn add_laptop(&self, n: u8) -> (Ns, String) {
-        let ns = Ns {
-            name: format!("rg{}-l{n}", self.id),
-        };
-        let interface = format!("rg{}l{n}", self.id);
-        let out = Command::new("ip")
-            .args(["netns", "add", &ns.name])
-            .output()
-            .expect("ip netns add");
-        assert!(out.status.success(), "ip netns add {}", ns.name);
-        self.laptops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((ns.clone(), interface.clone()));
-        ns.run(&["ip", "link", "set", "lo", "up"]);
+        let (ns, interface) = self.add_host(&format!("l{n}"));
         let cgn_if = format!("to-l{n}");
         self.cgn.run(&[
             "ip", "link", "add", &cgn_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
@@ -136,6 +123,26 @@ impl Testbed {
             "via",
             &format!("100.64.{n}.1"),
         ]);
+        (ns, interface)
+    }
+
+    /// A namespace of its own (`rg<id>-<role>`, lo up, no links yet) and a WireGuard
+    /// interface name for it (`rg<id><role>`), both cleaned up with the testbed.
+    pub fn add_host(&self, role: &str) -> (Ns, String) {
+        let ns = Ns {
+            name: format!("rg{}-{role}", self.id),
+        };
+        let interface = format!("rg{}{role}", self.id);
+        let out = Command::new("ip")
+            .args(["netns", "add", &ns.name])
+            .output()
+            .expect("ip netns add");
+        assert!(out.status.success(), "ip netns add {}", ns.name);
+        self.laptops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ns.clone(), interface.clone()));
+        ns.run(&["ip", "link", "set", "lo", "up"]);
         (ns, interface)
     }
 

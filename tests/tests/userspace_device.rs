@@ -33,7 +33,7 @@ fn changing_a_peer_keeps_the_device_and_the_learned_endpoint() {
     let laptop_key = PrivateKey::generate().expect("random");
     let name = bed.gw_wg.clone();
     let device = bed.gw.enter(move || {
-        UserspaceDevice::create(&name, roamgw_wg::ReplySource::Arrival)
+        UserspaceDevice::create(&name, roamgw_wg::ReplySource::Arrival { first: None })
             .expect("create the userspace device")
     });
     set_identity(&device, &gateway_key, 51820).expect("identity");

@@ -42,6 +42,9 @@ pub struct HaSettings {
     /// The interface `this` is on (keepalived's `interface`).
     pub vrrp_interface: String,
     pub virtual_router_id: u8,
+    /// keepalived's priority: the droplet set up first is preferred when both start at once
+    /// (150 against 100); `nopreempt` keeps a recovered droplet the standby either way.
+    pub priority: u8,
     pub replication_port: u16,
 }
 
@@ -94,7 +97,7 @@ impl HaSettings {
                  nopreempt\n    \
                  interface {interface}\n    \
                  virtual_router_id {vrid}\n    \
-                 priority 100\n    \
+                 priority {priority}\n    \
                  advert_int 1\n    \
                  unicast_src_ip {this}\n    \
                  unicast_peer {{\n        {peer}\n    }}\n    \
@@ -103,6 +106,7 @@ impl HaSettings {
             ip = self.reserved_ip,
             interface = self.vrrp_interface,
             vrid = self.virtual_router_id,
+            priority = self.priority,
             this = self.this,
             peer = self.peer,
             roamgw = roamgw.display(),
@@ -128,6 +132,7 @@ mod tests {
             peer: Ipv4Addr::new(10, 10, 0, 2),
             vrrp_interface: "eth1".into(),
             virtual_router_id: DEFAULT_VIRTUAL_ROUTER_ID,
+            priority: 150,
             replication_port: DEFAULT_REPLICATION_PORT,
         }
     }
@@ -153,6 +158,7 @@ mod tests {
             "unicast_src_ip 10.10.0.1",
             "        10.10.0.2\n",
             "advert_int 1",
+            "priority 150",
             "notify \"/usr/bin/roamgw --config-dir /etc/roamgw ha notify\"",
             "enable_script_security",
         ] {

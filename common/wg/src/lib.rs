@@ -37,8 +37,11 @@ pub enum Preference {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplySource {
     /// The address each peer last reached us on: a server with several addresses (the
-    /// gateway: its public IP, and the anchor the floating IP arrives on).
-    Arrival,
+    /// gateway: its public IP, and the anchor the floating IP arrives on). `first`: the
+    /// address for a peer that has not reached us yet (a configured endpoint: the gateway's
+    /// handshakes after a restart or a failover leave from the anchor when roamers dial the
+    /// floating IP, or the laptop's NAT drops them). Kernel WireGuard uses the route's choice.
+    Arrival { first: Option<std::net::IpAddr> },
     /// Whichever the route picks: a laptop, whose addresses come and go with its networks.
     Route,
 }

@@ -89,6 +89,7 @@ fn setup(store: &Store, args: &HaSetupArgs, joining: Option<PairKey>) -> Result<
         peer: args.peer,
         vrrp_interface,
         virtual_router_id: args.virtual_router_id,
+        priority: if joining.is_some() { 100 } else { 150 },
         replication_port: args.replication_port,
     };
     settings.validate().map_err(|e| refused(e.to_string()))?;

@@ -203,14 +203,11 @@ impl Daemon {
         }
     }
 
-    /// Sets the engine up for the saved role before the device exists: a standby's peers get
-    /// no endpoints.
+    /// One of a pair starts quiet whatever its saved role: an active one wakes once the
+    /// provider confirms the reserved IP is still its own (a droplet revived after a failover
+    /// must not handshake as if it led).
     pub(super) fn pair_before_bring_up(&mut self) -> Result<(), ChangeError> {
-        if self
-            .pair
-            .as_ref()
-            .is_some_and(|p| p.role == HaRole::Standby)
-        {
+        if self.pair.is_some() {
             self.engine.go_quiet()?;
         }
         Ok(())
@@ -254,7 +251,18 @@ impl Daemon {
                 pair.asking = false;
                 let ours = pair.settings.droplet_id;
                 match result {
-                    Ok(holder) if holder == Some(ours) => {}
+                    Ok(holder) if holder == Some(ours) => {
+                        if pair.role == HaRole::Active
+                            && !matches!(pair.holding, Holding::Held { .. })
+                        {
+                            info!("the reserved IP is ours: starting handshakes to the remembered endpoints");
+                            pair.holding = Holding::Held { took_ms: 0 };
+                            let endpoints = self.endpoints.clone();
+                            if let Err(e) = self.engine.wake(&|key| endpoints.endpoint(key)) {
+                                error!("cannot wake the device: {e}");
+                            }
+                        }
+                    }
                     Ok(holder) if pair.role == HaRole::Active => {
                         let who = holder.map_or("no droplet".into(), |h| format!("droplet {h}"));
                         error!("the reserved IP is on {who}, not here: quiet until the peer is the standby");
@@ -293,7 +301,9 @@ impl Daemon {
             Holding::Held { .. } | Holding::Lost { .. } if now >= pair.next_holder_check => {
                 pair.spawn_holder_check()
             }
-            Holding::Unknown if now >= pair.next_holder_check => pair.spawn_claim(),
+            // A daemon that starts as the active asks before it claims: the IP may have
+            // moved while it was down.
+            Holding::Unknown if now >= pair.next_holder_check => pair.spawn_holder_check(),
             _ => {}
         }
     }

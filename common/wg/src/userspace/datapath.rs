@@ -78,10 +78,14 @@ pub struct Shared {
 pub type BindRequest = (u16, mpsc::Sender<io::Result<UdpPort>>);
 
 impl Shared {
-    pub fn new(sticky_source: bool) -> io::Result<Self> {
+    pub fn new(source: crate::ReplySource) -> io::Result<Self> {
         let wake = || eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK);
+        let (sticky_source, first) = match source {
+            crate::ReplySource::Arrival { first } => (true, first),
+            crate::ReplySource::Route => (false, None),
+        };
         Ok(Shared {
-            table: RwLock::new(Table::default()),
+            table: RwLock::new(Table::with_first_source(first)),
             udp: RwLock::new(None),
             stop: AtomicBool::new(false),
             wake_tx: wake()?,

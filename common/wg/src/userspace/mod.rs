@@ -81,8 +81,7 @@ impl UserspaceDevice {
         };
         let tun = Arc::new(create_tun(name).map_err(create_error)?);
         tun.set_nonblocking(true).map_err(create_error)?;
-        let shared =
-            Arc::new(Shared::new(source == crate::ReplySource::Arrival).map_err(create_error)?);
+        let shared = Arc::new(Shared::new(source).map_err(create_error)?);
         // Weak: the relay's thread may outlive the device by a moment, and must not keep its
         // sockets (the listen port) open meanwhile: a device created again at once (after
         // `ip link del`) binds the same port.

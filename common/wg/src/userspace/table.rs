@@ -159,9 +159,19 @@ pub struct Table {
     /// roamers (it was a linear scan).
     routes: JointPrefixMap<IpNet, Arc<Peer>>,
     last_index: u32,
+    /// Where a configured endpoint is sent from until the peer reaches us (`None`: the
+    /// route's choice). See [`crate::ReplySource::Arrival`].
+    first_source: Option<IpAddr>,
 }
 
 impl Table {
+    pub fn with_first_source(first_source: Option<IpAddr>) -> Self {
+        Table {
+            first_source,
+            ..Table::default()
+        }
+    }
+
     pub fn identity(&self) -> Option<&Identity> {
         self.identity.as_ref()
     }
@@ -278,11 +288,15 @@ impl Table {
         };
         let existing = self.peer(&config.public_key).cloned();
         self.peers.retain(|p| p.public_key != config.public_key);
-        // A configured endpoint starts with the route's source, as a set endpoint does in
-        // kernel WireGuard; a learned one keeps its path.
+        // A configured endpoint starts from the first source (the route's choice, as in
+        // kernel WireGuard, unless the device was given one); a learned one keeps its path.
+        let first_source = self.first_source;
         let endpoint = config
             .endpoint
-            .map(Path::from)
+            .map(|remote| Path {
+                remote,
+                local: first_source,
+            })
             .or_else(|| existing.as_ref().and_then(|p| p.path()));
         let completed = existing
             .as_ref()
@@ -458,6 +472,20 @@ mod tests {
         table.apply(&[SetOp::Peer(configured)]).expect("change");
         let b_path = table.peer(&b).and_then(|p| p.path());
         assert_eq!(b_path.and_then(|p| p.local), None);
+
+        // A device given a first source (the gateway whose roamers dial the floating IP)
+        // sends to a configured endpoint from it.
+        let mut table = Table::with_first_source(Some(anchor));
+        let mut identity = peer(&a, &["10.0.0.1/32"], 0);
+        identity.endpoint = Some("192.0.2.1:51820".parse().expect("addr"));
+        table
+            .apply(&[
+                SetOp::PrivateKey(PrivateKey::generate().expect("random")),
+                SetOp::Peer(identity),
+            ])
+            .expect("change");
+        let a_path = table.peer(&a).and_then(|p| p.path());
+        assert_eq!(a_path.and_then(|p| p.local), Some(anchor));
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl UdpPort {
             ecn: None,
             contents,
             segment_size: segment,
-            src_ip: path.local,
+            src_ip: path.local.map(|ip| self.to_wire_ip(ip)),
         };
         let mut sent = Sent::Done;
         for _ in 0..10 {
@@ -146,6 +146,14 @@ impl UdpPort {
 
     pub fn send_one(&self, path: Path, datagram: &[u8]) -> Sent {
         self.send(path, datagram, None)
+    }
+
+    /// Our address as the socket takes it (v4-mapped on a dual-stack socket).
+    fn to_wire_ip(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) if self.dual_stack => IpAddr::V6(v4.to_ipv6_mapped()),
+            other => other,
+        }
     }
 
     fn to_wire(&self, address: SocketAddr) -> SocketAddr {
