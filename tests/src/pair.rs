@@ -349,6 +349,27 @@ impl PairBed {
         );
     }
 
+    /// The private switch between the droplets off (`true`: they no longer see each other)
+    /// or on again; both keep their links.
+    pub fn cut_private(&self, cut: bool) {
+        let state = if cut { "down" } else { "up" };
+        self.bed.wan.run(&["ip", "link", "set", "priv", state]);
+    }
+
+    /// A planned switch-over: keepalived on `droplet` stopped (SIGTERM: it announces
+    /// priority 0 and the peer takes over at once).
+    pub fn stop_keepalived(&self, droplet: &Droplet) {
+        let pid_file = self
+            .bed
+            .dir
+            .path()
+            .join(format!("keepalived-{}.pid", droplet.name));
+        let pid = std::fs::read_to_string(&pid_file).expect("keepalived's pid file");
+        droplet.ns.run(&["kill", "-TERM", pid.trim()]);
+        // Gone once its pid file is.
+        wait_until(Duration::from_secs(5), || !pid_file.exists());
+    }
+
     /// `roamgw ha status --json` of `droplet`'s daemon (`None` when it does not answer).
     pub fn ha_status(&self, droplet: &Droplet) -> Option<serde_json::Value> {
         let out = self.roamgw(droplet, &["ha", "status", "--json"]);

@@ -1,6 +1,8 @@
 //! Two droplets, one reserved IP (`roamgw ha`, issue 26): keepalived elects, the fake provider
 //! API moves the IP, the standby follows the active's changes and takes over when it dies.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use roamgw_e2e::pair::PairBed;
@@ -34,6 +36,19 @@ fn pair_with_laptops() -> PairBed {
         );
     }
     pair
+}
+
+/// One line through an echo session; `None` when it does not come back within 5 s.
+fn echo(session: &mut TcpStream, line: &str) -> Option<String> {
+    session
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .ok()?;
+    session.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut back = String::new();
+    BufReader::new(session.try_clone().ok()?)
+        .read_line(&mut back)
+        .ok()?;
+    Some(back.trim().to_string()).filter(|b| !b.is_empty())
 }
 
 /// The endpoints file of `droplet` names both laptops.
@@ -83,6 +98,23 @@ fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
     );
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 
+    // An open connection through a forward (as an ssh session is), to see what a failover
+    // does to it.
+    pair.bed.tcp_echo_server(&pair.bed.roam, 7);
+    pair.roamgw_ok(a, &["add-port", "7", "--to", "laptop"]);
+    let mut session = pair
+        .bed
+        .cli
+        .connect(&format!("{FLOATING_IP}:7"), Duration::from_secs(2))
+        .expect("a connection through the forward");
+    assert_eq!(echo(&mut session, "before"), Some("before".into()));
+    assert!(
+        wait_until(Duration::from_secs(5), || pair
+            .roamgw_ok(b, &["list", "--json"])
+            .contains("\"7/tcp\"")),
+        "port 7 did not reach b"
+    );
+
     // The active dies; the standby claims the IP and the laptops follow.
     let died = Instant::now();
     pair.kill(a);
@@ -103,6 +135,13 @@ fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
         pair.logs()
     );
     assert_eq!(pair.api.holder(FLOATING_IP), Some(b.id));
+    let after = echo(&mut session, "after");
+    eprintln!("ha: the open connection after the failover: {after:?}");
+    assert_eq!(
+        after.as_deref(),
+        Some("after"),
+        "an open connection through a forward (client address kept) survives a failover"
+    );
 
     // The old active comes back as the standby, in step with the new one.
     pair.revive_links(a);
@@ -120,6 +159,73 @@ fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
     assert!(
         took.is_some(),
         "the forward after a came back:\n{}",
+        pair.logs()
+    );
+}
+
+#[test]
+fn a_cut_between_the_droplets_leaves_exactly_one_forwarding() {
+    let pair = pair_with_laptops();
+    let (a, b) = (&pair.a, &pair.b);
+    pair.cut_private(true);
+    // b no longer hears a: it becomes active and claims; a learns the IP moved, goes quiet.
+    assert!(
+        wait_until(Duration::from_secs(15), || pair.api.holder(FLOATING_IP)
+            == Some(b.id)),
+        "b did not claim the IP:\n{}",
+        pair.logs()
+    );
+    let lost = || {
+        pair.ha_status(a)
+            .is_some_and(|p| p["role"] == "active" && p["holding"]["state"] == "lost")
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), lost),
+        "a did not notice:\n{}",
+        pair.logs()
+    );
+    let status = pair.roamgw_ok(a, &["ha", "status"]);
+    assert!(status.contains("on droplet 1002, not here"), "{status}");
+    assert!(status.contains("unreachable"), "{status}");
+    // a sends nothing: no peer of its device has an endpoint.
+    let endpoints = a.ns.run(&["wg", "show", &a.wg, "endpoints"]);
+    assert!(
+        endpoints.lines().all(|l| l.ends_with("(none)")),
+        "a quiet droplet with endpoints:\n{endpoints}"
+    );
+    for (forward, banner) in [(FORWARD, "roamer"), (STOCK_FORWARD, "stock")] {
+        let took =
+            pair.bed
+                .time_until_banner(forward, banner, Instant::now(), Duration::from_secs(20));
+        assert!(
+            took.is_some(),
+            "{forward} during the split:\n{}",
+            pair.logs()
+        );
+    }
+
+    assert_eq!(
+        pair.api.holder(FLOATING_IP),
+        Some(b.id),
+        "a took the IP back while it could not see b:\n{}",
+        pair.logs()
+    );
+
+    // The cut heals: one active with the IP, the other its standby, in step.
+    pair.cut_private(false);
+    let one_leads =
+        || (pair.is_active(a) && pair.in_step(b)) || (pair.is_active(b) && pair.in_step(a));
+    assert!(
+        wait_until(Duration::from_secs(30), one_leads),
+        "no single leader after the cut healed:\n{}",
+        pair.logs()
+    );
+    let took =
+        pair.bed
+            .time_until_banner(FORWARD, "roamer", Instant::now(), Duration::from_secs(20));
+    assert!(
+        took.is_some(),
+        "the forward after the cut healed:\n{}",
         pair.logs()
     );
 }

@@ -256,7 +256,7 @@ pub fn render(view: &HaView, now_ms: u64) -> String {
             format!("held here (the provider moved it in {:.1} s)", *took_ms as f64 / 1000.0)
         }
         (_, Holding::Claiming { since_ms }) => format!("claiming (asked {})", ago(*since_ms)),
-        (_, Holding::Lost { holder }) => format!(
+        (_, Holding::Lost { holder, .. }) => format!(
             "on {}, not here: quiet until the peer is the standby (split brain, or the peer claimed it later)",
             holder.map_or("no droplet".into(), |h| format!("droplet {h}"))
         ),
@@ -312,7 +312,10 @@ mod tests {
         let lost = render(
             &view(
                 HaRole::Active,
-                Holding::Lost { holder: Some(2) },
+                Holding::Lost {
+                    holder: Some(2),
+                    since_ms: 0,
+                },
                 PeerSeen {
                     error: Some("connection timed out".into()),
                     ..PeerSeen::default()

@@ -266,7 +266,12 @@ impl Daemon {
                     Ok(holder) if pair.role == HaRole::Active => {
                         let who = holder.map_or("no droplet".into(), |h| format!("droplet {h}"));
                         error!("the reserved IP is on {who}, not here: quiet until the peer is the standby");
-                        pair.holding = Holding::Lost { holder };
+                        if !matches!(pair.holding, Holding::Lost { .. }) {
+                            pair.holding = Holding::Lost {
+                                holder,
+                                since_ms: unix_ms(),
+                            };
+                        }
                         if let Err(e) = self.engine.go_quiet() {
                             error!("cannot quiet the device: {e}");
                         }
@@ -294,7 +299,12 @@ impl Daemon {
             Holding::Failed { .. } if pair.next_claim.is_some_and(|at| now >= at) => {
                 pair.spawn_claim()
             }
-            Holding::Lost { .. } if pair.replica.peer().role == Some(HaRole::Standby) => {
+            // The peer's word must be newer than the loss: an answer from before a cut
+            // between the droplets says nothing of the peer now.
+            Holding::Lost { since_ms, .. }
+                if pair.replica.peer().role == Some(HaRole::Standby)
+                    && pair.replica.peer().answered_ms > Some(*since_ms) =>
+            {
                 info!("the peer is the standby now: claiming the reserved IP again");
                 pair.spawn_claim();
             }

@@ -125,6 +125,8 @@ pub enum Holding {
     /// Another droplet (or none) holds it: split brain, or the peer claimed it later.
     Lost {
         holder: Option<u64>,
+        /// When this droplet found out (Unix ms): only a word from the peer after it counts.
+        since_ms: u64,
     },
     Failed {
         error: String,

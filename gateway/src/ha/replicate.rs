@@ -448,6 +448,8 @@ impl Replica {
                             warn!("replication: cannot ask {peer}: {e}");
                         }
                         view.error = Some(e.to_string());
+                        // Unknown now: what it said before says nothing of it now.
+                        view.role = None;
                         drop(view);
                         std::thread::sleep(RETRY_AFTER);
                     }
