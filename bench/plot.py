@@ -230,6 +230,30 @@ def plot_datapath():
     save(fig, "datapath")
 
 
+def plot_failover():
+    header, rows = tables(section("failover"))[0]
+    labels = [f"{r[0]}, API delay {r[1]}" for r in rows]
+    parts = [[number(r[2]), number(r[3]), number(r[4])] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    y = range(len(rows))
+    left = [0.0] * len(rows)
+    for k, (name, color) in enumerate(
+        [("detection (keepalived)", OTHER), ("provider API", THEIRS), ("data plane (roamgw)", OURS)]
+    ):
+        widths = [(p[k] or 0.0) for p in parts]
+        ax.barh(y, widths, left=left, color=color, alpha=0.85, label=name)
+        left = [l + w for l, w in zip(left, widths)]
+    for i, r in enumerate(rows):
+        ax.text(left[i] + 0.1, i, f"roamer {number(r[5]):.2f} s, stock {number(r[6]):.2f} s", va="center", fontsize=8)
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(right=max(left) * 1.6)
+    ax.set_xlabel("seconds from the event to a working forward (medians)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Failover of a pair: where the time goes")
+    save(fig, "failover")
+
+
 PLOTS = {
     "throughput": plot_throughput,
     "add-port": plot_add_port,
@@ -238,6 +262,7 @@ PLOTS = {
     "firewalld": plot_firewalld,
     "coexistence": plot_coexistence,
     "datapath": plot_datapath,
+    "failover": plot_failover,
 }
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ pub const ANCHOR_ROUTE_PRIORITY: u32 = roamgw_common::replies::RULE_PRIORITY;
 
 /// Puts address and MTU on the interface and brings it up; with an anchor gateway, what comes
 /// in from the roamers (egress, and the replies of forwards, which leave with the anchor
-/// address) is routed by it.
+/// address) and what this machine sends from the anchor (the tunnel's own datagrams to roamers
+/// that dial the floating IP) are routed by it.
 pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     let g = &state.gateway;
     check_path_mtu(g.mtu);
@@ -108,6 +109,7 @@ pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
         Some(next_hop) => links.route_arrivals_via(
             g.interface.as_str(),
             next_hop,
+            g.anchor_ip,
             ANCHOR_ROUTE_TABLE,
             ANCHOR_ROUTE_PRIORITY,
         )?,
@@ -133,7 +135,7 @@ pub fn link_configured(state: &GatewayState) -> bool {
 fn arrivals_routed() -> bool {
     let routed = roamgw_wg::netlink::Links::connect().and_then(|links| {
         Ok(
-            links.count_rules(&[(ANCHOR_ROUTE_PRIORITY, ANCHOR_ROUTE_TABLE)])? == 1
+            links.count_rules(&[(ANCHOR_ROUTE_PRIORITY, ANCHOR_ROUTE_TABLE)])? == 2
                 && links.count_routes(ANCHOR_ROUTE_TABLE)? > 0,
         )
     });

@@ -33,8 +33,20 @@ pub struct Droplet {
     pub state_dir: PathBuf,
 }
 
+/// How the provider's floating-IP NAT treats the droplets (issue 26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// 1:1, client addresses kept, anchor-sourced packets accepted on any next hop.
+    A,
+    /// The same, but anchor-sourced packets are dropped unless sent to the anchor gateway
+    /// (DigitalOcean's documented rule): a macvlan of the router with its own MAC plays the
+    /// gateway, and the droplets are set up with `--anchor-gateway`.
+    B,
+}
+
 pub struct PairBed {
     pub bed: Testbed,
+    pub model: Model,
     pub a: Droplet,
     pub b: Droplet,
     pub api: FakeApi,
@@ -65,9 +77,60 @@ fn point_nat(wan: &Ns, anchor: &str) {
     let _ = wan.output(&["conntrack", "-F"]);
 }
 
+/// The anchor's gateway: the first address of its /16 (DigitalOcean's shape).
+fn anchor_gateway_of(anchor: &str) -> String {
+    let mut octets: Vec<&str> = anchor.split('.').collect();
+    octets.truncate(2);
+    format!("{}.0.1", octets.join("."))
+}
+
+/// Model (b) in the router: each droplet's anchor gateway is a macvlan with a MAC of its own
+/// on the droplet's link (the link itself no longer answers ARP for it), and anchor-sourced
+/// packets that arrive on the link itself, not sent to the gateway, are dropped.
+fn anchor_gateways(wan: &Ns) {
+    for (link, gateway_if, anchor) in [("to-gw", "agw-a", ANCHOR_IP), ("to-b", "agw-b", B_ANCHOR)] {
+        wan.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{link}.arp_ignore=1"),
+        ]);
+        wan.run(&[
+            "ip", "link", "add", gateway_if, "link", link, "type", "macvlan", "mode", "bridge",
+        ]);
+        wan.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/32", anchor_gateway_of(anchor)),
+            "dev",
+            gateway_if,
+        ]);
+        wan.run(&["ip", "link", "set", gateway_if, "up"]);
+        wan.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{gateway_if}.rp_filter=0"),
+        ]);
+    }
+    wan.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    wan.run_checked_stdin(
+        &["nft", "-f", "-"],
+        &format!(
+            "table ip provider_model_b {{\n\
+             chain pre {{ type filter hook prerouting priority raw; \
+             iifname {{ \"to-gw\", \"to-b\" }} ip saddr {{ {ANCHOR_IP}, {B_ANCHOR} }} counter drop; }}\n\
+             }}\n"
+        ),
+    );
+}
+
 impl PairBed {
-    /// The namespaces, links, NAT and fake API; no roamgw yet.
+    /// Model (a): the namespaces, links, NAT and fake API; no roamgw yet.
     pub fn new() -> PairBed {
+        Self::with_model(Model::A)
+    }
+
+    pub fn with_model(model: Model) -> PairBed {
         require_tool("keepalived", "keepalived");
         let bed = Testbed::new();
         let (b_ns, b_wg) = bed.add_host("b");
@@ -150,8 +213,12 @@ impl PairBed {
             config_dir: bed.dir.path().join("roamgw-b"),
             state_dir: bed.dir.path().join("state-b"),
         };
+        if model == Model::B {
+            anchor_gateways(&bed.wan);
+        }
         PairBed {
             bed,
+            model,
             a,
             b,
             api,
@@ -191,24 +258,26 @@ impl PairBed {
     }
 
     fn init(&self, droplet: &Droplet, public: &str, anchor: &str) {
-        self.roamgw_ok(
-            droplet,
-            &[
-                "init",
-                "--public-ip",
-                public,
-                "--anchor-ip",
-                anchor,
-                "--floating-ip",
-                FLOATING_IP,
-                "--endpoint",
-                FLOATING_IP,
-                "--wireguard",
-                "userspace",
-                "--interface",
-                &droplet.wg,
-            ],
-        );
+        let gateway = anchor_gateway_of(anchor);
+        let mut args = vec![
+            "init",
+            "--public-ip",
+            public,
+            "--anchor-ip",
+            anchor,
+            "--floating-ip",
+            FLOATING_IP,
+            "--endpoint",
+            FLOATING_IP,
+            "--wireguard",
+            "userspace",
+            "--interface",
+            &droplet.wg,
+        ];
+        if self.model == Model::B {
+            args.extend_from_slice(&["--anchor-gateway", gateway.as_str()]);
+        }
+        self.roamgw_ok(droplet, &args);
     }
 
     fn ha_args<'a>(&'a self, droplet: &'a Droplet, peer: &'a Droplet, id: &'a str) -> Vec<String> {

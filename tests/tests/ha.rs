@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::pair::PairBed;
+use roamgw_e2e::pair::{Model, PairBed};
 use roamgw_e2e::{wait_until, FLOATING_IP};
 
 const FORWARD: &str = "203.0.113.50:22";
@@ -13,8 +13,8 @@ const STOCK_FORWARD: &str = "203.0.113.50:2222";
 
 /// A pair up, a roamer (port 22) and a stock wg-quick laptop (port 2222) dialing the
 /// reserved IP, both answering through it.
-fn pair_with_laptops() -> PairBed {
-    let pair = PairBed::new();
+fn pair_with_laptops(model: Model) -> PairBed {
+    let pair = PairBed::with_model(model);
     pair.up();
     let bed = &pair.bed;
     let roamer = pair.roamgw_ok(&pair.a, &["show-config", "laptop", "--format", "roamer"]);
@@ -65,7 +65,7 @@ fn remembers_both_laptops(droplet: &roamgw_e2e::pair::Droplet) -> bool {
 
 #[test]
 fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
-    let pair = pair_with_laptops();
+    let pair = pair_with_laptops(Model::A);
     let (a, b) = (&pair.a, &pair.b);
 
     // The laptops' endpoints reach the standby.
@@ -165,7 +165,7 @@ fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
 
 #[test]
 fn a_cut_between_the_droplets_leaves_exactly_one_forwarding() {
-    let pair = pair_with_laptops();
+    let pair = pair_with_laptops(Model::A);
     let (a, b) = (&pair.a, &pair.b);
     pair.cut_private(true);
     // b no longer hears a: it becomes active and claims; a learns the IP moved, goes quiet.
@@ -228,4 +228,38 @@ fn a_cut_between_the_droplets_leaves_exactly_one_forwarding() {
         "the forward after the cut healed:\n{}",
         pair.logs()
     );
+}
+
+/// Model (b): the provider drops anchor-sourced packets not sent to the anchor gateway. The
+/// tunnel's own datagrams from the anchor take the gateway too (`--anchor-gateway`), before
+/// and after a failover.
+#[test]
+fn a_provider_that_wants_the_anchor_gateway_still_fails_over() {
+    let pair = pair_with_laptops(Model::B);
+    assert!(
+        wait_until(Duration::from_secs(5), || remembers_both_laptops(&pair.b)),
+        "b does not know where the laptops are:\n{}",
+        pair.logs()
+    );
+    let died = Instant::now();
+    pair.kill(&pair.a);
+    for (forward, banner) in [(FORWARD, "roamer"), (STOCK_FORWARD, "stock")] {
+        let took = pair
+            .bed
+            .time_until_banner(forward, banner, died, Duration::from_secs(30));
+        eprintln!(
+            "ha (model b): {forward} ({banner}) answers again {took:?} after the active died"
+        );
+        assert!(
+            took.is_some(),
+            "{forward} after the failover:\n{}",
+            pair.logs()
+        );
+    }
+    // Nothing of the tunnel's skipped the anchor gateway (the router would have dropped it).
+    let table = pair
+        .bed
+        .wan
+        .run(&["nft", "list", "table", "ip", "provider_model_b"]);
+    assert!(table.contains("counter packets 0 "), "{table}");
 }

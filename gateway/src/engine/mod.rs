@@ -35,6 +35,9 @@ use crate::store::{Store, StoreError};
 
 pub use error::{ChangeError, Fault};
 
+/// A device and the peers meant for it.
+type DevicePeers<'a> = (&'a dyn WgDevice, Vec<roamgw_wg::PeerConfig>);
+
 /// The files behind the state: the state itself and the keys the device needs.
 pub trait Persist {
     fn save(&self, state: &GatewayState) -> Result<(), StoreError>;
@@ -344,8 +347,26 @@ impl Engine {
         &mut self,
         remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
     ) -> Result<(), ChangeError> {
-        let Some(device) = &self.device else {
+        let quiet = self.quiet;
+        let Some((device, peers)) =
+            self.with_remembered(&|key| remembered(key).filter(|_| !quiet))?
+        else {
             return Ok(());
+        };
+        let sync =
+            roamgw_wg::sync_peers(device, &peers).and_then(roamgw_wg::PeerSync::all_applied)?;
+        tracing::info!("{sync}");
+        Ok(())
+    }
+
+    /// The device and the peers the state wants on it, each one the device has no endpoint
+    /// for given its remembered one; `None` without a device.
+    fn with_remembered(
+        &mut self,
+        remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
+    ) -> Result<Option<DevicePeers<'_>>, ChangeError> {
+        let Some(device) = &self.device else {
+            return Ok(None);
         };
         let current = device.status()?;
         refresh_psks(&mut self.psks, &self.state, self.files.as_ref())?;
@@ -354,14 +375,11 @@ impl Engine {
             let learned = current
                 .peer(&peer.public_key)
                 .and_then(|have| have.endpoint);
-            if learned.is_none() && !self.quiet {
+            if learned.is_none() {
                 peer.endpoint = remembered(&peer.public_key);
             }
         }
-        let sync = roamgw_wg::sync_peers(device.as_ref(), &peers)
-            .and_then(roamgw_wg::PeerSync::all_applied)?;
-        tracing::info!("{sync}");
-        Ok(())
+        Ok(Some((device.as_ref(), peers)))
     }
 
     /// One datagram into the tunnel for every roamer whose peer has an endpoint: with no
@@ -422,16 +440,10 @@ impl Engine {
         remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
     ) -> Result<(), ChangeError> {
         self.quiet = false;
-        if let Some(device) = &self.device {
+        if let Some((device, peers)) = self.with_remembered(remembered)? {
             // The device compares peers without their endpoints: a quiet peer is set anew.
-            let current = device.status()?;
-            refresh_psks(&mut self.psks, &self.state, self.files.as_ref())?;
-            for mut peer in device::desired_peers(&self.state, &self.psks) {
-                let has = current.peer(&peer.public_key).and_then(|p| p.endpoint);
-                if let (None, Some(endpoint)) = (has, remembered(&peer.public_key)) {
-                    peer.endpoint = Some(endpoint);
-                    roamgw_wg::reset_peer(device.as_ref(), &peer)?;
-                }
+            for peer in peers.iter().filter(|p| p.endpoint.is_some()) {
+                roamgw_wg::reset_peer(device, peer)?;
             }
         }
         self.initiate_handshakes();

@@ -157,7 +157,8 @@ fn main() {
          `completed`; *data plane*: `completed` to the roamer's forward answering. *Killed*: the \
          active's links down, then every process in it killed; *handover*: keepalived stopped on \
          the active (it announces priority 0). After each trial the old active comes back as the \
-         standby and catches up.\n"
+         standby and catches up. The stock laptop's forward is tried once the roamer's answers, \
+         so its figure is at least the roamer's.\n"
     );
     println!(
         "| event | API delay | detection | API | data plane | roamer forward | stock wg-quick forward | not back in {} s |",

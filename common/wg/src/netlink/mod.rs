@@ -283,6 +283,7 @@ impl Links {
         &self,
         interface: &str,
         next_hop: Ipv4Addr,
+        anchor: Ipv4Addr,
         table: u32,
         priority: u32,
     ) -> Result<(), NetlinkError> {
@@ -297,7 +298,14 @@ impl Links {
             rule.attributes
                 .push(RuleAttribute::Iifname(interface.to_string()))
         };
-        self.add_rule(priority, table, incoming, what, interface)
+        self.add_rule(priority, table, incoming, what, interface)?;
+        // What this machine itself sends from the anchor: the WireGuard device's datagrams to
+        // roamers that dial the floating IP, the droplet's own services on the anchor.
+        let from_anchor = |rule: &mut RuleMessage| {
+            rule.header.src_len = 32;
+            rule.attributes.push(RuleAttribute::Source(anchor.into()));
+        };
+        self.add_rule(priority, table, from_anchor, what, interface)
     }
 
     /// Removes the rule of [`Links::route_arrivals_via`]. The number removed.
