@@ -2,7 +2,6 @@
 //! daemon runs, or sends it to `roamgw run`, which applies it to the state it holds in memory
 //! (no re-parse of thousands of forwards). Either way the checks and messages are these.
 
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use crate::dataplane::ForwardChange;
@@ -132,22 +131,7 @@ fn adopt(state: &mut GatewayState, active: &GatewayState) -> Result<Changed, Ref
             "the active droplet's state does not fit this droplet ({e}); nothing was taken"
         ))
     })?;
-    let before: HashSet<&Forward> = state.forwards.iter().collect();
-    let after: HashSet<&Forward> = next.forwards.iter().collect();
-    let forwards = ForwardChange {
-        removed: state
-            .forwards
-            .iter()
-            .filter(|f| !after.contains(f))
-            .cloned()
-            .collect(),
-        added: next
-            .forwards
-            .iter()
-            .filter(|f| !before.contains(f))
-            .cloned()
-            .collect(),
-    };
+    let forwards = ForwardChange::between(&state.forwards, &next.forwards);
     let summary = format!(
         "in step with the active droplet: {} roamers, {} forwards ({} added, {} removed)",
         next.roamers.len(),

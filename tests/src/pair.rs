@@ -416,6 +416,18 @@ impl PairBed {
             ],
             &format!("keepalived-{}.log", droplet.name),
         );
+        // Elections are only measured once it takes part: a peer's priority-0 announcement
+        // sent before would be missed.
+        let log = format!("keepalived-{}.log", droplet.name);
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .bed
+                .log(&log)
+                .contains("Startup complete")),
+            "keepalived on {} did not start:\n{}",
+            droplet.name,
+            self.bed.log(&log)
+        );
     }
 
     /// The private switch between the droplets off (`true`: they no longer see each other)

@@ -53,6 +53,9 @@ pub enum HaCommand {
     Status(JsonArgs),
 
     /// Print keepalived's configuration for this droplet (from ha.toml).
+    #[command(after_help = "Examples:\n  \
+        roamgw ha keepalived                       # to merge into a keepalived.conf of your own\n  \
+        roamgw ha keepalived > /etc/keepalived/keepalived.conf")]
     Keepalived,
 }
 

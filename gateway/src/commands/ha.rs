@@ -51,6 +51,53 @@ fn setup(store: &Store, args: &HaSetupArgs, joining: Option<PairKey>) -> Result<
             state.forwards.len()
         )));
     }
+    let settings = settings_for(&state, args, joining.is_some())?;
+    let keepalived = settings.keepalived_conf(&roamgw_path(), store.dir());
+    let print_only = args.keepalived_conf.as_os_str() == "-";
+    if !print_only {
+        check_ours(&args.keepalived_conf)?;
+    }
+    let (key, role) = match joining {
+        Some(key) => (key, HaRole::Standby),
+        None => (
+            PairKey::generate().map_err(|e| refused(e.to_string()))?,
+            HaRole::Active,
+        ),
+    };
+    let text = settings.to_toml().map_err(|e| refused(e.to_string()))?;
+    let write = |path: &Path, bytes: &[u8]| {
+        roamgw_common::fsutil::write_private(path, bytes).map_err(StoreError::from)
+    };
+    write(&ha::settings_path(store), text.as_bytes())?;
+    write(&ha::pair_key_path(store), key.to_base64().as_bytes())?;
+    ha::save_role(store, role).map_err(|e| refused(e.to_string()))?;
+    let mut out = format!(
+        "this droplet ({}, droplet {}) is the {role} of a pair with {}; reserved IP {}\n",
+        settings.this, settings.droplet_id, settings.peer, settings.reserved_ip
+    );
+    if print_only {
+        out.push_str(&keepalived);
+    } else {
+        roamgw_common::fsutil::write_atomic(&args.keepalived_conf, keepalived.as_bytes(), 0o644)
+            .map_err(StoreError::from)?;
+        let _ = writeln!(
+            out,
+            "keepalived's configuration: {}",
+            args.keepalived_conf.display()
+        );
+    }
+    out.push_str(&next_steps(
+        &state,
+        &settings,
+        args,
+        (role == HaRole::Active).then_some(&key),
+    ));
+    Ok(out)
+}
+
+/// This droplet's half of the pair from the flags, the state and what the machine says; the
+/// token file is checked, nothing is written.
+fn settings_for(state: &GatewayState, args: &HaSetupArgs, joining: bool) -> Result<HaSettings> {
     let reserved_ip = args
         .reserved_ip
         .or(state.gateway.floating_ip)
@@ -89,71 +136,46 @@ fn setup(store: &Store, args: &HaSetupArgs, joining: Option<PairKey>) -> Result<
         peer: args.peer,
         vrrp_interface,
         virtual_router_id: args.virtual_router_id,
-        priority: if joining.is_some() { 100 } else { 150 },
+        // The first droplet wins when both keepalived start at once.
+        priority: if joining { 100 } else { 150 },
         replication_port: args.replication_port,
     };
     settings.validate().map_err(|e| refused(e.to_string()))?;
-    let keepalived = settings.keepalived_conf(&roamgw_path(), store.dir());
-    let print_only = args.keepalived_conf.as_os_str() == "-";
-    if !print_only {
-        check_ours(&args.keepalived_conf)?;
-    }
-    let (key, role) = match joining {
-        Some(key) => (key, HaRole::Standby),
-        None => (
-            PairKey::generate().map_err(|e| refused(e.to_string()))?,
-            HaRole::Active,
-        ),
-    };
-    let text = settings.to_toml().map_err(|e| refused(e.to_string()))?;
-    let write = |path: &Path, bytes: &[u8]| {
-        roamgw_common::fsutil::write_private(path, bytes).map_err(StoreError::from)
-    };
-    write(&ha::settings_path(store), text.as_bytes())?;
-    write(&ha::pair_key_path(store), key.to_base64().as_bytes())?;
-    ha::save_role(store, role).map_err(|e| refused(e.to_string()))?;
-    let mut out = format!(
-        "this droplet ({this}, droplet {droplet_id}) is the {role} of a pair with {peer}; reserved IP {reserved_ip}\n",
-        peer = args.peer
-    );
-    if print_only {
-        out.push_str(&keepalived);
-    } else {
-        roamgw_common::fsutil::write_atomic(&args.keepalived_conf, keepalived.as_bytes(), 0o644)
-            .map_err(StoreError::from)?;
-        let _ = writeln!(
-            out,
-            "keepalived's configuration: {}",
-            args.keepalived_conf.display()
-        );
-    }
-    if state.gateway.endpoint.to_string() != reserved_ip.to_string()
-        && !state
-            .gateway
-            .endpoint
-            .to_string()
-            .starts_with(&format!("{reserved_ip}:"))
-    {
+    Ok(settings)
+}
+
+/// What to do next: a note when roamers would not follow the reserved IP, the join line for
+/// the other droplet (setup only: `key`), and the services to start.
+fn next_steps(
+    state: &GatewayState,
+    settings: &HaSettings,
+    args: &HaSetupArgs,
+    key: Option<&PairKey>,
+) -> String {
+    let mut out = String::new();
+    let reserved_ip = settings.reserved_ip;
+    if state.gateway.endpoint.ip() != Some(reserved_ip.into()) {
         let _ = writeln!(
             out,
             "note: roamers dial {}, which does not move with the reserved IP; give them {reserved_ip} as their endpoint so they follow a failover",
             state.gateway.endpoint
         );
     }
-    if role == HaRole::Active {
+    if let Some(key) = key {
+        let reserved = if args.reserved_ip.is_some() {
+            format!(" --reserved-ip {reserved_ip}")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "On the other droplet, after `roamgw init` there:\n  roamgw ha join --peer {this} --pair-key '{}'{}",
+            "On the other droplet, after `roamgw init` there:\n  roamgw ha join --peer {} --pair-key '{}'{reserved}",
+            settings.this,
             key.to_base64().as_str(),
-            if args.reserved_ip.is_some() {
-                format!(" --reserved-ip {reserved_ip}")
-            } else {
-                String::new()
-            }
         );
     }
     out.push_str("Then on both: systemctl restart roamgw && systemctl enable --now keepalived\n");
-    Ok(out)
+    out
 }
 
 /// keepalived's configuration may be replaced only when roamgw wrote it (or there is none).

@@ -47,6 +47,22 @@ pub struct ForwardChange {
     pub added: Vec<Forward>,
 }
 
+impl ForwardChange {
+    /// From `before` to `after` when the caller does not know (a whole state taken over).
+    pub fn between(before: &[Forward], after: &[Forward]) -> ForwardChange {
+        let had: std::collections::HashSet<&Forward> = before.iter().collect();
+        let has: std::collections::HashSet<&Forward> = after.iter().collect();
+        ForwardChange {
+            removed: before
+                .iter()
+                .filter(|f| !has.contains(f))
+                .cloned()
+                .collect(),
+            added: after.iter().filter(|f| !had.contains(f)).cloned().collect(),
+        }
+    }
+}
+
 /// What an apply did (or, dry, would do), per backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
