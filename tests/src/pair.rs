@@ -473,6 +473,19 @@ impl PairBed {
         })
     }
 
+    /// Whether `droplet`'s remembered-endpoints file names `laptops` roamers (the standby has
+    /// it from the active within a second of a laptop's handshake).
+    pub fn remembers(&self, droplet: &Droplet, laptops: usize) -> bool {
+        let path = droplet
+            .state_dir
+            .join(format!("{}.endpoints.json", droplet.wg));
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|v| v["roamers"].as_object().map(|r| r.len()))
+            == Some(laptops)
+    }
+
     /// The droplet dies: its links down first (a dying keepalived would otherwise announce
     /// priority 0 and hand over at once, which a crashed droplet never does), then every
     /// process in its namespace killed.

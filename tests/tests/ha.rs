@@ -51,18 +51,6 @@ fn echo(session: &mut TcpStream, line: &str) -> Option<String> {
     Some(back.trim().to_string()).filter(|b| !b.is_empty())
 }
 
-/// The endpoints file of `droplet` names both laptops.
-fn remembers_both_laptops(droplet: &roamgw_e2e::pair::Droplet) -> bool {
-    let path = droplet
-        .state_dir
-        .join(format!("{}.endpoints.json", droplet.wg));
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v["roamers"].as_object().map(|r| r.len()))
-        == Some(2)
-}
-
 #[test]
 fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
     let pair = pair_with_laptops(Model::A);
@@ -70,7 +58,7 @@ fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
 
     // The laptops' endpoints reach the standby.
     assert!(
-        wait_until(Duration::from_secs(5), || remembers_both_laptops(b)),
+        wait_until(Duration::from_secs(5), || pair.remembers(b, 2)),
         "b does not know where the laptops are:\n{}",
         pair.logs()
     );
@@ -237,7 +225,7 @@ fn a_cut_between_the_droplets_leaves_exactly_one_forwarding() {
 fn a_provider_that_wants_the_anchor_gateway_still_fails_over() {
     let pair = pair_with_laptops(Model::B);
     assert!(
-        wait_until(Duration::from_secs(5), || remembers_both_laptops(&pair.b)),
+        wait_until(Duration::from_secs(5), || pair.remembers(&pair.b, 2)),
         "b does not know where the laptops are:\n{}",
         pair.logs()
     );

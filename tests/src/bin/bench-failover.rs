@@ -57,6 +57,13 @@ fn active(pair: &PairBed) -> (&Droplet, &Droplet) {
 
 fn trial(pair: &PairBed, how: How) -> Trial {
     let (dying, taking) = active(pair);
+    // The standby knows where both laptops are (a laptop that connected within the last
+    // second may not be known yet: the window issue 28 names).
+    assert!(
+        wait_until(Duration::from_secs(10), || pair.remembers(taking, 2)),
+        "the standby does not know the laptops:\n{}",
+        pair.logs()
+    );
     let assigns_before = pair.api.books.lock().expect("books").assigns.len();
     let event = Instant::now();
     match how {
