@@ -24,16 +24,18 @@ pub fn ha(store: &Store, args: HaArgs) -> Result<String> {
         HaCommand::Notify(args) => notify(store, &args),
         HaCommand::Status(args) => status(store, args.json),
         HaCommand::Keepalived => {
-            let settings = ha::settings(store)
-                .map_err(|e| refused(e.to_string()))?
-                .ok_or_else(|| refused(NOT_PAIRED))?;
+            let settings = paired(store)?;
             Ok(settings.keepalived_conf(&roamgw_path(), store.dir()))
         }
     }
 }
 
-const NOT_PAIRED: &str =
-    "this droplet is not one of a pair (no ha.toml): set it up with `roamgw ha setup`";
+/// This droplet's half of the pair, or the line that says it has none.
+fn paired(store: &Store) -> Result<HaSettings> {
+    ha::settings(store)
+        .map_err(|e| refused(e.to_string()))?
+        .ok_or_else(|| refused(ha::NOT_PAIRED))
+}
 
 /// Setup (`join`: `None`) or join (the active's pair key): every check first, then the files.
 fn setup(store: &Store, args: &HaSetupArgs, joining: Option<PairKey>) -> Result<String> {
@@ -218,9 +220,7 @@ fn notify(store: &Store, args: &HaNotifyArgs) -> Result<String> {
             args.state
         ))
     })?;
-    ha::settings(store)
-        .map_err(|e| refused(e.to_string()))?
-        .ok_or_else(|| refused(NOT_PAIRED))?;
+    paired(store)?;
     let request = control::Request::HaNotify { role };
     match ask_daemon(store, &request)? {
         Some(summary) => Ok(format!("{summary}\n")),
@@ -234,9 +234,7 @@ fn notify(store: &Store, args: &HaNotifyArgs) -> Result<String> {
 }
 
 fn status(store: &Store, json: bool) -> Result<String> {
-    let settings = ha::settings(store)
-        .map_err(|e| refused(e.to_string()))?
-        .ok_or_else(|| refused(NOT_PAIRED))?;
+    let settings = paired(store)?;
     let view = match control::request(
         store,
         &control::Request::HaStatus,

@@ -103,14 +103,15 @@ fn ask_daemon(store: &Store, request: &control::Request) -> Result<Option<String
 /// the file untouched; when it is not up, it is saved as pending. Returns the summary and
 /// the word for the user: live or pending.
 fn make_change(store: &Store, change: StateChange) -> Result<(String, &'static str)> {
-    refuse_on_standby(store)?;
     let request = control::Request::Change {
         change: change.clone(),
         deadline_unix_ms: control::deadline_in(DAEMON_DEADLINE),
     };
+    // A running daemon refuses on the standby itself (its role is the live one).
     if let Some(summary) = ask_daemon(store, &request)? {
         return Ok((summary, LIVE));
     }
+    refuse_on_standby(store)?;
     let mut engine = Engine::on_this_machine(store.clone(), store.load()?, Role::Command);
     let done = engine.apply(&change)?;
     Ok((

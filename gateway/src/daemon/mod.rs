@@ -414,10 +414,7 @@ impl Daemon {
             },
             Request::HaStatus => match &self.pair {
                 Some(pair) => Reply::Ha(Box::new(pair.view())),
-                None => Reply::failed(ChangeError::new(
-                    Fault::Input,
-                    "this droplet is not one of a pair: set it up with `roamgw ha setup`",
-                )),
+                None => Reply::failed(ChangeError::new(Fault::Input, crate::ha::NOT_PAIRED)),
             },
         }
     }

@@ -171,10 +171,7 @@ impl Daemon {
     /// keepalived's word, from `roamgw ha notify`.
     pub(super) fn set_role(&mut self, role: HaRole) -> Result<String, ChangeError> {
         let Some(pair) = &mut self.pair else {
-            return Err(ChangeError::new(
-                Fault::Input,
-                "this droplet is not one of a pair (no ha.toml): set it up with `roamgw ha setup`",
-            ));
+            return Err(ChangeError::new(Fault::Input, ha::NOT_PAIRED));
         };
         if let Err(e) = ha::save_role(&self.store, role) {
             warn!("the role is not saved, a restart will start as the standby: {e}");
@@ -224,18 +221,10 @@ impl Daemon {
                 match result {
                     Ok(claimed) => {
                         info!(
-                            took_ms = claimed.took.as_millis() as u64,
                             retries = claimed.retries,
-                            "the reserved IP is ours: starting handshakes to the remembered endpoints"
+                            "the provider moved the reserved IP here"
                         );
-                        pair.holding = Holding::Held {
-                            took_ms: claimed.took.as_millis() as u64,
-                        };
-                        pair.next_holder_check = Instant::now() + HOLDER_CHECK;
-                        let endpoints = self.endpoints.clone();
-                        if let Err(e) = self.engine.wake(&|key| endpoints.endpoint(key)) {
-                            error!("cannot wake the device: {e}");
-                        }
+                        self.hold(claimed.took);
                     }
                     Err(e) => {
                         error!("cannot claim the reserved IP: {e}");
@@ -255,12 +244,7 @@ impl Daemon {
                         if pair.role == HaRole::Active
                             && !matches!(pair.holding, Holding::Held { .. })
                         {
-                            info!("the reserved IP is ours: starting handshakes to the remembered endpoints");
-                            pair.holding = Holding::Held { took_ms: 0 };
-                            let endpoints = self.endpoints.clone();
-                            if let Err(e) = self.engine.wake(&|key| endpoints.endpoint(key)) {
-                                error!("cannot wake the device: {e}");
-                            }
+                            self.hold(Duration::ZERO);
                         }
                     }
                     Ok(holder) if pair.role == HaRole::Active => {
@@ -283,6 +267,24 @@ impl Daemon {
             PairEvent::Snapshot(snapshot, reply) => {
                 let _ = reply.send(self.take_snapshot(*snapshot));
             }
+        }
+    }
+
+    /// The reserved IP is ours (the provider moved it in `took`): handshakes start to the
+    /// remembered endpoints.
+    fn hold(&mut self, took: Duration) {
+        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        info!(
+            took_ms,
+            "the reserved IP is ours: starting handshakes to the remembered endpoints"
+        );
+        if let Some(pair) = &mut self.pair {
+            pair.holding = Holding::Held { took_ms };
+            pair.next_holder_check = Instant::now() + HOLDER_CHECK;
+        }
+        let endpoints = &self.endpoints;
+        if let Err(e) = self.engine.wake(&|key| endpoints.endpoint(key)) {
+            error!("cannot wake the device: {e}");
         }
     }
 
@@ -369,12 +371,8 @@ impl Daemon {
         }
         let active = GatewayState::from_toml(&snapshot.state)
             .map_err(|e| format!("the active's gateway.toml: {e}"))?;
-        let endpoints: Option<Endpoints> = match &snapshot.endpoints {
-            Some(text) => Some(
-                serde_json::from_str(text).map_err(|e| format!("the active's endpoints: {e}"))?,
-            ),
-            None => None,
-        };
+        let endpoints: Endpoints = serde_json::from_str(&snapshot.endpoints)
+            .map_err(|e| format!("the active's endpoints: {e}"))?;
         let keys_dir = self.store.keys_dir();
         let before = read_keys(&keys_dir).map_err(|e| e.to_string())?;
         write_keys(&keys_dir, &snapshot.keys).map_err(|e| e.to_string())?;
@@ -393,12 +391,10 @@ impl Daemon {
         {
             let _ = std::fs::remove_file(keys_dir.join(stale));
         }
-        if let Some(endpoints) = endpoints {
-            if let Err(e) = endpoints.save(&self.endpoints_path) {
-                warn!("cannot save the active's endpoints: {e}");
-            }
-            self.endpoints = endpoints;
+        if let Err(e) = endpoints.save(&self.endpoints_path) {
+            warn!("cannot save the active's endpoints: {e}");
         }
+        self.endpoints = endpoints;
         Ok(())
     }
 }
@@ -446,7 +442,7 @@ fn snapshot_of(store: &Store, endpoints: &Endpoints) -> Result<Snapshot, String>
     Ok(Snapshot {
         state,
         keys,
-        endpoints: Some(endpoints),
+        endpoints,
     })
 }
 

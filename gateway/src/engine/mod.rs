@@ -415,9 +415,12 @@ impl Engine {
     }
 
     /// Becomes the standby's engine: every peer loses its endpoint and session, so the device
-    /// sends nothing to any roamer until [`Engine::wake`].
+    /// sends nothing to any roamer until [`Engine::wake`]. Already quiet: nothing to do (an
+    /// active that finds the IP elsewhere hears so again at every check).
     pub fn go_quiet(&mut self) -> Result<(), ChangeError> {
-        self.quiet = true;
+        if std::mem::replace(&mut self.quiet, true) {
+            return Ok(());
+        }
         let Some(device) = &self.device else {
             return Ok(());
         };
@@ -426,10 +429,6 @@ impl Engine {
             roamgw_wg::reset_peer(device.as_ref(), &peer)?;
         }
         Ok(())
-    }
-
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
     }
 
     /// Becomes the active droplet's engine: every peer without an endpoint gets its

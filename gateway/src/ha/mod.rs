@@ -145,6 +145,10 @@ pub struct HaView {
     pub peer: PeerSeen,
 }
 
+/// What a pair's command says on a droplet that is not one of a pair.
+pub const NOT_PAIRED: &str =
+    "this droplet is not one of a pair (no ha.toml): set it up with `roamgw ha setup`";
+
 /// Why a change is refused on the standby, and where to make it.
 pub fn standby_refusal(peer: Ipv4Addr) -> String {
     format!(

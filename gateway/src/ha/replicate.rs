@@ -114,8 +114,8 @@ pub struct Snapshot {
     pub state: String,
     /// The files of `keys/`, by name.
     pub keys: BTreeMap<String, Zeroizing<String>>,
-    /// The remembered endpoints file (absent before the first roamer connected).
-    pub endpoints: Option<String>,
+    /// The remembered endpoints, as the endpoints file holds them.
+    pub endpoints: String,
 }
 
 impl fmt::Debug for Snapshot {
@@ -467,7 +467,7 @@ mod tests {
         Snapshot {
             state: state.into(),
             keys: BTreeMap::from([("gateway.key".into(), Zeroizing::new("secret".into()))]),
-            endpoints: None,
+            endpoints: String::new(),
         }
     }
 
