@@ -2,7 +2,7 @@
 //! its fix. The system is read once into [`Facts`]; [`evaluate`] turns them into findings and
 //! is a pure function with table tests.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 pub use roamgw_common::doctor::{Finding, Level};
@@ -34,6 +34,10 @@ pub struct Facts {
     /// Other tables with a DNAT rule: "family table/chain".
     pub foreign_dnat: Vec<String>,
     pub firewalld_running: bool,
+    /// The floating IP, when roamers dial it (its NAT is then what their handshakes cross).
+    pub dialed_floating_ip: Option<Ipv4Addr>,
+    /// Where the handshakes of roamers with a working session come from.
+    pub roamer_sources: Vec<IpAddr>,
 }
 
 /// The findings, in a fixed order.
@@ -42,6 +46,7 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
     forwarding(f, &mut out);
     tunnel(f, &mut out);
     neighbours(f, &mut out);
+    out.extend(provider_nat(f));
     out.push(roamgw_common::doctor::wireguard_kind(f.kernel_wireguard));
     out
 }
@@ -175,6 +180,56 @@ fn neighbours(f: &Facts, out: &mut Vec<Finding>) {
     }
 }
 
+/// What the provider's floating-IP NAT does to client addresses (issue 26's models), judged
+/// from the sources of the roamers' handshakes: a laptop on the internet never comes from a
+/// private or shared address, so when every one does, the NAT rewrote it.
+fn provider_nat(f: &Facts) -> Option<Finding> {
+    let floating = f.dialed_floating_ip?;
+    let Some(rewritten) = f.roamer_sources.iter().find(|s| !is_internet(**s)) else {
+        if f.roamer_sources.is_empty() {
+            return Some(Finding::ok(
+                "provider_nat",
+                format!("not observed yet: no roamer dialing {floating} has a working session"),
+            ));
+        }
+        let gateway = match f.anchor_gateway {
+            Some(gateway) => format!("anchor traffic leaves by the anchor gateway {gateway}"),
+            None => "if the provider drops anchor traffic not sent to its gateway, add it with roamgw init --force --anchor-gateway".into(),
+        };
+        return Some(Finding::ok(
+            "provider_nat",
+            format!("{floating}'s NAT keeps client addresses: forwarded clients reach the laptops with their own address; {gateway}"),
+        ));
+    };
+    if f.roamer_sources.iter().any(|s| is_internet(*s)) {
+        return Some(Finding::ok(
+            "provider_nat",
+            format!("{floating}'s NAT keeps client addresses (a roamer from {rewritten} is on a private network)"),
+        ));
+    }
+    Some(Finding::warn(
+        "provider_nat",
+        format!("{floating}'s NAT rewrites client addresses to {rewritten}: laptops see every forwarded client as {rewritten}, and after a failover only a laptop's own handshake reaches the new droplet"),
+        "nothing on the droplet changes this: in a pair, run `roamer` on the laptops (it handshakes again within its keepalive interval + 2 s; stock wg-quick only once it sends, 15 s later, or at its next rekey)",
+    ))
+}
+
+/// Not private, shared (CGNAT), loopback or link-local: an address on the internet.
+fn is_internet(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            let shared = a == 100 && (b & 0xc0) == 64;
+            !(v4.is_private() || shared || v4.is_loopback() || v4.is_link_local())
+        }
+        IpAddr::V6(v6) => {
+            let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            !(unique_local || link_local || v6.is_loopback())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +247,8 @@ mod tests {
             path_mtu: Some(("eth0".into(), 1500)),
             subnet: "192.168.32.0/24".parse().expect("net"),
             kernel_wireguard: true,
+            dialed_floating_ip: Some(Ipv4Addr::new(203, 0, 113, 50)),
+            roamer_sources: vec!["198.51.100.7".parse().expect("ip")],
             ..Facts::default()
         }
     }
@@ -261,6 +318,12 @@ mod tests {
                 Level::Warn,
             ),
             (
+                "a NAT that rewrites clients (model c)",
+                |f| f.roamer_sources = vec!["10.16.0.1".parse().expect("ip"); 2],
+                "provider_nat",
+                Level::Warn,
+            ),
+            (
                 "exposed key",
                 |f| f.exposed_secrets = vec![("/etc/roamgw/keys/gateway.key".into(), 0o644)],
                 "secrets",
@@ -273,5 +336,48 @@ mod tests {
         down.interface_up = false;
         down.handshakes = vec![("laptop".into(), None)];
         assert!(levels(&down).iter().all(|(_, l)| *l == Level::Ok));
+    }
+
+    #[test]
+    fn the_provider_nat_is_named_from_the_roamers_sources() {
+        let says = |sources: &[&str], floating: bool| {
+            let mut f = healthy();
+            f.roamer_sources = sources.iter().map(|s| s.parse().expect("ip")).collect();
+            f.dialed_floating_ip = floating.then(|| Ipv4Addr::new(203, 0, 113, 50));
+            evaluate(&f)
+                .into_iter()
+                .find(|x| x.check == "provider_nat")
+                .map(|x| (x.level, x.message))
+        };
+        let cases: &[(&[&str], bool, Option<Level>, &str)] = &[
+            (
+                &["198.51.100.7"],
+                true,
+                Some(Level::Ok),
+                "keeps client addresses",
+            ),
+            (
+                &["10.16.0.1", "10.16.0.1"],
+                true,
+                Some(Level::Warn),
+                "rewrites client addresses to 10.16.0.1",
+            ),
+            (&["100.64.3.1"], true, Some(Level::Warn), "rewrites"),
+            (
+                &["198.51.100.7", "10.0.0.9"],
+                true,
+                Some(Level::Ok),
+                "on a private network",
+            ),
+            (&[], true, Some(Level::Ok), "not observed yet"),
+            (&["10.16.0.1"], false, None, ""),
+        ];
+        for (sources, floating, level, text) in cases {
+            let got = says(sources, *floating);
+            assert_eq!(got.as_ref().map(|g| g.0), *level, "{sources:?}: {got:?}");
+            if let Some((_, message)) = got {
+                assert!(message.contains(text), "{sources:?}: {message}");
+            }
+        }
     }
 }

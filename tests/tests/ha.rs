@@ -55,6 +55,9 @@ fn echo(session: &mut TcpStream, line: &str) -> Option<String> {
 fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
     let pair = pair_with_laptops(Model::A);
     let (a, b) = (&pair.a, &pair.b);
+    let doctor = pair.roamgw(a, &["doctor"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.contains("keeps client addresses"), "{doctor}");
 
     // The laptops' endpoints reach the standby.
     assert!(
@@ -250,4 +253,50 @@ fn a_provider_that_wants_the_anchor_gateway_still_fails_over() {
         .wan
         .run(&["nft", "list", "table", "ip", "provider_model_b"]);
     assert!(table.contains("counter packets 0 "), "{table}");
+}
+
+/// Model (c): the provider's NAT rewrites every client to an address of its own. The
+/// endpoints the standby remembers are then the NAT's flows, gone with the move: only the
+/// laptops' own handshakes reach the new active. The roamer sends one by itself once its
+/// probe goes unanswered; a stock wg-quick laptop once it has sent something and heard
+/// nothing back for 15 s (WireGuard's rule), so this one is in use: a ping a second.
+#[test]
+fn a_provider_that_rewrites_clients_fails_over_by_the_laptops_handshakes() {
+    let pair = pair_with_laptops(Model::C);
+    let doctor = pair.roamgw(&pair.a, &["doctor"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor.contains("rewrites client addresses to 10.16.0.1"),
+        "{doctor}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || pair.remembers(&pair.b, 2)),
+        "b does not know where the laptops are:\n{}",
+        pair.logs()
+    );
+    pair.bed.spawn(
+        &pair.stock.0,
+        &["ping", "-q", "-i", "1", "-w", "90", "192.168.32.1"],
+    );
+    let died = Instant::now();
+    pair.kill(&pair.a);
+    for (forward, banner) in [(FORWARD, "roamer"), (STOCK_FORWARD, "stock")] {
+        let took = pair
+            .bed
+            .time_until_banner(forward, banner, died, Duration::from_secs(45));
+        eprintln!(
+            "ha (model c): {forward} ({banner}) answers again {took:?} after the active died"
+        );
+        assert!(
+            took.is_some(),
+            "{forward} after the failover:\n{}",
+            pair.logs()
+        );
+    }
+    let doctor = pair.roamgw(&pair.b, &["doctor"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor.contains("rewrites client addresses to 10.17.0.1"),
+        "{doctor}"
+    );
 }

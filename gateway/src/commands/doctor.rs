@@ -46,15 +46,16 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
         })
         .collect();
     let others = dataplane::nftables::others::read();
+    let peers = status::peer_views(store, state);
     Facts {
         ip_forward: sysctl("ip_forward").map(|v| v == "1"),
         rp_filter,
         listen_port: g.listen_port,
         anchor: g.anchor_ip.to_string(),
         anchor_gateway: g.anchor_gateway,
-        handshakes: status::peer_views(store, state)
-            .into_iter()
-            .map(|p| (p.name, p.last_handshake_secs))
+        handshakes: peers
+            .iter()
+            .map(|p| (p.name.clone(), p.last_handshake_secs))
             .collect(),
         interface_up: dataplane::interface_exists(g.interface.as_str()),
         tunnel_mtu: g.mtu,
@@ -69,6 +70,13 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
         dropping_input_chains: others.dropping_input_chains,
         foreign_dnat: others.dnat_chains,
         firewalld_running: dataplane::firewalld::Firewalld::is_running(),
+        dialed_floating_ip: g.floating_ip.filter(|ip| g.endpoint.host == ip.to_string()),
+        roamer_sources: peers
+            .iter()
+            .filter(|p| roamgw_common::doctor::session_alive(p.last_handshake_secs))
+            .filter_map(|p| p.endpoint.as_deref()?.parse::<std::net::SocketAddr>().ok())
+            .map(|endpoint| endpoint.ip())
+            .collect(),
     }
 }
 

@@ -8,18 +8,21 @@
 //!          └── cgn (masquerade) ── roam 100.64.0.2 (roamer), l1 100.64.1.2 (stock wg-quick)
 //! ```
 //!
-//! The provider's NAT is model (a) of issue 26: 1:1, client addresses kept, replies accepted
-//! on any next hop; a completed assign re-points it and forgets its flows (a stateless NAT
-//! has none). Real keepalived in both droplets, real `roamgw run`, a real roamer and a stock
+//! The provider's NAT plays one of issue 26's three models ([`Model`]); a completed assign
+//! re-points it and forgets its flows. Real keepalived in both droplets, real `roamgw run`, a real roamer and a stock
 //! wg-quick laptop, all dialing the reserved IP.
+
+mod models;
 
 use super::*;
 use crate::provider::{FakeApi, TOKEN};
+pub use models::Model;
+use models::{anchor_gateway_of, anchor_gateways, point_nat, provider_addresses};
 
 pub const A_ID: u64 = 1001;
 pub const B_ID: u64 = 1002;
 const B_PUBLIC: &str = "203.0.113.20";
-const B_ANCHOR: &str = "10.17.0.5";
+pub(crate) const B_ANCHOR: &str = "10.17.0.5";
 const API_ADDRESS: &str = "192.0.2.1";
 
 /// One droplet of the pair: where it lives and where its files are.
@@ -31,17 +34,6 @@ pub struct Droplet {
     pub wg: String,
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
-}
-
-/// How the provider's floating-IP NAT treats the droplets (issue 26).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// 1:1, client addresses kept, anchor-sourced packets accepted on any next hop.
-    A,
-    /// The same, but anchor-sourced packets are dropped unless sent to the anchor gateway
-    /// (DigitalOcean's documented rule): a macvlan of the router with its own MAC plays the
-    /// gateway, and the droplets are set up with `--anchor-gateway`.
-    B,
 }
 
 pub struct PairBed {
@@ -61,67 +53,6 @@ fn anchor_of(droplet: u64) -> &'static str {
     } else {
         B_ANCHOR
     }
-}
-
-/// The provider's 1:1 NAT, pointed at `anchor`, with the old flows forgotten.
-fn point_nat(wan: &Ns, anchor: &str) {
-    wan.run_checked_stdin(
-        &["nft", "-f", "-"],
-        &format!(
-            "add table ip provider\ndelete table ip provider\ntable ip provider {{\n\
-             chain pre {{ type nat hook prerouting priority dstnat; ip daddr {FLOATING_IP} dnat to {anchor}; }}\n\
-             chain post {{ type nat hook postrouting priority srcnat; ip saddr {anchor} snat to {FLOATING_IP}; }}\n\
-             }}\n"
-        ),
-    );
-    let _ = wan.output(&["conntrack", "-F"]);
-}
-
-/// The anchor's gateway: the first address of its /16 (DigitalOcean's shape).
-fn anchor_gateway_of(anchor: &str) -> String {
-    let mut octets: Vec<&str> = anchor.split('.').collect();
-    octets.truncate(2);
-    format!("{}.0.1", octets.join("."))
-}
-
-/// Model (b) in the router: each droplet's anchor gateway is a macvlan with a MAC of its own
-/// on the droplet's link (the link itself no longer answers ARP for it), and anchor-sourced
-/// packets that arrive on the link itself, not sent to the gateway, are dropped.
-fn anchor_gateways(wan: &Ns) {
-    for (link, gateway_if, anchor) in [("to-gw", "agw-a", ANCHOR_IP), ("to-b", "agw-b", B_ANCHOR)] {
-        wan.run(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv4.conf.{link}.arp_ignore=1"),
-        ]);
-        wan.run(&[
-            "ip", "link", "add", gateway_if, "link", link, "type", "macvlan", "mode", "bridge",
-        ]);
-        wan.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/32", anchor_gateway_of(anchor)),
-            "dev",
-            gateway_if,
-        ]);
-        wan.run(&["ip", "link", "set", gateway_if, "up"]);
-        wan.run(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv4.conf.{gateway_if}.rp_filter=0"),
-        ]);
-    }
-    wan.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
-    wan.run_checked_stdin(
-        &["nft", "-f", "-"],
-        &format!(
-            "table ip provider_model_b {{\n\
-             chain pre {{ type filter hook prerouting priority raw; \
-             iifname {{ \"to-gw\", \"to-b\" }} ip saddr {{ {ANCHOR_IP}, {B_ANCHOR} }} counter drop; }}\n\
-             }}\n"
-        ),
-    );
 }
 
 impl PairBed {
@@ -185,7 +116,7 @@ impl PairBed {
             API_ADDRESS,
             FLOATING_IP,
             A_ID,
-            Arc::new(move |droplet| point_nat(&wan, anchor_of(droplet))),
+            Arc::new(move |droplet| point_nat(&wan, model, anchor_of(droplet))),
         );
         let token_file = bed.dir.path().join("provider-token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
@@ -213,8 +144,13 @@ impl PairBed {
             config_dir: bed.dir.path().join("roamgw-b"),
             state_dir: bed.dir.path().join("state-b"),
         };
-        if model == Model::B {
-            anchor_gateways(&bed.wan);
+        match model {
+            Model::A => {}
+            Model::B => anchor_gateways(&bed.wan),
+            Model::C => {
+                provider_addresses(&bed.wan);
+                point_nat(&bed.wan, model, ANCHOR_IP);
+            }
         }
         PairBed {
             bed,
