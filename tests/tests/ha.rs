@@ -51,6 +51,22 @@ fn echo(session: &mut TcpStream, line: &str) -> Option<String> {
     Some(back.trim().to_string()).filter(|b| !b.is_empty())
 }
 
+/// The active killed: both laptops' forwards answer again through the reserved IP within
+/// `cap` (each time printed with `label`).
+fn both_come_back_after_a_death(pair: &PairBed, label: &str, cap: Duration) {
+    let died = Instant::now();
+    pair.kill(&pair.a);
+    for (forward, banner) in [(FORWARD, "roamer"), (STOCK_FORWARD, "stock")] {
+        let took = pair.bed.time_until_banner(forward, banner, died, cap);
+        eprintln!("{label}: {forward} ({banner}) answers again {took:?} after the active died");
+        assert!(
+            took.is_some(),
+            "{forward} after the failover:\n{}",
+            pair.logs()
+        );
+    }
+}
+
 #[test]
 fn the_standby_follows_the_active_and_takes_over_when_it_dies() {
     let pair = pair_with_laptops(Model::A);
@@ -232,21 +248,7 @@ fn a_provider_that_wants_the_anchor_gateway_still_fails_over() {
         "b does not know where the laptops are:\n{}",
         pair.logs()
     );
-    let died = Instant::now();
-    pair.kill(&pair.a);
-    for (forward, banner) in [(FORWARD, "roamer"), (STOCK_FORWARD, "stock")] {
-        let took = pair
-            .bed
-            .time_until_banner(forward, banner, died, Duration::from_secs(30));
-        eprintln!(
-            "ha (model b): {forward} ({banner}) answers again {took:?} after the active died"
-        );
-        assert!(
-            took.is_some(),
-            "{forward} after the failover:\n{}",
-            pair.logs()
-        );
-    }
+    both_come_back_after_a_death(&pair, "ha (model b)", Duration::from_secs(30));
     // Nothing of the tunnel's skipped the anchor gateway (the router would have dropped it).
     let table = pair
         .bed
@@ -278,21 +280,7 @@ fn a_provider_that_rewrites_clients_fails_over_by_the_laptops_handshakes() {
         &pair.stock.0,
         &["ping", "-q", "-i", "1", "-w", "90", "192.168.32.1"],
     );
-    let died = Instant::now();
-    pair.kill(&pair.a);
-    for (forward, banner) in [(FORWARD, "roamer"), (STOCK_FORWARD, "stock")] {
-        let took = pair
-            .bed
-            .time_until_banner(forward, banner, died, Duration::from_secs(45));
-        eprintln!(
-            "ha (model c): {forward} ({banner}) answers again {took:?} after the active died"
-        );
-        assert!(
-            took.is_some(),
-            "{forward} after the failover:\n{}",
-            pair.logs()
-        );
-    }
+    both_come_back_after_a_death(&pair, "ha (model c)", Duration::from_secs(45));
     let doctor = pair.roamgw(&pair.b, &["doctor"]);
     let doctor = String::from_utf8_lossy(&doctor.stdout);
     assert!(
