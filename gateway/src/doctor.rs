@@ -185,42 +185,42 @@ fn neighbours(f: &Facts, out: &mut Vec<Finding>) {
 /// private or shared address, so when every one does, the NAT rewrote it.
 fn provider_nat(f: &Facts) -> Option<Finding> {
     let floating = f.dialed_floating_ip?;
-    let Some(rewritten) = f.roamer_sources.iter().find(|s| !is_internet(**s)) else {
-        if f.roamer_sources.is_empty() {
-            return Some(Finding::ok(
+    let private = f.roamer_sources.iter().find(|s| !is_internet(**s));
+    let public = f.roamer_sources.iter().any(|s| is_internet(*s));
+    Some(match (private, public) {
+        (None, false) => Finding::ok(
+            "provider_nat",
+            format!("not observed yet: no roamer dialing {floating} has a working session"),
+        ),
+        (Some(private), true) => Finding::ok(
+            "provider_nat",
+            format!("{floating}'s NAT keeps client addresses (a roamer from {private} is on a private network)"),
+        ),
+        (None, true) => {
+            let gateway = match f.anchor_gateway {
+                Some(gateway) => format!("anchor traffic leaves by the anchor gateway {gateway}"),
+                None => "if the provider drops anchor traffic not sent to its gateway, add it with roamgw init --force --anchor-gateway".into(),
+            };
+            Finding::ok(
                 "provider_nat",
-                format!("not observed yet: no roamer dialing {floating} has a working session"),
-            ));
+                format!("{floating}'s NAT keeps client addresses: forwarded clients reach the laptops with their own address; {gateway}"),
+            )
         }
-        let gateway = match f.anchor_gateway {
-            Some(gateway) => format!("anchor traffic leaves by the anchor gateway {gateway}"),
-            None => "if the provider drops anchor traffic not sent to its gateway, add it with roamgw init --force --anchor-gateway".into(),
-        };
-        return Some(Finding::ok(
+        (Some(rewritten), false) => Finding::warn(
             "provider_nat",
-            format!("{floating}'s NAT keeps client addresses: forwarded clients reach the laptops with their own address; {gateway}"),
-        ));
-    };
-    if f.roamer_sources.iter().any(|s| is_internet(*s)) {
-        return Some(Finding::ok(
-            "provider_nat",
-            format!("{floating}'s NAT keeps client addresses (a roamer from {rewritten} is on a private network)"),
-        ));
-    }
-    Some(Finding::warn(
-        "provider_nat",
-        format!("{floating}'s NAT rewrites client addresses to {rewritten}: laptops see every forwarded client as {rewritten}, and after a failover only a laptop's own handshake reaches the new droplet"),
-        "nothing on the droplet changes this: in a pair, run `roamer` on the laptops (it handshakes again within its keepalive interval + 2 s; stock wg-quick only once it sends, 15 s later, or at its next rekey)",
-    ))
+            format!("{floating}'s NAT rewrites client addresses to {rewritten}: laptops see every forwarded client as {rewritten}, and after a failover only a laptop's own handshake reaches the new droplet"),
+            "nothing on the droplet changes this: in a pair, run `roamer` on the laptops (it handshakes again within its keepalive interval + 2 s; stock wg-quick only once it sends, 15 s later, or at its next rekey)",
+        ),
+    })
 }
 
 /// Not private, shared (CGNAT), loopback or link-local: an address on the internet.
 fn is_internet(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            let shared = a == 100 && (b & 0xc0) == 64;
-            !(v4.is_private() || shared || v4.is_loopback() || v4.is_link_local())
+            !(roamgw_common::state::is_private_or_shared(v4)
+                || v4.is_loopback()
+                || v4.is_link_local())
         }
         IpAddr::V6(v6) => {
             let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
