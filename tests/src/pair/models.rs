@@ -40,6 +40,15 @@ pub(super) fn point_nat(wan: &Ns, model: Model, anchor: &str) {
     let _ = wan.output(&["conntrack", "-F"]);
 }
 
+/// The router's side of each droplet's link, with the droplet's anchor.
+const DROPLET_LINKS: [(&str, &str); 2] = [("to-gw", ANCHOR_IP), ("to-b", B_ANCHOR)];
+
+/// The router answers for `anchor`'s gateway on `dev`.
+fn add_anchor_gateway(wan: &Ns, anchor: &str, dev: &str) {
+    let address = format!("{}/32", anchor_gateway_of(anchor));
+    wan.run(&["ip", "addr", "add", &address, "dev", dev]);
+}
+
 /// The anchor's gateway: the first address of its /16 (DigitalOcean's shape).
 pub(super) fn anchor_gateway_of(anchor: &str) -> String {
     let mut octets: Vec<&str> = anchor.split('.').collect();
@@ -51,7 +60,7 @@ pub(super) fn anchor_gateway_of(anchor: &str) -> String {
 /// on the droplet's link (the link itself no longer answers ARP for it), and anchor-sourced
 /// packets that arrive on the link itself, not sent to the gateway, are dropped.
 pub(super) fn anchor_gateways(wan: &Ns) {
-    for (link, gateway_if, anchor) in [("to-gw", "agw-a", ANCHOR_IP), ("to-b", "agw-b", B_ANCHOR)] {
+    for ((link, anchor), gateway_if) in DROPLET_LINKS.into_iter().zip(["agw-a", "agw-b"]) {
         wan.run(&[
             "sysctl",
             "-qw",
@@ -60,14 +69,7 @@ pub(super) fn anchor_gateways(wan: &Ns) {
         wan.run(&[
             "ip", "link", "add", gateway_if, "link", link, "type", "macvlan", "mode", "bridge",
         ]);
-        wan.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/32", anchor_gateway_of(anchor)),
-            "dev",
-            gateway_if,
-        ]);
+        add_anchor_gateway(wan, anchor, gateway_if);
         wan.run(&["ip", "link", "set", gateway_if, "up"]);
         wan.run(&[
             "sysctl",
@@ -90,14 +92,7 @@ pub(super) fn anchor_gateways(wan: &Ns) {
 /// Model (c)'s provider addresses: the router answers for each anchor's gateway on the
 /// droplet's link (replies to a rewritten client go there, on-link from the anchor).
 pub(super) fn provider_addresses(wan: &Ns) {
-    for (link, anchor) in [("to-gw", ANCHOR_IP), ("to-b", B_ANCHOR)] {
-        wan.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/32", anchor_gateway_of(anchor)),
-            "dev",
-            link,
-        ]);
+    for (link, anchor) in DROPLET_LINKS {
+        add_anchor_gateway(wan, anchor, link);
     }
 }
