@@ -30,7 +30,10 @@ fn walkthrough_works_in_a_temp_dir() {
 
     let wg = gw.ok(&["show-config", "laptop", "--format", "wg-quick"]);
     let parsed: roamgw_common::wgquick::WgQuickConfig = wg.parse().expect("wg-quick parses");
-    assert_eq!(parsed.peers[0].persistent_keepalive, Some(10));
+    assert_eq!(
+        parsed.peers[0].persistent_keepalive,
+        Some(roamgw_common::state::DEFAULT_KEEPALIVE_SECS)
+    );
 
     let qr = gw.ok(&["show-config", "laptop", "--format", "wg-quick", "--qr"]);
     assert!(qr.contains('█') && qr.lines().count() > 20, "{qr}");

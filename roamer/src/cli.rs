@@ -99,6 +99,14 @@ pub struct RunArgs {
     /// health, recoveries and time to recover, traffic, handshake age.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+
+    /// Seconds between keepalives on an idle tunnel, instead of the config's
+    /// `persistent_keepalive` (2 as generated). It bounds how long a NAT that silently forgets
+    /// the mapping cuts the forwards off; 25 saves battery on mobile radios (docs/roamer.md
+    /// has the cost of each).
+    #[arg(long, env = "ROAMER_KEEPALIVE", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u16).range(1..=3600))]
+    pub keepalive: Option<u16>,
 }
 
 #[derive(Debug, Args)]

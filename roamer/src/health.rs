@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// Probe after this long without data from the gateway (the keepalive interval).
+    /// Probe after this long without data from the gateway: the keepalive interval, at least
+    /// [`MIN_PROBE_INTERVAL`].
     pub probe_interval: Duration,
     /// A probe unanswered for this long means the path looks dead.
     pub probe_timeout: Duration,
@@ -32,11 +33,16 @@ pub struct Timing {
     pub down_after: Duration,
 }
 
+/// Keepalives are one packet out and keep the NAT's mapping (and the gateway's idea of the
+/// endpoint) fresh; a probe costs a round trip and only finds a gateway that moved or
+/// restarted, which is rarer: a short keepalive does not make probes more frequent than this.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Timing {
     pub fn new(keepalive_secs: u16) -> Self {
         let probe_interval = match keepalive_secs {
             0 => Duration::from_secs(25),
-            secs => Duration::from_secs(u64::from(secs)),
+            secs => Duration::from_secs(u64::from(secs)).max(MIN_PROBE_INTERVAL),
         };
         Timing {
             probe_interval,
@@ -309,6 +315,17 @@ mod tests {
 
     fn machine() -> Machine {
         Machine::new(Timing::new(10), addr(GW), secs(0.0), 42)
+    }
+
+    #[test]
+    fn a_short_keepalive_does_not_make_probes_more_frequent() {
+        for (keepalive, probe) in [(2, 10), (10, 10), (25, 25), (0, 25)] {
+            assert_eq!(
+                Timing::new(keepalive).probe_interval,
+                Duration::from_secs(probe),
+                "keepalive {keepalive}"
+            );
+        }
     }
 
     /// Feeds (time, input) pairs; returns every action with the time it was asked for.

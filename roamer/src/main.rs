@@ -12,11 +12,9 @@ fn main() -> ExitCode {
     };
     roamgw_common::cli::init_logging(cli.verbosity.verbose);
     let result = match cli.command {
-        Command::Run(args) => {
-            roamgw_roamer::run::run(&args.config.config, args.wireguard, args.http)
-                .map(|()| String::new())
-                .map_err(|e| e.to_string())
-        }
+        Command::Run(args) => roamgw_roamer::run::run(&args)
+            .map(|()| String::new())
+            .map_err(|e| e.to_string()),
         Command::Check(args) => {
             let routes = roamgw_common::routes::system_routes();
             roamgw_roamer::check::check(&args.config.config, &routes)

@@ -73,6 +73,9 @@ pub fn up(args: &RunArgs, wait: Duration) -> Result<String, UpDownError> {
     if let Some(addr) = args.http {
         command.arg("--http").arg(addr.to_string());
     }
+    if let Some(keepalive) = args.keepalive {
+        command.arg("--keepalive").arg(keepalive.to_string());
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(log_file)

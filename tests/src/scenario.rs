@@ -150,7 +150,12 @@ impl Scenario {
     }
 
     /// The second step: the laptop's tunnel up, and the banner servers.
-    pub fn connect_laptop(mut self, laptop: Laptop) -> Self {
+    pub fn connect_laptop(self, laptop: Laptop) -> Self {
+        self.connect_laptop_with(laptop, &[])
+    }
+
+    /// [`Scenario::connect_laptop`] with more `roamer run` arguments (none for wg-quick).
+    pub fn connect_laptop_with(mut self, laptop: Laptop, roamer_args: &[&str]) -> Self {
         let scenario = &mut self;
         match laptop {
             Laptop::WgQuick => scenario.wg_quick_up_from_show_config(
@@ -159,8 +164,10 @@ impl Scenario {
                 &["laptop"],
                 "laptop",
             ),
-            Laptop::Roamer => scenario.start_roamer(),
-            Laptop::KernelRoamer => scenario.start_roamer_with(&["--wireguard", "kernel"]),
+            Laptop::Roamer => scenario.start_roamer_with(roamer_args),
+            Laptop::KernelRoamer => {
+                scenario.start_roamer_with(&[&["--wireguard", "kernel"], roamer_args].concat())
+            }
         }
         scenario.await_tunnel(laptop);
         scenario

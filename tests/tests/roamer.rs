@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 
 use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, GATEWAY_NAME, PUBLIC_IP};
 
-const KEEPALIVE: Duration = Duration::from_secs(10);
+/// The generated config's keepalive: it bounds a silent NAT loss.
+const KEEPALIVE: Duration =
+    Duration::from_secs(roamgw_common::state::DEFAULT_KEEPALIVE_SECS as u64);
+/// The roamer probes an idle path this often (roamer::health::MIN_PROBE_INTERVAL): it bounds
+/// finding a gateway that moved or restarted.
+const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The laptop's status once its health is `health` (or after 5 s, whatever it is then).
 fn laptop_status_when(s: &Scenario, health: &str) -> serde_json::Value {
@@ -161,7 +166,7 @@ fn laptop_address_change_recovers_at_once_and_keeps_connections() {
 }
 
 #[test]
-fn nat_mapping_loss_recovers_within_the_keepalive() {
+fn nat_mapping_loss_recovers_within_3_s() {
     let s = roaming_scenario();
     let mut connection = echo_connection(&s);
     let lost = Instant::now();
@@ -173,7 +178,9 @@ fn nat_mapping_loss_recovers_within_the_keepalive() {
         "the CGNAT forgot its mapping",
     );
     eprintln!("NAT mapping loss: forward works again after {took:?}");
-    assert!(took <= KEEPALIVE + Duration::from_secs(1), "took {took:?}");
+    // The bound is 3 s (bench/recovery.sh measures it); the next keepalive heals it,
+    // and 2 s of slack keep a loaded CI machine from failing a correct run.
+    assert!(took <= KEEPALIVE + Duration::from_secs(2), "took {took:?}");
     assert_eq!(echo(&mut connection, "still here"), "still here");
 }
 
@@ -195,11 +202,14 @@ fn tunnel_follows_a_gateway_that_moves_to_a_new_address() {
     let took = recovered(
         &s,
         moved,
-        KEEPALIVE + Duration::from_secs(15),
+        PROBE_INTERVAL + Duration::from_secs(15),
         "the gateway moved",
     );
     eprintln!("gateway moved: forward works again after {took:?}");
-    assert!(took <= KEEPALIVE + Duration::from_secs(5), "took {took:?}");
+    assert!(
+        took <= PROBE_INTERVAL + Duration::from_secs(5),
+        "took {took:?}"
+    );
     let status = laptop_status(&s);
     assert_eq!(
         status["gateway_address"],
@@ -245,7 +255,7 @@ fn laptop_reconnects_to_a_restarted_gateway() {
     let took = recovered(
         &s,
         restarted,
-        KEEPALIVE + Duration::from_secs(15),
+        PROBE_INTERVAL + Duration::from_secs(15),
         "the gateway restarted",
     );
     eprintln!("gateway restart: forward works again after {took:?}");

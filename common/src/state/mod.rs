@@ -37,8 +37,10 @@ pub const DEFAULT_SUBNET: &str = "192.168.32.0/24";
 pub const DEFAULT_INTERFACE: &str = "roamgw0";
 /// WireGuard over IPv4 costs 60 bytes: 1500 - 60 - 20 (room for an IPv6 outer path).
 pub const DEFAULT_MTU: u16 = 1420;
-/// Below the 12 s that the most forgetful CGNATs keep an idle UDP mapping; the manual setup used 10 too.
-pub const DEFAULT_KEEPALIVE_SECS: u16 = 10;
+/// A NAT that forgets the laptop's mapping without a word is only healed by the laptop's next
+/// packet, so the keepalive bounds that outage: 2 s keeps it under 3 s (docs/roamer.md has the
+/// daily cost; `roamer run --keepalive 25` is the low-power choice).
+pub const DEFAULT_KEEPALIVE_SECS: u16 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

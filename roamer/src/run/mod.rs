@@ -11,7 +11,6 @@
 //! suspend), and carries out what it asks: probe, re-resolve, reconnect.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
@@ -27,6 +26,7 @@ mod session;
 
 use session::Session;
 
+use crate::cli::RunArgs;
 use crate::config::{self, ConfigError, Loaded};
 use crate::health::Input;
 use crate::metrics::Monitor;
@@ -195,13 +195,13 @@ fn unroute(config: &RoamerConfig) {
     }
 }
 
-pub fn run(
-    config_path: &Path,
-    wireguard: Preference,
-    http: Option<std::net::SocketAddr>,
-) -> Result<(), RunError> {
+pub fn run(args: &RunArgs) -> Result<(), RunError> {
+    let (config_path, wireguard, http) = (&args.config.config, args.wireguard, args.http);
     let routes = roamgw_common::routes::system_routes();
-    let loaded = config::load(config_path, &routes)?;
+    let mut loaded = config::load(config_path, &routes)?;
+    if let Some(keepalive) = args.keepalive {
+        loaded.config.gateway.persistent_keepalive = keepalive;
+    }
     for warning in &loaded.warnings {
         warn!("{warning}");
     }
