@@ -116,12 +116,14 @@ def plot_add_port():
 
 
 def trials(cell, cap):
-    """Trial values of a recovery cell; "> 20" (not recovered) becomes the cap."""
+    """Trial values of a recovery cell; "> 20" (not recovered) becomes the cap; a cell
+    without trials ("—": not measured for that laptop) has none."""
     inner = re.search(r"\((.*)\)", cell)
     values = []
     for part in (inner.group(1) if inner else "").split("/"):
         part = part.strip()
-        values.append(cap if part.startswith(">") else float(part))
+        if part:
+            values.append(cap if part.startswith(">") else float(part))
     return values
 
 
