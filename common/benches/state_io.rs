@@ -31,6 +31,7 @@ fn state_with(forwards: usize) -> GatewayState {
             anchor_passthrough: false,
             client_ip: Default::default(),
             anchor_gateway: None,
+            tcp_port: None,
         },
         roamers: vec![RoamerEntry {
             name: "laptop".parse().expect("name"),

@@ -56,6 +56,10 @@ pub enum StateChange {
     Adopt {
         active: Box<GatewayState>,
     },
+    /// WireGuard over TCP on this port of the anchor (`None`: off).
+    SetTcpPort {
+        port: Option<u16>,
+    },
 }
 
 /// A refused change: the message says what is wrong and how to fix it.
@@ -102,6 +106,7 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, 
             on_copy(state, |next| rotate_roamer_key(next, name, *public_key))
         }
         StateChange::Adopt { active } => adopt(state, active),
+        StateChange::SetTcpPort { port } => on_copy(state, |next| set_tcp_port(next, *port)),
         StateChange::RotateGatewayKey { public_key } => on_copy(state, |next| {
             next.gateway.public_key = *public_key;
             Ok(Changed {
@@ -141,6 +146,41 @@ fn adopt(state: &mut GatewayState, active: &GatewayState) -> Result<Changed, Ref
     );
     *state = next;
     Ok(Changed { summary, forwards })
+}
+
+fn set_tcp_port(state: &mut GatewayState, port: Option<u16>) -> Result<Changed, Refused> {
+    if state.gateway.tcp_port == port {
+        return Err(refused(match port {
+            Some(port) => format!("WireGuard over TCP is already on port {port}"),
+            None => "WireGuard over TCP is already off".to_string(),
+        }));
+    }
+    state.gateway.tcp_port = port;
+    if let Some(forward) = state
+        .forwards
+        .iter()
+        .find(|f| check_forward_ports(&f.spec, &state.gateway).is_err())
+    {
+        return Err(refused(format!(
+            "tcp port {} is forwarded to {} ({}): pick another port, or `roamgw remove-port {}` first",
+            port.unwrap_or_default(),
+            forward.to,
+            forward.spec,
+            forward.spec
+        )));
+    }
+    let summary = match state.gateway.tcp_listen() {
+        Some(listen) => format!(
+            "WireGuard over TCP on {listen} (roamers dial {}:{}); each roamer learns it from its new config (`roamgw show-config NAME`)",
+            state.gateway.endpoint.host,
+            listen.port()
+        ),
+        None => "WireGuard over TCP is off; roamers that used it go back to UDP".to_string(),
+    };
+    Ok(Changed {
+        summary,
+        forwards: ForwardChange::default(),
+    })
 }
 
 fn rotate_roamer_key(
@@ -349,7 +389,7 @@ fn add_port(
     client_ip: Option<ClientIp>,
 ) -> Result<Changed, Refused> {
     let to = resolve_roamer(state, to)?;
-    check_forward_ports(spec, state.gateway.listen_port).map_err(|e| refused(e.to_string()))?;
+    check_forward_ports(spec, &state.gateway).map_err(|e| refused(e.to_string()))?;
     if let Some(existing) = state.forwards.iter().find(|f| f.spec.overlaps(spec)) {
         return Err(if &existing.spec == spec {
             refused(format!(

@@ -50,6 +50,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::Roamers(args) => commands::roamers(&store, args.json),
         Command::AddPort(args) => commands::add_port(&store, args),
         Command::Egress(args) => commands::egress(&store, args),
+        Command::TcpFallback(args) => commands::tcp_fallback(&store, args),
         Command::RotateKey(args) => commands::rotate_key(&store, args),
         Command::Import(args) => commands::import(&store, args),
         Command::RemovePort(args) => commands::remove_port(&store, args),

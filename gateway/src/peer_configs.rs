@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
+use roamgw_common::names::Endpoint;
 use roamgw_common::replies;
 use roamgw_common::state::{
     GatewayState, RoamerConfig, RoamerEntry, RoamerGateway, StateError, DEFAULT_KEEPALIVE_SECS,
@@ -45,6 +46,10 @@ pub fn roamer_config(
                 .chain(roamer.egress.iter().copied())
                 .collect(),
             persistent_keepalive: DEFAULT_KEEPALIVE_SECS,
+            tcp_fallback: state.gateway.tcp_port.map(|port| Endpoint {
+                host: state.gateway.endpoint.host.clone(),
+                port,
+            }),
         },
     }
 }

@@ -31,6 +31,8 @@ pub struct Timing {
     pub healthy_reset: Duration,
     /// Unanswered this long: down, not just stale.
     pub down_after: Duration,
+    /// Over TCP, ask this often whether UDP gets through again.
+    pub udp_recheck: Duration,
 }
 
 /// Keepalives are one packet out and keep the NAT's mapping (and the gateway's idea of the
@@ -52,6 +54,7 @@ impl Timing {
             backoff_max: Duration::from_secs(60),
             healthy_reset: Duration::from_secs(60),
             down_after: Duration::from_secs(60),
+            udp_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +82,25 @@ impl std::fmt::Display for Health {
     }
 }
 
+/// How the tunnel's packets reach the gateway: UDP, or the gateway's WireGuard over TCP
+/// when UDP gets no answer (`roamgw tcp-fallback`). UDP is better (no head-of-line blocking),
+/// so the machine goes back to it whenever it may work again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// The device's received data bytes for the gateway, read every tick.
@@ -89,6 +111,8 @@ pub enum Input {
     NetworkChanged,
     Resolved(SocketAddr),
     ResolveFailed(String),
+    /// What [`Action::CheckUdp`] found: whether the gateway answered over UDP.
+    UdpChecked(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +123,12 @@ pub enum Action {
     /// Look the gateway's name up again (off the loop; answer with Resolved/ResolveFailed).
     Resolve,
     /// Re-add the gateway peer with this endpoint (a fresh session, so a handshake starts at
-    /// once), then probe.
+    /// once), over the machine's transport, then probe.
     Reconnect(SocketAddr),
+    /// The same at the endpoint it has, over this transport.
+    Switch(Transport),
+    /// Over TCP: ask, beside the tunnel, whether UDP gets through (answer with UdpChecked).
+    CheckUdp,
 }
 
 /// Why a resolve was asked for: decides what an unchanged answer means.
@@ -126,6 +154,13 @@ pub struct Machine {
     failures: u32,
     next_recovery: Option<Duration>,
     jitter: u64,
+    /// Whether the gateway takes WireGuard over TCP.
+    fallback: bool,
+    transport: Transport,
+    /// Why the transport is TCP.
+    tcp_because: Option<String>,
+    /// Over TCP: when to ask whether UDP works again (`None` while a check is out).
+    next_udp_check: Option<Duration>,
 }
 
 impl Machine {
@@ -145,7 +180,39 @@ impl Machine {
             failures: 0,
             next_recovery: None,
             jitter: seed | 1,
+            fallback: false,
+            transport: Transport::Udp,
+            tcp_because: None,
+            next_udp_check: None,
         }
+    }
+
+    /// The gateway takes WireGuard over TCP too: unanswered UDP switches to it.
+    pub fn with_tcp_fallback(mut self) -> Self {
+        self.fallback = true;
+        self
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Why the tunnel runs over TCP, while it does.
+    pub fn tcp_because(&self) -> Option<&str> {
+        self.tcp_because.as_deref()
+    }
+
+    fn switch(&mut self, transport: Transport, now: Duration, actions: &mut Vec<Action>) {
+        self.transport = transport;
+        self.next_udp_check = match transport {
+            Transport::Udp => {
+                self.tcp_because = None;
+                None
+            }
+            Transport::Tcp => Some(now + self.timing.udp_recheck),
+        };
+        self.probe_sent = Some(now);
+        actions.push(Action::Switch(transport));
     }
 
     pub fn health(&self) -> &Health {
@@ -218,17 +285,35 @@ impl Machine {
         match input {
             Input::Tick { rx_bytes } => self.tick(now, rx_bytes, &mut actions),
             Input::NetworkChanged => {
-                // A new network deserves an immediate try, whatever the backoff said.
+                // A new network deserves an immediate try, whatever the backoff said; and
+                // over UDP, which it may pass.
                 self.failures = 0;
                 self.next_recovery = None;
-                self.probe_sent = Some(now);
-                actions.push(Action::Probe);
+                if self.transport == Transport::Tcp {
+                    self.switch(Transport::Udp, now, &mut actions);
+                } else {
+                    self.probe_sent = Some(now);
+                    actions.push(Action::Probe);
+                }
                 self.resolve(Purpose::NetworkChange, &mut actions);
             }
             Input::Resolved(address) => {
                 let purpose = self.resolving.take();
                 if address != self.endpoint || purpose == Some(Purpose::Recovery) {
                     self.reconnect(address, now, &mut actions);
+                }
+            }
+            Input::UdpChecked(answered) => {
+                if self.transport == Transport::Tcp {
+                    if answered {
+                        self.switch(Transport::Udp, now, &mut actions);
+                    } else {
+                        self.next_udp_check = Some(now + self.timing.udp_recheck);
+                        // The gateway took the check's address as ours: a packet through the
+                        // tunnel (over TCP) moves it back at once.
+                        self.probe_sent = Some(now);
+                        actions.push(Action::Probe);
+                    }
                 }
             }
             Input::ResolveFailed(_) => {
@@ -255,9 +340,30 @@ impl Machine {
             self.failures = 0;
         }
         if let Some(sent) = self.probe_sent {
-            if now.saturating_sub(sent) >= self.timing.probe_timeout && self.next_recovery.is_none()
+            if now.saturating_sub(sent) >= self.timing.probe_timeout
+                && self.next_recovery.is_none()
+                && self.fallback
+                && self.transport == Transport::Udp
+            {
+                // UDP may be blocked here: TCP at once, no backoff (a network that blocks
+                // UDP is not an outage of the gateway).
+                let waited = self.timing.probe_timeout.as_secs();
+                self.tcp_because = Some(format!("UDP got no answer within {waited} s"));
+                self.switch(Transport::Tcp, now, actions);
+                self.set_health(
+                    Health::Stale(format!("no answer over UDP within {waited} s: trying TCP")),
+                    now,
+                );
+            } else if now.saturating_sub(sent) >= self.timing.probe_timeout
+                && self.next_recovery.is_none()
             {
                 self.probe_sent = None;
+                // Unanswered over TCP too: the next try is UDP again (the gateway may be
+                // down, or this network may pass UDP now), then TCP, and so on.
+                if self.transport == Transport::Tcp {
+                    self.transport = Transport::Udp;
+                    self.tcp_because = None;
+                }
                 let why = match self.last_answer {
                     None => "no answer from the gateway yet".to_string(),
                     Some(_) => format!(
@@ -294,6 +400,13 @@ impl Machine {
         if now >= self.next_refresh {
             self.next_refresh = now + self.timing.dns_refresh;
             self.resolve(Purpose::Refresh, actions);
+        }
+        if self.transport == Transport::Tcp
+            && self.health == Health::Up
+            && self.next_udp_check.is_some_and(|at| now >= at)
+        {
+            self.next_udp_check = None;
+            actions.push(Action::CheckUdp);
         }
     }
 }
@@ -347,6 +460,85 @@ mod tests {
             t += 0.5;
         }
         out
+    }
+
+    #[test]
+    fn unanswered_udp_switches_to_tcp_at_once_and_a_new_network_tries_udp_again() {
+        let mut m = machine().with_tcp_fallback();
+        // No answer over UDP in 2 s: TCP, no backoff and no resolve.
+        let actions = run(&mut m, &ticks(0.5, 2.0, 0));
+        assert_eq!(actions, vec![(2.0, Action::Switch(Transport::Tcp))]);
+        assert_eq!(m.transport(), Transport::Tcp);
+        assert_eq!(m.tcp_because(), Some("UDP got no answer within 2 s"));
+        assert!(matches!(m.health(), Health::Stale(_)), "{:?}", m.health());
+        // TCP answers: up, over TCP.
+        run(&mut m, &ticks(2.5, 3.0, 200));
+        assert_eq!((m.health(), m.transport()), (&Health::Up, Transport::Tcp));
+        // Another network: UDP first again, then TCP once more when it stays silent.
+        let actions = run(&mut m, &[(5.0, Input::NetworkChanged)]);
+        assert_eq!(
+            actions,
+            vec![
+                (5.0, Action::Switch(Transport::Udp)),
+                (5.0, Action::Resolve)
+            ]
+        );
+        assert_eq!(m.tcp_because(), None);
+        let actions = run(&mut m, &ticks(5.5, 7.0, 200));
+        assert_eq!(actions, vec![(7.0, Action::Switch(Transport::Tcp))]);
+    }
+
+    #[test]
+    fn over_tcp_udp_is_checked_every_30_s_and_taken_when_it_answers() {
+        let mut m = machine().with_tcp_fallback();
+        run(&mut m, &ticks(0.5, 2.0, 0));
+        // Traffic keeps it up; the check is due 30 s after the switch.
+        let traffic: Vec<_> = (5u32..=64)
+            .map(|i| {
+                (
+                    f64::from(i) * 0.5,
+                    Input::Tick {
+                        rx_bytes: u64::from(i),
+                    },
+                )
+            })
+            .collect();
+        let actions = run(&mut m, &traffic);
+        assert_eq!(actions, vec![(32.0, Action::CheckUdp)]);
+        // No answer: a probe through the tunnel, and the next check 30 s later.
+        let actions = run(&mut m, &[(34.0, Input::UdpChecked(false))]);
+        assert_eq!(actions, vec![(34.0, Action::Probe)]);
+        assert_eq!(m.transport(), Transport::Tcp);
+        let actions = run(&mut m, &[(64.0, Input::Tick { rx_bytes: 1000 })]);
+        assert_eq!(actions, vec![(64.0, Action::CheckUdp)]);
+        // An answer: back to UDP.
+        let actions = run(&mut m, &[(64.5, Input::UdpChecked(true))]);
+        assert_eq!(actions, vec![(64.5, Action::Switch(Transport::Udp))]);
+        assert_eq!((m.transport(), m.tcp_because()), (Transport::Udp, None));
+    }
+
+    #[test]
+    fn unanswered_tcp_recovers_over_udp_first() {
+        let mut m = machine().with_tcp_fallback();
+        run(&mut m, &ticks(0.5, 2.0, 0));
+        run(&mut m, &ticks(2.5, 3.0, 200));
+        // Idle, probed at 12.5 over TCP, unanswered: the usual recovery, over UDP.
+        let actions = run(&mut m, &ticks(3.5, 15.0, 200));
+        assert_eq!(
+            actions,
+            vec![(12.5, Action::Probe), (14.5, Action::Resolve)]
+        );
+        assert_eq!(m.transport(), Transport::Udp);
+        let actions = run(&mut m, &[(15.1, Input::Resolved(addr(GW)))]);
+        assert_eq!(actions, vec![(15.1, Action::Reconnect(addr(GW)))]);
+    }
+
+    #[test]
+    fn without_a_fallback_unanswered_udp_is_a_recovery() {
+        let mut m = machine();
+        let actions = run(&mut m, &ticks(0.5, 2.0, 0));
+        assert_eq!(actions, vec![(2.0, Action::Resolve)]);
+        assert_eq!(m.transport(), Transport::Udp);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use roamgw_common::fsutil::{self, FsError};
 use roamgw_common::state::RoamerConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::health::Health;
+use crate::health::{Health, Transport};
 
 /// Tmpfs: gone after a reboot, like the tunnel.
 pub const RUN_DIR: &str = "/run/roamgw";
@@ -29,6 +29,12 @@ pub struct RunState {
     pub gateway_endpoint: String,
     /// What it resolved to, where the tunnel sends now.
     pub gateway_address: SocketAddr,
+    /// UDP, or TCP (the gateway's fallback) when UDP got no answer.
+    #[serde(default = "udp")]
+    pub transport: Transport,
+    /// Why the transport is TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_because: Option<String>,
     pub health: Health,
     /// Seconds since the epoch.
     pub health_since: u64,
@@ -36,6 +42,11 @@ pub struct RunState {
 }
 
 pub use roamgw_common::clock::unix_now;
+
+/// A status file from before transports were written: UDP was the only one.
+fn udp() -> Transport {
+    Transport::Udp
+}
 
 pub fn path(interface: &str) -> PathBuf {
     Path::new(RUN_DIR).join(format!("roamer-{interface}.json"))
@@ -94,6 +105,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_for_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_because: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_handshake_secs: Option<u64>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
@@ -120,6 +135,8 @@ impl Report {
             health_for_secs: run
                 .as_ref()
                 .map(|r| unix_now().saturating_sub(r.health_since)),
+            transport: run.as_ref().map(|r| r.transport),
+            tcp_because: run.as_ref().and_then(|r| r.tcp_because.clone()),
             health: run.map(|r| r.health),
             last_handshake_secs: peer
                 .as_ref()
@@ -143,8 +160,13 @@ impl Report {
             .health
             .as_ref()
             .map_or("unknown".to_string(), ToString::to_string);
+        let transport = match (self.transport, &self.tcp_because) {
+            (Some(transport), Some(why)) => format!("{transport} ({why})"),
+            (Some(transport), None) => transport.to_string(),
+            (None, _) => "unknown".to_string(),
+        };
         format!(
-            "roamer {}: {health} (for {})\n  interface  {}{}, address {}\n  gateway    {} -> {}\n  \
+            "roamer {}: {health} (for {})\n  interface  {}{}, address {}\n  gateway    {} -> {} over {transport}\n  \
              handshake  {}\n  transfer   {} received, {} sent\n",
             self.name,
             age(self.health_for_secs.unwrap_or(0)),
@@ -205,6 +227,8 @@ mod tests {
             tunnel_address: "192.168.32.2/24".parse().expect("net"),
             gateway_endpoint: "gw.example.net:51820".into(),
             gateway_address: "203.0.113.10:51820".parse().expect("addr"),
+            transport: Transport::Tcp,
+            tcp_because: Some("UDP got no answer within 2 s".into()),
             health: Health::Stale("probe unanswered for 2 s".into()),
             health_since: 5,
             started: 1,

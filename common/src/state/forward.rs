@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::file::{invalid, StateError};
-use super::ClientIp;
+use super::{ClientIp, GatewaySettings};
 use crate::names::RoamerName;
 use crate::portspec::{PortSpec, Protocol};
 
@@ -170,12 +170,21 @@ pub fn mixed_client_ip_message(a: &Forward, b: &Forward) -> String {
 
 /// A UDP forward must not capture the gateway's own WireGuard port (roamers may dial the
 /// floating IP, which arrives on the anchor address).
-pub fn check_forward_ports(spec: &PortSpec, listen_port: u16) -> Result<(), StateError> {
+pub fn check_forward_ports(spec: &PortSpec, gateway: &GatewaySettings) -> Result<(), StateError> {
+    let listen_port = gateway.listen_port;
     if spec.protocols.contains(Protocol::Udp) && spec.public.contains(listen_port) {
         return Err(invalid(format!(
             "forward {spec} covers udp port {listen_port}, the gateway's own WireGuard port: \
              pick other ports or move WireGuard with `roamgw init --listen-port`"
         )));
+    }
+    if let Some(tcp_port) = gateway.tcp_port {
+        if spec.protocols.contains(Protocol::Tcp) && spec.public.contains(tcp_port) {
+            return Err(invalid(format!(
+                "forward {spec} covers tcp port {tcp_port}, the gateway's WireGuard-over-TCP port: \
+                 pick other ports or move it with `roamgw tcp-fallback PORT`"
+            )));
+        }
     }
     Ok(())
 }

@@ -138,12 +138,36 @@ pub struct GatewaySettings {
     /// the provider needs one (DigitalOcean: the anchor's gateway). `None`: the default route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor_gateway: Option<Ipv4Addr>,
+    /// WireGuard over TCP for networks that pass no UDP (`roamgw tcp-fallback`): the port on
+    /// the anchor address, so roamers reach it through the floating IP as they reach the
+    /// UDP port, and a service on the public IP's port (the mirror's nginx on 443) is not in
+    /// the way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
 }
 
 impl GatewaySettings {
+    /// Where WireGuard over TCP listens: where the roamers' UDP arrives, so they reach it at
+    /// the endpoint's host — the public IP when that is the endpoint, else the anchor (the
+    /// floating IP's target).
+    pub fn tcp_listen(&self) -> Option<std::net::SocketAddrV4> {
+        let address = if self.endpoint.host == self.public_ip.to_string() {
+            self.public_ip
+        } else {
+            self.anchor_ip
+        };
+        self.tcp_port
+            .map(|port| std::net::SocketAddrV4::new(address, port))
+    }
+
     /// The gateway's own settings, each against the others.
     fn validate(&self) -> Result<(), StateError> {
         let g = self;
+        if g.tcp_port == Some(0) {
+            return Err(invalid(
+                "gateway.tcp_port 0 is not a port: use 1-65535 (443 when the anchor's 443 is free), or remove the line",
+            ));
+        }
         if g.listen_port == 0 {
             return Err(invalid(
                 "gateway.listen_port 0 is not a port: use 1-65535 (default 51820)",
@@ -295,7 +319,7 @@ impl GatewayState {
                     forward.spec, forward.to
                 )));
             }
-            check_forward_ports(&forward.spec, g.listen_port)?;
+            check_forward_ports(&forward.spec, g)?;
             if let Some(net) = forward.allow_from.iter().find(|n| **n != n.trunc()) {
                 return Err(invalid(format!(
                     "forward {} allows {net}, which has host bits set: write {}",
@@ -412,6 +436,7 @@ mod tests {
                 anchor_passthrough: false,
                 client_ip: ClientIp::Keep,
                 anchor_gateway: None,
+                tcp_port: None,
             },
             roamers: vec![RoamerEntry {
                 name: "laptop".parse().expect("name"),

@@ -47,6 +47,10 @@ pub struct RoamerGateway {
     pub allowed_ips: Vec<Ipv4Net>,
     /// Seconds; 0 turns keepalive off.
     pub persistent_keepalive: u16,
+    /// Where the gateway takes WireGuard over TCP, for networks that pass no UDP (the
+    /// roamer switches to it when UDP gets no answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_fallback: Option<Endpoint>,
 }
 
 impl RoamerConfig {

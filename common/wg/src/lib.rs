@@ -16,6 +16,7 @@ pub mod model;
 pub mod netlink;
 pub mod nftwatch;
 pub mod socket;
+pub mod tcp;
 pub mod uapi;
 pub mod userspace;
 

@@ -102,6 +102,20 @@ pub enum Command {
     )]
     Egress(EgressArgs),
 
+    /// WireGuard over TCP for laptops on networks that pass no UDP (hotel and conference Wi-Fi).
+    #[command(
+        after_help = "Listens on the anchor (where the floating IP arrives; the public IP when that \
+        is the endpoint), so a service on the public IP's port, such as the mirror's nginx on 443, \
+        is not in the way; a port another process already listens on is refused. Roamers learn it \
+        from their new config (`roamgw show-config NAME`) and switch to it by themselves when UDP \
+        gets no answer.\n\n\
+        Examples:\n  \
+        roamgw tcp-fallback 443\n  \
+        roamgw tcp-fallback --off\n  \
+        roamgw tcp-fallback            # show it"
+    )]
+    TcpFallback(TcpFallbackArgs),
+
     /// Stop forwarding ports; give the spec as it was added.
     #[command(
         after_help = "Examples:\n  roamgw remove-port 22\n  roamgw remove-port 60000-60100/udp"
@@ -360,6 +374,17 @@ pub struct EgressArgs {
     pub destinations: Vec<Ipv4Net>,
 
     /// No egress for this roamer.
+    #[arg(long)]
+    pub off: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TcpFallbackArgs {
+    /// The TCP port (443 passes the most networks).
+    #[arg(value_name = "PORT", conflicts_with = "off", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// No WireGuard over TCP.
     #[arg(long)]
     pub off: bool,
 }

@@ -14,6 +14,36 @@ pub fn add_port(store: &Store, args: AddPortArgs) -> Result<String> {
     Ok(format!("{summary}; {how}\n"))
 }
 
+/// `roamgw tcp-fallback [PORT] [--off]`: sets it, or shows it when given neither.
+pub fn tcp_fallback(store: &Store, args: TcpFallbackArgs) -> Result<String> {
+    if args.port.is_none() && !args.off {
+        let state = store.load()?;
+        return Ok(match state.gateway.tcp_listen() {
+            Some(listen) => format!(
+                "WireGuard over TCP on {listen}; roamers dial {}:{}\n",
+                state.gateway.endpoint.host,
+                listen.port()
+            ),
+            None => "WireGuard over TCP is off: `roamgw tcp-fallback 443` turns it on\n".into(),
+        });
+    }
+    let _lock = store.lock()?;
+    if let Some(port) = args.port {
+        let mut next = store.load()?.gateway;
+        next.tcp_port = Some(port);
+        if let Some(listen) = next.tcp_listen() {
+            // Refused here, before anything is saved, rather than by the daemon afterwards.
+            std::net::TcpListener::bind(listen).map_err(|e| {
+                refused(format!(
+                    "cannot listen on {listen} ({e}): another process has it (`ss -ltnp 'sport = :{port}'` shows which); pick another port"
+                ))
+            })?;
+        }
+    }
+    let (summary, how) = make_change(store, StateChange::SetTcpPort { port: args.port })?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
 pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
     let _lock = store.lock()?;
     let (summary, how) = make_change(store, StateChange::RemovePort { spec: args.spec })?;

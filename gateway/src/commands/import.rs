@@ -117,6 +117,7 @@ fn state_of(
             // The laptops' configs of the manual setup route no replies for other sources.
             client_ip: ClientIp::Masquerade,
             anchor_gateway: None,
+            tcp_port: None,
         },
         roamers: plan
             .roamers

@@ -174,6 +174,7 @@ fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<G
             anchor_passthrough: args.anchor_passthrough,
             client_ip: args.client_ip,
             anchor_gateway,
+            tcp_port: None,
         },
         roamers: Vec::new(),
         forwards: Vec::new(),

@@ -101,8 +101,10 @@ impl Endpoints {
 
     /// Takes in what the device reports for the `roamers` (their public keys): a new endpoint
     /// replaces the remembered one, roamers no longer in the state are forgotten, a peer
-    /// without an endpoint (not seen since the start) keeps what was remembered. Returns
-    /// whether anything changed, i.e. whether the file needs writing.
+    /// without an endpoint (not seen since the start) keeps what was remembered, and so does
+    /// one behind the TCP fallback (a loopback relay socket: it ends with its connection, and
+    /// only the laptop can open a new one). Returns whether anything changed, i.e. whether
+    /// the file needs writing.
     pub fn observe(&mut self, status: &DeviceStatus, roamers: &[PublicKey], now: u64) -> bool {
         let before = self.clone();
         self.version = VERSION;
@@ -113,7 +115,7 @@ impl Endpoints {
             let Some(endpoint) = peer.endpoint else {
                 continue;
             };
-            if !wanted.contains(&key) {
+            if endpoint.ip().is_loopback() || !wanted.contains(&key) {
                 continue;
             }
             match self.roamers.get(&key) {

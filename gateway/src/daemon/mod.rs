@@ -110,6 +110,8 @@ struct Daemon {
     monitor: std::sync::Arc<Monitor>,
     /// The pair this droplet is half of (`roamgw ha`), if any.
     pair: Option<pair::Pair>,
+    /// WireGuard over TCP, while `gateway.tcp_port` is set.
+    tcp: Option<roamgw_wg::tcp::server::TcpFallback>,
 }
 
 pub fn run_until_stopped(
@@ -150,12 +152,14 @@ pub fn run_until_stopped(
         endpoints_unsaved_warned: false,
         monitor,
         pair,
+        tcp: None,
     };
     daemon.pair_before_bring_up()?;
     if let Err(e) = daemon.bring_up() {
         daemon.take_down();
         return Err(e);
     }
+    daemon.sync_tcp();
     let control_events = events.clone();
     control::serve(listener, move |request| {
         let (tx, rx) = mpsc::channel();
@@ -251,6 +255,7 @@ impl Daemon {
                 info!("SIGHUP: state re-read");
                 self.engine.replace_state(state);
                 self.check("SIGHUP", false);
+                self.sync_tcp();
             }
             Err(e) => error!("SIGHUP: keeping the running state, the file is not usable: {e}"),
         }
@@ -429,6 +434,7 @@ impl Daemon {
                 self.monitor
                     .change_applied(unix_now(), started.elapsed(), &done.summary);
                 info!("{}", done.summary);
+                self.sync_tcp();
                 Ok(done.summary)
             }
             // A refused request touched nothing: no check needed.
@@ -437,6 +443,29 @@ impl Daemon {
                 self.check("a change that failed", true);
                 Err(e)
             }
+        }
+    }
+
+    /// Listens for WireGuard over TCP where the state says, or stops (the CLI checked that the
+    /// port was free; taken since, it is an error in the log and in `status`).
+    fn sync_tcp(&mut self) {
+        let g = &self.engine.state().gateway;
+        let wanted = g.tcp_listen().map(std::net::SocketAddr::V4);
+        if self.tcp.as_ref().map(|t| t.listen) == wanted {
+            return;
+        }
+        self.tcp = None;
+        let Some(listen) = wanted else {
+            info!("WireGuard over TCP: off");
+            return;
+        };
+        let device = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, g.listen_port));
+        match roamgw_wg::tcp::server::TcpFallback::start(listen, device, Default::default()) {
+            Ok(tcp) => {
+                info!(%listen, "WireGuard over TCP: listening");
+                self.tcp = Some(tcp);
+            }
+            Err(e) => error!("WireGuard over TCP: cannot listen on {listen}: {e}"),
         }
     }
 
@@ -500,6 +529,7 @@ mod loop_tests {
             endpoints_unsaved_warned: false,
             monitor: Arc::new(Monitor::default()),
             pair: None,
+            tcp: None,
         }
     }
 

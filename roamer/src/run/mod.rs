@@ -77,6 +77,8 @@ enum Event {
     /// A committed nftables transaction (the laptop's firewall, or our own table).
     Ruleset,
     Resolved(Result<SocketAddr, String>),
+    /// Whether the gateway answered the UDP check (the tunnel runs over TCP meanwhile).
+    UdpChecked(bool),
     Stop(i32),
 }
 
@@ -231,6 +233,7 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
         monitor,
         links,
         tunnel,
+        loaded.key.clone(),
     );
     session.start();
     let signal = loop {

@@ -8,13 +8,15 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use roamgw_common::state::RoamerConfig;
+use roamgw_common::PrivateKey;
 use roamgw_wg::netlink::{Links, NetworkChange};
+use roamgw_wg::tcp::client::TcpClient;
 use roamgw_wg::{reset_peer, WgDevice};
 use tracing::{debug, info, warn};
 
 use super::{peer_config, resolve_in_background, Event, Tunnel};
 use crate::config;
-use crate::health::{Action, Health, Input, Machine, Timing};
+use crate::health::{Action, Health, Input, Machine, Timing, Transport};
 use crate::metrics::Monitor;
 use crate::routing::{self, Installed, Repair};
 use crate::status::{self, RunState};
@@ -38,6 +40,8 @@ const DRIFT_AFTER_CHANGE: Duration = Duration::from_secs(1);
 const DRIFT_AFTER_REMOVAL: Duration = Duration::from_millis(100);
 /// Boot time running ahead of monotonic time by more than this: the laptop slept.
 const SUSPEND_GAP: Duration = Duration::from_secs(2);
+/// A UDP check's answer comes within this or not at all (as a probe's does).
+const UDP_CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the machine was suspended between two (CLOCK_BOOTTIME, CLOCK_MONOTONIC) readings:
 /// boot time counts the sleep, monotonic time does not. `None` below [`SUSPEND_GAP`] (a busy
@@ -123,6 +127,10 @@ pub(super) struct Session<'a> {
     pub(super) drift_failures: Vec<String>,
     /// nftables changed since the last look.
     pub(super) ruleset_changed: bool,
+    /// The relay to the gateway's WireGuard over TCP, while the tunnel uses it.
+    pub(super) tcp: Option<TcpClient>,
+    /// The laptop's key, for the UDP check beside a tunnel that runs over TCP.
+    pub(super) key: PrivateKey,
 }
 
 impl<'a> Session<'a> {
@@ -137,17 +145,24 @@ impl<'a> Session<'a> {
         monitor: Arc<Monitor>,
         links: Links,
         tunnel: Tunnel,
+        key: PrivateKey,
     ) -> Self {
         Session {
             config,
             config_path,
             prober: Prober::new(config.gateway_tunnel_address()),
-            machine: Machine::new(
-                Timing::new(config.gateway.persistent_keepalive),
-                endpoint,
-                boottime(),
-                u64::from(std::process::id()),
-            ),
+            machine: {
+                let machine = Machine::new(
+                    Timing::new(config.gateway.persistent_keepalive),
+                    endpoint,
+                    boottime(),
+                    u64::from(std::process::id()),
+                );
+                match config.gateway.tcp_fallback {
+                    Some(_) => machine.with_tcp_fallback(),
+                    None => machine,
+                }
+            },
             events,
             started: status::unix_now(),
             warned,
@@ -161,6 +176,8 @@ impl<'a> Session<'a> {
             next_drift_check: Instant::now() + DRIFT_CHECK,
             drift_failures: Vec::new(),
             ruleset_changed: false,
+            tcp: None,
+            key,
         }
     }
 }
@@ -214,6 +231,12 @@ impl Session<'_> {
                 });
             }
             Event::Resolved(Ok(address)) => inputs.push(Input::Resolved(address)),
+            Event::UdpChecked(answered) => {
+                if answered {
+                    info!("the gateway answers over UDP again");
+                }
+                inputs.push(Input::UdpChecked(answered));
+            }
             Event::Resolved(Err(message)) => {
                 warn!("{message}");
                 inputs.push(Input::ResolveFailed(message));
@@ -291,6 +314,7 @@ impl Session<'_> {
                 self.disrupted_since.get_or_insert(now);
             }
             let before = (self.machine.health().clone(), self.machine.endpoint());
+            let transport_before = self.machine.transport();
             for action in self.machine.step(now, input) {
                 match action {
                     Action::Probe => self.prober.probe(),
@@ -303,10 +327,16 @@ impl Session<'_> {
                             self.monitor.gateway_moved();
                             info!(from = %before.1, to = %address, "the gateway moved: following it");
                         }
-                        if let Err(e) = reset_peer(device, &peer_config(self.config, address)) {
-                            warn!("cannot reconnect to {address}: {e}");
+                        self.connect(device, address);
+                    }
+                    Action::CheckUdp => self.check_udp(),
+                    Action::Switch(transport) => {
+                        match self.machine.tcp_because() {
+                            Some(why) => warn!("{why}: switching to TCP"),
+                            None => info!("trying UDP again"),
                         }
-                        self.prober.probe();
+                        debug_assert_eq!(transport, self.machine.transport());
+                        self.connect(device, self.machine.endpoint());
                     }
                 }
             }
@@ -315,8 +345,79 @@ impl Session<'_> {
                 log_health(&before.0, &self.machine);
                 self.monitor.set_health(self.machine.health());
                 self.write_status();
+            } else if self.machine.transport() != transport_before {
+                self.write_status();
             }
         }
+    }
+
+    /// Asks on a thread of its own whether the gateway answers over UDP again.
+    fn check_udp(&self) {
+        let (key, gateway) = (self.key.clone(), &self.config.gateway);
+        let (public, preshared) = (gateway.public_key, gateway.preshared_key.clone());
+        let (endpoint, events) = (self.machine.endpoint(), self.events.clone());
+        let spawned = std::thread::Builder::new()
+            .name("udp-check".into())
+            .spawn(move || {
+                let answered = roamgw_wg::tcp::udp_answers(
+                    &key,
+                    &public,
+                    preshared.as_ref(),
+                    endpoint,
+                    UDP_CHECK_WAIT,
+                )
+                .unwrap_or_else(|e| {
+                    debug!("UDP check: {e}");
+                    false
+                });
+                let _ = events.send(Event::UdpChecked(answered));
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the UDP check: {e}");
+        }
+    }
+
+    /// A fresh session with the gateway at `address` over the machine's transport (through
+    /// the TCP relay, started or moved as needed), then a probe.
+    fn connect(&mut self, device: &dyn WgDevice, address: SocketAddr) {
+        let endpoint = match self.machine.transport() {
+            Transport::Udp => {
+                self.tcp = None;
+                address
+            }
+            Transport::Tcp => match self.tcp_relay(address) {
+                Ok(local) => local,
+                Err(e) => {
+                    warn!("cannot start the TCP relay: {e}");
+                    address
+                }
+            },
+        };
+        if let Err(e) = reset_peer(device, &peer_config(self.config, endpoint)) {
+            warn!("cannot reconnect to {address}: {e}");
+        }
+        self.prober.probe();
+    }
+
+    /// The relay's local address, for the gateway at `address`: its TCP fallback is on the
+    /// same host when the config names the same host (the usual case), else looked up.
+    fn tcp_relay(&mut self, address: SocketAddr) -> std::io::Result<SocketAddr> {
+        let Some(fallback) = &self.config.gateway.tcp_fallback else {
+            return Err(std::io::Error::other("the config names no tcp_fallback"));
+        };
+        let target = if fallback.host == self.config.gateway.endpoint.host {
+            SocketAddr::new(address.ip(), fallback.port)
+        } else {
+            super::resolve(fallback).map_err(std::io::Error::other)?
+        };
+        if let Some(relay) = self.tcp.as_ref().filter(|r| r.gateway == target) {
+            return Ok(relay.local);
+        }
+        let relay = TcpClient::start(target)?;
+        info!(gateway = %target, "WireGuard over TCP");
+        let local = relay.local;
+        self.tcp = Some(relay);
+        Ok(local)
     }
 
     /// Puts back what someone else removed of the laptop's routing for the tunnel
@@ -404,6 +505,8 @@ impl Session<'_> {
             tunnel_address: self.config.address,
             gateway_endpoint: self.config.gateway.endpoint.to_string(),
             gateway_address: machine.endpoint(),
+            transport: machine.transport(),
+            tcp_because: machine.tcp_because().map(ToString::to_string),
             health: machine.health().clone(),
             health_since: status::unix_now()
                 .saturating_sub(boottime().saturating_sub(machine.health_since()).as_secs()),

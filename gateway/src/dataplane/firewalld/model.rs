@@ -132,6 +132,12 @@ fn host_rules(state: &GatewayState) -> BTreeSet<String> {
             "rule priority=\"-1\" family=\"ipv4\" destination address=\"{}\" port port=\"{}\" protocol=\"udp\" accept",
             g.anchor_ip, g.listen_port
         ));
+        if let Some(port) = g.tcp_port {
+            host_rules.insert(format!(
+                "rule priority=\"-1\" family=\"ipv4\" destination address=\"{}\" port port=\"{port}\" protocol=\"tcp\" accept",
+                g.anchor_ip
+            ));
+        }
         host_rules.insert(format!(
             "rule family=\"ipv4\" destination address=\"{}\" drop",
             g.anchor_ip
@@ -238,7 +244,10 @@ fn host_policy(state: &GatewayState, rich_rules: BTreeSet<String>) -> PolicySpec
         name: HOST_POLICY,
         ingress_zones: any(),
         egress_zones: vec!["HOST".into()],
-        ports: vec![(state.gateway.listen_port.to_string(), "udp".into())],
+        ports: std::iter::once((state.gateway.listen_port, "udp"))
+            .chain(state.gateway.tcp_port.map(|port| (port, "tcp")))
+            .map(|(port, protocol)| (port.to_string(), protocol.into()))
+            .collect(),
         masquerade: false,
         rich_rules,
     }

@@ -103,6 +103,7 @@ mod tests {
             anchor: ANCHOR,
             interface: "roamgw0".parse().expect("if"),
             listen_port: 51820,
+            tcp_port: 0,
         }
     }
 

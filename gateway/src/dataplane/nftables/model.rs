@@ -26,6 +26,8 @@ pub struct TableSettings {
     pub anchor: Ipv4Addr,
     pub interface: InterfaceName,
     pub listen_port: u16,
+    /// WireGuard over TCP's port on the anchor; 0 when off (no packet has port 0).
+    pub tcp_port: u16,
 }
 
 impl TableSettings {
@@ -33,8 +35,8 @@ impl TableSettings {
     /// version, the template and the settings. A different marker means a table replace.
     pub fn marker(&self) -> u32 {
         let text = format!(
-            "{RULES_VERSION}\0{TEMPLATE}\0{}\0{}\0{}",
-            self.anchor, self.interface, self.listen_port
+            "{RULES_VERSION}\0{TEMPLATE}\0{}\0{}\0{}\0{}",
+            self.anchor, self.interface, self.listen_port, self.tcp_port
         );
         let hash = fnv1a(text.as_bytes());
         // Folded to the 32 bits of nft's `mark` type.
@@ -389,6 +391,7 @@ pub fn desired(state: &GatewayState) -> Desired {
             anchor,
             interface: g.interface.clone(),
             listen_port: g.listen_port,
+            tcp_port: g.tcp_port.unwrap_or(0),
         },
         elements,
     }
@@ -501,6 +504,7 @@ mod tests {
             anchor: anchor(),
             interface: "roamgw0".parse().expect("if"),
             listen_port: 51820,
+            tcp_port: 0,
         };
         let mut other = settings.clone();
         other.listen_port = 51821;

@@ -78,6 +78,7 @@ fn settings(state: &GatewayState) -> TableSettings {
         anchor: state.gateway.anchor_ip,
         interface: state.gateway.interface.clone(),
         listen_port: state.gateway.listen_port,
+        tcp_port: state.gateway.tcp_port.unwrap_or(0),
     }
 }
 

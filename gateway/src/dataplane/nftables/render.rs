@@ -21,6 +21,7 @@ pub fn full_transaction(desired: &Desired, keep: &BTreeMap<Element, CounterValue
     let _ = writeln!(out, "define ANCHOR = {}", s.anchor);
     let _ = writeln!(out, "define WG_IF = \"{}\"", s.interface);
     let _ = writeln!(out, "define LISTEN_PORT = {}", s.listen_port);
+    let _ = writeln!(out, "define TCP_PORT = {}", s.tcp_port);
     // "add then delete" makes the delete succeed when the table does not exist yet.
     let _ = writeln!(out, "table {FAMILY} {TABLE} {{}}");
     let _ = writeln!(out, "delete table {FAMILY} {TABLE}");
@@ -127,6 +128,7 @@ mod tests {
                 anchor,
                 interface: "roamgw0".parse().expect("if"),
                 listen_port: 51820,
+                tcp_port: 0,
             },
             elements,
         }

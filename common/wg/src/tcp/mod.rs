@@ -1,0 +1,49 @@
+//! WireGuard over TCP, for networks that pass no UDP (hotel and conference Wi-Fi that allow
+//! only TCP 80/443). Each datagram is framed with its length ([`frame`]); the gateway relays
+//! every connection to its device through a loopback UDP socket ([`server`]) and the laptop
+//! relays its device's UDP over one connection ([`client`]). Both devices keep speaking
+//! plain WireGuard: TCP is only the road.
+
+pub mod client;
+pub mod frame;
+pub mod server;
+mod udp_check;
+
+pub use udp_check::udp_answers;
+
+use std::future::Future;
+use std::io;
+
+/// Stops a relay's thread when dropped.
+pub struct Running {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Runs `task` on a thread of its own with `runtime` (which made its sockets) until the
+/// returned [`Running`] is dropped.
+fn run_on_thread(
+    name: &str,
+    runtime: tokio::runtime::Runtime,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<Running> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    () = task => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+    Ok(Running { _stop: stop })
+}
+
+/// A runtime for one relay thread: I/O and timers, no worker pool.
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}

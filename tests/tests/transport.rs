@@ -1,0 +1,185 @@
+//! The roamer on a network that passes no UDP but DNS (hotel Wi-Fi): the gateway's WireGuard
+//! over TCP carries the tunnel, forwards keep the client's address, `roamer status` says TCP
+//! and why; once UDP passes again the roamer goes back to it by itself. And the TCP port
+//! under junk from an outsider.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, PUBLIC_IP};
+
+const TCP_PORT: &str = "443";
+
+fn block_udp(s: &Scenario) {
+    for command in [
+        "add table inet rg_block_udp",
+        "add chain inet rg_block_udp block { type filter hook forward priority -10 ; }",
+        "add rule inet rg_block_udp block meta l4proto udp udp dport != 53 udp sport != 53 drop",
+    ] {
+        let mut args = vec!["nft"];
+        args.extend(command.split(' '));
+        s.bed.cgn.run(&args);
+    }
+}
+
+fn unblock_udp(s: &Scenario) {
+    s.bed
+        .cgn
+        .run(&["nft", "delete", "table", "inet", "rg_block_udp"]);
+}
+
+fn status(s: &Scenario) -> serde_json::Value {
+    let out = s.roamer(&["status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "roamer status --json: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The laptop's status once it runs over `transport` and is up (or the last one after `wait`).
+fn status_when(s: &Scenario, transport: &str, wait: Duration) -> serde_json::Value {
+    let mut last = status(s);
+    wait_until(wait, || {
+        last = status(s);
+        last["transport"] == transport && last["health"]["state"] == "up"
+    });
+    last
+}
+
+#[test]
+fn udp_blocked_the_tunnel_runs_over_tcp_and_returns_to_udp() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    let said = s.ok(&["tcp-fallback", TCP_PORT]);
+    assert!(
+        said.contains(&format!("{PUBLIC_IP}:{TCP_PORT}")),
+        "where it listens: {said}"
+    );
+    block_udp(&s);
+    let joined = Instant::now();
+    let s = s.connect_laptop(Laptop::Roamer);
+    let status = status_when(&s, "tcp", Duration::from_secs(10));
+    assert_eq!(
+        status["transport"],
+        "tcp",
+        "{status}\nroamer:\n{}",
+        s.bed.log("roamer.log")
+    );
+    assert!(
+        status["tcp_because"]
+            .as_str()
+            .is_some_and(|why| why.contains("UDP got no answer")),
+        "{status}"
+    );
+    eprintln!("UDP blocked: up over TCP after {:?}", joined.elapsed());
+    let text = String::from_utf8_lossy(&s.roamer(&["status"]).stdout).into_owned();
+    assert!(text.contains("over TCP (UDP got no answer"), "{text}");
+
+    // Forwards over TCP: TCP and UDP, with the client's own address.
+    s.bed.peer_address_server(&s.bed.roam, 7000);
+    s.ok(&["add-port", "7000/tcp+udp"]);
+    let addr = format!("{FLOATING_IP}:7000");
+    assert_eq!(s.bed.cli.tcp_banner(&addr).as_deref(), Some(CLIENT));
+    assert_eq!(
+        s.bed.cli.udp_exchange(&addr, "who am i").as_deref(),
+        Some(CLIENT)
+    );
+    // An open connection survives the way back to UDP.
+    s.bed.tcp_echo_server(&s.bed.roam, 7);
+    s.ok(&["add-port", "7"]);
+    let mut echo = s
+        .bed
+        .cli
+        .connect(&format!("{FLOATING_IP}:7"), Duration::from_secs(10))
+        .expect("connect to the echo forward");
+    let mut line = |text: &str| {
+        echo.write_all(format!("{text}\n").as_bytes())
+            .expect("write");
+        let mut buf = [0u8; 64];
+        let n = echo.read(&mut buf).expect("echo");
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    };
+    assert_eq!(line("over tcp"), "over tcp");
+
+    unblock_udp(&s);
+    let status = status_when(&s, "udp", Duration::from_secs(45));
+    assert_eq!(
+        status["transport"],
+        "udp",
+        "{status}\nroamer:\n{}",
+        s.bed.log("roamer.log")
+    );
+    assert_eq!(line("over udp"), "over udp");
+    assert_eq!(s.bed.cli.tcp_banner(&addr).as_deref(), Some(CLIENT));
+}
+
+#[test]
+fn junk_on_the_tcp_port_costs_a_closed_connection() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    s.ok(&["tcp-fallback", TCP_PORT]);
+    // A port another process has is refused, and nothing changes.
+    s.bed.tcp_banner_server(&s.bed.gw, 8443, "nginx");
+    let out = s
+        .bed
+        .roamgw(&roamgw_e2e::binary("roamgw"), &["tcp-fallback", "8443"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("another process has it"),
+        "{said}"
+    );
+    assert!(s.ok(&["tcp-fallback"]).contains(&format!(":{TCP_PORT}")));
+    // A forward on the port is refused too.
+    let out = s
+        .bed
+        .roamgw(&roamgw_e2e::binary("roamgw"), &["add-port", TCP_PORT]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("WireGuard-over-TCP port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let target = format!("{PUBLIC_IP}:{TCP_PORT}");
+    // Random bytes (not WireGuard's shape): closed at once.
+    let mut junk = s
+        .bed
+        .cli
+        .connect(&target, Duration::from_secs(5))
+        .expect("connect");
+    junk.write_all(b"\x00\x20GET / HTTP/1.1\r\nHost: x\r\n\r\n  ")
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = junk.read_to_end(&mut rest);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "junk was answered: {read:?} {rest:?}"
+    );
+    // Idle connections (slow-loris): closed after the handshake limit, nothing sent.
+    let idle: Vec<_> = (0..50)
+        .map(|_| {
+            s.bed
+                .cli
+                .connect(&target, Duration::from_secs(5))
+                .expect("connect")
+        })
+        .collect();
+    let started = Instant::now();
+    for mut stream in idle {
+        let mut rest = Vec::new();
+        let read = stream.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "an idle connection got {rest:?}");
+        assert!(read.is_ok() || started.elapsed() < Duration::from_secs(8));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "idle connections stayed open {:?}",
+        started.elapsed()
+    );
+    // The laptop still gets through over TCP.
+    block_udp(&s);
+    let s = s.connect_laptop(Laptop::Roamer);
+    assert_eq!(
+        status_when(&s, "tcp", Duration::from_secs(10))["transport"],
+        "tcp"
+    );
+}
