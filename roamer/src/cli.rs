@@ -66,6 +66,18 @@ pub enum Command {
     )]
     Doctor(CheckArgs),
 
+    /// Relay a local UDP port to the gateway's WireGuard over TCP, for a stock wg-quick laptop
+    /// on a network that passes no UDP.
+    #[command(
+        after_help = "Point the wg-quick config's Endpoint at the relay and bring it up:\n  \
+        roamer tcp-relay 203.0.113.50:443 &\n  \
+        sed -i 's/^Endpoint = .*/Endpoint = 127.0.0.1:51821/' /etc/wireguard/roamgw0.conf\n  \
+        wg-quick up roamgw0\n\n\
+        The gateway needs `roamgw tcp-fallback 443`. `roamer run` needs none of this: it switches \
+        by itself."
+    )]
+    TcpRelay(TcpRelayArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         roamer completions bash > /etc/bash_completion.d/roamer\n  \
@@ -117,6 +129,17 @@ pub struct UpArgs {
     /// Seconds to wait for the gateway's first answer before returning anyway.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TcpRelayArgs {
+    /// The gateway's WireGuard over TCP (`roamgw tcp-fallback` prints it), HOST:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub gateway: String,
+
+    /// Where wg-quick sends (its Endpoint).
+    #[arg(long, default_value = "127.0.0.1:51821", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

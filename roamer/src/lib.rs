@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod health;
 pub mod metrics;
+pub mod relay;
 pub mod routing;
 pub mod run;
 pub mod status;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         }
         Command::Up(args) => roamgw_roamer::updown::up(&args.run, Duration::from_secs(args.wait))
             .map_err(|e| e.to_string()),
+        Command::TcpRelay(args) => roamgw_roamer::relay::tcp_relay(&args),
         Command::Down(args) => roamgw_roamer::updown::down(&args.config, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
         Command::Doctor(args) => match roamgw_roamer::config::read(&args.config.config) {

@@ -183,3 +183,39 @@ fn junk_on_the_tcp_port_costs_a_closed_connection() {
         "tcp"
     );
 }
+
+#[test]
+fn a_stock_wg_quick_laptop_through_roamer_tcp_relay() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    s.ok(&["tcp-fallback", TCP_PORT]);
+    block_udp(&s);
+    let roamer = roamgw_e2e::binary("roamer");
+    s.bed.spawn(
+        &s.bed.roam,
+        &[
+            roamer.to_str().expect("utf-8"),
+            "tcp-relay",
+            &format!("{PUBLIC_IP}:{TCP_PORT}"),
+        ],
+    );
+    let config = s
+        .ok(&["show-config", "laptop", "--format", "wg-quick"])
+        .replace(
+            &format!("Endpoint = {PUBLIC_IP}:51820"),
+            "Endpoint = 127.0.0.1:51821",
+        );
+    assert!(config.contains("Endpoint = 127.0.0.1:51821"), "{config}");
+    s.bed.wg_quick_up(&s.bed.roam, &s.bed.roam_wg, &config);
+    s.bed.tcp_banner_server(&s.bed.roam, 22, "stock");
+    s.ok(&["add-port", "22"]);
+    let answered = wait_until(Duration::from_secs(15), || {
+        // wg-quick's first handshake waits for traffic.
+        s.bed.roam.output(&["ping", "-c1", "-W1", "192.168.32.1"]);
+        s.bed
+            .cli
+            .tcp_banner(&format!("{FLOATING_IP}:22"))
+            .as_deref()
+            == Some("stock")
+    });
+    assert!(answered, "no forward through the relay");
+}

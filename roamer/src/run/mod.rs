@@ -60,7 +60,7 @@ pub enum RunError {
     AlreadyRunning(u32, String),
 }
 
-fn resolve(endpoint: &roamgw_common::Endpoint) -> Result<SocketAddr, RunError> {
+pub(crate) fn resolve(endpoint: &roamgw_common::Endpoint) -> Result<SocketAddr, RunError> {
     let resolve_error = |message: String| RunError::Resolve {
         endpoint: endpoint.to_string(),
         message,

@@ -37,9 +37,15 @@ pub struct TcpClient {
 }
 
 impl TcpClient {
+    /// A relay on an ephemeral loopback port (the roamer sets its device's endpoint to it).
     pub fn start(gateway: SocketAddr) -> io::Result<Self> {
+        Self::start_on((Ipv4Addr::LOCALHOST, 0).into(), gateway)
+    }
+
+    /// A relay on `local` (`roamer tcp-relay`: a stock wg-quick's `Endpoint`).
+    pub fn start_on(local: SocketAddr, gateway: SocketAddr) -> io::Result<Self> {
         let runtime = super::runtime()?;
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let socket = std::net::UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let socket = {
