@@ -11,7 +11,7 @@ use roamgw_common::metrics::{Exposition, Histogram, HistogramSnapshot, Kind, CON
 use roamgw_common::PublicKey;
 use tracing::{info, warn};
 
-use crate::health::Health;
+use crate::health::{Health, Transport};
 
 /// Upper bounds of the time-to-recover histogram, in seconds: a roam takes ~0.1 s, a lost
 /// path is retried with a backoff of 1 s up to 60 s.
@@ -33,6 +33,7 @@ fn state_name(health: &Health) -> &'static str {
 #[derive(Debug)]
 pub struct Monitor {
     health: Mutex<&'static str>,
+    over_tcp: std::sync::atomic::AtomicBool,
     network_changes: AtomicU64,
     gateway_moves: AtomicU64,
     drift_repairs: AtomicU64,
@@ -43,6 +44,7 @@ impl Default for Monitor {
     fn default() -> Self {
         Monitor {
             health: Mutex::new(STATES[0]),
+            over_tcp: std::sync::atomic::AtomicBool::new(false),
             network_changes: AtomicU64::new(0),
             gateway_moves: AtomicU64::new(0),
             drift_repairs: AtomicU64::new(0),
@@ -64,6 +66,11 @@ impl Monitor {
             .health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn set_transport(&self, transport: Transport) {
+        self.over_tcp
+            .store(transport == Transport::Tcp, Ordering::Relaxed);
     }
 
     pub fn recovered(&self, took: Duration) {
@@ -93,6 +100,7 @@ pub struct Snapshot {
     pub version: &'static str,
     pub roamer: String,
     pub health: &'static str,
+    pub over_tcp: bool,
     pub network_changes: u64,
     pub gateway_moves: u64,
     pub drift_repairs: u64,
@@ -126,6 +134,18 @@ pub fn render(s: &Snapshot) -> String {
             "roamer_health",
             &[("roamer", &s.roamer), ("state", state)],
             u8::from(state == s.health),
+        );
+    }
+    e.family(
+        "roamer_transport",
+        Kind::Gauge,
+        "How the tunnel reaches the gateway: 1 for the current one (udp, or tcp: the gateway's fallback when UDP gets no answer).",
+    );
+    for (transport, tcp) in [("udp", false), ("tcp", true)] {
+        e.sample(
+            "roamer_transport",
+            &[("roamer", &s.roamer), ("transport", transport)],
+            u8::from(tcp == s.over_tcp),
         );
     }
     e.family(
@@ -187,6 +207,7 @@ fn snapshot(monitor: &Monitor, roamer: &str, interface: &str, gateway: &PublicKe
         version: env!("CARGO_PKG_VERSION"),
         roamer: roamer.to_string(),
         health: monitor.health(),
+        over_tcp: monitor.over_tcp.load(Ordering::Relaxed),
         network_changes: monitor.network_changes.load(Ordering::Relaxed),
         gateway_moves: monitor.gateway_moves.load(Ordering::Relaxed),
         drift_repairs: monitor.drift_repairs.load(Ordering::Relaxed),
@@ -247,6 +268,7 @@ mod tests {
             version: "0.1.0",
             roamer: "laptop".into(),
             health: monitor.health(),
+            over_tcp: true,
             network_changes: monitor.network_changes.load(Ordering::Relaxed),
             gateway_moves: 0,
             drift_repairs: 2,
@@ -259,6 +281,8 @@ mod tests {
         for expected in [
             r#"roamer_health{roamer="laptop",state="stale"} 1"#,
             r#"roamer_health{roamer="laptop",state="up"} 0"#,
+            r#"roamer_transport{roamer="laptop",transport="tcp"} 1"#,
+            r#"roamer_transport{roamer="laptop",transport="udp"} 0"#,
             r#"roamer_recovery_duration_seconds_bucket{le="0.25"} 1"#,
             "roamer_recovery_duration_seconds_count 1",
             r#"roamer_network_changes_total{roamer="laptop"} 1"#,

@@ -341,11 +341,15 @@ impl Session<'_> {
                 }
             }
             self.note_recovery(&before.0, now);
+            let switched = self.machine.transport() != transport_before;
+            if switched {
+                self.monitor.set_transport(self.machine.transport());
+            }
             if (self.machine.health(), self.machine.endpoint()) != (&before.0, before.1) {
                 log_health(&before.0, &self.machine);
                 self.monitor.set_health(self.machine.health());
                 self.write_status();
-            } else if self.machine.transport() != transport_before {
+            } else if switched {
                 self.write_status();
             }
         }
