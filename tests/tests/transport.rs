@@ -6,26 +6,18 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{wait_until, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{
+    hostile, wait_until, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP, PUBLIC_IP,
+};
 
 const TCP_PORT: &str = "443";
 
 fn block_udp(s: &Scenario) {
-    for command in [
-        "add table inet rg_block_udp",
-        "add chain inet rg_block_udp block { type filter hook forward priority -10 ; }",
-        "add rule inet rg_block_udp block meta l4proto udp udp dport != 53 udp sport != 53 drop",
-    ] {
-        let mut args = vec!["nft"];
-        args.extend(command.split(' '));
-        s.bed.cgn.run(&args);
-    }
+    hostile::block_udp(&s.bed);
 }
 
 fn unblock_udp(s: &Scenario) {
-    s.bed
-        .cgn
-        .run(&["nft", "delete", "table", "inet", "rg_block_udp"]);
+    hostile::unblock_udp(&s.bed);
 }
 
 fn status(s: &Scenario) -> serde_json::Value {
