@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use roamgw_wg::tcp::portal::Reached;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,10 @@ pub struct Timing {
     /// Over TCP, ask this often whether UDP gets through again.
     pub udp_recheck: Duration,
 }
+
+/// While a captive portal answers in the gateway's place: how often to ask whether the login
+/// happened (one short TCP exchange with the gateway's port).
+pub const PORTAL_RECHECK: Duration = Duration::from_secs(2);
 
 /// Keepalives are one packet out and keep the NAT's mapping (and the gateway's idea of the
 /// endpoint) fresh; a probe costs a round trip and only finds a gateway that moved or
@@ -69,6 +74,8 @@ pub enum Health {
     Stale(String),
     /// Unanswered for [`Timing::down_after`] or more.
     Down(String),
+    /// The network answers in the gateway's place until someone logs in at this URL.
+    Portal(String),
 }
 
 impl std::fmt::Display for Health {
@@ -78,6 +85,7 @@ impl std::fmt::Display for Health {
             Health::Up => f.write_str("up"),
             Health::Stale(why) => write!(f, "stale: {why}"),
             Health::Down(why) => write!(f, "down: {why}"),
+            Health::Portal(url) => write!(f, "captive portal: log in at {url}"),
         }
     }
 }
@@ -113,6 +121,8 @@ pub enum Input {
     ResolveFailed(String),
     /// What [`Action::CheckUdp`] found: whether the gateway answered over UDP.
     UdpChecked(bool),
+    /// What [`Action::CheckPortal`] found.
+    PortalChecked(Reached),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +139,9 @@ pub enum Action {
     Switch(Transport),
     /// Over TCP: ask, beside the tunnel, whether UDP gets through (answer with UdpChecked).
     CheckUdp,
+    /// Ask the gateway's TCP port whether it is the gateway that answers, or a captive portal
+    /// (answer with PortalChecked).
+    CheckPortal,
 }
 
 /// Why a resolve was asked for: decides what an unchanged answer means.
@@ -161,6 +174,10 @@ pub struct Machine {
     tcp_because: Option<String>,
     /// Over TCP: when to ask whether UDP works again (`None` while a check is out).
     next_udp_check: Option<Duration>,
+    /// The captive portal's login page, while one answers in the gateway's place.
+    portal: Option<String>,
+    /// When to ask again whether the portal still answers (`None` while a check is out).
+    next_portal_check: Option<Duration>,
 }
 
 impl Machine {
@@ -184,6 +201,8 @@ impl Machine {
             transport: Transport::Udp,
             tcp_because: None,
             next_udp_check: None,
+            portal: None,
+            next_portal_check: None,
         }
     }
 
@@ -204,6 +223,9 @@ impl Machine {
 
     fn switch(&mut self, transport: Transport, now: Duration, actions: &mut Vec<Action>) {
         self.transport = transport;
+        // The peer is added afresh, its counters from zero (as in `reconnect`): the old count
+        // must not read as an answer.
+        self.rx_bytes = 0;
         self.next_udp_check = match transport {
             Transport::Udp => {
                 self.tcp_because = None;
@@ -233,6 +255,10 @@ impl Machine {
     }
 
     fn set_health(&mut self, health: Health, now: Duration) {
+        // A portal that was found stays the news until the gateway answers again.
+        if self.portal.is_some() && matches!(health, Health::Stale(_) | Health::Down(_)) {
+            return;
+        }
         if self.health != health {
             self.health = health;
             self.health_since = now;
@@ -303,6 +329,7 @@ impl Machine {
                     self.reconnect(address, now, &mut actions);
                 }
             }
+            Input::PortalChecked(reached) => self.portal_checked(reached, now, &mut actions),
             Input::UdpChecked(answered) => {
                 if self.transport == Transport::Tcp {
                     if answered {
@@ -326,13 +353,48 @@ impl Machine {
         actions
     }
 
+    /// A portal found: say so and ask again every [`PORTAL_RECHECK`]. The gateway answering
+    /// after one: the login happened, so a new network as far as the tunnel goes.
+    fn portal_checked(&mut self, reached: Reached, now: Duration, actions: &mut Vec<Action>) {
+        match reached {
+            Reached::Portal(url) => {
+                self.portal = None;
+                self.set_health(Health::Portal(url.clone()), now);
+                self.portal = Some(url);
+                self.next_portal_check = Some(now + PORTAL_RECHECK);
+            }
+            Reached::Gateway if self.portal.take().is_some() => {
+                self.next_portal_check = None;
+                self.failures = 0;
+                self.next_recovery = None;
+                self.set_health(
+                    Health::Stale("logged in to the portal: connecting".into()),
+                    now,
+                );
+                self.switch(Transport::Udp, now, actions);
+                self.resolve(Purpose::NetworkChange, actions);
+            }
+            // Gone (another network), or never there: the usual recovery goes on.
+            Reached::Gateway | Reached::Nothing(_) => {
+                self.portal = None;
+                self.next_portal_check = None;
+            }
+        }
+    }
+
     fn tick(&mut self, now: Duration, rx_bytes: u64, actions: &mut Vec<Action>) {
         if rx_bytes != self.rx_bytes {
             self.rx_bytes = rx_bytes;
             self.last_answer = Some(now);
             self.probe_sent = None;
             self.next_recovery = None;
+            self.portal = None;
+            self.next_portal_check = None;
             self.set_health(Health::Up, now);
+        }
+        if self.next_portal_check.is_some_and(|at| now >= at) {
+            self.next_portal_check = None;
+            actions.push(Action::CheckPortal);
         }
         if self.health == Health::Up
             && now.saturating_sub(self.health_since) >= self.timing.healthy_reset
@@ -359,10 +421,14 @@ impl Machine {
             {
                 self.probe_sent = None;
                 // Unanswered over TCP too: the next try is UDP again (the gateway may be
-                // down, or this network may pass UDP now), then TCP, and so on.
+                // down, or this network may pass UDP now), then TCP, and so on; and a network
+                // that answers TCP in the gateway's place may be a captive portal.
                 if self.transport == Transport::Tcp {
                     self.transport = Transport::Udp;
                     self.tcp_because = None;
+                    if self.portal.is_none() {
+                        actions.push(Action::CheckPortal);
+                    }
                 }
                 let why = match self.last_answer {
                     None => "no answer from the gateway yet".to_string(),
@@ -484,7 +550,8 @@ mod tests {
             ]
         );
         assert_eq!(m.tcp_because(), None);
-        let actions = run(&mut m, &ticks(5.5, 7.0, 200));
+        // The re-added peer counts from zero: no answer, so TCP again after 2 s.
+        let actions = run(&mut m, &ticks(5.5, 7.0, 0));
         assert_eq!(actions, vec![(7.0, Action::Switch(Transport::Tcp))]);
     }
 
@@ -518,6 +585,43 @@ mod tests {
     }
 
     #[test]
+    fn a_portal_is_said_until_the_login_then_the_tunnel_connects() {
+        let url = "http://portal.example/login";
+        let mut m = machine().with_tcp_fallback();
+        // UDP unanswered -> TCP; TCP unanswered too -> recovery, and the portal check.
+        run(&mut m, &ticks(0.5, 2.0, 0));
+        let actions = run(&mut m, &ticks(2.5, 4.0, 0));
+        assert_eq!(
+            actions,
+            vec![(4.0, Action::CheckPortal), (4.0, Action::Resolve)]
+        );
+        run(
+            &mut m,
+            &[(4.2, Input::PortalChecked(Reached::Portal(url.into())))],
+        );
+        assert_eq!(m.health(), &Health::Portal(url.into()));
+        assert_eq!(
+            m.health().to_string(),
+            "captive portal: log in at http://portal.example/login"
+        );
+        // Recovery attempts go on underneath without hiding it; the portal is asked again.
+        let actions = run(&mut m, &ticks(4.5, 6.5, 0));
+        assert!(actions.contains(&(6.5, Action::CheckPortal)), "{actions:?}");
+        run(&mut m, &ticks(7.0, 70.0, 0));
+        assert_eq!(
+            m.health(),
+            &Health::Portal(url.into()),
+            "not down while the portal answers"
+        );
+        // The login: the gateway answers the check; UDP first, as on a new network (the
+        // recovery's resolve is still out, so no second one).
+        let actions = run(&mut m, &[(71.0, Input::PortalChecked(Reached::Gateway))]);
+        assert_eq!(actions, vec![(71.0, Action::Switch(Transport::Udp))]);
+        run(&mut m, &[(71.5, Input::Tick { rx_bytes: 10 })]);
+        assert_eq!(m.health(), &Health::Up);
+    }
+
+    #[test]
     fn unanswered_tcp_recovers_over_udp_first() {
         let mut m = machine().with_tcp_fallback();
         run(&mut m, &ticks(0.5, 2.0, 0));
@@ -526,7 +630,11 @@ mod tests {
         let actions = run(&mut m, &ticks(3.5, 15.0, 200));
         assert_eq!(
             actions,
-            vec![(12.5, Action::Probe), (14.5, Action::Resolve)]
+            vec![
+                (12.5, Action::Probe),
+                (14.5, Action::CheckPortal),
+                (14.5, Action::Resolve)
+            ]
         );
         assert_eq!(m.transport(), Transport::Udp);
         let actions = run(&mut m, &[(15.1, Input::Resolved(addr(GW)))]);

@@ -18,7 +18,7 @@ use crate::health::{Health, Transport};
 pub const RECOVERY_BUCKETS: [f64; 11] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
-const STATES: [&str; 4] = ["connecting", "up", "stale", "down"];
+const STATES: [&str; 5] = ["connecting", "up", "stale", "down", "portal"];
 
 fn state_name(health: &Health) -> &'static str {
     match health {
@@ -26,6 +26,7 @@ fn state_name(health: &Health) -> &'static str {
         Health::Up => STATES[1],
         Health::Stale(_) => STATES[2],
         Health::Down(_) => STATES[3],
+        Health::Portal(_) => STATES[4],
     }
 }
 

@@ -80,6 +80,7 @@ fn udp_blocked_the_tunnel_runs_over_tcp_and_returns_to_udp() {
     // An open connection survives the way back to UDP.
     s.bed.tcp_echo_server(&s.bed.roam, 7);
     s.ok(&["add-port", "7"]);
+    s.ok(&["add-port", "22"]);
     let mut echo = s
         .bed
         .cli
@@ -93,6 +94,21 @@ fn udp_blocked_the_tunnel_runs_over_tcp_and_returns_to_udp() {
         String::from_utf8_lossy(&buf[..n]).trim().to_string()
     };
     assert_eq!(line("over tcp"), "over tcp");
+    // Another network that blocks UDP too: UDP is tried first, then TCP again.
+    let moved = Instant::now();
+    s.bed.move_laptop("100.64.0.3");
+    let back = s.bed.time_until_banner(
+        &format!("{FLOATING_IP}:22"),
+        "roamer",
+        moved,
+        Duration::from_secs(20),
+    );
+    eprintln!("a new network without UDP: forward back over TCP after {back:?}");
+    assert!(
+        back.is_some_and(|d| d < Duration::from_secs(8)),
+        "{back:?}\nroamer:\n{}",
+        s.bed.log("roamer.log")
+    );
 
     unblock_udp(&s);
     let status = status_when(&s, "udp", Duration::from_secs(45));
@@ -210,4 +226,55 @@ fn a_stock_wg_quick_laptop_through_roamer_tcp_relay() {
             == Some("stock")
     });
     assert!(answered, "no forward through the relay");
+}
+
+#[test]
+fn a_captive_portal_is_named_and_the_tunnel_comes_after_the_login() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    s.ok(&["tcp-fallback", TCP_PORT]);
+    hostile::captive_portal(&s.bed);
+    s.start_roamer();
+    let mut last = serde_json::Value::Null;
+    let named = wait_until(Duration::from_secs(15), || {
+        last = status(&s);
+        last["health"]["state"] == "portal"
+    });
+    assert!(
+        named && last["health"]["reason"] == hostile::PORTAL_LOGIN,
+        "{last}\nroamer:\n{}",
+        s.bed.log("roamer.log")
+    );
+    let text = String::from_utf8_lossy(&s.roamer(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "captive portal: log in at {}",
+            hostile::PORTAL_LOGIN
+        )),
+        "{text}"
+    );
+    // The user logs in (from the laptop, as a browser would).
+    let login = s.bed.roam.output(&[
+        "python3",
+        "-c",
+        &format!(
+            "import urllib.request; urllib.request.urlopen('{}', timeout=5)",
+            hostile::PORTAL_LOGIN
+        ),
+    ]);
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let logged_in = Instant::now();
+    s.bed.tcp_banner_server(&s.bed.roam, 22, "roamer");
+    s.ok(&["add-port", "22"]);
+    let back = s.bed.time_until_banner(
+        &format!("{FLOATING_IP}:22"),
+        "roamer",
+        logged_in,
+        Duration::from_secs(15),
+    );
+    eprintln!("captive portal: forward works {back:?} after the login");
+    assert!(back.is_some(), "roamer:\n{}", s.bed.log("roamer.log"));
 }

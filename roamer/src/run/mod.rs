@@ -23,6 +23,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
 mod session;
+mod transport;
 
 use session::Session;
 
@@ -79,6 +80,7 @@ enum Event {
     Resolved(Result<SocketAddr, String>),
     /// Whether the gateway answered the UDP check (the tunnel runs over TCP meanwhile).
     UdpChecked(bool),
+    PortalChecked(roamgw_wg::tcp::portal::Reached),
     Stop(i32),
 }
 

@@ -11,12 +11,12 @@ use roamgw_common::state::RoamerConfig;
 use roamgw_common::PrivateKey;
 use roamgw_wg::netlink::{Links, NetworkChange};
 use roamgw_wg::tcp::client::TcpClient;
-use roamgw_wg::{reset_peer, WgDevice};
+use roamgw_wg::WgDevice;
 use tracing::{debug, info, warn};
 
-use super::{peer_config, resolve_in_background, Event, Tunnel};
+use super::{resolve_in_background, Event, Tunnel};
 use crate::config;
-use crate::health::{Action, Health, Input, Machine, Timing, Transport};
+use crate::health::{Action, Health, Input, Machine, Timing};
 use crate::metrics::Monitor;
 use crate::routing::{self, Installed, Repair};
 use crate::status::{self, RunState};
@@ -40,8 +40,6 @@ const DRIFT_AFTER_CHANGE: Duration = Duration::from_secs(1);
 const DRIFT_AFTER_REMOVAL: Duration = Duration::from_millis(100);
 /// Boot time running ahead of monotonic time by more than this: the laptop slept.
 const SUSPEND_GAP: Duration = Duration::from_secs(2);
-/// A UDP check's answer comes within this or not at all (as a probe's does).
-const UDP_CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the machine was suspended between two (CLOCK_BOOTTIME, CLOCK_MONOTONIC) readings:
 /// boot time counts the sleep, monotonic time does not. `None` below [`SUSPEND_GAP`] (a busy
@@ -231,6 +229,7 @@ impl Session<'_> {
                 });
             }
             Event::Resolved(Ok(address)) => inputs.push(Input::Resolved(address)),
+            Event::PortalChecked(reached) => inputs.push(Input::PortalChecked(reached)),
             Event::UdpChecked(answered) => {
                 if answered {
                     info!("the gateway answers over UDP again");
@@ -330,6 +329,7 @@ impl Session<'_> {
                         self.connect(device, address);
                     }
                     Action::CheckUdp => self.check_udp(),
+                    Action::CheckPortal => self.check_portal(),
                     Action::Switch(transport) => {
                         match self.machine.tcp_because() {
                             Some(why) => warn!("{why}: switching to TCP"),
@@ -353,75 +353,6 @@ impl Session<'_> {
                 self.write_status();
             }
         }
-    }
-
-    /// Asks on a thread of its own whether the gateway answers over UDP again.
-    fn check_udp(&self) {
-        let (key, gateway) = (self.key.clone(), &self.config.gateway);
-        let (public, preshared) = (gateway.public_key, gateway.preshared_key.clone());
-        let (endpoint, events) = (self.machine.endpoint(), self.events.clone());
-        let spawned = std::thread::Builder::new()
-            .name("udp-check".into())
-            .spawn(move || {
-                let answered = roamgw_wg::tcp::udp_answers(
-                    &key,
-                    &public,
-                    preshared.as_ref(),
-                    endpoint,
-                    UDP_CHECK_WAIT,
-                )
-                .unwrap_or_else(|e| {
-                    debug!("UDP check: {e}");
-                    false
-                });
-                let _ = events.send(Event::UdpChecked(answered));
-            });
-        if let Err(e) = spawned {
-            warn!("cannot start the UDP check: {e}");
-        }
-    }
-
-    /// A fresh session with the gateway at `address` over the machine's transport (through
-    /// the TCP relay, started or moved as needed), then a probe.
-    fn connect(&mut self, device: &dyn WgDevice, address: SocketAddr) {
-        let endpoint = match self.machine.transport() {
-            Transport::Udp => {
-                self.tcp = None;
-                address
-            }
-            Transport::Tcp => match self.tcp_relay(address) {
-                Ok(local) => local,
-                Err(e) => {
-                    warn!("cannot start the TCP relay: {e}");
-                    address
-                }
-            },
-        };
-        if let Err(e) = reset_peer(device, &peer_config(self.config, endpoint)) {
-            warn!("cannot reconnect to {address}: {e}");
-        }
-        self.prober.probe();
-    }
-
-    /// The relay's local address, for the gateway at `address`: its TCP fallback is on the
-    /// same host when the config names the same host (the usual case), else looked up.
-    fn tcp_relay(&mut self, address: SocketAddr) -> std::io::Result<SocketAddr> {
-        let Some(fallback) = &self.config.gateway.tcp_fallback else {
-            return Err(std::io::Error::other("the config names no tcp_fallback"));
-        };
-        let target = if fallback.host == self.config.gateway.endpoint.host {
-            SocketAddr::new(address.ip(), fallback.port)
-        } else {
-            super::resolve(fallback).map_err(std::io::Error::other)?
-        };
-        if let Some(relay) = self.tcp.as_ref().filter(|r| r.gateway == target) {
-            return Ok(relay.local);
-        }
-        let relay = TcpClient::start(target)?;
-        info!(gateway = %target, "WireGuard over TCP");
-        let local = relay.local;
-        self.tcp = Some(relay);
-        Ok(local)
     }
 
     /// Puts back what someone else removed of the laptop's routing for the tunnel
@@ -535,6 +466,9 @@ fn log_health(before: &Health, machine: &Machine) {
         }
         Health::Down(why) => {
             warn!(gateway = %machine.endpoint(), "tunnel down: {why}; retrying with backoff")
+        }
+        Health::Portal(url) => {
+            warn!(gateway = %machine.endpoint(), "a captive portal answers in the gateway's place: log in at {url}")
         }
         Health::Connecting => {}
     }

@@ -220,6 +220,21 @@ mod tests {
         assert_eq!(&buf[..n], &data[..]);
     }
 
+    /// The probe of [`super::super::portal`] is answered by the fallback: it is the gateway.
+    #[test]
+    fn the_fallback_answers_the_portal_probe() {
+        let fallback = TcpFallback::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            "127.0.0.1:9".parse().expect("addr"),
+            Limits::default(),
+        )
+        .expect("fallback");
+        assert_eq!(
+            super::super::portal::check(fallback.listen, Duration::from_secs(5)),
+            super::super::portal::Reached::Gateway
+        );
+    }
+
     /// Unanswered connections make room: with a limit of 2 taken by idle connections, a third
     /// still gets through, and an idle one is closed after the handshake limit.
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod frame;
+pub mod portal;
 pub mod server;
 mod udp_check;
 
@@ -13,6 +14,11 @@ pub use udp_check::udp_answers;
 
 use std::future::Future;
 use std::io;
+
+/// What a roamer sends the TCP port to learn whether it reaches the gateway (and not a
+/// captive portal that intercepts TCP), and the gateway's answer: shorter than the question.
+pub const PROBE_REQUEST: &str = "GET /roamgw-probe HTTP/1.1\r\nHost: roamgw\r\n\r\n";
+pub const PROBE_ANSWER: &str = "HTTP/1.1 204 roamgw\r\n\r\n";
 
 /// Stops a relay's thread when dropped.
 pub struct Running {

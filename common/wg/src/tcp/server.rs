@@ -58,6 +58,8 @@ enum Closed {
     Idle(Duration),
     #[error("made room for a new connection")]
     Evicted,
+    #[error("answered a roamer's probe")]
+    Probed,
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -174,6 +176,9 @@ async fn connection(
                 if n == 0 {
                     return Err(Closed::Eof);
                 }
+                if !answered && deframer.pending() == 0 && read[..n].starts_with(b"GET ") {
+                    return answer_probe(&read[..n], &mut to_peer).await;
+                }
                 deframer.push(&read[..n]);
                 let mut whole = false;
                 while let Some(d) = deframer.next_datagram() {
@@ -210,6 +215,21 @@ async fn connection(
             () = leave.notified(), if !answered => return Err(Closed::Evicted),
         }
     }
+}
+
+/// Asks the roamer's [`super::PROBE_REQUEST`] (a WireGuard frame never starts with "GET ": its
+/// length would be 18,245 bytes): the answer tells the roamer that the connection reached the
+/// gateway and not a captive portal. Anything else that starts like HTTP is junk.
+async fn answer_probe(
+    request: &[u8],
+    to_peer: &mut tokio::net::tcp::OwnedWriteHalf,
+) -> Result<(), Closed> {
+    if !request.starts_with(super::PROBE_REQUEST.as_bytes()) {
+        return Err(Closed::Junk);
+    }
+    to_peer.write_all(super::PROBE_ANSWER.as_bytes()).await?;
+    let _ = to_peer.shutdown().await;
+    Err(Closed::Probed)
 }
 
 /// The fallback listening on its own thread: bound at once (so a port already taken is an

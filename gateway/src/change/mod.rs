@@ -13,6 +13,9 @@ use roamgw_common::state::{
 use roamgw_common::{PortSpec, PublicKey, RoamerName};
 use serde::{Deserialize, Serialize};
 
+mod gateway;
+use gateway::{adopt, set_tcp_port};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StateChange {
@@ -117,70 +120,6 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, 
             })
         }),
     }
-}
-
-/// `active`'s keys, roamers and forwards, with this droplet's own addresses (public IP,
-/// anchor and its gateway), backend, WireGuard mode and interface kept: each droplet of a pair
-/// has its own, and the forwards match on the local anchor.
-fn adopt(state: &mut GatewayState, active: &GatewayState) -> Result<Changed, Refused> {
-    let mut next = active.clone();
-    let own = &state.gateway;
-    next.gateway.public_ip = own.public_ip;
-    next.gateway.anchor_ip = own.anchor_ip;
-    next.gateway.anchor_gateway = own.anchor_gateway;
-    next.gateway.backend = own.backend;
-    next.gateway.wireguard = own.wireguard;
-    next.gateway.interface = own.interface.clone();
-    next.validate().map_err(|e| {
-        refused(format!(
-            "the active droplet's state does not fit this droplet ({e}); nothing was taken"
-        ))
-    })?;
-    let forwards = ForwardChange::between(&state.forwards, &next.forwards);
-    let summary = format!(
-        "in step with the active droplet: {} roamers, {} forwards ({} added, {} removed)",
-        next.roamers.len(),
-        next.forwards.len(),
-        forwards.added.len(),
-        forwards.removed.len()
-    );
-    *state = next;
-    Ok(Changed { summary, forwards })
-}
-
-fn set_tcp_port(state: &mut GatewayState, port: Option<u16>) -> Result<Changed, Refused> {
-    if state.gateway.tcp_port == port {
-        return Err(refused(match port {
-            Some(port) => format!("WireGuard over TCP is already on port {port}"),
-            None => "WireGuard over TCP is already off".to_string(),
-        }));
-    }
-    state.gateway.tcp_port = port;
-    if let Some(forward) = state
-        .forwards
-        .iter()
-        .find(|f| check_forward_ports(&f.spec, &state.gateway).is_err())
-    {
-        return Err(refused(format!(
-            "tcp port {} is forwarded to {} ({}): pick another port, or `roamgw remove-port {}` first",
-            port.unwrap_or_default(),
-            forward.to,
-            forward.spec,
-            forward.spec
-        )));
-    }
-    let summary = match state.gateway.tcp_listen() {
-        Some(listen) => format!(
-            "WireGuard over TCP on {listen} (roamers dial {}:{}); each roamer learns it from its new config (`roamgw show-config NAME`)",
-            state.gateway.endpoint.host,
-            listen.port()
-        ),
-        None => "WireGuard over TCP is off; roamers that used it go back to UDP".to_string(),
-    };
-    Ok(Changed {
-        summary,
-        forwards: ForwardChange::default(),
-    })
 }
 
 fn rotate_roamer_key(
@@ -535,7 +474,7 @@ mod tests {
     fn state(extra_roamers: &str) -> GatewayState {
         GatewayState::from_toml(&format!(
             "{}{extra_roamers}",
-            include_str!("../../tests/fixtures/valid-state/gateway.toml")
+            include_str!("../../../tests/fixtures/valid-state/gateway.toml")
         ))
         .expect("state")
     }
