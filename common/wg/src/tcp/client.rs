@@ -76,7 +76,7 @@ fn set(state: &Mutex<ClientState>, connected: bool, error: Option<String>) {
 
 async fn relay(socket: UdpSocket, gateway: SocketAddr, state: Arc<Mutex<ClientState>>) {
     let mut datagram = vec![0u8; MAX_DATAGRAM];
-    let mut read = vec![0u8; 16 * 1024];
+    let mut read = vec![0u8; super::BATCH_BYTES];
     let mut frame = Vec::with_capacity(2048);
     let mut device: Option<SocketAddr> = None;
     let mut stream: Option<(OwnedReadHalf, OwnedWriteHalf)> = None;
@@ -92,8 +92,15 @@ async fn relay(socket: UdpSocket, gateway: SocketAddr, state: Arc<Mutex<ClientSt
                 }
                 let Some((_, to_gateway)) = &mut stream else { continue };
                 frame.clear();
-                if encode(&datagram[..n], &mut frame).is_err() {
-                    continue;
+                let _ = encode(&datagram[..n], &mut frame);
+                // What else the device has sent by now goes in the same write.
+                while frame.len() < super::BATCH_BYTES {
+                    match socket.try_recv_from(&mut datagram) {
+                        Ok((n, _)) => {
+                            let _ = encode(&datagram[..n], &mut frame);
+                        }
+                        Err(_) => break,
+                    }
                 }
                 if let Err(e) = to_gateway.write_all(&frame).await {
                     debug!("tcp relay: write to {gateway}: {e}");

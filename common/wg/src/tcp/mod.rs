@@ -20,6 +20,10 @@ use std::io;
 pub const PROBE_REQUEST: &str = "GET /roamgw-probe HTTP/1.1\r\nHost: roamgw\r\n\r\n";
 pub const PROBE_ANSWER: &str = "HTTP/1.1 204 roamgw\r\n\r\n";
 
+/// A relay writes what has queued up to this much in one go, and reads as much: one syscall
+/// for many datagrams where the traffic allows it.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Stops a relay's thread when dropped.
 pub struct Running {
     _stop: tokio::sync::oneshot::Sender<()>,

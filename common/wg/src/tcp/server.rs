@@ -163,7 +163,8 @@ async fn connection(
     }
     let (mut from_peer, mut to_peer) = stream.into_split();
     let mut deframer = Deframer::default();
-    let mut read = vec![0u8; 16 * 1024];
+    // Small until the device answers: an unanswered connection costs little.
+    let mut read = vec![0u8; 4096];
     let mut datagram = vec![0u8; MAX_DATAGRAM];
     let mut frame = Vec::with_capacity(2048);
     let mut answered = false;
@@ -196,8 +197,15 @@ async fn connection(
             n = udp.recv(&mut datagram) => {
                 let Ok(n) = n else { continue };
                 frame.clear();
-                if encode(&datagram[..n], &mut frame).is_err() {
-                    continue;
+                let _ = encode(&datagram[..n], &mut frame);
+                // What else the device has sent by now goes in the same write.
+                while frame.len() < super::BATCH_BYTES {
+                    match udp.try_recv(&mut datagram) {
+                        Ok(n) => {
+                            let _ = encode(&datagram[..n], &mut frame);
+                        }
+                        Err(_) => break,
+                    }
                 }
                 // A peer that stops reading stalls only its own connection, and not forever.
                 tokio::time::timeout(limits.handshake, to_peer.write_all(&frame))
@@ -205,6 +213,7 @@ async fn connection(
                     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the peer does not read"))??;
                 if !answered {
                     answered = true;
+                    read.resize(super::BATCH_BYTES, 0);
                     relays.registry().unanswered.remove(&id);
                     deadline.as_mut().reset(Instant::now() + limits.idle);
                 }
