@@ -107,30 +107,17 @@ fn secs(values: &[Option<Duration>]) -> String {
     )
 }
 
-fn main() {
-    let s = scenario();
-    let udp = (throughput(&s), ping_pong(&s));
-    hostile::lose(&s.bed, 1);
-    let udp_lossy = throughput(&s);
-    hostile::stop_losing(&s.bed);
+/// What 1,000 silent connections on the TCP port cost, and whether a laptop gets in meanwhile.
+struct Crowd {
+    held: usize,
+    rss_before: u64,
+    rss_held: u64,
+    joined: Option<Duration>,
+}
 
-    hostile::block_udp(&s.bed);
-    let joins: Vec<Option<Duration>> = (0..TRIALS)
-        .map(|trial| {
-            let since = Instant::now();
-            join(&s, trial);
-            s.bed
-                .time_until_banner(&format!("{FLOATING_IP}:22"), "roamer", since, CAP)
-                .and_then(|_| await_transport(&s, "tcp", CAP).map(|_| since.elapsed()))
-        })
-        .collect();
-    let tcp = (throughput(&s), ping_pong(&s));
-    hostile::lose(&s.bed, 1);
-    let tcp_lossy = throughput(&s);
-    hostile::stop_losing(&s.bed);
-
-    // 1,000 connections that never speak, held 4 s (the limit closes them after 5 s), and a
-    // laptop joining over TCP meanwhile.
+/// 1,000 connections that never speak, held 4 s (the limit closes them after 5 s), and a
+/// laptop joining over TCP meanwhile.
+fn crowded(s: &Scenario) -> Crowd {
     let daemon = s.daemon.expect("daemon pid").to_string();
     let rss_before = rss_kib(&daemon);
     s.bed.spawn(
@@ -154,10 +141,41 @@ fn main() {
     .count();
     let rss_held = rss_kib(&daemon);
     let since = Instant::now();
-    join(&s, TRIALS);
-    let joined_meanwhile =
-        s.bed
-            .time_until_banner(&format!("{FLOATING_IP}:22"), "roamer", since, CAP);
+    join(s, TRIALS);
+    let joined = s
+        .bed
+        .time_until_banner(&format!("{FLOATING_IP}:22"), "roamer", since, CAP);
+    Crowd {
+        held,
+        rss_before,
+        rss_held,
+        joined,
+    }
+}
+
+fn main() {
+    let s = scenario();
+    let udp = (throughput(&s), ping_pong(&s));
+    hostile::lose(&s.bed, 1);
+    let udp_lossy = throughput(&s);
+    hostile::stop_losing(&s.bed);
+
+    hostile::block_udp(&s.bed);
+    let joins: Vec<Option<Duration>> = (0..TRIALS)
+        .map(|trial| {
+            let since = Instant::now();
+            join(&s, trial);
+            s.bed
+                .time_until_banner(&format!("{FLOATING_IP}:22"), "roamer", since, CAP)
+                .and_then(|_| await_transport(&s, "tcp", CAP).map(|_| since.elapsed()))
+        })
+        .collect();
+    let tcp = (throughput(&s), ping_pong(&s));
+    hostile::lose(&s.bed, 1);
+    let tcp_lossy = throughput(&s);
+    hostile::stop_losing(&s.bed);
+
+    let crowd = crowded(&s);
 
     let backs: Vec<Option<Duration>> = (0..TRIALS)
         .map(|trial| {
@@ -203,11 +221,12 @@ fn main() {
     );
     println!();
     println!(
-        "An outsider holding 1,000 silent connections to the TCP port ({held} established at the \
+        "An outsider holding 1,000 silent connections to the TCP port ({} established at the \
          droplet when measured): `roamgw run`'s RSS {:.1} MB, {:.1} MB before; a laptop joining over \
          TCP meanwhile answered after {}.",
-        rss_held as f64 / 1024.0,
-        rss_before as f64 / 1024.0,
-        joined_meanwhile.map_or(format!("more than {} s", CAP.as_secs()), |d| format!("{:.2} s", d.as_secs_f64()))
+        crowd.held,
+        crowd.rss_held as f64 / 1024.0,
+        crowd.rss_before as f64 / 1024.0,
+        crowd.joined.map_or(format!("more than {} s", CAP.as_secs()), |d| format!("{:.2} s", d.as_secs_f64()))
     );
 }

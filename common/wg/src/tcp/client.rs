@@ -172,25 +172,34 @@ mod tests {
         m
     }
 
+    /// A UDP socket on loopback standing in for a WireGuard device.
+    fn device() -> std::net::UdpSocket {
+        let device = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        device
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        device
+    }
+
+    /// A gateway's device and its TCP fallback on loopback.
+    fn gateway(limits: Limits) -> (std::net::UdpSocket, TcpFallback) {
+        let device = device();
+        let fallback = TcpFallback::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            device.local_addr().expect("addr"),
+            limits,
+        )
+        .expect("fallback");
+        (device, fallback)
+    }
+
     /// Device ↔ client relay ↔ TCP ↔ fallback ↔ a UDP "device" on the gateway, on loopback:
     /// datagrams cross both ways unchanged, and junk closes a connection.
     #[test]
     fn datagrams_cross_both_ways_and_junk_closes() {
-        let gateway_device = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        gateway_device
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let fallback = TcpFallback::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            gateway_device.local_addr().expect("addr"),
-            Limits::default(),
-        )
-        .expect("fallback");
+        let (gateway_device, fallback) = gateway(Limits::default());
         let client = TcpClient::start(fallback.listen).expect("client");
-        let laptop_device = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        laptop_device
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        let laptop_device = device();
 
         let initiation = wireguard_like(1, 148, 7);
         laptop_device
@@ -230,12 +239,7 @@ mod tests {
     /// The probe of [`super::super::portal`] is answered by the fallback: it is the gateway.
     #[test]
     fn the_fallback_answers_the_portal_probe() {
-        let fallback = TcpFallback::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            "127.0.0.1:9".parse().expect("addr"),
-            Limits::default(),
-        )
-        .expect("fallback");
+        let (_device, fallback) = gateway(Limits::default());
         assert_eq!(
             super::super::portal::check(fallback.listen, Duration::from_secs(5)),
             super::super::portal::Reached::Gateway
@@ -246,27 +250,17 @@ mod tests {
     /// still gets through, and an idle one is closed after the handshake limit.
     #[test]
     fn idle_connections_make_room_and_time_out() {
-        let gateway_device = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        gateway_device
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let limits = Limits {
+        let (gateway_device, fallback) = gateway(Limits {
             connections: 2,
             handshake: Duration::from_millis(500),
             idle: Duration::from_secs(5),
-        };
-        let fallback = TcpFallback::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            gateway_device.local_addr().expect("addr"),
-            limits,
-        )
-        .expect("fallback");
+        });
         let idle: Vec<_> = (0..2)
             .map(|_| std::net::TcpStream::connect(fallback.listen).expect("connect"))
             .collect();
         std::thread::sleep(Duration::from_millis(100));
         let client = TcpClient::start(fallback.listen).expect("client");
-        let laptop_device = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let laptop_device = device();
         laptop_device
             .send_to(&wireguard_like(1, 148, 1), client.local)
             .expect("send");
