@@ -358,12 +358,12 @@ impl Machine {
     fn portal_checked(&mut self, reached: Reached, now: Duration, actions: &mut Vec<Action>) {
         match reached {
             Reached::Portal(url) => {
-                self.portal = None;
-                self.set_health(Health::Portal(url.clone()), now);
-                self.portal = Some(url);
+                self.portal = Some(url.clone());
+                self.set_health(Health::Portal(url), now);
                 self.next_portal_check = Some(now + PORTAL_RECHECK);
             }
-            Reached::Gateway if self.portal.take().is_some() => {
+            Reached::Gateway if self.portal.is_some() => {
+                self.portal = None;
                 self.next_portal_check = None;
                 self.failures = 0;
                 self.next_recovery = None;
