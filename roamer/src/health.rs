@@ -221,11 +221,9 @@ impl Machine {
         self.tcp_because.as_deref()
     }
 
-    fn switch(&mut self, transport: Transport, now: Duration, actions: &mut Vec<Action>) {
+    /// The transport and what goes with it: why TCP, and when to ask whether UDP works again.
+    fn set_transport(&mut self, transport: Transport, now: Duration) {
         self.transport = transport;
-        // The peer is added afresh, its counters from zero (as in `reconnect`): the old count
-        // must not read as an answer.
-        self.rx_bytes = 0;
         self.next_udp_check = match transport {
             Transport::Udp => {
                 self.tcp_because = None;
@@ -233,6 +231,13 @@ impl Machine {
             }
             Transport::Tcp => Some(now + self.timing.udp_recheck),
         };
+    }
+
+    fn switch(&mut self, transport: Transport, now: Duration, actions: &mut Vec<Action>) {
+        self.set_transport(transport, now);
+        // The peer is added afresh, its counters from zero (as in `reconnect`): the old count
+        // must not read as an answer.
+        self.rx_bytes = 0;
         self.probe_sent = Some(now);
         actions.push(Action::Switch(transport));
     }
@@ -382,6 +387,37 @@ impl Machine {
         }
     }
 
+    /// The probe got no answer in time. Over UDP with a fallback: TCP at once, no backoff (a
+    /// network that blocks UDP is not an outage of the gateway). Otherwise stale and the
+    /// recovery; unanswered over TCP too, the next try is UDP again (the gateway may be down,
+    /// or this network may pass UDP now), then TCP, and so on; and a network that answers TCP
+    /// in the gateway's place may be a captive portal.
+    fn probe_unanswered(&mut self, now: Duration, actions: &mut Vec<Action>) {
+        let waited = self.timing.probe_timeout.as_secs();
+        if self.fallback && self.transport == Transport::Udp {
+            self.tcp_because = Some(format!("UDP got no answer within {waited} s"));
+            self.switch(Transport::Tcp, now, actions);
+            self.set_health(
+                Health::Stale(format!("no answer over UDP within {waited} s: trying TCP")),
+                now,
+            );
+            return;
+        }
+        self.probe_sent = None;
+        if self.transport == Transport::Tcp {
+            self.set_transport(Transport::Udp, now);
+            if self.portal.is_none() {
+                actions.push(Action::CheckPortal);
+            }
+        }
+        let why = match self.last_answer {
+            None => "no answer from the gateway yet".to_string(),
+            Some(_) => format!("probe unanswered for {waited} s"),
+        };
+        self.set_health(Health::Stale(why), now);
+        self.start_recovery(now, actions);
+    }
+
     fn tick(&mut self, now: Duration, rx_bytes: u64, actions: &mut Vec<Action>) {
         if rx_bytes != self.rx_bytes {
             self.rx_bytes = rx_bytes;
@@ -401,45 +437,12 @@ impl Machine {
         {
             self.failures = 0;
         }
-        if let Some(sent) = self.probe_sent {
-            if now.saturating_sub(sent) >= self.timing.probe_timeout
-                && self.next_recovery.is_none()
-                && self.fallback
-                && self.transport == Transport::Udp
-            {
-                // UDP may be blocked here: TCP at once, no backoff (a network that blocks
-                // UDP is not an outage of the gateway).
-                let waited = self.timing.probe_timeout.as_secs();
-                self.tcp_because = Some(format!("UDP got no answer within {waited} s"));
-                self.switch(Transport::Tcp, now, actions);
-                self.set_health(
-                    Health::Stale(format!("no answer over UDP within {waited} s: trying TCP")),
-                    now,
-                );
-            } else if now.saturating_sub(sent) >= self.timing.probe_timeout
-                && self.next_recovery.is_none()
-            {
-                self.probe_sent = None;
-                // Unanswered over TCP too: the next try is UDP again (the gateway may be
-                // down, or this network may pass UDP now), then TCP, and so on; and a network
-                // that answers TCP in the gateway's place may be a captive portal.
-                if self.transport == Transport::Tcp {
-                    self.transport = Transport::Udp;
-                    self.tcp_because = None;
-                    if self.portal.is_none() {
-                        actions.push(Action::CheckPortal);
-                    }
-                }
-                let why = match self.last_answer {
-                    None => "no answer from the gateway yet".to_string(),
-                    Some(_) => format!(
-                        "probe unanswered for {} s",
-                        self.timing.probe_timeout.as_secs()
-                    ),
-                };
-                self.set_health(Health::Stale(why), now);
-                self.start_recovery(now, actions);
-            }
+        if self
+            .probe_sent
+            .is_some_and(|sent| now.saturating_sub(sent) >= self.timing.probe_timeout)
+            && self.next_recovery.is_none()
+        {
+            self.probe_unanswered(now, actions);
         }
         if let Some(at) = self.next_recovery {
             if now >= at {

@@ -98,14 +98,25 @@ fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
 }
 
 fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender<Event>) {
+    in_background("resolve", events, move || {
+        Event::Resolved(resolve(&endpoint).map_err(|e| e.to_string()))
+    });
+}
+
+/// Asks `question` on a thread of its own (a lookup or a check that may take seconds must not
+/// stall the loop); its answer comes back to the loop as an event.
+fn in_background(
+    name: &str,
+    events: mpsc::Sender<Event>,
+    question: impl FnOnce() -> Event + Send + 'static,
+) {
     let spawned = std::thread::Builder::new()
-        .name("resolve".into())
+        .name(name.into())
         .spawn(move || {
-            let answer = resolve(&endpoint).map_err(|e| e.to_string());
-            let _ = events.send(Event::Resolved(answer));
+            let _ = events.send(question());
         });
     if let Err(e) = spawned {
-        warn!("cannot start a resolver thread: {e}");
+        warn!("cannot start a {name} thread: {e}");
     }
 }
 

@@ -10,37 +10,33 @@ use roamgw_wg::{reset_peer, WgDevice};
 use tracing::{debug, info, warn};
 
 use super::session::Session;
-use super::{peer_config, Event};
+use super::{in_background, peer_config, Event};
 use crate::health::Transport;
 
-/// A UDP check's answer comes within this or not at all (as a probe's does).
-const UDP_CHECK_WAIT: Duration = Duration::from_secs(2);
+/// A check's answer (UDP, or the TCP port for a portal) comes within this or not at all (as a
+/// probe's does).
+const CHECK_WAIT: Duration = Duration::from_secs(2);
 
 impl Session<'_> {
     /// Asks on a thread of its own whether the gateway answers over UDP again.
     pub(super) fn check_udp(&self) {
         let (key, gateway) = (self.key.clone(), &self.config.gateway);
         let (public, preshared) = (gateway.public_key, gateway.preshared_key.clone());
-        let (endpoint, events) = (self.machine.endpoint(), self.events.clone());
-        let spawned = std::thread::Builder::new()
-            .name("udp-check".into())
-            .spawn(move || {
-                let answered = roamgw_wg::tcp::udp_answers(
-                    &key,
-                    &public,
-                    preshared.as_ref(),
-                    endpoint,
-                    UDP_CHECK_WAIT,
-                )
-                .unwrap_or_else(|e| {
-                    debug!("UDP check: {e}");
-                    false
-                });
-                let _ = events.send(Event::UdpChecked(answered));
+        let endpoint = self.machine.endpoint();
+        in_background("udp-check", self.events.clone(), move || {
+            let answered = roamgw_wg::tcp::udp_answers(
+                &key,
+                &public,
+                preshared.as_ref(),
+                endpoint,
+                CHECK_WAIT,
+            )
+            .unwrap_or_else(|e| {
+                debug!("UDP check: {e}");
+                false
             });
-        if let Err(e) = spawned {
-            warn!("cannot start the UDP check: {e}");
-        }
+            Event::UdpChecked(answered)
+        });
     }
 
     /// A fresh session with the gateway at `address` over the machine's transport (through
@@ -98,15 +94,8 @@ impl Session<'_> {
             Ok(target) => target,
             Err(e) => return debug!("no portal check: {e}"),
         };
-        let events = self.events.clone();
-        let spawned = std::thread::Builder::new()
-            .name("portal-check".into())
-            .spawn(move || {
-                let reached = roamgw_wg::tcp::portal::check(target, UDP_CHECK_WAIT);
-                let _ = events.send(Event::PortalChecked(reached));
-            });
-        if let Err(e) = spawned {
-            warn!("cannot start the portal check: {e}");
-        }
+        in_background("portal-check", self.events.clone(), move || {
+            Event::PortalChecked(roamgw_wg::tcp::portal::check(target, CHECK_WAIT))
+        });
     }
 }
