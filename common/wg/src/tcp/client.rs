@@ -14,7 +14,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tracing::debug;
 
-use super::frame::{encode, Deframer, MAX_DATAGRAM};
+use super::frame::{Deframer, MAX_DATAGRAM};
 
 /// A connection attempt that has not succeeded in this long has failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -91,17 +91,9 @@ async fn relay(socket: UdpSocket, gateway: SocketAddr, state: Arc<Mutex<ClientSt
                     deframer = Deframer::default();
                 }
                 let Some((_, to_gateway)) = &mut stream else { continue };
-                frame.clear();
-                let _ = encode(&datagram[..n], &mut frame);
-                // What else the device has sent by now goes in the same write.
-                while frame.len() < super::BATCH_BYTES {
-                    match socket.try_recv_from(&mut datagram) {
-                        Ok((n, _)) => {
-                            let _ = encode(&datagram[..n], &mut frame);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                super::frame_batch(&mut frame, &mut datagram, n, |buf| {
+                    socket.try_recv_from(buf).map(|(n, _)| n)
+                });
                 if let Err(e) = to_gateway.write_all(&frame).await {
                     debug!("tcp relay: write to {gateway}: {e}");
                     set(&state, false, Some(e.to_string()));

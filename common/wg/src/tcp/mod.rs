@@ -24,6 +24,28 @@ pub const PROBE_ANSWER: &str = "HTTP/1.1 204 roamgw\r\n\r\n";
 /// for many datagrams where the traffic allows it.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// Frames the datagram the device sent (`datagram[..first]`) into `batch`, and what else it has
+/// sent by now (`try_recv`, into `datagram` again), up to [`BATCH_BYTES`]: one write for them
+/// all.
+fn frame_batch(
+    batch: &mut Vec<u8>,
+    datagram: &mut [u8],
+    first: usize,
+    mut try_recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) {
+    batch.clear();
+    // A device never sends more than a frame holds (MTU-sized datagrams).
+    let _ = frame::encode(&datagram[..first], batch);
+    while batch.len() < BATCH_BYTES {
+        match try_recv(datagram) {
+            Ok(n) => {
+                let _ = frame::encode(&datagram[..n], batch);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 /// Stops a relay's thread when dropped.
 pub struct Running {
     _stop: tokio::sync::oneshot::Sender<()>,

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::frame::{encode, is_wireguard, Deframer, MAX_DATAGRAM};
+use super::frame::{is_wireguard, Deframer, MAX_DATAGRAM};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -90,9 +90,22 @@ impl Relays {
         self.registry().peers.get(&endpoint).copied()
     }
 
-    /// Connections open now.
-    pub fn count(&self) -> usize {
-        self.registry().peers.len()
+    /// Enters a connection: its device-facing socket `local`, its TCP `peer`, unanswered.
+    fn register(
+        &self,
+        id: u64,
+        local: SocketAddr,
+        peer: SocketAddr,
+        leave: &Arc<Notify>,
+    ) -> Registered<'_> {
+        let mut registry = self.registry();
+        registry.peers.insert(local, peer);
+        registry.unanswered.insert(id, leave.clone());
+        Registered {
+            relays: self,
+            id,
+            local,
+        }
     }
 
     /// Makes room for one more connection: `false` when every one is answered and the limit
@@ -109,6 +122,28 @@ impl Relays {
             }
             None => false,
         }
+    }
+}
+
+/// A connection's entries in the registry, taken out when it ends, however it ends.
+struct Registered<'a> {
+    relays: &'a Relays,
+    id: u64,
+    local: SocketAddr,
+}
+
+impl Registered<'_> {
+    /// The device answered: no longer one that may be evicted.
+    fn answered(&self) {
+        self.relays.registry().unanswered.remove(&self.id);
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut registry = self.relays.registry();
+        registry.peers.remove(&self.local);
+        registry.unanswered.remove(&self.id);
     }
 }
 
@@ -133,10 +168,6 @@ pub async fn serve(listener: TcpListener, device: SocketAddr, limits: Limits, re
             let id = relays.next_id.fetch_add(1, Ordering::Relaxed);
             let leave = Arc::new(Notify::new());
             let ended = connection(stream, peer, device, limits, &relays, id, &leave).await;
-            let mut registry = relays.registry();
-            registry.unanswered.remove(&id);
-            registry.peers.retain(|_, p| *p != peer);
-            drop(registry);
             if let Err(why) = ended {
                 debug!(%peer, "tcp fallback: connection closed: {why}");
             }
@@ -156,11 +187,7 @@ async fn connection(
     stream.set_nodelay(true)?;
     let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     udp.connect(device).await?;
-    {
-        let mut registry = relays.registry();
-        registry.peers.insert(udp.local_addr()?, peer);
-        registry.unanswered.insert(id, leave.clone());
-    }
+    let registered = relays.register(id, udp.local_addr()?, peer, leave);
     let (mut from_peer, mut to_peer) = stream.into_split();
     let mut deframer = Deframer::default();
     // Small until the device answers: an unanswered connection costs little.
@@ -196,17 +223,7 @@ async fn connection(
             }
             n = udp.recv(&mut datagram) => {
                 let Ok(n) = n else { continue };
-                frame.clear();
-                let _ = encode(&datagram[..n], &mut frame);
-                // What else the device has sent by now goes in the same write.
-                while frame.len() < super::BATCH_BYTES {
-                    match udp.try_recv(&mut datagram) {
-                        Ok(n) => {
-                            let _ = encode(&datagram[..n], &mut frame);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                super::frame_batch(&mut frame, &mut datagram, n, |buf| udp.try_recv(buf));
                 // A peer that stops reading stalls only its own connection, and not forever.
                 tokio::time::timeout(limits.handshake, to_peer.write_all(&frame))
                     .await
@@ -214,7 +231,7 @@ async fn connection(
                 if !answered {
                     answered = true;
                     read.resize(super::BATCH_BYTES, 0);
-                    relays.registry().unanswered.remove(&id);
+                    registered.answered();
                     deadline.as_mut().reset(Instant::now() + limits.idle);
                 }
             }
