@@ -447,7 +447,7 @@ impl Daemon {
     }
 
     /// Listens for WireGuard over TCP where the state says, or stops (the CLI checked that the
-    /// port was free; taken since, it is an error in the log and in `status`).
+    /// port was free; taken since, it is an error in the log).
     fn sync_tcp(&mut self) {
         let g = &self.engine.state().gateway;
         let wanted = g.tcp_listen().map(std::net::SocketAddr::V4);

@@ -31,6 +31,16 @@ pub struct TableSettings {
 }
 
 impl TableSettings {
+    pub fn of(state: &GatewayState) -> Self {
+        let g = &state.gateway;
+        TableSettings {
+            anchor: g.anchor_ip,
+            interface: g.interface.clone(),
+            listen_port: g.listen_port,
+            tcp_port: g.tcp_port.unwrap_or(0),
+        }
+    }
+
     /// The version marker kept as the one element of set `marker`: a stable hash of the rules
     /// version, the template and the settings. A different marker means a table replace.
     pub fn marker(&self) -> u32 {
@@ -387,12 +397,7 @@ pub fn desired(state: &GatewayState) -> Desired {
     }
     elements.extend(egress_elements(state));
     Desired {
-        settings: TableSettings {
-            anchor,
-            interface: g.interface.clone(),
-            listen_port: g.listen_port,
-            tcp_port: g.tcp_port.unwrap_or(0),
-        },
+        settings: TableSettings::of(state),
         elements,
     }
 }

@@ -73,15 +73,6 @@ fn leftover_counting_removed() -> Result<bool> {
     }
 }
 
-fn settings(state: &GatewayState) -> TableSettings {
-    TableSettings {
-        anchor: state.gateway.anchor_ip,
-        interface: state.gateway.interface.clone(),
-        listen_port: state.gateway.listen_port,
-        tcp_port: state.gateway.tcp_port.unwrap_or(0),
-    }
-}
-
 fn is_masquerade(element: &Element) -> bool {
     matches!(
         element,
@@ -158,7 +149,9 @@ impl Backend for NftPlane {
         new: &GatewayState,
         change: &ForwardChange,
     ) -> Result<Option<Applied>> {
-        if settings(old) != settings(new) || !egress_elements(old).eq(egress_elements(new)) {
+        if TableSettings::of(old) != TableSettings::of(new)
+            || !egress_elements(old).eq(egress_elements(new))
+        {
             return self.apply_if_up(new);
         }
         let mut remove: Vec<Element> = change
