@@ -115,8 +115,12 @@ pub enum Input {
     Tick {
         rx_bytes: u64,
     },
-    /// A link, address or route of the laptop changed, or it woke from suspend.
-    NetworkChanged,
+    /// A link, address or route of the laptop changed, or it woke from suspend; with the
+    /// device's rx counter read at that moment, so data that came before the change (and
+    /// was not yet seen by a tick) is not taken for an answer over the new path.
+    NetworkChanged {
+        rx_bytes: u64,
+    },
     Resolved(SocketAddr),
     ResolveFailed(String),
     /// What [`Action::CheckUdp`] found: whether the gateway answered over UDP.
@@ -315,9 +319,10 @@ impl Machine {
         let mut actions = Vec::new();
         match input {
             Input::Tick { rx_bytes } => self.tick(now, rx_bytes, &mut actions),
-            Input::NetworkChanged => {
+            Input::NetworkChanged { rx_bytes } => {
                 // A new network deserves an immediate try, whatever the backoff said; and
                 // over UDP, which it may pass.
+                self.rx_bytes = rx_bytes;
                 self.failures = 0;
                 self.next_recovery = None;
                 if self.transport == Transport::Tcp {
@@ -544,7 +549,7 @@ mod tests {
         run(&mut m, &ticks(2.5, 3.0, 200));
         assert_eq!((m.health(), m.transport()), (&Health::Up, Transport::Tcp));
         // Another network: UDP first again, then TCP once more when it stays silent.
-        let actions = run(&mut m, &[(5.0, Input::NetworkChanged)]);
+        let actions = run(&mut m, &[(5.0, Input::NetworkChanged { rx_bytes: 0 })]);
         assert_eq!(
             actions,
             vec![
@@ -701,14 +706,17 @@ mod tests {
     fn network_change_probes_at_once_and_keeps_an_unchanged_endpoint() {
         let mut m = machine();
         run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
-        let actions = run(&mut m, &[(3.0, Input::NetworkChanged)]);
+        let actions = run(&mut m, &[(3.0, Input::NetworkChanged { rx_bytes: 100 })]);
         assert_eq!(actions, vec![(3.0, Action::Probe), (3.0, Action::Resolve)]);
         let actions = run(&mut m, &[(3.01, Input::Resolved(addr(GW)))]);
         assert!(actions.is_empty(), "{actions:?}");
         // A second change while the first resolve is out asks for no second resolve.
         let actions = run(
             &mut m,
-            &[(3.1, Input::NetworkChanged), (3.2, Input::NetworkChanged)],
+            &[
+                (3.1, Input::NetworkChanged { rx_bytes: 100 }),
+                (3.2, Input::NetworkChanged { rx_bytes: 100 }),
+            ],
         );
         assert_eq!(
             actions,
@@ -720,11 +728,23 @@ mod tests {
         );
     }
 
+    /// Data that arrived between the last tick and the change (read by the first tick after
+    /// it) once passed for the probe's answer: a laptop walking into a network without UDP
+    /// stayed "up" over dead UDP until the next probe, 10 s on.
+    #[test]
+    fn data_from_before_a_network_change_does_not_answer_its_probe() {
+        let mut m = machine().with_tcp_fallback();
+        run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
+        run(&mut m, &[(3.0, Input::NetworkChanged { rx_bytes: 184 })]);
+        let actions = run(&mut m, &ticks(3.5, 5.0, 184));
+        assert_eq!(actions, vec![(5.0, Action::Switch(Transport::Tcp))]);
+    }
+
     #[test]
     fn network_change_moves_to_a_new_address() {
         let mut m = machine();
         run(&mut m, &[(0.1, Input::Tick { rx_bytes: 100 })]);
-        run(&mut m, &[(3.0, Input::NetworkChanged)]);
+        run(&mut m, &[(3.0, Input::NetworkChanged { rx_bytes: 100 })]);
         let actions = run(&mut m, &[(3.05, Input::Resolved(addr(MOVED)))]);
         assert_eq!(actions, vec![(3.05, Action::Reconnect(addr(MOVED)))]);
     }
@@ -777,7 +797,7 @@ mod tests {
     fn network_change_resets_the_backoff() {
         let mut m = machine();
         unreachable(&mut m, 0.0, 300.0);
-        let actions = run(&mut m, &[(300.2, Input::NetworkChanged)]);
+        let actions = run(&mut m, &[(300.2, Input::NetworkChanged { rx_bytes: 0 })]);
         assert_eq!(actions.first(), Some(&(300.2, Action::Probe)));
         m.step(secs(300.3), Input::ResolveFailed("x".into()));
         // Unanswered again: attempts come ~1 s and ~2 s apart, not ~60 s.

@@ -262,7 +262,8 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
                 drop(device);
                 device = match recreate(wireguard, &mut session, &loaded, &tunnel_index) {
                     Ok(new) => {
-                        inputs.push(Input::NetworkChanged);
+                        let rx_bytes = session.rx_bytes(new.as_ref()).unwrap_or(0);
+                        inputs.push(Input::NetworkChanged { rx_bytes });
                         new
                     }
                     Err(e) => {
@@ -277,7 +278,7 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break 0,
         }
         let now = Instant::now();
-        session.on_settled_network(now, &mut inputs);
+        session.on_settled_network(now, device.as_ref(), &mut inputs);
         session.on_tick(now, device.as_ref(), &mut inputs);
         session.act(device.as_ref(), inputs);
         session.repair_drift(now, device.as_ref());

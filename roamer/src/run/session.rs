@@ -246,7 +246,12 @@ impl Session<'_> {
 
     /// A burst of network changes that has been quiet long enough (or gone on too long)
     /// becomes one "network changed"; new subnet collisions are said once.
-    pub(super) fn on_settled_network(&mut self, now: Instant, inputs: &mut Vec<Input>) {
+    pub(super) fn on_settled_network(
+        &mut self,
+        now: Instant,
+        device: &dyn WgDevice,
+        inputs: &mut Vec<Input>,
+    ) {
         let Some((first, last, what)) = &self.burst else {
             return;
         };
@@ -257,7 +262,9 @@ impl Session<'_> {
             change = what.describe(),
             "network changed: probing the gateway"
         );
-        inputs.push(Input::NetworkChanged);
+        inputs.push(Input::NetworkChanged {
+            rx_bytes: self.rx_bytes(device).unwrap_or(0),
+        });
         self.burst = None;
         // Network managers redo their rules when a link changes: look at ours soon.
         self.next_drift_check = self.next_drift_check.min(now + DRIFT_AFTER_CHANGE);
@@ -285,21 +292,31 @@ impl Session<'_> {
         let now_clocks = (boottime(), monotonic());
         let slept = slept_between(self.clocks, now_clocks);
         self.clocks = now_clocks;
+        let Some(rx_bytes) = self.rx_bytes(device) else {
+            return;
+        };
         if let Some(slept) = slept {
             info!(
                 slept_secs = slept.as_secs(),
                 "woke from suspend: probing the gateway"
             );
-            inputs.push(Input::NetworkChanged);
+            inputs.push(Input::NetworkChanged { rx_bytes });
         }
+        inputs.push(Input::Tick { rx_bytes });
+    }
+
+    /// The data the device has received from the gateway, for the health machine.
+    pub(super) fn rx_bytes(&self, device: &dyn WgDevice) -> Option<u64> {
         match device.status() {
-            Ok(status) => {
-                let rx_bytes = status
+            Ok(status) => Some(
+                status
                     .peer(&self.config.gateway.public_key)
-                    .map_or(0, |p| p.rx_bytes);
-                inputs.push(Input::Tick { rx_bytes });
+                    .map_or(0, |p| p.rx_bytes),
+            ),
+            Err(e) => {
+                warn!("cannot read the tunnel's counters: {e}");
+                None
             }
-            Err(e) => warn!("cannot read the tunnel's counters: {e}"),
         }
     }
 
@@ -308,7 +325,7 @@ impl Session<'_> {
     pub(super) fn act(&mut self, device: &dyn WgDevice, inputs: Vec<Input>) {
         for input in inputs {
             let now = boottime();
-            if input == Input::NetworkChanged {
+            if matches!(input, Input::NetworkChanged { .. }) {
                 self.monitor.network_changed();
                 self.disrupted_since.get_or_insert(now);
             }
