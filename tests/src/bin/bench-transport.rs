@@ -153,8 +153,21 @@ fn crowded(s: &Scenario) -> Crowd {
     }
 }
 
+/// `bench-transport throughput`: only (b) without loss, for work on the relay.
+fn throughput_only(s: &Scenario) {
+    let udp = throughput(s);
+    hostile::block_udp(&s.bed);
+    join(s, 0);
+    assert!(await_transport(s, "tcp", CAP).is_some(), "never moved to TCP");
+    let tcp = throughput(s);
+    println!("UDP {udp:.0} Mbit/s, TCP {tcp:.0} Mbit/s ({:.2}× UDP)", tcp / udp);
+}
+
 fn main() {
     let s = scenario();
+    if std::env::args().nth(1).as_deref() == Some("throughput") {
+        return throughput_only(&s);
+    }
     let udp = (throughput(&s), ping_pong(&s));
     hostile::lose(&s.bed, 1);
     let udp_lossy = throughput(&s);

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::frame::{Deframer, MAX_DATAGRAM};
+use super::frame::Deframer;
+use super::loopback::{Buffers, Loopback};
 
 /// A connection attempt that has not succeeded in this long has failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,13 +46,11 @@ impl TcpClient {
     /// A relay on `local` (`roamer tcp-relay`: a stock wg-quick's `Endpoint`).
     pub fn start_on(local: SocketAddr, gateway: SocketAddr) -> io::Result<Self> {
         let runtime = super::runtime()?;
-        let socket = std::net::UdpSocket::bind(local)?;
-        socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?;
         let socket = {
             let _entered = runtime.enter();
-            UdpSocket::from_std(socket)?
+            Loopback::bind(local)?
         };
+        let local = socket.local_addr()?;
         let state = Arc::new(Mutex::new(ClientState::default()));
         let task = relay(socket, gateway, state.clone());
         Ok(TcpClient {
@@ -74,27 +73,24 @@ fn set(state: &Mutex<ClientState>, connected: bool, error: Option<String>) {
     *state.lock().unwrap_or_else(PoisonError::into_inner) = ClientState { connected, error };
 }
 
-async fn relay(socket: UdpSocket, gateway: SocketAddr, state: Arc<Mutex<ClientState>>) {
-    let mut datagram = vec![0u8; MAX_DATAGRAM];
+async fn relay(socket: Loopback, gateway: SocketAddr, state: Arc<Mutex<ClientState>>) {
+    let mut buffers = Buffers::default();
     let mut read = vec![0u8; super::BATCH_BYTES];
-    let mut frame = Vec::with_capacity(2048);
+    let mut frames = Vec::with_capacity(super::BATCH_BYTES);
     let mut device: Option<SocketAddr> = None;
     let mut stream: Option<(OwnedReadHalf, OwnedWriteHalf)> = None;
     let mut deframer = Deframer::default();
     loop {
         tokio::select! {
-            got = socket.recv_from(&mut datagram) => {
-                let Ok((n, from)) = got else { continue };
+            got = socket.recv_framed(&mut buffers, &mut frames) => {
+                let Ok(from) = got else { continue };
                 device = Some(from);
                 if stream.is_none() {
                     stream = connect(gateway, &state).await;
                     deframer = Deframer::default();
                 }
                 let Some((_, to_gateway)) = &mut stream else { continue };
-                super::frame_batch(&mut frame, &mut datagram, n, |buf| {
-                    socket.try_recv_from(buf).map(|(n, _)| n)
-                });
-                if let Err(e) = to_gateway.write_all(&frame).await {
+                if let Err(e) = to_gateway.write_all(&frames).await {
                     debug!("tcp relay: write to {gateway}: {e}");
                     set(&state, false, Some(e.to_string()));
                     stream = None;
@@ -109,10 +105,8 @@ async fn relay(socket: UdpSocket, gateway: SocketAddr, state: Arc<Mutex<ClientSt
                 match n {
                     Ok(n) if n > 0 => {
                         deframer.push(&read[..n]);
-                        while let Some(d) = deframer.next_datagram() {
-                            if let Some(device) = device {
-                                let _ = socket.send_to(d, device).await;
-                            }
+                        if let Some(device) = device {
+                            let _ = socket.send_deframed(&mut buffers, &mut deframer, device, |_| true);
                         }
                     }
                     ended => {

@@ -1,11 +1,13 @@
 //! WireGuard over TCP, for networks that pass no UDP (hotel and conference Wi-Fi that allow
 //! only TCP 80/443). Each datagram is framed with its length ([`frame`]); the gateway relays
 //! every connection to its device through a loopback UDP socket ([`server`]) and the laptop
-//! relays its device's UDP over one connection ([`client`]). Both devices keep speaking
+//! relays its device's UDP over one connection ([`client`]), both with GSO and GRO
+//! ([`loopback`]). Both devices keep speaking
 //! plain WireGuard: TCP is only the road.
 
 pub mod client;
 pub mod frame;
+mod loopback;
 pub mod portal;
 pub mod server;
 mod udp_check;
@@ -23,28 +25,6 @@ pub const PROBE_ANSWER: &str = "HTTP/1.1 204 roamgw\r\n\r\n";
 /// A relay writes what has queued up to this much in one go, and reads as much: one syscall
 /// for many datagrams where the traffic allows it.
 const BATCH_BYTES: usize = 64 * 1024;
-
-/// Frames the datagram the device sent (`datagram[..first]`) into `batch`, and what else it has
-/// sent by now (`try_recv`, into `datagram` again), up to [`BATCH_BYTES`]: one write for them
-/// all.
-fn frame_batch(
-    batch: &mut Vec<u8>,
-    datagram: &mut [u8],
-    first: usize,
-    mut try_recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
-) {
-    batch.clear();
-    // A device never sends more than a frame holds (MTU-sized datagrams).
-    let _ = frame::encode(&datagram[..first], batch);
-    while batch.len() < BATCH_BYTES {
-        match try_recv(datagram) {
-            Ok(n) => {
-                let _ = frame::encode(&datagram[..n], batch);
-            }
-            Err(_) => break,
-        }
-    }
-}
 
 /// Stops a relay's thread when dropped.
 pub struct Running {

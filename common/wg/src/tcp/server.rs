@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::frame::{is_wireguard, Deframer, MAX_DATAGRAM};
+use super::frame::{is_wireguard, Deframer};
+use super::loopback::{Buffers, Loopback};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -185,15 +186,15 @@ async fn connection(
     leave: &Arc<Notify>,
 ) -> Result<(), Closed> {
     stream.set_nodelay(true)?;
-    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let udp = Loopback::bind((Ipv4Addr::LOCALHOST, 0).into())?;
     udp.connect(device).await?;
     let registered = relays.register(id, udp.local_addr()?, peer, leave);
     let (mut from_peer, mut to_peer) = stream.into_split();
     let mut deframer = Deframer::default();
     // Small until the device answers: an unanswered connection costs little.
     let mut read = vec![0u8; 4096];
-    let mut datagram = vec![0u8; MAX_DATAGRAM];
-    let mut frame = Vec::with_capacity(2048);
+    let mut buffers = Buffers::default();
+    let mut frames = Vec::new();
     let mut answered = false;
     let deadline = tokio::time::sleep(limits.handshake);
     tokio::pin!(deadline);
@@ -208,24 +209,19 @@ async fn connection(
                     return answer_probe(&read[..n], &mut to_peer).await;
                 }
                 deframer.push(&read[..n]);
-                let mut whole = false;
-                while let Some(d) = deframer.next_datagram() {
-                    if !is_wireguard(d) {
-                        return Err(Closed::Junk);
-                    }
-                    whole = true;
-                    // The device may be restarting: a lost datagram is WireGuard's to retry.
-                    let _ = udp.send(d).await;
-                }
-                if answered && whole {
+                let whole = udp
+                    .send_deframed(&mut buffers, &mut deframer, device, is_wireguard)
+                    .map_err(|_| Closed::Junk)?;
+                if answered && whole > 0 {
                     deadline.as_mut().reset(Instant::now() + limits.idle);
                 }
             }
-            n = udp.recv(&mut datagram) => {
-                let Ok(n) = n else { continue };
-                super::frame_batch(&mut frame, &mut datagram, n, |buf| udp.try_recv(buf));
+            got = udp.recv_framed(&mut buffers, &mut frames) => {
+                if got.is_err() {
+                    continue;
+                }
                 // A peer that stops reading stalls only its own connection, and not forever.
-                tokio::time::timeout(limits.handshake, to_peer.write_all(&frame))
+                tokio::time::timeout(limits.handshake, to_peer.write_all(&frames))
                     .await
                     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the peer does not read"))??;
                 if !answered {

@@ -12,9 +12,9 @@
 //! served for `wg show`.
 
 mod datapath;
-mod gso;
+pub(crate) mod gso;
 mod table;
-mod udp;
+pub(crate) mod udp;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

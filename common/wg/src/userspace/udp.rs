@@ -44,9 +44,11 @@ pub enum Sent {
     SourceGone,
 }
 
-/// The UDP socket: dual-stack where the machine has IPv6, else IPv4.
-pub struct UdpPort {
-    socket: UdpSocket,
+/// The UDP socket: dual-stack where the machine has IPv6, else IPv4. Generic over the socket
+/// so a relay in an async runtime can have the same sends and receives on a socket its
+/// reactor watches (crate::tcp).
+pub struct UdpPort<S = UdpSocket> {
+    socket: S,
     state: UdpSocketState,
     dual_stack: bool,
 }
@@ -57,7 +59,19 @@ impl UdpPort {
             Ok(socket) => (socket, true),
             Err(_) => (UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?, false),
         };
-        let state = UdpSocketState::new((&socket).into())?;
+        Self::with(socket, dual_stack)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+impl<S: AsFd> UdpPort<S> {
+    /// Takes `socket` with our options: GSO and GRO, fragmentation allowed, big buffers.
+    /// `dual_stack`: an IPv6 socket that also carries IPv4 (v4-mapped on the wire).
+    pub fn with(socket: S, dual_stack: bool) -> io::Result<Self> {
+        let state = UdpSocketState::new((&socket.as_fd()).into())?;
         // quinn-udp forbids fragmentation; WireGuard lets a path with a small MTU fragment
         // instead of losing every full-sized packet (the kernel module does the same).
         let _ = rustix::net::sockopt::set_ip_mtu_discover(
@@ -80,22 +94,22 @@ impl UdpPort {
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 
-    pub(super) fn fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
+    pub(crate) fn socket(&self) -> &S {
+        &self.socket
     }
 
     /// One `recvmmsg`: datagrams (each possibly a GRO train) into `buffers`, their senders
     /// and sizes into `meta`; how many arrived.
-    pub(super) fn recv(
+    pub(crate) fn recv(
         &self,
         buffers: &mut [std::io::IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        self.state.recv((&self.socket).into(), buffers, meta)
+        self.state.recv((&self.socket.as_fd()).into(), buffers, meta)
     }
 
     /// How many datagrams one send may carry.
@@ -116,7 +130,7 @@ impl UdpPort {
         };
         let mut sent = Sent::Done;
         for _ in 0..10 {
-            match self.state.try_send((&self.socket).into(), &transmit) {
+            match self.state.try_send((&self.socket.as_fd()).into(), &transmit) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut fds = [PollFd::new(&self.socket, PollFlags::OUT)];
                     let _ = poll(
