@@ -35,6 +35,12 @@ pub fn mark(interface: &InterfaceName) -> u32 {
     table(interface)
 }
 
+/// The mark of what the roamer sends the gateway beside the tunnel (the TCP relay's connection,
+/// the UDP and portal checks): egress leaves it to the main table, as it leaves the tunnel's
+/// own UDP, or egress `0.0.0.0/0` would route the TCP that carries the tunnel into the tunnel,
+/// and a UDP check through the tunnel would always be answered. Past the tables' numbers.
+pub const BESIDE_TUNNEL_MARK: u32 = 54_000;
+
 /// The laptop's nftables table for UDP replies, one per interface.
 pub fn nft_table(interface: &InterfaceName) -> String {
     let name: String = interface
@@ -115,10 +121,13 @@ pub fn wg_quick_hooks(
             format!(
                 "ip -4 rule add ipproto udp sport $(wg show %i listen-port) lookup main priority {tunnel}"
             ),
+            // `roamer tcp-relay` marks its connection.
+            format!("ip -4 rule add fwmark {BESIDE_TUNNEL_MARK} lookup main priority {tunnel}"),
             format!("ip -4 rule add lookup main suppress_prefixlength 0 priority {local}"),
             format!("ip -4 rule add lookup {egress_table} priority {rest}"),
         ]);
         down.extend([
+            format!("ip -4 rule del lookup main priority {tunnel}"),
             format!("ip -4 rule del lookup main priority {tunnel}"),
             format!("ip -4 rule del lookup main priority {local}"),
             format!("ip -4 rule del lookup {egress_table} priority {rest}"),
@@ -175,10 +184,11 @@ mod tests {
             [
                 "ip -4 route replace 0.0.0.0/0 dev %i table 53354",
                 "ip -4 rule add ipproto udp sport $(wg show %i listen-port) lookup main priority 5101",
+                "ip -4 rule add fwmark 54000 lookup main priority 5101",
                 "ip -4 rule add lookup main suppress_prefixlength 0 priority 5102",
                 "ip -4 rule add lookup 53354 priority 5103"
             ]
         );
-        assert_eq!(down.len(), 6, "every rule added is deleted: {down:?}");
+        assert_eq!(down.len(), 7, "every rule added is deleted: {down:?}");
     }
 }

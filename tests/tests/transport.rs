@@ -299,3 +299,30 @@ fn walking_into_a_network_without_udp_moves_the_tunnel_to_tcp() {
         s.bed.log("daemon.log")
     );
 }
+
+/// Egress `0.0.0.0/0` sends everything of the laptop's through the tunnel, but not the TCP
+/// connection that carries the tunnel: marked, it keeps the laptop's own network (unmarked, it
+/// was routed into the tunnel it carries, and nothing got through).
+#[test]
+fn egress_of_everything_still_reaches_the_gateway_over_tcp() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    s.ok(&["tcp-fallback", TCP_PORT]);
+    s.ok(&["egress", "laptop", "0.0.0.0/0"]);
+    let s = s.connect_laptop(Laptop::Roamer);
+    s.ok(&["add-port", "22"]);
+    assert_eq!(
+        status_when(&s, "udp", Duration::from_secs(10))["transport"],
+        "udp"
+    );
+    block_udp(&s);
+    let moved = Instant::now();
+    s.bed.move_laptop("100.64.0.3");
+    let back = forward_back(&s, moved, Duration::from_secs(10));
+    assert!(
+        back.is_some(),
+        "{}\nroamer:\n{}",
+        s.bed.roam.run(&["ip", "rule"]),
+        s.bed.log("roamer.log")
+    );
+    assert_eq!(status(&s)["transport"], "tcp");
+}

@@ -158,9 +158,15 @@ fn throughput_only(s: &Scenario) {
     let udp = throughput(s);
     hostile::block_udp(&s.bed);
     join(s, 0);
-    assert!(await_transport(s, "tcp", CAP).is_some(), "never moved to TCP");
+    assert!(
+        await_transport(s, "tcp", CAP).is_some(),
+        "never moved to TCP"
+    );
     let tcp = throughput(s);
-    println!("UDP {udp:.0} Mbit/s, TCP {tcp:.0} Mbit/s ({:.2}× UDP)", tcp / udp);
+    println!(
+        "UDP {udp:.0} Mbit/s, TCP {tcp:.0} Mbit/s ({:.2}× UDP)",
+        tcp / udp
+    );
 }
 
 fn main() {

@@ -270,6 +270,12 @@ impl Links {
             ])
         };
         self.add_rule(priority, MAIN_TABLE, tunnel, what, &on)?;
+        let beside = |rule: &mut RuleMessage| {
+            rule.attributes.push(RuleAttribute::FwMark(
+                roamgw_common::replies::BESIDE_TUNNEL_MARK,
+            ))
+        };
+        self.add_rule(priority, MAIN_TABLE, beside, what, &on)?;
         let local =
             |rule: &mut RuleMessage| rule.attributes.push(RuleAttribute::SuppressPrefixLen(0));
         self.add_rule(priority + 1, MAIN_TABLE, local, what, &on)?;

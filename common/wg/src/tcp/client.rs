@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
 use super::frame::Deframer;
@@ -125,7 +125,7 @@ async fn connect(
     gateway: SocketAddr,
     state: &Mutex<ClientState>,
 ) -> Option<(OwnedReadHalf, OwnedWriteHalf)> {
-    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(gateway)).await;
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect_beside_tunnel(gateway)).await;
     match attempt {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -145,6 +145,14 @@ async fn connect(
             None
         }
     }
+}
+
+async fn connect_beside_tunnel(gateway: SocketAddr) -> io::Result<TcpStream> {
+    let socket = super::beside_tunnel(gateway, socket2::Type::STREAM)?;
+    socket.set_nonblocking(true)?;
+    TcpSocket::from_std_stream(socket.into())
+        .connect(gateway)
+        .await
 }
 
 #[cfg(test)]

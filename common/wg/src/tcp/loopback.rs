@@ -57,14 +57,16 @@ impl Loopback {
         framed: &mut Vec<u8>,
     ) -> io::Result<SocketAddr> {
         framed.clear();
-        if buffers.train.is_empty() {
-            buffers.train.resize(TRAIN, 0);
-        }
         let train = &mut buffers.train;
         let mut meta = [RecvMeta::default()];
         self.port
             .socket()
             .async_io(Interest::READABLE, || {
+                // Only once the device has sent something: the future waits in every
+                // connection's loop from the start.
+                if train.is_empty() {
+                    train.resize(TRAIN, 0);
+                }
                 self.port.recv(&mut [IoSliceMut::new(train)], &mut meta)
             })
             .await?;

@@ -16,6 +16,7 @@ pub use udp_check::udp_answers;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 
 /// What a roamer sends the TCP port to learn whether it reaches the gateway (and not a
 /// captive portal that intercepts TCP), and the gateway's answer: shorter than the question.
@@ -25,6 +26,18 @@ pub const PROBE_ANSWER: &str = "HTTP/1.1 204 roamgw\r\n\r\n";
 /// A relay writes what has queued up to this much in one go, and reads as much: one syscall
 /// for many datagrams where the traffic allows it.
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// A socket for talking to the gateway beside the tunnel, marked
+/// ([`roamgw_common::replies::BESIDE_TUNNEL_MARK`]) so that egress through the tunnel leaves it
+/// on the laptop's own network. Unmarked when the mark is refused (not root): only egress
+/// `0.0.0.0/0` needs it.
+fn beside_tunnel(to: SocketAddr, kind: socket2::Type) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(to), kind, None)?;
+    if let Err(e) = socket.set_mark(roamgw_common::replies::BESIDE_TUNNEL_MARK) {
+        tracing::debug!("cannot mark the socket to {to}: {e}");
+    }
+    Ok(socket)
+}
 
 /// Stops a relay's thread when dropped.
 pub struct Running {

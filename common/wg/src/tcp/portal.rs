@@ -27,7 +27,9 @@ pub fn check(gateway: SocketAddr, timeout: Duration) -> Reached {
 }
 
 fn ask(gateway: SocketAddr, timeout: Duration) -> io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&gateway, timeout)?;
+    let socket = super::beside_tunnel(gateway, socket2::Type::STREAM)?;
+    socket.connect_timeout(&gateway.into(), timeout)?;
+    let mut stream = TcpStream::from(socket);
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(super::PROBE_REQUEST.as_bytes())?;

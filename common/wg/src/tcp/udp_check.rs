@@ -39,14 +39,7 @@ pub fn udp_answers(
         TunnResult::WriteToNetwork(packet) => packet.to_vec(),
         _ => return Err(io::Error::other("no handshake initiation")),
     };
-    let bind: SocketAddr = if endpoint.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .map_err(io::Error::other)?;
-    let socket = UdpSocket::bind(bind)?;
+    let socket: UdpSocket = super::beside_tunnel(endpoint, socket2::Type::DGRAM)?.into();
     socket.connect(endpoint)?;
     socket.send(&initiation)?;
     let deadline = Instant::now() + wait;

@@ -109,7 +109,8 @@ impl<S: AsFd> UdpPort<S> {
         buffers: &mut [std::io::IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        self.state.recv((&self.socket.as_fd()).into(), buffers, meta)
+        self.state
+            .recv((&self.socket.as_fd()).into(), buffers, meta)
     }
 
     /// How many datagrams one send may carry.
@@ -130,7 +131,10 @@ impl<S: AsFd> UdpPort<S> {
         };
         let mut sent = Sent::Done;
         for _ in 0..10 {
-            match self.state.try_send((&self.socket.as_fd()).into(), &transmit) {
+            match self
+                .state
+                .try_send((&self.socket.as_fd()).into(), &transmit)
+            {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut fds = [PollFd::new(&self.socket, PollFlags::OUT)];
                     let _ = poll(
