@@ -69,6 +69,9 @@ pub enum Reply {
     },
     Status {
         peers: Vec<PeerView>,
+        /// The userspace device's handshake-flood counts (an older daemon sends none).
+        #[serde(default)]
+        flood: Option<crate::flood::FloodView>,
     },
     Ha(Box<crate::ha::HaView>),
     Error {

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod device;
 pub mod doctor;
 pub mod engine;
+pub mod flood;
 pub mod ha;
 pub mod import;
 pub mod metrics;

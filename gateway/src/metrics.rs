@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub drift_repairs: u64,
     pub changes: u64,
     pub apply_latency: HistogramSnapshot,
+    /// Userspace WireGuard only.
+    pub flood: Option<crate::flood::FloodView>,
 }
 
 /// The text format (version 0.0.4).
@@ -69,6 +71,20 @@ pub fn render(s: &Snapshot) -> String {
         "Time to make a change live.",
         &s.apply_latency,
     );
+    if let Some(flood) = &s.flood {
+        e.single(
+            "roamgw_handshake_initiations_dropped_total",
+            Kind::Counter,
+            "Handshake initiations dropped unread: their source sent more than its share in a second.",
+            flood.initiations_dropped,
+        );
+        e.single(
+            "roamgw_cookie_replies_total",
+            Kind::Counter,
+            "Handshake initiations answered with a cookie (over the device's limit, no valid mac2).",
+            flood.cookie_replies,
+        );
+    }
     e.finish()
 }
 
@@ -167,6 +183,7 @@ pub fn snapshot_of(state: Option<&GatewayState>, monitor: &Monitor) -> Snapshot 
         changes: monitor.changes.load(Ordering::Relaxed),
         apply_latency: monitor.apply_latency.snapshot(),
         endpoint_changes: monitor.endpoint_changes(),
+        flood: monitor.flood(),
         ..Snapshot::default()
     };
     let Some(state) = state else { return s };
@@ -179,14 +196,16 @@ pub fn snapshot_of(state: Option<&GatewayState>, monitor: &Monitor) -> Snapshot 
         .iter()
         .map(|f| (f.key(), f.to.to_string()))
         .collect();
-    s.peers = peers(state);
+    s.peers = peers(state, monitor);
     s
 }
 
-/// The roamers as the running device sees them.
-pub fn peers(state: &GatewayState) -> Vec<PeerView> {
-    let status =
-        roamgw_wg::open_existing(state.gateway.interface.as_str()).and_then(|d| d.status().ok());
+/// The roamers as the running device sees them: the daemon's own, as it last read it, else
+/// an external one (wireguard-go) through its socket.
+pub fn peers(state: &GatewayState, monitor: &Monitor) -> Vec<PeerView> {
+    let status = monitor.device().or_else(|| {
+        roamgw_wg::open_existing(state.gateway.interface.as_str()).and_then(|d| d.status().ok())
+    });
     PeerView::for_roamers(state, status.as_ref())
 }
 
@@ -235,6 +254,12 @@ mod tests {
                 count: 3,
                 sum_secs: 0.009,
             },
+            flood: Some(crate::flood::FloodView {
+                initiations_dropped: 90_000,
+                cookie_replies: 12,
+                recent_dropped: 0,
+                recent_cookies: 0,
+            }),
         };
         let text = render(&snapshot);
         for expected in [
@@ -246,6 +271,8 @@ mod tests {
             r#"roamgw_apply_duration_seconds_bucket{le="+Inf"} 3"#,
             "roamgw_drift_repairs_total 2",
             r#"roamgw_roamer_endpoint_changes_total{roamer="laptop"} 7"#,
+            "roamgw_handshake_initiations_dropped_total 90000",
+            "roamgw_cookie_replies_total 12",
         ] {
             assert!(
                 text.lines().any(|l| l == expected),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use roamgw_common::fsutil;
 use roamgw_common::metrics::Histogram;
 use roamgw_common::state::GatewayState;
+use roamgw_wg::DeviceStatus;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the apply-latency histogram, in seconds.
@@ -74,6 +75,10 @@ pub struct Monitor {
     samples: Mutex<VecDeque<Totals>>,
     /// The state the daemon runs, as it last published it (`None` before it did).
     state: Mutex<Option<Arc<GatewayState>>>,
+    /// The daemon's own device as it last read it (every second): the page and the metrics
+    /// read this, not a socket path that another process of the same interface name could own.
+    device: Mutex<Option<DeviceStatus>>,
+    defence: Mutex<crate::flood::Samples>,
 }
 
 impl Default for Monitor {
@@ -87,6 +92,8 @@ impl Default for Monitor {
             events_file: None,
             samples: Mutex::default(),
             state: Mutex::default(),
+            device: Mutex::default(),
+            defence: Mutex::default(),
         }
     }
 }
@@ -200,6 +207,23 @@ impl Monitor {
             samples.pop_front();
         }
         samples.push_back(totals);
+    }
+
+    /// What the daemon read of its device at `at_ms`.
+    pub fn observe_device(&self, at_ms: u64, status: DeviceStatus) {
+        if let Some(counts) = status.defence {
+            locked(&self.defence).record(at_ms, counts);
+        }
+        *locked(&self.device) = Some(status);
+    }
+
+    /// The daemon's device as last read; `None` when it runs none (WireGuard is external).
+    pub fn device(&self) -> Option<DeviceStatus> {
+        locked(&self.device).clone()
+    }
+
+    pub fn flood(&self) -> Option<crate::flood::FloodView> {
+        locked(&self.defence).view()
     }
 
     /// The last hour as rates between consecutive samples.

@@ -29,6 +29,7 @@ use nix::sched::{setns, CloneFlags};
 pub mod bench;
 pub mod browser;
 pub mod firewalld;
+pub mod flood;
 pub mod hostile;
 pub mod mirror;
 mod ns;

@@ -140,6 +140,7 @@ fn from_host(host: &Host) -> DeviceStatus {
         listen_port: host.listen_port,
         fwmark: host.fwmark.unwrap_or(0),
         peers,
+        defence: None,
     }
 }
 

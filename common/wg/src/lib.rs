@@ -20,7 +20,9 @@ pub mod tcp;
 pub mod uapi;
 pub mod userspace;
 
-pub use model::{DeviceError, DeviceStatus, PeerConfig, PeerStatus, SetOp, SetRequest};
+pub use model::{
+    DeviceError, DeviceStatus, HandshakeDefence, PeerConfig, PeerStatus, SetOp, SetRequest,
+};
 use roamgw_common::keys::PrivateKey;
 
 /// Which WireGuard runs an interface we create.
@@ -330,6 +332,7 @@ mod tests {
             listen_port: 51820,
             fwmark: 0,
             peers,
+            defence: None,
         }
     }
 

@@ -29,6 +29,18 @@ pub struct DeviceStatus {
     pub listen_port: u16,
     pub fwmark: u32,
     pub peers: Vec<PeerStatus>,
+    /// What the device did about handshake floods since it started: only our userspace
+    /// device says (not in the UAPI text, which has no keys for it).
+    pub defence: Option<HandshakeDefence>,
+}
+
+/// Counts of the userspace device's answers to handshake floods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandshakeDefence {
+    /// Initiations dropped unread: their source was over its share (crate::userspace limiter).
+    pub initiations_dropped: u64,
+    /// Cookie replies sent: initiations over the device's global limit without a valid mac2.
+    pub cookie_replies: u64,
 }
 
 impl DeviceStatus {

@@ -326,6 +326,7 @@ mod tests {
                 rx_bytes: 7,
                 tx_bytes: 9,
             }],
+            defence: None,
         };
         let text = render_get(&status, Some(&key), &|_| None);
         assert!(text.starts_with("private_key="), "{}", text.as_str());

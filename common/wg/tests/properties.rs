@@ -56,7 +56,7 @@ proptest! {
     #[test]
     fn uapi_replies_never_panic_and_round_trip(text in ".{0,200}", peers in prop::collection::vec(peer(), 0..4), port in any::<u16>()) {
         let _ = uapi::parse_get(&text);
-        let status = DeviceStatus { listen_port: port, fwmark: 0, peers };
+        let status = DeviceStatus { listen_port: port, fwmark: 0, peers, defence: None };
         let psk: PresharedKey = "GDvZAcXn0PPlb8Obc9+CQrHeoYhhJZSkiUnlB5RsvUo=".parse().expect("psk");
         let rendered = uapi::render_get(&status, None, &|key| {
             status.peer(key).filter(|p| p.has_preshared_key).map(|_| psk.clone())

@@ -46,7 +46,7 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
         })
         .collect();
     let others = dataplane::nftables::others::read();
-    let peers = status::peer_views(store, state);
+    let (peers, _) = status::peer_views(store, state);
     Facts {
         ip_forward: sysctl("ip_forward").map(|v| v == "1"),
         rp_filter,

@@ -2,20 +2,25 @@
 
 use super::*;
 use crate::dataplane::ForwardCounters;
+use crate::flood::FloodView;
 use roamgw_common::Protocol;
 
-/// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go.
-pub(super) fn peer_views(store: &Store, state: &GatewayState) -> Vec<control::PeerView> {
-    if let Ok(control::Reply::Status { peers }) = control::request(
+/// Per roamer: endpoint, handshake, traffic, from the daemon or from an external wireguard-go;
+/// and the daemon's word on handshake floods.
+pub(super) fn peer_views(
+    store: &Store,
+    state: &GatewayState,
+) -> (Vec<control::PeerView>, Option<FloodView>) {
+    if let Ok(control::Reply::Status { peers, flood }) = control::request(
         store,
         &control::Request::Status,
         std::time::Duration::from_secs(5),
     ) {
-        return peers;
+        return (peers, flood);
     }
     let status =
         roamgw_wg::open_existing(state.gateway.interface.as_str()).and_then(|d| d.status().ok());
-    control::PeerView::for_roamers(state, status.as_ref())
+    (control::PeerView::for_roamers(state, status.as_ref()), None)
 }
 
 #[derive(Serialize)]
@@ -37,6 +42,8 @@ struct StatusView {
     daemon_pid: Option<u32>,
     roamers: Vec<control::PeerView>,
     forwards: Vec<ForwardStatus>,
+    /// Userspace WireGuard under `roamgw run` only.
+    handshake_flood: Option<FloodView>,
 }
 
 #[derive(Serialize)]
@@ -127,7 +134,7 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
     let plane = dataplane::of(state).view(state)?;
     let up = plane.is_some();
     let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
-    let roamers = peer_views(store, state);
+    let (roamers, handshake_flood) = peer_views(store, state);
     let view = StatusView {
         config_dir: store.dir().display().to_string(),
         backend: g.backend.to_string(),
@@ -169,6 +176,7 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
             })
             .collect(),
         roamers,
+        handshake_flood,
     };
     Ok(view)
 }
@@ -213,6 +221,9 @@ fn render(view: &StatusView, state: &GatewayState) -> String {
         },
         forward_count(state),
     );
+    if let Some(flood) = view.handshake_flood.filter(FloodView::going_on) {
+        out.push_str(&format!("  {}\n", flood.describe()));
+    }
     if !view.roamers.is_empty() {
         let mut table = Table::new(["ROAMER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]);
         for r in &view.roamers {

@@ -162,6 +162,7 @@ mod tests {
             listen_port: 51820,
             fwmark: 0,
             peers,
+            defence: None,
         }
     }
 

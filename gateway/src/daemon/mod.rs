@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use roamgw_common::clock::unix_now;
+use roamgw_common::clock::{unix_ms, unix_now};
 use signal_hook::consts::SIGHUP;
 use tracing::{debug, error, info, warn};
 
@@ -314,6 +314,7 @@ impl Daemon {
         let Ok(status) = device.status() else {
             return;
         };
+        self.monitor.observe_device(unix_ms(), status.clone());
         let state = self.engine.state();
         let roamers: Vec<_> = state.roamers.iter().map(|r| r.public_key).collect();
         let before = self.endpoints.clone();
@@ -412,6 +413,7 @@ impl Daemon {
             },
             Request::Status => Reply::Status {
                 peers: self.peer_views(),
+                flood: self.monitor.flood(),
             },
             Request::HaNotify { role } => match self.set_role(role) {
                 Ok(summary) => Reply::Applied { summary },

@@ -241,7 +241,7 @@ impl Server {
 fn sample_forever(monitor: Arc<Monitor>) {
     loop {
         if let Some(state) = monitor.state() {
-            let peers = crate::metrics::peers(&state);
+            let peers = crate::metrics::peers(&state, &monitor);
             monitor.sample(Totals {
                 at_ms: unix_ms(),
                 rx_bytes: peers.iter().map(|p| p.rx_bytes).sum(),

@@ -10,7 +10,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,9 @@ use quinn_udp::RecvMeta;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-use super::super::model::DeviceStatus;
+use super::super::model::{DeviceStatus, HandshakeDefence};
 use super::gso::{GsoBatch, Send};
+use super::limiter::SourceLimiter;
 use super::table::Table;
 use super::udp::{from_wire, Path, Sent, UdpPort};
 use roamgw_common::keys::PublicKey;
@@ -34,6 +35,8 @@ const OVERHEAD: usize = 32;
 const MIN_OUT: usize = 148;
 /// The size of a WireGuard cookie reply message.
 const COOKIE_REPLY_LEN: usize = 64;
+/// The size of a handshake initiation.
+const HANDSHAKE_INIT_LEN: usize = 148;
 /// Receive slots per `recvmmsg`; each holds a GRO train of up to 64 KB.
 const RECV_SLOTS: usize = 8;
 const GRO_BUFFER: usize = 65_535;
@@ -72,6 +75,8 @@ pub struct Shared {
     binds: Mutex<Vec<BindRequest>>,
     /// Answer each peer from the address it reached us on (crate::ReplySource::Arrival).
     sticky_source: bool,
+    initiations_dropped: AtomicU64,
+    cookie_replies: AtomicU64,
 }
 
 /// A port to bind, and where the result goes.
@@ -93,6 +98,8 @@ impl Shared {
             wake_timers: wake()?,
             binds: Mutex::new(Vec::new()),
             sticky_source,
+            initiations_dropped: AtomicU64::new(0),
+            cookie_replies: AtomicU64::new(0),
         })
     }
 
@@ -102,7 +109,12 @@ impl Shared {
 
     pub fn status(&self) -> DeviceStatus {
         let port = self.udp().map_or(0, |udp| udp.port());
-        lock_read(&self.table).status(port)
+        let mut status = lock_read(&self.table).status(port);
+        status.defence = Some(HandshakeDefence {
+            initiations_dropped: self.initiations_dropped.load(Ordering::Relaxed),
+            cookie_replies: self.cookie_replies.load(Ordering::Relaxed),
+        });
+        status
     }
 
     fn stopping(&self) -> bool {
@@ -293,6 +305,7 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
     let mut meta = [RecvMeta::default(); RECV_SLOTS];
     let mut to_tun = TunBatch::new();
     let mut scratch = vec![0u8; MAX_PACKET + OVERHEAD + MIN_OUT];
+    let mut limiter = SourceLimiter::new(Instant::now());
     while !shared.stopping() {
         let Some(udp) = shared.udp() else {
             wait_readable(None, &shared.wake_rx, Some(Duration::from_secs(1)));
@@ -309,6 +322,7 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
                 break;
             };
             drop(slices);
+            let now = Instant::now();
             let table = lock_read(&shared.table);
             for (meta, slot) in meta.iter().zip(&slots).take(count) {
                 let from = Path {
@@ -316,7 +330,12 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
                     local: meta.dst_ip.filter(|_| shared.sticky_source),
                 };
                 for datagram in slot[..meta.len].chunks(meta.stride.max(1)) {
+                    if is_initiation(datagram) && !limiter.allows(from.remote.ip(), now) {
+                        shared.initiations_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if let Some(len) = receive(
+                        shared,
                         &table,
                         &udp,
                         from,
@@ -336,7 +355,14 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
 
 /// One datagram that came along `from`: returns the length of the packet decrypted into `out`
 /// (after the virtio header) when there is one for the TUN.
+/// A handshake initiation by its type and size; whether it is one really is checked later.
+fn is_initiation(datagram: &[u8]) -> bool {
+    datagram.first() == Some(&1) && datagram.len() == HANDSHAKE_INIT_LEN
+}
+
+#[allow(clippy::too_many_arguments)]
 fn receive(
+    shared: &Shared,
     table: &Table,
     udp: &UdpPort,
     from: Path,
@@ -352,6 +378,7 @@ fn receive(
         {
             Ok(packet) => packet,
             Err(TunnResult::WriteToNetwork(cookie)) => {
+                shared.cookie_replies.fetch_add(1, Ordering::Relaxed);
                 udp.send_one(from, cookie);
                 return None;
             }
@@ -367,7 +394,9 @@ fn receive(
             table.by_receiver_index(p.receiver_idx)?,
             Kind::Response(p.receiver_idx),
         ),
-        Packet::PacketCookieReply(p) => (table.by_receiver_index(p.receiver_idx)?, Kind::Other),
+        Packet::PacketCookieReply(p) => {
+            (table.by_receiver_index(p.receiver_idx)?, Kind::CookieReply)
+        }
         Packet::PacketData(p) => (
             table.by_receiver_index(p.receiver_idx)?,
             Kind::Data(p.receiver_idx),
@@ -380,10 +409,21 @@ fn receive(
         match kind {
             Kind::Response(ours) => peer.handshake_pending(ours),
             Kind::Data(session) => peer.sent_on_session(session),
-            Kind::Initiation | Kind::Other => {}
+            Kind::Initiation | Kind::CookieReply => {}
         }
     }
     match result {
+        // The peer is under load and sent a cookie: initiate again with it now (it proves our
+        // address) instead of after the 5 s retry, so a handshake during a flood costs a round
+        // trip more, not 5 s. One per cookie, and cookies answer only our initiations.
+        TunnResult::Done if kind == Kind::CookieReply => {
+            if let TunnResult::WriteToNetwork(initiation) =
+                tunn.format_handshake_initiation(scratch, true)
+            {
+                udp.send_one(from, initiation);
+            }
+            None
+        }
         TunnResult::Done => {
             peer.learn_endpoint(from);
             None
@@ -430,7 +470,7 @@ enum Kind {
     Response(u32),
     /// With the session index it was sent on.
     Data(u32),
-    Other,
+    CookieReply,
 }
 
 /// Handshake retries, keepalives, session expiry; the handshake rate limit's window.

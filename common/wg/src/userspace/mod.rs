@@ -13,6 +13,7 @@
 
 mod datapath;
 pub(crate) mod gso;
+mod limiter;
 mod table;
 pub(crate) mod udp;
 

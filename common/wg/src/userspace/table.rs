@@ -215,6 +215,7 @@ impl Table {
             listen_port,
             fwmark: 0,
             peers: self.peers.iter().map(|p| p.status()).collect(),
+            defence: None,
         }
     }
 

@@ -1,0 +1,95 @@
+//! The gateway under a handshake flood from one outside host (bounded: seconds, from the client
+//! namespace to the gateway's WireGuard port only): junk, then initiations that pass mac1. A
+//! connected roamer's forward keeps answering, a roamer that has to handshake anew gets in, and
+//! `roamgw status` says what is going on.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
+
+use roamgw_e2e::flood::{flood, gateway_key, Flood};
+use roamgw_e2e::{GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP};
+
+const ECHO: u16 = 7;
+
+/// Round trips of one line through the echo forward every 20 ms for `during`: (answered, lost,
+/// slowest). A round trip not answered within 1 s is lost (and the connection is done).
+fn probe(s: &Scenario, during: Duration) -> (usize, usize, Duration) {
+    let stream = s
+        .bed
+        .cli
+        .connect(&format!("{FLOATING_IP}:{ECHO}"), Duration::from_secs(1))
+        .expect("connect to the echo forward");
+    let mut reader = BufReader::new(stream);
+    let (mut answered, mut slowest) = (0, Duration::ZERO);
+    let until = Instant::now() + during;
+    let mut line = String::new();
+    while Instant::now() < until {
+        let sent = Instant::now();
+        line.clear();
+        let echoed = reader.get_mut().write_all(b"ping\n").is_ok()
+            && reader.read_line(&mut line).is_ok_and(|n| n > 0);
+        if !echoed {
+            return (answered, 1, slowest);
+        }
+        answered += 1;
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (answered, 0, slowest)
+}
+
+#[test]
+fn a_handshake_flood_leaves_roamers_working_and_is_said() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    let s = s.connect_laptop(Laptop::Roamer);
+    s.bed.tcp_echo_server(&s.bed.roam, ECHO);
+    s.ok(&["add-port", &ECHO.to_string()]);
+    s.ok(&["add-port", "22"]);
+    let key = gateway_key(&s.ok(&["show-config", "laptop", "--format", "wg-quick"]));
+    let target = format!("{PUBLIC_IP}:51820");
+    let idle = probe(&s, Duration::from_secs(1));
+    assert_eq!(idle.1, 0, "the forward answers before any flood");
+
+    for kind in [Flood::Junk, Flood::Initiations] {
+        let flooding = flood(&s.bed.cli, &target, key, kind, Duration::from_secs(3));
+        std::thread::sleep(Duration::from_millis(300));
+        let (answered, lost, slowest) = probe(&s, Duration::from_secs(2));
+        let sent = flooding.join().expect("flood thread");
+        eprintln!("{kind:?}: {sent} datagrams in 3 s; {answered} round trips, slowest {slowest:?}");
+        assert_eq!(
+            lost, 0,
+            "{kind:?}: a round trip through the forward was lost"
+        );
+        assert!(sent > 10_000, "{kind:?}: the flood sent only {sent}");
+    }
+    let status = s.ok(&["status"]);
+    assert!(status.contains("handshake flood:"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&["status", "--json"])).expect("status --json");
+    let dropped = json["handshake_flood"]["initiations_dropped"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(dropped > 10_000, "{json}");
+
+    // A roamer that must handshake anew while the flood goes on gets in.
+    let flooding = flood(
+        &s.bed.cli,
+        &target,
+        key,
+        Flood::Initiations,
+        Duration::from_secs(8),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    s.roamer_down();
+    let since = Instant::now();
+    s.start_roamer();
+    let back = s.bed.time_until_banner(
+        &format!("{FLOATING_IP}:22"),
+        "roamer",
+        since,
+        Duration::from_secs(6),
+    );
+    flooding.join().expect("flood thread");
+    eprintln!("a new handshake during the flood: forward back after {back:?}");
+    assert!(back.is_some(), "no handshake through the flood");
+}
