@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use roamgw_common::metrics::{Exposition, Histogram, HistogramSnapshot, Kind, CONTENT_TYPE};
-use roamgw_common::PublicKey;
+use roamgw_wg::PeerStatus;
 use tracing::{info, warn};
 
 use crate::health::{Health, Transport};
@@ -39,6 +39,9 @@ pub struct Monitor {
     gateway_moves: AtomicU64,
     drift_repairs: AtomicU64,
     pub recovery: Histogram,
+    /// The gateway peer as the run last read it from its own device (every tick): never
+    /// through a socket path another process of the same interface name could own.
+    gateway_peer: Mutex<Option<PeerStatus>>,
 }
 
 impl Default for Monitor {
@@ -50,11 +53,19 @@ impl Default for Monitor {
             gateway_moves: AtomicU64::new(0),
             drift_repairs: AtomicU64::new(0),
             recovery: Histogram::new(&RECOVERY_BUCKETS),
+            gateway_peer: Mutex::new(None),
         }
     }
 }
 
 impl Monitor {
+    pub fn set_gateway_peer(&self, peer: Option<PeerStatus>) {
+        *self
+            .gateway_peer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = peer;
+    }
+
     pub fn set_health(&self, health: &Health) {
         *self
             .health
@@ -200,10 +211,12 @@ pub fn render(s: &Snapshot) -> String {
     e.finish()
 }
 
-fn snapshot(monitor: &Monitor, roamer: &str, interface: &str, gateway: &PublicKey) -> Snapshot {
-    let peer = roamgw_wg::open_existing(interface)
-        .and_then(|d| d.status().ok())
-        .and_then(|s| s.peer(gateway).cloned());
+fn snapshot(monitor: &Monitor, roamer: &str) -> Snapshot {
+    let peer = monitor
+        .gateway_peer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     Snapshot {
         version: env!("CARGO_PKG_VERSION"),
         roamer: roamer.to_string(),
@@ -223,13 +236,7 @@ fn snapshot(monitor: &Monitor, roamer: &str, interface: &str, gateway: &PublicKe
 }
 
 /// Serves `GET /metrics` on `addr` from a thread of its own, until the process ends.
-pub fn serve(
-    addr: SocketAddr,
-    monitor: Arc<Monitor>,
-    roamer: String,
-    interface: String,
-    gateway: PublicKey,
-) -> std::io::Result<()> {
+pub fn serve(addr: SocketAddr, monitor: Arc<Monitor>, roamer: String) -> std::io::Result<()> {
     let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
     if !addr.ip().is_loopback() {
         warn!(%addr, "metrics served on a non-local address: anyone who reaches it sees the tunnel's state");
@@ -240,7 +247,7 @@ pub fn serve(
         .spawn(move || {
             for request in server.incoming_requests() {
                 let (status, content_type, body) = if request.url() == "/metrics" {
-                    let s = snapshot(&monitor, &roamer, &interface, &gateway);
+                    let s = snapshot(&monitor, &roamer);
                     (200, CONTENT_TYPE, render(&s))
                 } else {
                     (404, "text/plain", "roamer: GET /metrics\n".to_string())

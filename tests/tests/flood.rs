@@ -1,7 +1,8 @@
-//! The gateway under a handshake flood from one outside host (bounded: seconds, from the client
-//! namespace to the gateway's WireGuard port only): junk, then initiations that pass mac1. A
-//! connected roamer's forward keeps answering, a roamer that has to handshake anew gets in, and
-//! `roamgw status` says what is going on.
+//! The gateway under attack and under accident. A handshake flood from one outside host
+//! (bounded: seconds, from the client namespace to the gateway's WireGuard port only): junk, then
+//! initiations that pass mac1; a connected roamer's forward keeps answering, a roamer that has
+//! to handshake anew gets in, and `roamgw status` says what is going on. A second userspace
+//! device of the gateway's interface name (in another namespace of the same host) is refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
@@ -92,4 +93,35 @@ fn a_handshake_flood_leaves_roamers_working_and_is_said() {
     flooding.join().expect("flood thread");
     eprintln!("a new handshake during the flood: forward back after {back:?}");
     assert!(back.is_some(), "no handshake through the flood");
+}
+
+#[test]
+fn a_second_device_of_the_same_name_is_refused() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    let s = s.connect_laptop(Laptop::Roamer);
+    s.ok(&["add-port", "22"]);
+    // A roamer in the laptop's namespace whose interface has the gateway's name: both would
+    // serve /var/run/wireguard/NAME.sock.
+    let config = s.ok(&["show-config", "laptop", "--format", "roamer"]);
+    let pid = s
+        .bed
+        .spawn_roamer_in(&s.bed.roam, &s.bed.gw_wg, &config, &[]);
+    let exited = roamgw_e2e::wait_until(Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z "))
+    });
+    let log = s.bed.log(&format!("roamer-{}.log", s.bed.gw_wg));
+    assert!(exited, "the second device runs:\n{log}");
+    assert!(
+        log.contains(&format!("another WireGuard device named {}", s.bed.gw_wg)),
+        "{log}"
+    );
+    // The gateway's own device is untouched: its socket answers for it, and the forward works.
+    let shown = s.bed.gw.run(&["wg", "show", &s.bed.gw_wg, "listen-port"]);
+    assert_eq!(shown.trim(), "51820");
+    assert_eq!(
+        s.banner(&format!("{FLOATING_IP}:22")).as_deref(),
+        Some("roamer")
+    );
 }

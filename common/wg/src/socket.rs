@@ -1,4 +1,4 @@
-//! A WireGuard device reached through its UAPI socket in [`UAPI_DIR`]: wireguard-go under
+//! A WireGuard device reached through its UAPI socket in [`crate::userspace::UAPI_DIR`]: wireguard-go under
 //! wg-quick, or the `wg show` socket our embedded device serves (read-only).
 
 use std::os::unix::net::UnixStream;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::model::{DeviceStatus, SetRequest};
 use super::uapi;
-use super::userspace::UAPI_DIR;
+use super::userspace::uapi_path;
 use super::DeviceError;
 use super::WgDevice;
 
@@ -19,7 +19,7 @@ pub struct UapiSocket {
 impl UapiSocket {
     /// `None` when the interface has no UAPI socket (kernel WireGuard, or not running).
     pub fn find(name: &str) -> Option<Self> {
-        let path = PathBuf::from(UAPI_DIR).join(format!("{name}.sock"));
+        let path = uapi_path(name);
         path.exists().then(|| UapiSocket {
             name: name.to_string(),
             path,

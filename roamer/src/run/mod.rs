@@ -326,14 +326,8 @@ fn watch(
     events: &mpsc::Sender<Event>,
 ) -> Result<(), RunError> {
     if let Some(addr) = http {
-        crate::metrics::serve(
-            addr,
-            monitor.clone(),
-            config.name.to_string(),
-            config.interface.to_string(),
-            config.gateway.public_key,
-        )
-        .map_err(|source| RunError::Http { addr, source })?;
+        crate::metrics::serve(addr, monitor.clone(), config.name.to_string())
+            .map_err(|source| RunError::Http { addr, source })?;
     }
     let network_events = events.clone();
     roamgw_wg::netlink::watch_network(Some(tunnel_index.clone()), move |change| {

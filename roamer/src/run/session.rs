@@ -308,11 +308,12 @@ impl Session<'_> {
     /// The data the device has received from the gateway, for the health machine.
     pub(super) fn rx_bytes(&self, device: &dyn WgDevice) -> Option<u64> {
         match device.status() {
-            Ok(status) => Some(
-                status
-                    .peer(&self.config.gateway.public_key)
-                    .map_or(0, |p| p.rx_bytes),
-            ),
+            Ok(status) => {
+                let peer = status.peer(&self.config.gateway.public_key).cloned();
+                let rx_bytes = peer.as_ref().map_or(0, |p| p.rx_bytes);
+                self.monitor.set_gateway_peer(peer);
+                Some(rx_bytes)
+            }
             Err(e) => {
                 warn!("cannot read the tunnel's counters: {e}");
                 None

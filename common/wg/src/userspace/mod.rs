@@ -41,6 +41,8 @@ pub const UAPI_DIR: &str = "/var/run/wireguard";
 pub enum UserspaceError {
     #[error("cannot create the userspace WireGuard interface {name}: {message} (needs root and /dev/net/tun)")]
     Create { name: String, message: String },
+    #[error("another WireGuard device named {name} runs on this host ({path} answers; network namespaces share that directory): give this one another interface name")]
+    Taken { name: String, path: PathBuf },
     #[error("cannot serve {path} for `wg show`: {source}")]
     Socket {
         path: PathBuf,
@@ -80,6 +82,15 @@ impl UserspaceDevice {
             name: name.to_string(),
             message: e.to_string(),
         };
+        // Its socket would be taken over: whoever reads the device by name (`wg show`, our
+        // status) would read ours, and the other device would lose its name.
+        let path = uapi_path(name);
+        if UnixStream::connect(&path).is_ok() {
+            return Err(UserspaceError::Taken {
+                name: name.to_string(),
+                path,
+            });
+        }
         let tun = Arc::new(create_tun(name).map_err(create_error)?);
         tun.set_nonblocking(true).map_err(create_error)?;
         let shared = Arc::new(Shared::new(source).map_err(create_error)?);
@@ -189,6 +200,11 @@ impl WgDevice for UserspaceDevice {
 /// Renders the device's `get=1` reply.
 type Render = Box<dyn Fn() -> Zeroizing<String> + Send + Sync>;
 
+/// Where `wg` finds a userspace device named `name`.
+pub fn uapi_path(name: &str) -> PathBuf {
+    PathBuf::from(UAPI_DIR).join(format!("{name}.sock"))
+}
+
 /// `/var/run/wireguard/<if>.sock` for `wg show`: `get` is answered from the device; `set` is
 /// refused (errno=1), because peers are roamgw's to manage.
 struct Relay {
@@ -199,7 +215,7 @@ struct Relay {
 impl Relay {
     fn start(name: &str, render: Render) -> Result<Self, UserspaceError> {
         let dir = PathBuf::from(UAPI_DIR);
-        let path = dir.join(format!("{name}.sock"));
+        let path = uapi_path(name);
         let socket_error = |source| UserspaceError::Socket {
             path: path.clone(),
             source,
