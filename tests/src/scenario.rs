@@ -138,7 +138,13 @@ impl Scenario {
 
     /// Stock wg-quick + wireguard-go in `ns` with the file `roamgw show-config WHOM --format
     /// wg-quick` prints.
-    fn wg_quick_up_from_show_config(&self, ns: &Ns, interface: &str, whom: &[&str], host: &str) {
+    pub fn wg_quick_up_from_show_config(
+        &self,
+        ns: &Ns,
+        interface: &str,
+        whom: &[&str],
+        host: &str,
+    ) {
         let mut args = vec!["show-config"];
         args.extend_from_slice(whom);
         args.extend(["--format", "wg-quick"]);

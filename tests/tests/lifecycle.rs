@@ -298,3 +298,30 @@ fn a_daemon_that_holds_the_directory_but_does_not_answer_is_reported_stuck() {
         "{stderr}"
     );
 }
+
+/// A crash right after a stock laptop's first handshake: the daemon records an endpoint the
+/// moment its device learns it (it used to look once a second, and a `kill -9` within that
+/// second left the laptop unknown to the restarted daemon until the laptop's own retry).
+#[test]
+fn stock_laptop_is_back_after_a_kill_9_just_after_its_first_handshake() {
+    let mut s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    s.ok(&["add-port", "22"]);
+    s.bed.tcp_banner_server(&s.bed.roam, 22, "roamer");
+    let (roam, roam_wg) = (s.bed.roam.clone(), s.bed.roam_wg.clone());
+    s.wg_quick_up_from_show_config(&roam, &roam_wg, &["laptop"], "laptop");
+    let gw_wg = s.bed.gw_wg.clone();
+    let handshake = wait_until(Duration::from_secs(10), || {
+        let shown = s.bed.gw.run(&["wg", "show", &gw_wg, "latest-handshakes"]);
+        shown.split_whitespace().nth(1).is_some_and(|t| t != "0")
+    });
+    assert!(handshake, "no handshake:\n{}", s.bed.log("daemon.log"));
+    std::thread::sleep(Duration::from_millis(100));
+    s.kill_daemon();
+    let took = s.restart_daemon_until_forward(Duration::from_secs(10));
+    eprintln!("kill -9 0.1 s after the first handshake: forward back {took:?} after ready");
+    assert!(
+        took.is_some_and(|t| t <= BOUND),
+        "forward back after {took:?} (bound {BOUND:?})\n{}",
+        s.bed.log("daemon.log")
+    );
+}

@@ -148,7 +148,16 @@ pub trait WgDevice: Send + Sync {
     /// Sends one `set` transaction. Callers go through [`set_identity`] and [`sync_peers`],
     /// which keep to one peer per transaction.
     fn set(&self, request: &SetRequest) -> Result<(), DeviceError>;
+    /// Calls `hook` (on a device thread: keep it short) each time a peer's endpoint changes,
+    /// so it is recorded at once rather than at the next poll. Only the userspace device can
+    /// tell; the others never call it.
+    fn on_endpoint_change(&self, hook: EndpointHook) {
+        let _ = hook;
+    }
 }
+
+/// What [`WgDevice::on_endpoint_change`] calls.
+pub type EndpointHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Private key and listen port.
 pub fn set_identity(

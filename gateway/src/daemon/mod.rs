@@ -94,6 +94,8 @@ enum Event {
     Control(Request, mpsc::Sender<Reply>),
     Drift(Drift),
     Pair(pair::PairEvent),
+    /// The device saw a roamer's endpoint change: record it now, not at the next scan.
+    EndpointChanged,
 }
 
 struct Daemon {
@@ -140,7 +142,11 @@ pub fn run_until_stopped(
         Endpoints::default()
     });
     let pair = pair::start(&store, &events)?;
-    let engine = Engine::on_this_machine(store.clone(), state, Role::Daemon);
+    let mut engine = Engine::on_this_machine(store.clone(), state, Role::Daemon);
+    let endpoint_events = events.clone();
+    engine.on_endpoint_change(std::sync::Arc::new(move || {
+        let _ = endpoint_events.send(Event::EndpointChanged);
+    }));
     monitor.publish(engine.shared_state());
     let mut daemon = Daemon {
         store,
@@ -210,6 +216,8 @@ impl Daemon {
                 Ok(Event::Signal(SIGHUP)) => self.reread(),
                 Ok(Event::Signal(signal)) => {
                     info!(signal, "stopping");
+                    // What changed since the last scan, kept for the next start.
+                    self.remember_endpoints();
                     return;
                 }
                 Ok(Event::Control(request, reply)) => {
@@ -223,6 +231,7 @@ impl Daemon {
                     }
                 }
                 Ok(Event::Pair(event)) => self.pair_event(event),
+                Ok(Event::EndpointChanged) => self.remember_endpoints(),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }

@@ -136,6 +136,8 @@ pub struct Engine {
     /// roamer (a handshake from here would move a laptop behind a full-cone NAT to the wrong
     /// droplet). The remembered endpoints wait for [`Engine::wake`].
     quiet: bool,
+    /// Given to every device this engine opens (the daemon records endpoints through it).
+    endpoint_hook: Option<roamgw_wg::EndpointHook>,
 }
 
 impl Engine {
@@ -155,6 +157,7 @@ impl Engine {
             device: None,
             psks: Psks::new(),
             quiet: false,
+            endpoint_hook: None,
         }
     }
 
@@ -167,6 +170,22 @@ impl Engine {
 
     pub fn state(&self) -> &GatewayState {
         &self.state
+    }
+
+    /// Told each time the device sees a roamer's endpoint change, from now on.
+    pub fn on_endpoint_change(&mut self, hook: roamgw_wg::EndpointHook) {
+        if let Some(device) = &self.device {
+            device.on_endpoint_change(hook.clone());
+        }
+        self.endpoint_hook = Some(hook);
+    }
+
+    fn open_device(&mut self) -> Result<(), ChangeError> {
+        self.device = self.link.open(&self.state)?;
+        if let (Some(device), Some(hook)) = (&self.device, &self.endpoint_hook) {
+            device.on_endpoint_change(hook.clone());
+        }
+        Ok(())
     }
 
     /// The running state, for readers on other threads; the next change does not alter it.
@@ -287,7 +306,7 @@ impl Engine {
             if self.device.is_none() || !self.link.exists(&name) {
                 // The old device first: its `wg show` socket has the new one's name.
                 self.device = None;
-                self.device = self.link.open(&self.state)?;
+                self.open_device()?;
                 self.configure_device(remembered)?;
                 self.initiate_handshakes();
                 repaired.push(format!("interface {name} created again"));
@@ -317,7 +336,7 @@ impl Engine {
         remembered: &dyn Fn(&PublicKey) -> Option<SocketAddr>,
     ) -> Result<Applied, ChangeError> {
         if self.owns_device() && self.device.is_none() {
-            self.device = self.link.open(&self.state)?;
+            self.open_device()?;
         }
         self.configure_device(remembered)?;
         let applied = self.plane.up(&self.state)?;

@@ -24,7 +24,7 @@ use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 use super::super::model::{DeviceStatus, HandshakeDefence};
 use super::gso::{GsoBatch, Send};
 use super::limiter::SourceLimiter;
-use super::table::Table;
+use super::table::{Peer, Table};
 use super::udp::{from_wire, Path, Sent, UdpPort};
 use roamgw_common::keys::PublicKey;
 
@@ -77,6 +77,7 @@ pub struct Shared {
     sticky_source: bool,
     initiations_dropped: AtomicU64,
     cookie_replies: AtomicU64,
+    endpoint_hook: RwLock<Option<crate::EndpointHook>>,
 }
 
 /// A port to bind, and where the result goes.
@@ -100,6 +101,7 @@ impl Shared {
             sticky_source,
             initiations_dropped: AtomicU64::new(0),
             cookie_replies: AtomicU64::new(0),
+            endpoint_hook: RwLock::new(None),
         })
     }
 
@@ -115,6 +117,23 @@ impl Shared {
             cookie_replies: self.cookie_replies.load(Ordering::Relaxed),
         });
         status
+    }
+
+    pub fn on_endpoint_change(&self, hook: crate::EndpointHook) {
+        *self
+            .endpoint_hook
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// WireGuard's roaming: the peer's endpoint is where its last authenticated datagram came
+    /// from; a change is told to whoever records endpoints.
+    fn learn_endpoint(&self, peer: &Peer, from: Path) {
+        if peer.learn_endpoint(from) {
+            if let Some(hook) = lock_read(&self.endpoint_hook).as_ref() {
+                hook();
+            }
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -425,7 +444,7 @@ fn receive(
             None
         }
         TunnResult::Done => {
-            peer.learn_endpoint(from);
+            shared.learn_endpoint(peer, from);
             None
         }
         TunnResult::Err(e) => {
@@ -436,7 +455,7 @@ fn receive(
             // A cookie reply answers a sender we could not authenticate (handshakes over the
             // rate limit): it must not move the peer's endpoint.
             if reply.len() != COOKIE_REPLY_LEN {
-                peer.learn_endpoint(from);
+                shared.learn_endpoint(peer, from);
                 // Our answer's sender index (bytes 4..8) is the session the peer will use.
                 let ours = reply.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok());
                 if let (Kind::Initiation, Some(ours)) = (kind, ours) {
@@ -451,12 +470,12 @@ fn receive(
             None
         }
         TunnResult::WriteToTunnelV4(packet, source) => {
-            peer.learn_endpoint(from);
+            shared.learn_endpoint(peer, from);
             // Cryptokey routing: a peer may only send from its allowed IPs.
             peer.allows(source.into()).then_some(packet.len())
         }
         TunnResult::WriteToTunnelV6(packet, source) => {
-            peer.learn_endpoint(from);
+            shared.learn_endpoint(peer, from);
             peer.allows(source.into()).then_some(packet.len())
         }
     }

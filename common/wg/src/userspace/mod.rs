@@ -162,6 +162,10 @@ impl WgDevice for UserspaceDevice {
         Ok(self.shared.status())
     }
 
+    fn on_endpoint_change(&self, hook: crate::EndpointHook) {
+        self.shared.on_endpoint_change(hook);
+    }
+
     fn set(&self, request: &SetRequest) -> Result<(), DeviceError> {
         // Bind before changing anything, so a port in use refuses the whole transaction.
         let new_socket = match request.ops().iter().rev().find_map(|op| match op {

@@ -66,9 +66,10 @@ impl Peer {
     }
 
     /// WireGuard's roaming: the endpoint is wherever the last authenticated datagram came from
-    /// (and our side of the path, where it went to).
-    pub fn learn_endpoint(&self, path: Path) {
-        *lock(&self.endpoint) = Some(path);
+    /// (and our side of the path, where it went to). Whether the peer's address changed.
+    pub fn learn_endpoint(&self, path: Path) -> bool {
+        let before = lock(&self.endpoint).replace(path);
+        before.map(|p| p.remote) != Some(path.remote)
     }
 
     /// Our address `local` is gone: the route picks the source until the peer is heard again.
