@@ -28,6 +28,9 @@ pub struct Facts {
     pub collisions: Vec<String>,
     /// Secret files others may read: (path, mode).
     pub exposed_secrets: Vec<(String, u32)>,
+    /// Why the gateway's key file cannot serve the public key the state names (missing,
+    /// unreadable, another key); `None`: it does.
+    pub gateway_key_problem: Option<String>,
     pub kernel_wireguard: bool,
     /// Other tables' input base chains that drop by default: "family table/chain".
     pub dropping_input_chains: Vec<String>,
@@ -178,6 +181,17 @@ fn neighbours(f: &Facts, out: &mut Vec<Finding>) {
     if f.exposed_secrets.is_empty() {
         out.push(Finding::ok("secrets", "key files are 0600"));
     }
+    out.push(match &f.gateway_key_problem {
+        None => Finding::ok(
+            "gateway_key",
+            "gateway.key belongs to the public key the roamers' configs name",
+        ),
+        Some(problem) => Finding::fail(
+            "gateway_key",
+            problem.clone(),
+            "`roamgw run` refuses to start until this is fixed",
+        ),
+    });
 }
 
 /// What the provider's floating-IP NAT does to client addresses (issue 26's models), judged
@@ -286,6 +300,12 @@ mod tests {
                 |f| f.dropping_input_chains = vec!["inet filter/input".into()],
                 "wireguard_port",
                 Level::Warn,
+            ),
+            (
+                "a gateway key that is not the state's",
+                |f| f.gateway_key_problem = Some("keys/gateway.key does not match".into()),
+                "gateway_key",
+                Level::Fail,
             ),
             (
                 "never a handshake",

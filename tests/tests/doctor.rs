@@ -71,6 +71,17 @@ fn doctor_finds_each_broken_thing() {
     assert!(findings.as_array().is_some_and(|f| f
         .iter()
         .any(|x| x["check"] == "ip_forward" && x["level"] == "fail")));
+
+    // A gateway.key that is not the state's (`roamgw run` refuses it): a finding too.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    std::fs::write(&key, s.bed.gw.run(&["wg", "genkey"])).expect("another key");
+    let (code, text) = doctor(&s);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line(&text, "FAIL gateway_key").contains("does not match the gateway's public key"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -218,6 +218,18 @@ fn the_page_shows_the_tunnel_and_changes_only_with_the_token() {
     assert!(s.ok(&["list"]).contains("22/tcp"));
     drop(browser);
 
+    // A public address is refused unless asked for in so many words: the page shows where
+    // every laptop is.
+    let out = s.bed.roamgw(
+        &roamgw_e2e::binary("roamgw"),
+        &["run", "--http", "0.0.0.0:9587"],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("--http-public"),
+        "{said}"
+    );
+
     // Read-only by default: without --http-token-file even the token is refused.
     s.restart_daemon_with(&["--http", ADDR], "daemon-readonly.log");
     assert_eq!(post_with_curl(&s, &[&bearer], spec_body), "403");

@@ -255,6 +255,11 @@ pub struct RunArgs {
         requires = "http"
     )]
     pub http_token_file: Option<PathBuf>,
+
+    /// Serve --http on an address that is not loopback. Whoever reaches it sees every laptop's
+    /// endpoint (where it is) and handshake times: the token guards changes, not reading.
+    #[arg(long, requires = "http")]
+    pub http_public: bool,
 }
 
 #[derive(Debug, Args)]

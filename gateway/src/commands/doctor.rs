@@ -47,7 +47,12 @@ fn gather(store: &Store, state: &GatewayState) -> Facts {
         .collect();
     let others = dataplane::nftables::others::read();
     let (peers, _) = status::peer_views(store, state);
+    let gateway_key_problem = store
+        .gateway_private_key(state)
+        .err()
+        .map(|e| e.to_string());
     Facts {
+        gateway_key_problem,
         ip_forward: sysctl("ip_forward").map(|v| v == "1"),
         rp_filter,
         listen_port: g.listen_port,

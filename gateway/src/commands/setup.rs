@@ -208,6 +208,15 @@ pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(crate::daemon::default_state_dir);
+    if let Some(addr) = args
+        .http
+        .filter(|a| !a.ip().is_loopback() && !args.http_public)
+    {
+        return Err(refused(format!(
+            "--http {addr} would show every laptop's endpoint (where it is) and handshake times to whoever reaches that address: serve 127.0.0.1:{port} and look through an SSH tunnel (ssh -L {port}:127.0.0.1:{port} droplet), or add --http-public if that is what you want",
+            port = addr.port()
+        )));
+    }
     // The token is read before anything starts, so a bad file changes nothing.
     let http = match args.http {
         Some(addr) => Some((
