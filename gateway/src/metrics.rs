@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub apply_latency: HistogramSnapshot,
     /// Userspace WireGuard only.
     pub flood: Option<crate::flood::FloodView>,
+    /// nftables backend only.
+    pub kernel_handshakes_dropped: Option<u64>,
 }
 
 /// The text format (version 0.0.4).
@@ -71,13 +73,30 @@ pub fn render(s: &Snapshot) -> String {
         "Time to make a change live.",
         &s.apply_latency,
     );
-    if let Some(flood) = &s.flood {
-        e.single(
-            "roamgw_handshake_initiations_dropped_total",
+    handshake_families(&mut e, s);
+    e.finish()
+}
+
+/// What handshake floods cost their senders, where the gateway can tell.
+fn handshake_families(e: &mut Exposition, s: &Snapshot) {
+    const DROPPED: &str = "roamgw_handshake_initiations_dropped_total";
+    let dropped = [
+        ("kernel", s.kernel_handshakes_dropped),
+        ("device", s.flood.map(|f| f.initiations_dropped)),
+    ];
+    if dropped.iter().any(|(_, v)| v.is_some()) {
+        e.family(
+            DROPPED,
             Kind::Counter,
-            "Handshake initiations dropped unread: their source sent more than its share in a second.",
-            flood.initiations_dropped,
+            "Handshake initiations dropped unread, by the kernel (nftables) or the userspace device: their source sent more than its share in a second.",
         );
+        for (by, value) in dropped {
+            if let Some(value) = value {
+                e.sample(DROPPED, &[("by", by)], value);
+            }
+        }
+    }
+    if let Some(flood) = &s.flood {
         e.single(
             "roamgw_cookie_replies_total",
             Kind::Counter,
@@ -85,7 +104,6 @@ pub fn render(s: &Snapshot) -> String {
             flood.cookie_replies,
         );
     }
-    e.finish()
 }
 
 /// Packets and bytes per forward and direction.
@@ -190,6 +208,7 @@ pub fn snapshot_of(state: Option<&GatewayState>, monitor: &Monitor) -> Snapshot 
     let view = dataplane::of(state).view(state).ok().flatten();
     s.up = view.is_some();
     s.in_sync = view.as_ref().is_some_and(|v| v.drift.is_none());
+    s.kernel_handshakes_dropped = view.as_ref().and_then(|v| v.handshakes_dropped);
     s.counters = view.and_then(|v| v.counters);
     s.forwards = state
         .forwards
@@ -260,6 +279,7 @@ mod tests {
                 recent_dropped: 0,
                 recent_cookies: 0,
             }),
+            kernel_handshakes_dropped: Some(5),
         };
         let text = render(&snapshot);
         for expected in [
@@ -271,7 +291,8 @@ mod tests {
             r#"roamgw_apply_duration_seconds_bucket{le="+Inf"} 3"#,
             "roamgw_drift_repairs_total 2",
             r#"roamgw_roamer_endpoint_changes_total{roamer="laptop"} 7"#,
-            "roamgw_handshake_initiations_dropped_total 90000",
+            r#"roamgw_handshake_initiations_dropped_total{by="device"} 90000"#,
+            r#"roamgw_handshake_initiations_dropped_total{by="kernel"} 5"#,
             "roamgw_cookie_replies_total 12",
         ] {
             assert!(

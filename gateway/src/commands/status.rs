@@ -44,6 +44,9 @@ struct StatusView {
     forwards: Vec<ForwardStatus>,
     /// Userspace WireGuard under `roamgw run` only.
     handshake_flood: Option<FloodView>,
+    /// Initiations over their source's share that the kernel dropped since the rules were
+    /// applied (nftables backend).
+    kernel_handshakes_dropped: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -133,7 +136,9 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
     let g = &state.gateway;
     let plane = dataplane::of(state).view(state)?;
     let up = plane.is_some();
-    let (drift, counters) = plane.map(|v| (v.drift, v.counters)).unwrap_or_default();
+    let (drift, counters, kernel_handshakes_dropped) = plane
+        .map(|v| (v.drift, v.counters, v.handshakes_dropped))
+        .unwrap_or_default();
     let (roamers, handshake_flood) = peer_views(store, state);
     let view = StatusView {
         config_dir: store.dir().display().to_string(),
@@ -177,6 +182,7 @@ fn gather(store: &Store, state: &GatewayState) -> Result<StatusView> {
             .collect(),
         roamers,
         handshake_flood,
+        kernel_handshakes_dropped,
     };
     Ok(view)
 }
@@ -223,6 +229,11 @@ fn render(view: &StatusView, state: &GatewayState) -> String {
     );
     if let Some(flood) = view.handshake_flood.filter(FloodView::going_on) {
         out.push_str(&format!("  {}\n", flood.describe()));
+    }
+    if let Some(dropped) = view.kernel_handshakes_dropped.filter(|d| *d > 0) {
+        out.push_str(&format!(
+            "  handshake initiations over their source's share, dropped by the kernel since the rules were applied: {dropped}\n"
+        ));
     }
     if !view.roamers.is_empty() {
         let mut table = Table::new(["ROAMER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]);

@@ -97,6 +97,9 @@ pub struct View {
     pub drift: Option<String>,
     /// Per forward (by its key); `None` when the counters cannot be read.
     pub counters: Option<Counters>,
+    /// Handshake initiations the kernel dropped as over their source's share (nftables
+    /// backend only).
+    pub handshakes_dropped: Option<u64>,
 }
 
 pub type Result<T> = std::result::Result<T, DataPlaneError>;

@@ -13,7 +13,7 @@
 
 mod datapath;
 pub(crate) mod gso;
-mod limiter;
+pub mod limiter;
 mod table;
 pub(crate) mod udp;
 

@@ -122,6 +122,7 @@ impl Backend for FirewalldPlane {
         Ok(Some(View {
             drift: (!differences.is_empty()).then(|| fw::summary(&differences)),
             counters: observed.map(|o| counters_by_forward(state, &o)),
+            handshakes_dropped: None,
         }))
     }
 

@@ -129,6 +129,7 @@ mod tests {
             elements: with(forwards),
             counters: Default::default(),
             rules_per_chain: template_rules_per_chain(),
+            handshakes_dropped: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Observed {
     pub counters: BTreeMap<Element, CounterValue>,
     /// Rules per chain, to notice rules added or deleted behind our back.
     pub rules_per_chain: BTreeMap<String, usize>,
+    /// Handshake initiations the table dropped: their source was over its share (chain
+    /// `handshakes`).
+    pub handshakes_dropped: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +179,17 @@ fn counter_of(entry: &Value) -> CounterValue {
     }
 }
 
+/// The chain of the per-source handshake limit (nft-templates/roamgw.nft).
+const HANDSHAKES_CHAIN: &str = "handshakes";
+
+/// The packets a rule's `counter` statement counted.
+fn rule_packets(rule: &Value) -> Option<u64> {
+    rule.get("expr")?
+        .as_array()?
+        .iter()
+        .find_map(|e| e.get("counter")?.get("packets")?.as_u64())
+}
+
 fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), ParseError> {
     for entry in set_entries(object) {
         let element = match name {
@@ -304,6 +318,9 @@ pub fn parse_table(json: &str, table: &str) -> Result<Observed, ParseError> {
                     .rules_per_chain
                     .entry(chain.to_string())
                     .or_insert(0) += 1;
+                if chain == HANDSHAKES_CHAIN {
+                    observed.handshakes_dropped = rule_packets(body);
+                }
             }
             _ => {}
         }

@@ -208,6 +208,7 @@ impl Backend for NftPlane {
         Ok(Some(View {
             drift,
             counters: Some(counters_by_forward(state, &observed)),
+            handshakes_dropped: observed.handshakes_dropped,
         }))
     }
 

@@ -112,6 +112,19 @@ mod tests {
     use crate::dataplane::nftables::model::{forward_elements, TableSettings};
     use std::net::Ipv4Addr;
 
+    /// One share for a source's handshakes, whether the kernel (this table) or the userspace
+    /// device enforces it.
+    #[test]
+    fn the_tables_handshake_share_is_the_devices() {
+        let share = roamgw_wg::userspace::limiter::PER_SOURCE;
+        assert!(
+            TEMPLATE.contains(&format!(
+                "limit rate over {share}/second burst {share} packets"
+            )),
+            "nft-templates/roamgw.nft and limiter::PER_SOURCE disagree"
+        );
+    }
+
     fn desired() -> Desired {
         let anchor = Ipv4Addr::new(10, 16, 0, 5);
         let mut elements: BTreeSet<Element> = forward_elements(
