@@ -2,6 +2,7 @@
 //! handshake initiations that pass mac1 (anyone with the gateway's public key, which every
 //! roamer config and phone QR code carries, can make them).
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -171,4 +172,38 @@ fn junk(len: usize) -> Vec<u8> {
             (x >> 24) as u8 | 0x80
         })
         .collect()
+}
+
+/// Round trips of one line through an echo server at `addr`, from `ns`, one every `every` for
+/// `during`. A round trip not answered within 1 s is lost, and a new connection carries on.
+#[derive(Debug, Default)]
+pub struct RoundTrips {
+    pub times: Vec<Duration>,
+    pub lost: usize,
+}
+
+pub fn round_trips(ns: &Ns, addr: &str, during: Duration, every: Duration) -> RoundTrips {
+    let mut result = RoundTrips::default();
+    let until = Instant::now() + during;
+    let mut line = String::new();
+    while Instant::now() < until {
+        let Ok(stream) = ns.connect(addr, Duration::from_secs(1)) else {
+            result.lost += 1;
+            continue;
+        };
+        let mut reader = BufReader::new(stream);
+        while Instant::now() < until {
+            let sent = Instant::now();
+            line.clear();
+            let echoed = reader.get_mut().write_all(b"ping\n").is_ok()
+                && reader.read_line(&mut line).is_ok_and(|n| n > 0);
+            if !echoed {
+                result.lost += 1;
+                break;
+            }
+            result.times.push(sent.elapsed());
+            std::thread::sleep(every);
+        }
+    }
+    result
 }

@@ -4,40 +4,12 @@
 //! to handshake anew gets in, and `roamgw status` says what is going on. A second userspace
 //! device of the gateway's interface name (in another namespace of the same host) is refused.
 
-use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::flood::{flood, gateway_key, route_spoofed_sources, Flood};
+use roamgw_e2e::flood::{flood, gateway_key, round_trips, route_spoofed_sources, Flood};
 use roamgw_e2e::{GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP};
 
 const ECHO: u16 = 7;
-
-/// Round trips of one line through the echo forward every 20 ms for `during`: (answered, lost,
-/// slowest). A round trip not answered within 1 s is lost (and the connection is done).
-fn probe(s: &Scenario, during: Duration) -> (usize, usize, Duration) {
-    let stream = s
-        .bed
-        .cli
-        .connect(&format!("{FLOATING_IP}:{ECHO}"), Duration::from_secs(1))
-        .expect("connect to the echo forward");
-    let mut reader = BufReader::new(stream);
-    let (mut answered, mut slowest) = (0, Duration::ZERO);
-    let until = Instant::now() + during;
-    let mut line = String::new();
-    while Instant::now() < until {
-        let sent = Instant::now();
-        line.clear();
-        let echoed = reader.get_mut().write_all(b"ping\n").is_ok()
-            && reader.read_line(&mut line).is_ok_and(|n| n > 0);
-        if !echoed {
-            return (answered, 1, slowest);
-        }
-        answered += 1;
-        slowest = slowest.max(sent.elapsed());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (answered, 0, slowest)
-}
 
 #[test]
 fn a_handshake_flood_leaves_roamers_working_and_is_said() {
@@ -48,14 +20,26 @@ fn a_handshake_flood_leaves_roamers_working_and_is_said() {
     s.ok(&["add-port", "22"]);
     let key = gateway_key(&s.ok(&["show-config", "laptop", "--format", "wg-quick"]));
     let target = format!("{PUBLIC_IP}:51820");
-    let idle = probe(&s, Duration::from_secs(1));
-    assert_eq!(idle.1, 0, "the forward answers before any flood");
+    let idle = round_trips(
+        &s.bed.cli,
+        &format!("{FLOATING_IP}:{ECHO}"),
+        Duration::from_secs(1),
+        Duration::from_millis(20),
+    );
+    assert_eq!(idle.lost, 0, "the forward answers before any flood");
 
     route_spoofed_sources(&s.bed);
     for kind in [Flood::Junk, Flood::Initiations, Flood::Spoofed] {
         let flooding = flood(&s.bed.cli, &target, key, kind, Duration::from_secs(3));
         std::thread::sleep(Duration::from_millis(300));
-        let (answered, lost, slowest) = probe(&s, Duration::from_secs(2));
+        let trips = round_trips(
+            &s.bed.cli,
+            &format!("{FLOATING_IP}:{ECHO}"),
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+        );
+        let (answered, lost) = (trips.times.len(), trips.lost);
+        let slowest = trips.times.iter().max().copied().unwrap_or_default();
         let sent = flooding.join().expect("flood thread");
         eprintln!("{kind:?}: {sent} datagrams in 3 s; {answered} round trips, slowest {slowest:?}");
         assert_eq!(
