@@ -11,32 +11,29 @@
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::noise::{Tunn, TunnResult};
 use quinn_udp::RecvMeta;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use super::super::model::{DeviceStatus, HandshakeDefence};
 use super::gso::{GsoBatch, Send};
+use super::inbound::{enqueue_handshake, is_initiation, receive, Queued};
 use super::limiter::SourceLimiter;
 use super::table::{Peer, Table};
 use super::udp::{from_wire, Path, Sent, UdpPort};
 use roamgw_common::keys::PublicKey;
 
 /// Largest packet the TUN hands us after splitting (MTU is at most 9000, see the state's checks).
-const MAX_PACKET: usize = 9000;
+pub const MAX_PACKET: usize = 9000;
 /// WireGuard's data message overhead; boringtun also wants 148 bytes for a handshake.
-const OVERHEAD: usize = 32;
-const MIN_OUT: usize = 148;
-/// The size of a WireGuard cookie reply message.
-const COOKIE_REPLY_LEN: usize = 64;
-/// The size of a handshake initiation.
-const HANDSHAKE_INIT_LEN: usize = 148;
+pub const OVERHEAD: usize = 32;
+pub const MIN_OUT: usize = 148;
 /// Receive slots per `recvmmsg`; each holds a GRO train of up to 64 KB.
 const RECV_SLOTS: usize = 8;
 const GRO_BUFFER: usize = 65_535;
@@ -75,8 +72,8 @@ pub struct Shared {
     binds: Mutex<Vec<BindRequest>>,
     /// Answer each peer from the address it reached us on (crate::ReplySource::Arrival).
     sticky_source: bool,
-    initiations_dropped: AtomicU64,
-    cookie_replies: AtomicU64,
+    pub(super) initiations_dropped: AtomicU64,
+    pub(super) cookie_replies: AtomicU64,
     endpoint_hook: RwLock<Option<crate::EndpointHook>>,
 }
 
@@ -128,7 +125,7 @@ impl Shared {
 
     /// WireGuard's roaming: the peer's endpoint is where its last authenticated datagram came
     /// from; a change is told to whoever records endpoints.
-    fn learn_endpoint(&self, peer: &Peer, from: Path) {
+    pub(super) fn learn_endpoint(&self, peer: &Peer, from: Path) {
         if peer.learn_endpoint(from) {
             if let Some(hook) = lock_read(&self.endpoint_hook).as_ref() {
                 hook();
@@ -318,8 +315,8 @@ impl TunBatch {
     }
 }
 
-/// UDP → decrypt → TUN.
-pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
+/// UDP → decrypt → TUN; handshake messages go on to `handshakes`.
+pub fn receive_loop(shared: &Shared, tun: &SyncDevice, handshakes: SyncSender<Queued>) {
     let mut slots = vec![vec![0u8; GRO_BUFFER]; RECV_SLOTS];
     let mut meta = [RecvMeta::default(); RECV_SLOTS];
     let mut to_tun = TunBatch::new();
@@ -353,6 +350,9 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
                         shared.initiations_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                    if enqueue_handshake(shared, &handshakes, from, datagram) {
+                        continue;
+                    }
                     if let Some(len) = receive(
                         shared,
                         &table,
@@ -370,126 +370,6 @@ pub fn receive_loop(shared: &Shared, tun: &SyncDevice) {
             to_tun.flush(tun);
         }
     }
-}
-
-/// One datagram that came along `from`: returns the length of the packet decrypted into `out`
-/// (after the virtio header) when there is one for the TUN.
-/// A handshake initiation by its type and size; whether it is one really is checked later.
-fn is_initiation(datagram: &[u8]) -> bool {
-    datagram.first() == Some(&1) && datagram.len() == HANDSHAKE_INIT_LEN
-}
-
-#[allow(clippy::too_many_arguments)]
-fn receive(
-    shared: &Shared,
-    table: &Table,
-    udp: &UdpPort,
-    from: Path,
-    datagram: &[u8],
-    out: &mut [u8],
-    scratch: &mut [u8],
-) -> Option<usize> {
-    let identity = table.identity()?;
-    let packet =
-        match identity
-            .rate_limiter
-            .verify_packet(Some(from.remote.ip()), datagram, scratch)
-        {
-            Ok(packet) => packet,
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                shared.cookie_replies.fetch_add(1, Ordering::Relaxed);
-                udp.send_one(from, cookie);
-                return None;
-            }
-            Err(_) => return None,
-        };
-    let (peer, kind) = match packet {
-        Packet::HandshakeInit(init) => {
-            let half = parse_handshake_anon(&identity.secret, &identity.public, &init).ok()?;
-            let peer = table.peer(&PublicKey::from_bytes(half.peer_static_public))?;
-            (peer, Kind::Initiation)
-        }
-        Packet::HandshakeResponse(p) => (
-            table.by_receiver_index(p.receiver_idx)?,
-            Kind::Response(p.receiver_idx),
-        ),
-        Packet::PacketCookieReply(p) => {
-            (table.by_receiver_index(p.receiver_idx)?, Kind::CookieReply)
-        }
-        Packet::PacketData(p) => (
-            table.by_receiver_index(p.receiver_idx)?,
-            Kind::Data(p.receiver_idx),
-        ),
-    };
-    let mut tunn = peer.tunn();
-    let out = &mut out[VIRTIO_NET_HDR_LEN..];
-    let result = tunn.decapsulate(Some(from.remote.ip()), datagram, out);
-    if !matches!(result, TunnResult::Err(_)) {
-        match kind {
-            Kind::Response(ours) => peer.handshake_pending(ours),
-            Kind::Data(session) => peer.sent_on_session(session),
-            Kind::Initiation | Kind::CookieReply => {}
-        }
-    }
-    match result {
-        // The peer is under load and sent a cookie: initiate again with it now (it proves our
-        // address) instead of after the 5 s retry, so a handshake during a flood costs a round
-        // trip more, not 5 s. One per cookie, and cookies answer only our initiations.
-        TunnResult::Done if kind == Kind::CookieReply => {
-            if let TunnResult::WriteToNetwork(initiation) =
-                tunn.format_handshake_initiation(scratch, true)
-            {
-                udp.send_one(from, initiation);
-            }
-            None
-        }
-        TunnResult::Done => {
-            shared.learn_endpoint(peer, from);
-            None
-        }
-        TunnResult::Err(e) => {
-            tracing::trace!(from = %from.remote, "decapsulate: {e:?}");
-            None
-        }
-        TunnResult::WriteToNetwork(reply) => {
-            // A cookie reply answers a sender we could not authenticate (handshakes over the
-            // rate limit): it must not move the peer's endpoint.
-            if reply.len() != COOKIE_REPLY_LEN {
-                shared.learn_endpoint(peer, from);
-                // Our answer's sender index (bytes 4..8) is the session the peer will use.
-                let ours = reply.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok());
-                if let (Kind::Initiation, Some(ours)) = (kind, ours) {
-                    peer.handshake_pending(u32::from_le_bytes(ours));
-                }
-            }
-            udp.send_one(from, reply);
-            // A completed handshake releases the packets queued while it ran.
-            while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], scratch) {
-                udp.send_one(from, queued);
-            }
-            None
-        }
-        TunnResult::WriteToTunnelV4(packet, source) => {
-            shared.learn_endpoint(peer, from);
-            // Cryptokey routing: a peer may only send from its allowed IPs.
-            peer.allows(source.into()).then_some(packet.len())
-        }
-        TunnResult::WriteToTunnelV6(packet, source) => {
-            shared.learn_endpoint(peer, from);
-            peer.allows(source.into()).then_some(packet.len())
-        }
-    }
-}
-
-/// What an incoming datagram is to the handshake's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Initiation,
-    /// With our session index it answers.
-    Response(u32),
-    /// With the session index it was sent on.
-    Data(u32),
-    CookieReply,
 }
 
 /// Handshake retries, keepalives, session expiry; the handshake rate limit's window.

@@ -5,6 +5,7 @@
 //! (one syscall per packet each way), it roams only with unconnected sockets, and changing a
 //! peer in place could panic it. Here:
 //! - [`datapath`]: TUN offloads and UDP GSO/GRO, one thread per direction;
+//! - [`inbound`]: what a datagram does; handshakes on a thread of their own;
 //! - [`table`]: peers, cryptokey routing, session indexes; a change keeps the session;
 //! - [`gso`]: how encrypted datagrams are gathered into one send.
 //!
@@ -13,6 +14,7 @@
 
 mod datapath;
 pub(crate) mod gso;
+mod inbound;
 pub mod limiter;
 mod table;
 pub(crate) mod udp;
@@ -129,10 +131,17 @@ impl UserspaceDevice {
             "wg-tx",
             Box::new(move || datapath::transmit_loop(&s, &t)),
         )?);
+        let (to_handshakes, handshakes) = inbound::handshake_queue();
         let (s, t) = (Arc::clone(&device.shared), tun);
         device.threads.push(spawn(
             "wg-rx",
-            Box::new(move || datapath::receive_loop(&s, &t)),
+            Box::new(move || datapath::receive_loop(&s, &t, to_handshakes)),
+        )?);
+        // Ends when the receive thread drops the queue's sender.
+        let s = Arc::clone(&device.shared);
+        device.threads.push(spawn(
+            "wg-hs",
+            Box::new(move || inbound::handshake_loop(&s, handshakes)),
         )?);
         let s = Arc::clone(&device.shared);
         device.threads.push(spawn(
