@@ -128,6 +128,22 @@ fn roamer_sees_the_client_with_keep_and_the_gateway_with_masquerade() {
         .roam
         .run(&["ip", "rule", "add", "lookup", "200", "priority", "5210"]);
     assert_both_modes(&s);
+    // Each forward keeps its own mode, even to one laptop port: the laptop's server on
+    // KEEP_PORT sees the gateway through 17000 and the client through KEEP_PORT.
+    s.ok(&[
+        "add-port",
+        &format!("17000:{KEEP_PORT}/tcp+udp"),
+        "--client-ip",
+        "masquerade",
+    ]);
+    let tunnel = Some(GATEWAY_TUNNEL.to_string());
+    assert_eq!(
+        seen(&s, 17000),
+        (tunnel.clone(), tunnel),
+        "remap, masquerade"
+    );
+    let client = Some(CLIENT.to_string());
+    assert_eq!(seen(&s, KEEP_PORT), (client.clone(), client), "keep, still");
     assert_own_traffic_goes_direct(&s);
     // Allow-lists are checked against the real source, which the laptop then sees.
     s.bed.peer_address_server(&s.bed.roam, 7002);

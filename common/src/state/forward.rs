@@ -126,8 +126,10 @@ pub fn first_overlap<'a>(
 }
 
 /// Two forwards that reach the same roamer port (protocol and local port) with different
-/// client-ip modes. Both backends decide masquerading after DNAT, where only the roamer's
-/// port is left to tell forwards apart, so such forwards must share one mode.
+/// client-ip modes. The firewalld backend decides masquerading after DNAT, where only the
+/// roamer's port is left to tell forwards apart (its rich rules match no conntrack mark), so
+/// there such forwards must share one mode; nftables marks each forward's connections before
+/// DNAT.
 pub fn first_mixed_client_ip(forwards: &[Forward]) -> Option<(&Forward, &Forward)> {
     // The usual state has one mode throughout: no sort of thousands of forwards for it.
     let first = forwards.first()?.client_ip;
@@ -163,7 +165,7 @@ pub fn first_mixed_client_ip(forwards: &[Forward]) -> Option<(&Forward, &Forward
 
 pub fn mixed_client_ip_message(a: &Forward, b: &Forward) -> String {
     format!(
-        "forwards {} ({}) and {} ({}) reach the same port on '{}': forwards to one roamer port share one --client-ip",
+        "forwards {} ({}) and {} ({}) reach the same port on '{}': on the firewalld backend, forwards to one roamer port share one --client-ip (the nftables backend lets each keep its own)",
         a.spec, a.client_ip, b.spec, b.client_ip, a.to
     )
 }

@@ -309,7 +309,7 @@ impl GatewayState {
     }
 
     /// Forwards: to a roamer that exists, not on the gateway's own port, clean allow-lists,
-    /// no overlaps, one client-ip mode per roamer port.
+    /// no overlaps, one client-ip mode per roamer port on firewalld.
     fn check_forwards(&self, names: &BTreeSet<&RoamerName>) -> Result<(), StateError> {
         let g = &self.gateway;
         for forward in &self.forwards {
@@ -331,8 +331,10 @@ impl GatewayState {
         if let Some((a, b)) = first_overlap(self.forwards.iter().map(|f| &f.spec)) {
             return Err(invalid(format!("forward {b} overlaps forward {a}")));
         }
-        if let Some((a, b)) = first_mixed_client_ip(&self.forwards) {
-            return Err(invalid(mixed_client_ip_message(a, b)));
+        if g.backend == Backend::Firewalld {
+            if let Some((a, b)) = first_mixed_client_ip(&self.forwards) {
+                return Err(invalid(mixed_client_ip_message(a, b)));
+            }
         }
         Ok(())
     }

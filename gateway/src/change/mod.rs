@@ -358,7 +358,8 @@ fn add_port(
         client_ip: client_ip.unwrap_or(state.gateway.client_ip),
     };
     // One look at this roamer's forwards (not a sort of all of them, as validation does).
-    if let Some(other) = state.forwards.iter().find(|f| {
+    let shared_modes = state.gateway.backend == Backend::Firewalld;
+    if let Some(other) = state.forwards.iter().filter(|_| shared_modes).find(|f| {
         f.to == forward.to
             && f.client_ip != forward.client_ip
             && f.spec.protocols.intersects(spec.protocols)
@@ -649,15 +650,6 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
                 &["host bits set", "192.0.2.0/24"],
             ),
             (
-                "keep and masquerade on one roamer port",
-                "",
-                add_port_keeping("2200:22"),
-                &[
-                    "22/tcp (masquerade) and 2200:22/tcp (keep)",
-                    "--client-ip masquerade",
-                ],
-            ),
-            (
                 "rotate the key of an unknown roamer",
                 "",
                 StateChange::RotateRoamerKey {
@@ -707,6 +699,29 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
             assert!(!refusal.contains('\n'), "{what}: one line: {refusal:?}");
             assert_eq!(state, before, "{what}: the state changed");
         }
+    }
+
+    #[test]
+    fn client_ip_modes_are_per_forward_on_nftables_and_per_roamer_port_on_firewalld() {
+        // The fixture masquerades 22 and 2222:22 (both to laptop:22).
+        let mut nft = state("");
+        apply(&mut nft, &add_port_keeping("2200:22")).expect("nftables: its own mode");
+        assert_eq!(nft.forwards[3].client_ip, ClientIp::Keep);
+
+        let mut firewalld = state("");
+        firewalld.gateway.backend = Backend::Firewalld;
+        let before = firewalld.clone();
+        let refusal = apply(&mut firewalld, &add_port_keeping("2200:22"))
+            .expect_err("firewalld")
+            .0;
+        for word in [
+            "22/tcp (masquerade) and 2200:22/tcp (keep)",
+            "firewalld",
+            "--client-ip masquerade",
+        ] {
+            assert!(refusal.contains(word), "{refusal:?} lacks {word:?}");
+        }
+        assert_eq!(firewalld, before);
     }
 
     fn add_port_removal(spec: &str) -> StateChange {

@@ -184,15 +184,15 @@ fn element_expr(element: &Element) -> Expression<'static> {
             })),
         ]),
         Element::MasqueradeSingle {
-            to,
+            anchor,
             protocol,
             port: p,
-        } => key3(*to, *protocol, port(*p)),
+        } => key3(*anchor, *protocol, port(*p)),
         Element::MasqueradeRange {
-            to,
+            anchor,
             protocol,
             ports: r,
-        } => key3(*to, *protocol, ports(*r)),
+        } => key3(*anchor, *protocol, ports(*r)),
     }
 }
 

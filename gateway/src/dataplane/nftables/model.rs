@@ -16,6 +16,9 @@ pub const FAMILY: &str = "ip";
 /// (the marker also hashes the template text, so this is belt and braces).
 pub const RULES_VERSION: u32 = 1;
 pub const TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw.nft");
+/// The conntrack mark bit of a connection to a masqueraded forward, set before DNAT (the
+/// template's MASQ_MARK). One bit, OR-ed in, so other users of the mark keep theirs.
+pub const MASQ_MARK: u32 = 0x0010_0000;
 /// The firewalld backend's table of counters (crate::dataplane::nftables::counting).
 pub const COUNT_TABLE: &str = "roamgw_count";
 pub const COUNT_TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw-count.nft");
@@ -124,15 +127,14 @@ pub enum Element {
     /// An address forwards answer on (the anchor; the floating IP for the droplet's own
     /// connections).
     ForwardAddr(Ipv4Addr),
-    /// A masqueraded forward's target: the roamer's address, protocol and local port. The
-    /// choice is made after DNAT, where the target is what is left of the forward.
+    /// A masqueraded forward by its public tuple: anchor, protocol and public port(s).
     MasqueradeSingle {
-        to: Ipv4Addr,
+        anchor: Ipv4Addr,
         protocol: Protocol,
         port: u16,
     },
     MasqueradeRange {
-        to: Ipv4Addr,
+        anchor: Ipv4Addr,
         protocol: Protocol,
         ports: PortRange,
     },
@@ -219,14 +221,16 @@ impl fmt::Display for Element {
             }
             Element::ClosedAnchor(a) | Element::ForwardAddr(a) => write!(f, "{a}"),
             Element::Egress { from, to } => write!(f, "{from} . {to}"),
-            Element::MasqueradeSingle { to, protocol, port } => {
-                write!(f, "{to} . {protocol} . {port}")
-            }
+            Element::MasqueradeSingle {
+                anchor,
+                protocol,
+                port,
+            } => write!(f, "{anchor} . {protocol} . {port}"),
             Element::MasqueradeRange {
-                to,
+                anchor,
                 protocol,
                 ports,
-            } => write!(f, "{to} . {protocol} . {ports}"),
+            } => write!(f, "{anchor} . {protocol} . {ports}"),
         }
     }
 }
@@ -328,28 +332,27 @@ pub fn forward_elements(
     out
 }
 
-/// The elements that masquerade a forward toward the tunnel (its target ports; remapped
-/// ranges port by port, as their DNAT is). Several forwards may share one.
-pub fn masquerade_elements(spec: &PortSpec, to: Ipv4Addr) -> Vec<Element> {
-    let mut out = Vec::new();
-    for protocol in spec.protocols.iter() {
-        if spec.local.is_single() || spec.is_remap() {
-            out.extend(
-                (spec.local.first()..=spec.local.last()).map(|port| Element::MasqueradeSingle {
-                    to,
+/// The elements that masquerade a forward toward the tunnel: its public tuple, so each
+/// forward has its own and keeps its own mode.
+pub fn masquerade_elements(spec: &PortSpec, anchor: Ipv4Addr) -> Vec<Element> {
+    spec.protocols
+        .iter()
+        .map(|protocol| {
+            if spec.public.is_single() {
+                Element::MasqueradeSingle {
+                    anchor,
                     protocol,
-                    port,
-                }),
-            );
-        } else {
-            out.push(Element::MasqueradeRange {
-                to,
-                protocol,
-                ports: spec.local,
-            });
-        }
-    }
-    out
+                    port: spec.public.first(),
+                }
+            } else {
+                Element::MasqueradeRange {
+                    anchor,
+                    protocol,
+                    ports: spec.public,
+                }
+            }
+        })
+        .collect()
 }
 
 /// Everything one forward of `state` contributes.
@@ -364,7 +367,7 @@ pub fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
         &forward.allow_from,
     );
     if forward.client_ip == ClientIp::Masquerade {
-        out.extend(masquerade_elements(&forward.spec, roamer.address));
+        out.extend(masquerade_elements(&forward.spec, state.gateway.anchor_ip));
     }
     out
 }
@@ -459,29 +462,29 @@ mod tests {
     }
 
     #[test]
-    fn masqueraded_forwards_add_their_targets() {
+    fn masqueraded_forwards_add_their_public_tuples() {
         let masq = |spec: &str| -> Vec<String> {
-            masquerade_elements(&spec.parse().expect("spec"), laptop())
+            masquerade_elements(&spec.parse().expect("spec"), anchor())
                 .iter()
                 .map(|e| format!("{} {e}", e.container()))
                 .collect()
         };
-        assert_eq!(masq("22"), ["masquerade_single 192.168.32.2 . tcp . 22"]);
+        assert_eq!(masq("22"), ["masquerade_single 10.16.0.5 . tcp . 22"]);
         assert_eq!(
             masq("2222:22/tcp+udp"),
             [
-                "masquerade_single 192.168.32.2 . tcp . 22",
-                "masquerade_single 192.168.32.2 . udp . 22"
+                "masquerade_single 10.16.0.5 . tcp . 2222",
+                "masquerade_single 10.16.0.5 . udp . 2222"
             ]
         );
         assert_eq!(
             masq("60000-60100/udp"),
-            ["masquerade_range 192.168.32.2 . udp . 60000-60100"]
+            ["masquerade_range 10.16.0.5 . udp . 60000-60100"]
         );
         assert_eq!(
-            masq("8000-8001:9000-9001").len(),
-            2,
-            "remapped: port by port"
+            masq("8000-8001:9000-9001"),
+            ["masquerade_range 10.16.0.5 . tcp . 8000-8001"],
+            "remapped: by the public range, which DNAT's lookup also uses"
         );
 
         let mut state = GatewayState::from_toml(include_str!(
@@ -495,8 +498,8 @@ mod tests {
                 .filter(|e| e.container().starts_with("masquerade"))
                 .count()
         };
-        // Version 1: all three forwards masquerade; 22 and 2222:22 share a target.
-        assert_eq!(masquerading(&state), 2);
+        // Version 1: all three forwards masquerade, each by its own public tuple.
+        assert_eq!(masquerading(&state), 3);
         for forward in &mut state.forwards {
             forward.client_ip = ClientIp::Keep;
         }

@@ -247,17 +247,17 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
                 other => return Err(bad(format!("unexpected egress element {other:?}"))),
             },
             "masquerade_single" => {
-                let (to, protocol, p) = key3(entry)?;
+                let (anchor, protocol, p) = key3(entry)?;
                 Element::MasqueradeSingle {
-                    to,
+                    anchor,
                     protocol,
                     port: port(p)?,
                 }
             }
             "masquerade_range" => {
-                let (to, protocol, p) = key3(entry)?;
+                let (anchor, protocol, p) = key3(entry)?;
                 Element::MasqueradeRange {
-                    to,
+                    anchor,
                     protocol,
                     ports: ports(p)?,
                 }

@@ -1,9 +1,7 @@
 //! The nftables backend behind the `Backend` trait: table `ip roamgw` and nothing else (the
 //! model, the observed table, the pure plan and the transactions are beside it).
 
-use std::collections::BTreeSet;
-
-use roamgw_common::state::{ClientIp, Forward, GatewayState};
+use roamgw_common::state::GatewayState;
 use tracing::{debug, info};
 
 use crate::dataplane::firewalld;
@@ -73,25 +71,6 @@ fn leftover_counting_removed() -> Result<bool> {
     }
 }
 
-fn is_masquerade(element: &Element) -> bool {
-    matches!(
-        element,
-        Element::MasqueradeSingle { .. } | Element::MasqueradeRange { .. }
-    )
-}
-
-/// The masquerade elements that forwards left in `state` still need: two forwards to one
-/// roamer port share one, which stays while either remains.
-fn still_masqueraded(state: &GatewayState, removed: &[Forward]) -> BTreeSet<Element> {
-    state
-        .forwards
-        .iter()
-        .filter(|f| f.client_ip == ClientIp::Masquerade && removed.iter().any(|r| r.to == f.to))
-        .flat_map(|f| elements_of(state, f))
-        .filter(is_masquerade)
-        .collect()
-}
-
 /// Byte and packet counts per forward (by its key): the sum of the counters of the forward's
 /// counting elements.
 pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counters {
@@ -154,15 +133,11 @@ impl Backend for NftPlane {
         {
             return self.apply_if_up(new);
         }
-        let mut remove: Vec<Element> = change
+        let remove: Vec<Element> = change
             .removed
             .iter()
             .flat_map(|f| elements_of(old, f))
             .collect();
-        if remove.iter().any(is_masquerade) {
-            let shared = still_masqueraded(new, &change.removed);
-            remove.retain(|e| !shared.contains(e));
-        }
         let add: Vec<Element> = change
             .added
             .iter()
@@ -215,35 +190,5 @@ impl Backend for NftPlane {
     fn counters(&self, state: &GatewayState) -> Option<Counters> {
         let observed = observe_if_up().ok().flatten()?;
         Some(counters_by_forward(state, &observed))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shared_masquerade_target_stays_while_a_forward_needs_it() {
-        // Version 1 fixture: 22, 2222:22 (both to laptop:22) and 60000-60100/udp, masqueraded.
-        let old = GatewayState::from_toml(include_str!(
-            "../../../../tests/fixtures/valid-state/gateway.toml"
-        ))
-        .expect("state");
-        let mut new = old.clone();
-        let removed = vec![new.forwards.remove(1)];
-        assert_eq!(removed[0].spec.to_string(), "2222:22/tcp");
-        let shared = still_masqueraded(&new, &removed);
-        let removable: Vec<Element> = elements_of(&old, &removed[0])
-            .into_iter()
-            .filter(|e| is_masquerade(e) && !shared.contains(e))
-            .collect();
-        assert!(removable.is_empty(), "22 still masquerades to laptop:22");
-
-        let removed = vec![new.forwards.remove(0)];
-        let shared = still_masqueraded(&new, &removed);
-        assert!(elements_of(&old, &removed[0])
-            .iter()
-            .filter(|e| is_masquerade(e))
-            .all(|e| !shared.contains(e)));
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::model::{
-    is_count, Desired, Element, COUNT_TABLE, COUNT_TEMPLATE, FAMILY, TABLE, TEMPLATE,
+    is_count, Desired, Element, COUNT_TABLE, COUNT_TEMPLATE, FAMILY, MASQ_MARK, TABLE, TEMPLATE,
 };
 use super::observed::CounterValue;
 
@@ -22,6 +22,7 @@ pub fn full_transaction(desired: &Desired, keep: &BTreeMap<Element, CounterValue
     let _ = writeln!(out, "define WG_IF = \"{}\"", s.interface);
     let _ = writeln!(out, "define LISTEN_PORT = {}", s.listen_port);
     let _ = writeln!(out, "define TCP_PORT = {}", s.tcp_port);
+    let _ = writeln!(out, "define MASQ_MARK = {MASQ_MARK:#010x}");
     // "add then delete" makes the delete succeed when the table does not exist yet.
     let _ = writeln!(out, "table {FAMILY} {TABLE} {{}}");
     let _ = writeln!(out, "delete table {FAMILY} {TABLE}");
@@ -181,7 +182,7 @@ mod tests {
     fn template_chains_are_counted() {
         let counts = template_rules_per_chain();
         assert_eq!(counts.get("prerouting"), Some(&2));
-        assert_eq!(counts.get("guard"), Some(&3));
+        assert_eq!(counts.get("guard"), Some(&5));
         assert!(counts.len() >= 6, "{counts:?}");
     }
 }
