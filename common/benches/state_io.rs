@@ -18,6 +18,7 @@ fn state_with(forwards: usize) -> GatewayState {
         gateway: GatewaySettings {
             public_ip: Ipv4Addr::new(203, 0, 113, 10),
             endpoint: "203.0.113.10:51820".parse().expect("endpoint"),
+            endpoint6: None,
             floating_ip: Some(Ipv4Addr::new(203, 0, 113, 50)),
             anchor_ip: Ipv4Addr::new(10, 16, 0, 5),
             listen_port: 51820,

@@ -12,10 +12,12 @@ pub enum NameError {
     Roamer(String),
     #[error("interface name '{0}' is invalid: use 1-15 characters a-z, A-Z, 0-9, '_', '-', '.', '=' or '+' (e.g. roamgw0)")]
     Interface(String),
-    #[error("endpoint '{0}' is invalid: use HOST[:PORT] with HOST an IPv4 address or a DNS name (e.g. droplet.example.com:51820)")]
+    #[error("endpoint '{0}' is invalid: use HOST[:PORT] with HOST an IPv4 address, [an IPv6 address] or a DNS name (e.g. droplet.example.com:51820)")]
     Endpoint(String),
-    #[error("endpoint '{0}' is an IPv6 address: the tunnel runs over IPv4 for now; give the droplet's IPv4 address or a name with an A record")]
-    EndpointIpv6(String),
+    #[error("endpoint '{0}' has a zone id: a link-local address reaches only one link, never a droplet from a roaming laptop; give the droplet's global IPv6 address or a DNS name")]
+    EndpointZone(String),
+    #[error("endpoint '{0}' is a link-local, loopback, multicast or unspecified address, which a roaming laptop cannot reach; give the droplet's public address or a DNS name")]
+    EndpointUnreachable(String),
     #[error("endpoint port in '{0}' is invalid: use 1-65535 (e.g. droplet.example.com:51820)")]
     EndpointPort(String),
 }
@@ -104,6 +106,9 @@ impl Endpoint {
         let bad = || NameError::Endpoint(s.to_string());
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+            if host.contains('%') {
+                return Err(NameError::EndpointZone(s.to_string()));
+            }
             host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
             match after {
                 "" => (host, None),
@@ -136,13 +141,24 @@ impl Endpoint {
         self.host.parse().ok()
     }
 
-    /// For the endpoint roamers dial: the tunnel runs over IPv4 for now, so an IPv6 address
-    /// is refused here, with the reason (a wg-quick file may still hold one).
-    pub fn require_ipv4(&self) -> Result<(), NameError> {
-        match self.ip() {
-            Some(IpAddr::V6(_)) => Err(NameError::EndpointIpv6(self.to_string())),
-            _ => Ok(()),
+    /// For the endpoint roamers dial: an address must be one a laptop on any network can
+    /// reach (a DNS name is checked when it resolves).
+    pub fn check_dialable(&self) -> Result<(), NameError> {
+        let unreachable = match self.ip() {
+            None => false,
+            Some(IpAddr::V4(a)) => a.is_loopback() || a.is_unspecified() || a.is_multicast(),
+            Some(IpAddr::V6(a)) => {
+                a.is_loopback()
+                    || a.is_unspecified()
+                    || a.is_multicast()
+                    || a.is_unicast_link_local()
+                    || a.to_ipv4_mapped().is_some()
+            }
+        };
+        if unreachable {
+            return Err(NameError::EndpointUnreachable(self.to_string()));
         }
+        Ok(())
     }
 }
 
@@ -269,14 +285,34 @@ mod tests {
                 "{bad}"
             );
         }
-        // The tunnel runs over IPv4: where roamers dial, an IPv6 endpoint is refused.
-        let v6 = Endpoint::parse_with_default_port("[2001:db8::1]", 51820).expect("v6");
+        // Where roamers dial: any address a laptop can reach.
+        for good in [
+            "[2001:db8::1]",
+            "203.0.113.10",
+            "gw.example.com",
+            "[fd00::1]",
+        ] {
+            let e = Endpoint::parse_with_default_port(good, 51820).expect(good);
+            assert_eq!(e.check_dialable(), Ok(()), "{good}");
+        }
+        for bad in [
+            "[fe80::1]",
+            "[::1]",
+            "[::]",
+            "[ff02::1]",
+            "[::ffff:192.0.2.1]",
+            "127.0.0.1",
+        ] {
+            let e = Endpoint::parse_with_default_port(bad, 51820).expect(bad);
+            assert!(
+                matches!(e.check_dialable(), Err(NameError::EndpointUnreachable(_))),
+                "{bad}"
+            );
+        }
         assert_eq!(
-            v6.require_ipv4(),
-            Err(NameError::EndpointIpv6("[2001:db8::1]:51820".into()))
+            Endpoint::parse_with_default_port("[fe80::1%eth0]:51820", 51820),
+            Err(NameError::EndpointZone("[fe80::1%eth0]:51820".into()))
         );
-        let name = Endpoint::parse_with_default_port("gw.example.com", 51820).expect("name");
-        assert_eq!(name.require_ipv4(), Ok(()));
         assert!(
             "host.example".parse::<Endpoint>().is_err(),
             "port required in files"

@@ -39,6 +39,7 @@ pub fn roamer_config(
         mtu: state.gateway.mtu,
         gateway: RoamerGateway {
             endpoint: state.gateway.endpoint.clone(),
+            endpoint6: state.gateway.endpoint6.clone(),
             address: Some(state.gateway.address),
             public_key: state.gateway.public_key,
             preshared_key: psk,

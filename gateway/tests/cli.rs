@@ -308,9 +308,12 @@ const BAD_INIT: &[(&[&str], &str)] = &[
         "endpoint 'bad host!' is invalid",
     ),
     (
-        &["--endpoint", "[2001:db8::1]"],
-        "the tunnel runs over IPv4 for now",
+        &["--endpoint", "[fe80::1]"],
+        "link-local, loopback, multicast or unspecified",
     ),
+    (&["--endpoint", "[fe80::1%eth0]:51820"], "has a zone id"),
+    (&["--endpoint6", "gw.example.com"], "is not an IPv6 address"),
+    (&["--endpoint6", "fe80::1"], "link-local"),
     (
         &["--floating-ip", "203.0.113.10"],
         "is the droplet's own public IP",
@@ -740,5 +743,43 @@ fn rotate_key_replaces_keys_and_keeps_forwards() {
             "PresharedKey"
         ),
         line(&config_new_gateway, "PresharedKey")
+    );
+}
+
+#[test]
+fn an_ipv6_endpoint_reaches_the_configs() {
+    let gw = Gateway::with_laptop();
+    assert!(gw.ok(&["endpoint6"]).contains("no IPv6 endpoint"));
+    let set = gw.ok(&["endpoint6", "2001:db8::10"]);
+    assert!(set.contains("[2001:db8::10]:51820 over IPv6 too"), "{set}");
+    assert!(gw.ok(&["endpoint6"]).contains("[2001:db8::10]:51820"));
+    // The roamer gets both and races them; a wg-quick file holds the one asked for.
+    let roamer = gw.ok(&["show-config", "laptop"]);
+    let config = roamgw_common::state::RoamerConfig::from_toml(&roamer).expect("parses");
+    assert_eq!(
+        config.gateway.endpoint6.map(|e| e.to_string()).as_deref(),
+        Some("[2001:db8::10]:51820")
+    );
+    let endpoint_of = |args: &[&str]| -> String {
+        let text = gw.ok(args);
+        let parsed: roamgw_common::wgquick::WgQuickConfig = text.parse().expect("wg-quick");
+        parsed.peers[0]
+            .endpoint
+            .as_ref()
+            .expect("endpoint")
+            .to_string()
+    };
+    let wg = ["show-config", "laptop", "--format", "wg-quick"];
+    assert_eq!(endpoint_of(&wg), "203.0.113.10:51820");
+    let v6 = [&wg[..], &["--endpoint-family", "ipv6"]].concat();
+    assert_eq!(endpoint_of(&v6), "[2001:db8::10]:51820");
+    let v4 = gw.ok(&["show-config", "laptop", "--endpoint-family", "ipv4"]);
+    assert!(!v4.contains("endpoint6"), "{v4}");
+    gw.ok(&["endpoint6", "--off"]);
+    let out = gw.run(&v6);
+    assert_clean_failure(
+        &out,
+        "ipv6 without an endpoint6",
+        "roamgw endpoint6 ADDRESS",
     );
 }

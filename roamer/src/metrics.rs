@@ -35,6 +35,7 @@ fn state_name(health: &Health) -> &'static str {
 pub struct Monitor {
     health: Mutex<&'static str>,
     over_tcp: std::sync::atomic::AtomicBool,
+    over_ipv6: std::sync::atomic::AtomicBool,
     network_changes: AtomicU64,
     gateway_moves: AtomicU64,
     drift_repairs: AtomicU64,
@@ -49,6 +50,7 @@ impl Default for Monitor {
         Monitor {
             health: Mutex::new(STATES[0]),
             over_tcp: std::sync::atomic::AtomicBool::new(false),
+            over_ipv6: std::sync::atomic::AtomicBool::new(false),
             network_changes: AtomicU64::new(0),
             gateway_moves: AtomicU64::new(0),
             drift_repairs: AtomicU64::new(0),
@@ -85,6 +87,11 @@ impl Monitor {
             .store(transport == Transport::Tcp, Ordering::Relaxed);
     }
 
+    /// The family of the gateway address the tunnel dials.
+    pub fn set_gateway_address(&self, address: std::net::SocketAddr) {
+        self.over_ipv6.store(address.is_ipv6(), Ordering::Relaxed);
+    }
+
     pub fn recovered(&self, took: Duration) {
         self.recovery.observe(took);
     }
@@ -113,6 +120,7 @@ pub struct Snapshot {
     pub roamer: String,
     pub health: &'static str,
     pub over_tcp: bool,
+    pub over_ipv6: bool,
     pub network_changes: u64,
     pub gateway_moves: u64,
     pub drift_repairs: u64,
@@ -158,6 +166,18 @@ pub fn render(s: &Snapshot) -> String {
             "roamer_transport",
             &[("roamer", &s.roamer), ("transport", transport)],
             u8::from(tcp == s.over_tcp),
+        );
+    }
+    e.family(
+        "roamer_gateway_family",
+        Kind::Gauge,
+        "Which of the gateway's addresses the tunnel dials: 1 for the current family (ipv4, ipv6; chosen per network by a happy-eyeballs race when the gateway has both).",
+    );
+    for (family, v6) in [("ipv4", false), ("ipv6", true)] {
+        e.sample(
+            "roamer_gateway_family",
+            &[("roamer", &s.roamer), ("family", family)],
+            u8::from(v6 == s.over_ipv6),
         );
     }
     e.family(
@@ -222,6 +242,7 @@ fn snapshot(monitor: &Monitor, roamer: &str) -> Snapshot {
         roamer: roamer.to_string(),
         health: monitor.health(),
         over_tcp: monitor.over_tcp.load(Ordering::Relaxed),
+        over_ipv6: monitor.over_ipv6.load(Ordering::Relaxed),
         network_changes: monitor.network_changes.load(Ordering::Relaxed),
         gateway_moves: monitor.gateway_moves.load(Ordering::Relaxed),
         drift_repairs: monitor.drift_repairs.load(Ordering::Relaxed),
@@ -277,6 +298,7 @@ mod tests {
             roamer: "laptop".into(),
             health: monitor.health(),
             over_tcp: true,
+            over_ipv6: true,
             network_changes: monitor.network_changes.load(Ordering::Relaxed),
             gateway_moves: 0,
             drift_repairs: 2,
@@ -291,6 +313,8 @@ mod tests {
             r#"roamer_health{roamer="laptop",state="up"} 0"#,
             r#"roamer_transport{roamer="laptop",transport="tcp"} 1"#,
             r#"roamer_transport{roamer="laptop",transport="udp"} 0"#,
+            r#"roamer_gateway_family{roamer="laptop",family="ipv6"} 1"#,
+            r#"roamer_gateway_family{roamer="laptop",family="ipv4"} 0"#,
             r#"roamer_recovery_duration_seconds_bucket{le="0.25"} 1"#,
             "roamer_recovery_duration_seconds_count 1",
             r#"roamer_network_changes_total{roamer="laptop"} 1"#,

@@ -100,6 +100,9 @@ pub struct Report {
     pub gateway_endpoint: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_address: Option<SocketAddr>,
+    /// `ipv4` or `ipv6`: the family of `gateway_address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_family: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,16 +125,18 @@ impl Report {
             .and_then(|device| device.status().ok())
             .and_then(|status| status.peer(&config.gateway.public_key).cloned());
         let now = SystemTime::now();
+        let gateway_address = run
+            .as_ref()
+            .map(|r| r.gateway_address)
+            .or(peer.as_ref().and_then(|p| p.endpoint));
         Report {
             name: config.name.to_string(),
             wireguard: roamgw_wg::interface_kind(&interface),
             running: run.is_some(),
             tunnel_address: config.address,
             gateway_endpoint: config.gateway.endpoint.to_string(),
-            gateway_address: run
-                .as_ref()
-                .map(|r| r.gateway_address)
-                .or(peer.as_ref().and_then(|p| p.endpoint)),
+            gateway_address,
+            gateway_family: gateway_address.map(|a| if a.is_ipv6() { "ipv6" } else { "ipv4" }),
             health_for_secs: run
                 .as_ref()
                 .map(|r| unix_now().saturating_sub(r.health_since)),
@@ -176,8 +181,10 @@ impl Report {
                 .unwrap_or_default(),
             self.tunnel_address,
             self.gateway_endpoint,
-            self.gateway_address
-                .map_or("unresolved".to_string(), |a| a.to_string()),
+            self.gateway_address.map_or("unresolved".to_string(), |a| format!(
+                "{a} ({})",
+                crate::run::family_name(a)
+            )),
             self.last_handshake_secs
                 .map_or("none yet".to_string(), |s| format!("{} ago", age(s))),
             bytes(self.rx_bytes),

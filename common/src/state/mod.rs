@@ -114,6 +114,10 @@ pub struct GatewaySettings {
     pub public_ip: Ipv4Addr,
     /// What roamers dial.
     pub endpoint: Endpoint,
+    /// The droplet's IPv6 address roamers may dial too (the listener takes both families):
+    /// roamers race it against `endpoint` on every network (IPv6 first, RFC 8305).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint6: Option<Endpoint>,
     /// The provider's floating IP (informational: the droplet only sees the anchor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floating_ip: Option<Ipv4Addr>,
@@ -182,8 +186,11 @@ impl GatewaySettings {
         check_subnet(g.subnet)?;
         check_addresses(g)?;
         g.endpoint
-            .require_ipv4()
+            .check_dialable()
             .map_err(|e| invalid(format!("gateway.endpoint: {e}")))?;
+        if let Some(endpoint6) = &g.endpoint6 {
+            check_endpoint6(endpoint6).map_err(|e| invalid(format!("gateway.endpoint6: {e}")))?;
+        }
         if !host_in(g.subnet, g.address) {
             return Err(invalid(format!(
                 "gateway.address {} is not a host address of gateway.subnet {}",
@@ -351,6 +358,17 @@ impl GatewayState {
     }
 }
 
+/// An IPv6 endpoint: an IPv6 address (not a name: a name's AAAA records are found through
+/// `endpoint`) that a laptop can reach.
+pub fn check_endpoint6(endpoint: &Endpoint) -> Result<(), String> {
+    if !matches!(endpoint.ip(), Some(std::net::IpAddr::V6(_))) {
+        return Err(format!(
+            "'{endpoint}' is not an IPv6 address: write it as [2001:db8::10]:51820 (a DNS name's AAAA records are used through the endpoint already)"
+        ));
+    }
+    endpoint.check_dialable().map_err(|e| e.to_string())
+}
+
 pub const EGRESS_NEEDS_NFTABLES: &str = "egress needs the nftables backend: firewalld can only masquerade, which would leave with the droplet's public IP instead of the floating IP";
 
 /// Refuses subnets that cannot hold a gateway and a roamer.
@@ -425,6 +443,7 @@ mod tests {
             gateway: GatewaySettings {
                 public_ip: Ipv4Addr::new(203, 0, 113, 10),
                 endpoint: "203.0.113.10:51820".parse().expect("endpoint"),
+                endpoint6: None,
                 floating_ip: Some(Ipv4Addr::new(203, 0, 113, 50)),
                 anchor_ip: Ipv4Addr::new(10, 16, 0, 5),
                 listen_port: 51820,

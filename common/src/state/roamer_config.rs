@@ -35,6 +35,9 @@ pub struct RoamerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RoamerGateway {
     pub endpoint: Endpoint,
+    /// The gateway's IPv6 address, raced against `endpoint`'s addresses on every network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint6: Option<Endpoint>,
     /// The gateway's address inside the tunnel, which `roamer run` probes to tell a live path
     /// from a dead one. Default: the subnet's first host (roamgw's own default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,8 +118,12 @@ impl RoamerConfig {
         }
         self.gateway
             .endpoint
-            .require_ipv4()
+            .check_dialable()
             .map_err(|e| invalid(format!("gateway.endpoint: {e}")))?;
+        if let Some(endpoint6) = &self.gateway.endpoint6 {
+            super::check_endpoint6(endpoint6)
+                .map_err(|e| invalid(format!("gateway.endpoint6: {e}")))?;
+        }
         if !(1280..=9000).contains(&self.mtu) {
             return Err(invalid(format!(
                 "mtu {} is out of range: use 1280-9000 (default {DEFAULT_MTU})",

@@ -1,6 +1,7 @@
 //! Changes to what is the gateway's as a whole: the state taken from the active droplet of a
-//! pair, and WireGuard over TCP.
+//! pair, WireGuard over TCP, and the IPv6 endpoint.
 
+use roamgw_common::names::Endpoint;
 use roamgw_common::state::{check_forward_ports, GatewayState};
 
 use super::{refused, Changed, Refused};
@@ -67,6 +68,31 @@ pub(super) fn set_tcp_port(
         ),
         None => "WireGuard over TCP is off; roamers that used it go back to UDP".to_string(),
     };
+    Ok(Changed {
+        summary,
+        forwards: ForwardChange::default(),
+    })
+}
+
+/// The droplet's IPv6 address roamers may dial (`None`: IPv4 only). The listener takes both
+/// families already, so only the roamers' configs change.
+pub(super) fn set_endpoint6(
+    state: &mut GatewayState,
+    endpoint6: Option<Endpoint>,
+) -> Result<Changed, Refused> {
+    if state.gateway.endpoint6 == endpoint6 {
+        return Err(refused(match &endpoint6 {
+            Some(endpoint) => format!("roamers already dial {endpoint} over IPv6"),
+            None => "there is no IPv6 endpoint already".to_string(),
+        }));
+    }
+    let summary = match &endpoint6 {
+        Some(endpoint) => format!(
+            "roamers dial {endpoint} over IPv6 too (IPv6 first where the network has it); each roamer learns it from its new config (`roamgw show-config NAME`)"
+        ),
+        None => "roamers dial over IPv4 only; each learns it from its new config".to_string(),
+    };
+    state.gateway.endpoint6 = endpoint6;
     Ok(Changed {
         summary,
         forwards: ForwardChange::default(),

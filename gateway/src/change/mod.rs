@@ -14,7 +14,7 @@ use roamgw_common::{PortSpec, PublicKey, RoamerName};
 use serde::{Deserialize, Serialize};
 
 mod gateway;
-use gateway::{adopt, set_tcp_port};
+use gateway::{adopt, set_endpoint6, set_tcp_port};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -63,6 +63,10 @@ pub enum StateChange {
     SetTcpPort {
         port: Option<u16>,
     },
+    /// The IPv6 address roamers may dial (`None`: IPv4 only).
+    SetEndpoint6 {
+        endpoint6: Option<roamgw_common::names::Endpoint>,
+    },
 }
 
 /// A refused change: the message says what is wrong and how to fix it.
@@ -110,6 +114,9 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, 
         }
         StateChange::Adopt { active } => adopt(state, active),
         StateChange::SetTcpPort { port } => on_copy(state, |next| set_tcp_port(next, *port)),
+        StateChange::SetEndpoint6 { endpoint6 } => {
+            on_copy(state, |next| set_endpoint6(next, endpoint6.clone()))
+        }
         StateChange::RotateGatewayKey { public_key } => on_copy(state, |next| {
             next.gateway.public_key = *public_key;
             Ok(Changed {

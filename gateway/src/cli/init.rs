@@ -13,6 +13,12 @@ pub struct InitArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub endpoint: Option<String>,
 
+    /// The droplet's IPv6 address, for laptops on networks with IPv6 (e.g. 2001:db8::10 or
+    /// [2001:db8::10]:51820): roamers race it against --endpoint, IPv6 first. The listener
+    /// takes both families either way.
+    #[arg(long, value_name = "IPV6[:PORT]")]
+    pub endpoint6: Option<String>,
+
     /// The provider's floating IP (shown in listings; the droplet itself only sees the anchor).
     #[arg(long, value_name = "IP")]
     pub floating_ip: Option<Ipv4Addr>,

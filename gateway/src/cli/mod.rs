@@ -116,6 +116,16 @@ pub enum Command {
     )]
     TcpFallback(TcpFallbackArgs),
 
+    /// The droplet's IPv6 address, for laptops on networks with IPv6 (mobile carriers first).
+    #[command(
+        after_help = "The gateway listens on IPv4 and IPv6 either way; this tells roamers the address         to try. On every network a roamer races it against the IPv4 endpoint (IPv6 first, IPv4         250 ms later, the first handshake wins, RFC 8305), so a network whose IPv6 is broken costs         a quarter of a second, and an IPv6-only network works. Give the droplet's own IPv6 (or a         reserved one): a DNS name in --endpoint with AAAA records works without this.\n\n\
+        Examples:\n  \
+        roamgw endpoint6 2001:db8::10\n  \
+        roamgw endpoint6 --off\n  \
+        roamgw endpoint6                # show it"
+    )]
+    Endpoint6(Endpoint6Args),
+
     /// Stop forwarding ports; give the spec as it was added.
     #[command(
         after_help = "Examples:\n  roamgw remove-port 22\n  roamgw remove-port 60000-60100/udp"
@@ -395,9 +405,26 @@ pub struct TcpFallbackArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct Endpoint6Args {
+    /// The droplet's IPv6 address: 2001:db8::10, or [2001:db8::10]:PORT.
+    #[arg(value_name = "IPV6[:PORT]", conflicts_with = "off")]
+    pub address: Option<String>,
+
+    /// Roamers dial IPv4 only.
+    #[arg(long)]
+    pub off: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RemovePortArgs {
     /// The spec as it was added (as `roamgw list` shows it).
     pub spec: PortSpec,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EndpointFamily {
+    Ipv4,
+    Ipv6,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -420,6 +447,12 @@ pub struct ShowConfigArgs {
 
     #[arg(long, value_enum, default_value_t = ConfigFormat::Roamer)]
     pub format: ConfigFormat,
+
+    /// Which of the gateway's addresses the laptop dials. Default: both where the gateway has
+    /// an IPv6 endpoint (`roamgw endpoint6`) and the format can race them (roamer); a wg-quick
+    /// file holds one, the IPv4 endpoint unless this says ipv6.
+    #[arg(long, value_enum, value_name = "FAMILY")]
+    pub endpoint_family: Option<EndpointFamily>,
 
     /// Print the config as a QR code for the terminal (for the WireGuard mobile apps: use
     /// --format wg-quick). The apps cannot route replies by source: forwards to a phone

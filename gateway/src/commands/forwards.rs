@@ -44,6 +44,26 @@ pub fn tcp_fallback(store: &Store, args: TcpFallbackArgs) -> Result<String> {
     Ok(format!("{summary}; {how}\n"))
 }
 
+/// `roamgw endpoint6 [ADDRESS] [--off]`: sets it, or shows it when given neither.
+pub fn endpoint6(store: &Store, args: Endpoint6Args) -> Result<String> {
+    if args.address.is_none() && !args.off {
+        let state = store.load()?;
+        return Ok(match &state.gateway.endpoint6 {
+            Some(endpoint) => format!("roamers dial {endpoint} over IPv6 too\n"),
+            None => "no IPv6 endpoint: `roamgw endpoint6 2001:db8::10` gives one\n".into(),
+        });
+    }
+    let _lock = store.lock()?;
+    let listen_port = store.load()?.gateway.listen_port;
+    let endpoint6 = args
+        .address
+        .as_deref()
+        .map(|text| super::setup::parse_endpoint6(text, listen_port))
+        .transpose()?;
+    let (summary, how) = make_change(store, StateChange::SetEndpoint6 { endpoint6 })?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
 pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
     let _lock = store.lock()?;
     let (summary, how) = make_change(store, StateChange::RemovePort { spec: args.spec })?;

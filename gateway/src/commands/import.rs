@@ -103,6 +103,7 @@ fn state_of(
                 host: public_ip.to_string(),
                 port: plan.listen_port,
             },
+            endpoint6: None,
             floating_ip,
             anchor_ip,
             listen_port: plan.listen_port,

@@ -238,12 +238,21 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
     let roamer = state
         .roamer(&name)
         .ok_or_else(|| refused(format!("no roamer '{name}' ({})", roamer_names(&state))))?;
-    let config = peer_configs::roamer_config(
+    let mut config = peer_configs::roamer_config(
         &state,
         roamer,
         store.roamer_private_key(&name)?,
         Some(store.roamer_psk(&name)?),
     );
+    match args.endpoint_family {
+        None => {}
+        Some(EndpointFamily::Ipv4) => config.gateway.endpoint6 = None,
+        Some(EndpointFamily::Ipv6) => {
+            config.gateway.endpoint = config.gateway.endpoint6.take().ok_or_else(|| {
+                refused("this gateway has no IPv6 endpoint: give it one with `roamgw endpoint6 ADDRESS`")
+            })?;
+        }
+    }
     let text = match args.format {
         ConfigFormat::Roamer => {
             peer_configs::roamer_toml(&config).map_err(|e| refused(e.to_string()))?

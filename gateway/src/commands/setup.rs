@@ -134,6 +134,19 @@ fn warn_on_colliding_routes(args: &InitArgs) {
     }
 }
 
+/// `--endpoint6`: an IPv6 address, bracketed or bare, with or without a port.
+pub(super) fn parse_endpoint6(text: &str, listen_port: u16) -> Result<Endpoint> {
+    let bracketed = match text.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{text}]"),
+        Err(_) => text.to_string(),
+    };
+    let endpoint = Endpoint::parse_with_default_port(&bracketed, listen_port)
+        .map_err(|e| refused(format!("--endpoint6: {e}")))?;
+    roamgw_common::state::check_endpoint6(&endpoint)
+        .map_err(|e| refused(format!("--endpoint6 {e}")))?;
+    Ok(endpoint)
+}
+
 fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<GatewayState> {
     let Addresses {
         public_ip,
@@ -150,6 +163,11 @@ fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<G
             port: args.listen_port,
         },
     };
+    let endpoint6 = args
+        .endpoint6
+        .as_deref()
+        .map(|text| parse_endpoint6(text, args.listen_port))
+        .transpose()?;
     let address = args.subnet.hosts().next().ok_or_else(|| {
         refused(format!(
             "tunnel subnet {} has no host addresses",
@@ -161,6 +179,7 @@ fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<G
         gateway: GatewaySettings {
             public_ip,
             endpoint,
+            endpoint6,
             floating_ip,
             anchor_ip,
             listen_port: args.listen_port,

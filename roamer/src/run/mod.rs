@@ -15,13 +15,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use roamgw_common::state::RoamerConfig;
+use roamgw_common::state::{RoamerConfig, RoamerGateway};
+use roamgw_common::PrivateKey;
 use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
 use roamgw_wg::{create_device, set_identity, sync_peers, Preference, ReplySource};
 use roamgw_wg::{PeerConfig, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
+mod family;
 mod session;
 mod transport;
 
@@ -97,9 +99,64 @@ fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
     }
 }
 
-fn resolve_in_background(endpoint: roamgw_common::Endpoint, events: mpsc::Sender<Event>) {
+/// Where to dial the gateway on this network. `keep` (the address in use, while the tunnel
+/// works) stays while the gateway still has it: no race then, as each attempt moves the
+/// gateway's idea of where we are for a moment. Otherwise, with addresses of both families,
+/// the happy-eyeballs race decides; when nothing answers (UDP blocked, say) the first IPv4
+/// address, which the TCP fallback also takes.
+pub(crate) fn choose_gateway(
+    gateway: &RoamerGateway,
+    key: &PrivateKey,
+    keep: Option<SocketAddr>,
+) -> Result<SocketAddr, String> {
+    let candidates = family::lookup(gateway)?;
+    if let Some(keep) = keep.filter(|k| candidates.contains(k)) {
+        return Ok(keep);
+    }
+    let first_v4 = candidates.iter().find(|a| a.is_ipv4()).copied();
+    if !family::both_families(&candidates) {
+        return Ok(first_v4.unwrap_or(candidates[0]));
+    }
+    let (public, preshared) = (gateway.public_key, gateway.preshared_key.clone());
+    let key = key.clone();
+    let answers = move |candidate, wait| {
+        roamgw_wg::tcp::udp_answers(&key, &public, preshared.as_ref(), candidate, wait)
+            .unwrap_or(false)
+    };
+    match family::race(
+        &candidates,
+        answers,
+        family::ATTEMPT_DELAY,
+        family::ANSWER_WAIT,
+    ) {
+        Some((winner, took)) => {
+            info!(gateway = %winner, took_ms = took.as_millis() as u64, "happy eyeballs: the gateway answered over {}", family_name(winner));
+            Ok(winner)
+        }
+        None => {
+            let fallback = first_v4.unwrap_or(candidates[0]);
+            info!(gateway = %fallback, "happy eyeballs: no address answered; dialling {fallback}");
+            Ok(fallback)
+        }
+    }
+}
+
+pub(crate) fn family_name(address: SocketAddr) -> &'static str {
+    if address.is_ipv6() {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+fn resolve_in_background(
+    gateway: RoamerGateway,
+    key: PrivateKey,
+    keep: Option<SocketAddr>,
+    events: mpsc::Sender<Event>,
+) {
     in_background("resolve", events, move || {
-        Event::Resolved(resolve(&endpoint).map_err(|e| e.to_string()))
+        Event::Resolved(choose_gateway(&gateway, &key, keep))
     });
 }
 
@@ -223,7 +280,12 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let config = &loaded.config;
     let interface = config.interface.as_str();
     refuse_to_start(config)?;
-    let endpoint = resolve(&config.gateway.endpoint)?;
+    let endpoint = choose_gateway(&config.gateway, &loaded.key, None).map_err(|message| {
+        RunError::Resolve {
+            endpoint: config.gateway.endpoint.to_string(),
+            message,
+        }
+    })?;
     let (events, inbox) = mpsc::channel();
     forward_stop_signals(events.clone())?;
     let mut device = create_device(interface, wireguard, ReplySource::Route)?;

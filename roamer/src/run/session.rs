@@ -336,7 +336,9 @@ impl Session<'_> {
                 match action {
                     Action::Probe => self.prober.probe(),
                     Action::Resolve => resolve_in_background(
-                        self.config.gateway.endpoint.clone(),
+                        self.config.gateway.clone(),
+                        self.key.clone(),
+                        self.machine.refreshing().then_some(before.1),
                         self.events.clone(),
                     ),
                     Action::Reconnect(address) => {

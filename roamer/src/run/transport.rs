@@ -42,6 +42,7 @@ impl Session<'_> {
     /// A fresh session with the gateway at `address` over the machine's transport (through
     /// the TCP relay, started or moved as needed), then a probe.
     pub(super) fn connect(&mut self, device: &dyn WgDevice, address: SocketAddr) {
+        self.monitor.set_gateway_address(address);
         let endpoint = match self.machine.transport() {
             Transport::Udp => {
                 self.tcp = None;
@@ -80,7 +81,8 @@ impl Session<'_> {
         let Some(fallback) = &self.config.gateway.tcp_fallback else {
             return Err(std::io::Error::other("the config names no tcp_fallback"));
         };
-        if fallback.host == self.config.gateway.endpoint.host {
+        // The TCP fallback listens on IPv4 (the anchor), whichever family UDP takes.
+        if fallback.host == self.config.gateway.endpoint.host && address.is_ipv4() {
             Ok(SocketAddr::new(address.ip(), fallback.port))
         } else {
             super::resolve(fallback).map_err(std::io::Error::other)
