@@ -28,6 +28,7 @@ use nix::sched::{setns, CloneFlags};
 
 pub mod bench;
 pub mod browser;
+pub mod dualstack;
 pub mod firewalld;
 pub mod flood;
 pub mod hostile;
