@@ -65,7 +65,27 @@ fn guest_kernel_wireguard() {
     eprintln!("kernel: address change recovered after {took:?}");
     assert!(took.is_some_and(|t| t < Duration::from_secs(5)), "{took:?}");
 
-    // kill -9 leaves the kernel interface behind; the restarted daemon takes it over.
+    // kill -9 leaves the kernel interface behind; the restarted daemon takes it over. The
+    // kernel device is read once a second, so an endpoint learned within that second may be
+    // lost to kill -9 (docs/operations.md): the kill waits until the roam is remembered.
+    let learned = s.bed.gw.run(&["wg", "show", &s.bed.gw_wg, "endpoints"]);
+    let learned = learned
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let file = s
+        .bed
+        .state_dir()
+        .join(format!("{}.endpoints.json", s.bed.gw_wg));
+    let remembered = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&learned))
+    });
+    assert!(
+        remembered,
+        "{learned} not remembered:\n{}",
+        s.bed.log("daemon.log")
+    );
     let pid = s.daemon.take().expect("daemon");
     s.bed.gw.run(&["kill", "-KILL", &pid.to_string()]);
     std::thread::sleep(Duration::from_millis(200));
@@ -84,8 +104,11 @@ fn guest_kernel_wireguard() {
     eprintln!("kernel: restart after kill -9 recovered after {took:?}");
     assert!(
         took.is_some(),
-        "no forward after the restart:\n{}",
-        s.bed.log("daemon.log")
+        "no forward after the restart:\n{}\nroamer:\n{}\ngateway's wg show:\n{}\nlaptop's wg show:\n{}",
+        s.bed.log("daemon.log"),
+        s.bed.log("roamer.log"),
+        s.bed.gw.run(&["wg", "show", &s.bed.gw_wg]),
+        s.bed.roam.run(&["wg", "show", &s.bed.roam_wg]),
     );
 
     // SIGTERM: the interface and the table go; `roamer down` takes the laptop's interface.
