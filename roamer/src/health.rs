@@ -167,6 +167,9 @@ pub struct Machine {
     last_answer: Option<Duration>,
     probe_sent: Option<Duration>,
     resolving: Option<Purpose>,
+    /// The network changed while a resolve was out: its answer (a race run on the network
+    /// as it was, perhaps before its addresses were all up) is followed by another.
+    resolve_again: bool,
     next_refresh: Duration,
     failures: u32,
     next_recovery: Option<Duration>,
@@ -197,6 +200,7 @@ impl Machine {
             last_answer: None,
             probe_sent: Some(now),
             resolving: None,
+            resolve_again: false,
             next_refresh: now + timing.dns_refresh,
             failures: 0,
             next_recovery: None,
@@ -282,7 +286,10 @@ impl Machine {
 
     fn resolve(&mut self, purpose: Purpose, actions: &mut Vec<Action>) {
         match self.resolving {
-            Some(pending) => self.resolving = Some(pending.max(purpose)),
+            Some(pending) => {
+                self.resolving = Some(pending.max(purpose));
+                self.resolve_again |= purpose == Purpose::NetworkChange;
+            }
             None => {
                 self.resolving = Some(purpose);
                 actions.push(Action::Resolve);
@@ -370,6 +377,9 @@ impl Machine {
                     self.reconnect(self.endpoint, now, &mut actions);
                 }
             }
+        }
+        if self.resolving.is_none() && std::mem::take(&mut self.resolve_again) {
+            self.resolve(Purpose::NetworkChange, &mut actions);
         }
         actions
     }
@@ -723,12 +733,14 @@ mod tests {
         // gateway's idea of where we are).
         let actions = run(&mut m, &[(3.01, Input::Resolved(addr(GW)))]);
         assert_eq!(actions, vec![(3.01, Action::Probe)]);
-        // A second change while the first resolve is out asks for no second resolve.
+        // More changes while the first resolve is out ask for one more resolve, once it
+        // has answered (the network it ran on may have been half up).
         let actions = run(
             &mut m,
             &[
                 (3.1, Input::NetworkChanged { rx_bytes: 100 }),
                 (3.2, Input::NetworkChanged { rx_bytes: 100 }),
+                (3.25, Input::NetworkChanged { rx_bytes: 100 }),
             ],
         );
         assert_eq!(
@@ -736,9 +748,14 @@ mod tests {
             vec![
                 (3.1, Action::Probe),
                 (3.1, Action::Resolve),
-                (3.2, Action::Probe)
+                (3.2, Action::Probe),
+                (3.25, Action::Probe)
             ]
         );
+        let actions = run(&mut m, &[(3.3, Input::Resolved(addr(GW)))]);
+        assert_eq!(actions, vec![(3.3, Action::Probe), (3.3, Action::Resolve)]);
+        let actions = run(&mut m, &[(3.4, Input::Resolved(addr(GW)))]);
+        assert_eq!(actions, vec![(3.4, Action::Probe)]);
     }
 
     /// Data that arrived between the last tick and the change (read by the first tick after
