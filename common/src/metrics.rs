@@ -76,6 +76,28 @@ impl Exposition {
         self.family(name, kind, help).sample(name, &[], value)
     }
 
+    /// A gauge family with one sample per possible value of `label`: 1 for `current`, 0 for
+    /// the others (Prometheus' way of showing a state). `subject` is the one label before it.
+    pub fn state_set(
+        &mut self,
+        name: &str,
+        help: &str,
+        subject: (&str, &str),
+        label: &str,
+        values: &[&str],
+        current: &str,
+    ) -> &mut Self {
+        self.family(name, Kind::Gauge, help);
+        for value in values {
+            self.sample(
+                name,
+                &[subject, (label, value)],
+                u8::from(*value == current),
+            );
+        }
+        self
+    }
+
     /// A histogram family with its buckets, sum and count.
     pub fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot) -> &mut Self {
         self.family(name, Kind::Histogram, help);

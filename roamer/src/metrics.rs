@@ -144,42 +144,31 @@ pub fn render(s: &Snapshot) -> String {
         &[("version", s.version), ("roamer", &s.roamer)],
         1,
     );
-    e.family(
+    let subject = roamer[0];
+    e.state_set(
         "roamer_health",
-        Kind::Gauge,
         "The tunnel's health: 1 for the current state (connecting, up, stale, down).",
+        subject,
+        "state",
+        &STATES,
+        s.health,
     );
-    for state in STATES {
-        e.sample(
-            "roamer_health",
-            &[("roamer", &s.roamer), ("state", state)],
-            u8::from(state == s.health),
-        );
-    }
-    e.family(
+    e.state_set(
         "roamer_transport",
-        Kind::Gauge,
         "How the tunnel reaches the gateway: 1 for the current one (udp, or tcp: the gateway's fallback when UDP gets no answer).",
+        subject,
+        "transport",
+        &["udp", "tcp"],
+        if s.over_tcp { "tcp" } else { "udp" },
     );
-    for (transport, tcp) in [("udp", false), ("tcp", true)] {
-        e.sample(
-            "roamer_transport",
-            &[("roamer", &s.roamer), ("transport", transport)],
-            u8::from(tcp == s.over_tcp),
-        );
-    }
-    e.family(
+    e.state_set(
         "roamer_gateway_family",
-        Kind::Gauge,
         "Which of the gateway's addresses the tunnel dials: 1 for the current family (ipv4, ipv6; chosen per network by a happy-eyeballs race when the gateway has both).",
+        subject,
+        "family",
+        &["ipv4", "ipv6"],
+        if s.over_ipv6 { "ipv6" } else { "ipv4" },
     );
-    for (family, v6) in [("ipv4", false), ("ipv6", true)] {
-        e.sample(
-            "roamer_gateway_family",
-            &[("roamer", &s.roamer), ("family", family)],
-            u8::from(v6 == s.over_ipv6),
-        );
-    }
     e.family(
         "roamer_network_changes_total",
         Kind::Counter,

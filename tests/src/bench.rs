@@ -10,6 +10,39 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[((samples.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Times as a report cell: the median in bold, then each (`> CAP s` for one that never came).
+pub fn secs_cell(values: &[Option<Duration>], cap: Duration) -> String {
+    let listed: Vec<String> = values
+        .iter()
+        .map(|v| {
+            v.map_or(format!("> {}", cap.as_secs()), |d| {
+                format!("{:.2}", d.as_secs_f64())
+            })
+        })
+        .collect();
+    let ok: Vec<f64> = values.iter().flatten().map(Duration::as_secs_f64).collect();
+    format!(
+        "**{:.2} s** ({})",
+        if ok.is_empty() {
+            f64::NAN
+        } else {
+            crate::median(&ok)
+        },
+        listed.join(" / ")
+    )
+}
+
+/// `roamer status --json`'s `field` and the health state, as `value/state` (`?` for missing).
+pub fn roamer_status_and_health(s: &crate::Scenario, field: &str) -> String {
+    let out = s.roamer(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    format!(
+        "{}/{}",
+        json[field].as_str().unwrap_or("?"),
+        json["health"]["state"].as_str().unwrap_or("?")
+    )
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }

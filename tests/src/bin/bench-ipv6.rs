@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::bench::{cpu_seconds, iperf_mbit};
+use roamgw_e2e::bench::{cpu_seconds, iperf_mbit, roamer_status_and_health, secs_cell};
 use roamgw_e2e::dualstack::GATEWAY6;
 use roamgw_e2e::{median, wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP};
 
@@ -21,13 +21,7 @@ const IPERF: u16 = 5201;
 const CAP: Duration = Duration::from_secs(20);
 
 fn family(s: &Scenario) -> String {
-    let out = s.roamer(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    format!(
-        "{}/{}",
-        json["gateway_family"].as_str().unwrap_or("?"),
-        json["health"]["state"].as_str().unwrap_or("?")
-    )
+    roamer_status_and_health(s, "gateway_family")
 }
 
 /// A new network for the laptop: its address changes (a move between two, by `trial`), with
@@ -75,23 +69,6 @@ fn race_times(s: &Scenario, skip: usize) -> Vec<f64> {
 
 fn log_lines(s: &Scenario) -> usize {
     s.bed.log("roamer.log").lines().count()
-}
-
-fn secs(values: &[Option<Duration>]) -> String {
-    let ok: Vec<f64> = values.iter().flatten().map(Duration::as_secs_f64).collect();
-    let listed: Vec<String> = values
-        .iter()
-        .map(|v| {
-            v.map_or(format!("> {}", CAP.as_secs()), |d| {
-                format!("{:.2}", d.as_secs_f64())
-            })
-        })
-        .collect();
-    format!(
-        "**{:.2} s** ({})",
-        if ok.is_empty() { f64::NAN } else { median(&ok) },
-        listed.join(" / ")
-    )
 }
 
 fn ms(values: &[f64]) -> String {
@@ -174,7 +151,7 @@ fn main() {
     println!("|---|---|");
     println!(
         "| from an IPv4-only network to an IPv6-only one: forward answers over IPv6 (median, {TRIALS} trials) | {} |",
-        secs(&to_v6_only)
+        secs_cell(&to_v6_only, CAP)
     );
     println!(
         "| happy-eyeballs race joining a dual-stack network (IPv6 answers) | {} |",

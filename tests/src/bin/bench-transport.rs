@@ -13,7 +13,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::bench::iperf_mbit;
+use roamgw_e2e::bench::{iperf_mbit, roamer_status_and_health, secs_cell};
 use roamgw_e2e::{
     hostile, median, rss_kib, wait_until, GatewayMode, Laptop, Scenario, FLOATING_IP, PUBLIC_IP,
 };
@@ -26,13 +26,7 @@ const IPERF: u16 = 5201;
 const CAP: Duration = Duration::from_secs(20);
 
 fn transport(s: &Scenario) -> String {
-    let out = s.roamer(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    format!(
-        "{}/{}",
-        json["transport"].as_str().unwrap_or("?"),
-        json["health"]["state"].as_str().unwrap_or("?")
-    )
+    roamer_status_and_health(s, "transport")
 }
 
 fn await_transport(s: &Scenario, wanted: &str, within: Duration) -> Option<Duration> {
@@ -88,23 +82,6 @@ fn scenario() -> Scenario {
     s.ok(&["add-port", "22"]);
     assert!(await_transport(&s, "udp", Duration::from_secs(10)).is_some());
     s
-}
-
-fn secs(values: &[Option<Duration>]) -> String {
-    let listed: Vec<String> = values
-        .iter()
-        .map(|v| {
-            v.map_or(format!("> {}", CAP.as_secs()), |d| {
-                format!("{:.2}", d.as_secs_f64())
-            })
-        })
-        .collect();
-    let ok: Vec<f64> = values.iter().flatten().map(Duration::as_secs_f64).collect();
-    format!(
-        "**{:.2} s** ({})",
-        if ok.is_empty() { f64::NAN } else { median(&ok) },
-        listed.join(" / ")
-    )
 }
 
 /// What 1,000 silent connections on the TCP port cost, and whether a laptop gets in meanwhile.
@@ -223,11 +200,11 @@ fn main() {
     println!("|---|---|");
     println!(
         "| joins a network that passes no UDP but DNS → the forward answers over TCP | {} |",
-        secs(&joins)
+        secs_cell(&joins, CAP)
     );
     println!(
         "| UDP passes again → the tunnel is back on UDP | {} |",
-        secs(&backs)
+        secs_cell(&backs, CAP)
     );
     println!();
     println!(
