@@ -1,9 +1,10 @@
 //! The cloud provider's own account of the droplet's addresses. On DigitalOcean the metadata
 //! service (`http://169.254.169.254/metadata/v1.json`, reachable only from the droplet) gives
-//! the public IPv4, the anchor IPv4 and its gateway, and the reserved (floating) IP. Anywhere
+//! the public IPv4, the anchor IPv4 and its gateway, the reserved (floating) IP, and the
+//! droplet's IPv6 (or its reserved IPv6) when IPv6 is on. Anywhere
 //! else the request fails fast: a connect timeout of 300 ms and 1 s in all, no proxy.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,6 +22,9 @@ pub struct CloudAddresses {
     pub floating_ip: Option<Ipv4Addr>,
     /// The droplet's id at the provider (what its API names it by).
     pub droplet_id: Option<u64>,
+    /// Where roamers may dial over IPv6: the active reserved IPv6 (it moves with the
+    /// reserved IPv4 between the droplets of a pair), else the droplet's own.
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +45,12 @@ struct Interfaces {
 struct PublicInterface {
     ipv4: Option<Ipv4Attributes>,
     anchor_ipv4: Option<Ipv4Attributes>,
+    ipv6: Option<Ipv6Attributes>,
+}
+
+#[derive(Deserialize)]
+struct Ipv6Attributes {
+    ip_address: Ipv6Addr,
 }
 
 #[derive(Deserialize)]
@@ -51,14 +61,15 @@ struct Ipv4Attributes {
 
 #[derive(Deserialize)]
 struct Reserved {
-    ipv4: Option<ReservedIpv4>,
+    ipv4: Option<ReservedAddress<Ipv4Addr>>,
+    ipv6: Option<ReservedAddress<Ipv6Addr>>,
 }
 
 #[derive(Deserialize)]
-struct ReservedIpv4 {
+struct ReservedAddress<A> {
     #[serde(default)]
     active: bool,
-    ip_address: Option<Ipv4Addr>,
+    ip_address: Option<A>,
 }
 
 /// DigitalOcean's metadata, parsed; `None` for a document without a public IPv4.
@@ -66,10 +77,17 @@ pub fn parse_digitalocean(json: &str, source: &str) -> Option<CloudAddresses> {
     let metadata: Metadata = serde_json::from_str(json).ok()?;
     let public = metadata.interfaces.public.first()?;
     let anchor = public.anchor_ipv4.as_ref();
-    let floating_ip = [metadata.reserved_ip, metadata.floating_ip]
-        .into_iter()
+    let reserved = [metadata.reserved_ip, metadata.floating_ip];
+    let floating_ip = reserved
+        .iter()
         .flatten()
-        .filter_map(|r| r.ipv4)
+        .filter_map(|r| r.ipv4.as_ref())
+        .find(|ip| ip.active)
+        .and_then(|ip| ip.ip_address);
+    let reserved_ipv6 = reserved
+        .iter()
+        .flatten()
+        .filter_map(|r| r.ipv6.as_ref())
         .find(|ip| ip.active)
         .and_then(|ip| ip.ip_address);
     Some(CloudAddresses {
@@ -80,6 +98,7 @@ pub fn parse_digitalocean(json: &str, source: &str) -> Option<CloudAddresses> {
         anchor_gateway: anchor.and_then(|a| a.gateway),
         floating_ip,
         droplet_id: metadata.droplet_id,
+        ipv6: reserved_ipv6.or(public.ipv6.as_ref().map(|v6| v6.ip_address)),
     })
 }
 
@@ -119,6 +138,7 @@ mod tests {
         "public": [{
           "ipv4": {"ip_address": "104.131.20.105", "netmask": "255.255.192.0", "gateway": "104.131.0.1"},
           "anchor_ipv4": {"ip_address": "10.17.0.5", "netmask": "255.255.0.0", "gateway": "10.17.0.1"},
+          "ipv6": {"ip_address": "2604:A880:0800:0010:0000:0000:017D:2001", "cidr": 64, "gateway": "2604:A880:0800:0010:0000:0000:0000:0001"},
           "mac": "04:01:2a:0f:2a:01", "type": "public"
         }]
       },
@@ -135,6 +155,17 @@ mod tests {
         assert_eq!(found.anchor_gateway, Some(Ipv4Addr::new(10, 17, 0, 1)));
         assert_eq!(found.floating_ip, Some(Ipv4Addr::new(45, 55, 96, 17)));
         assert_eq!(found.droplet_id, Some(2756294));
+        assert_eq!(
+            found.ipv6,
+            Some("2604:a880:800:10::17d:2001".parse().expect("v6"))
+        );
+        // A reserved IPv6 that is active wins over the droplet's own.
+        let reserved = SAMPLE.replace(
+            r#""reserved_ip": {"ipv4""#,
+            r#""reserved_ip": {"ipv6": {"active": true, "ip_address": "2001:db8::50"}, "ipv4""#,
+        );
+        let found = parse_digitalocean(&reserved, "test").expect("parses");
+        assert_eq!(found.ipv6, Some("2001:db8::50".parse().expect("v6")));
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn init_on_digitalocean_reads_the_metadata_service() {
             r#"{{"droplet_id": 1, "interfaces": {{"public": [{{
                 "ipv4": {{"ip_address": "{PUBLIC_IP}", "netmask": "255.255.255.0", "gateway": "203.0.113.1"}},
                 "anchor_ipv4": {{"ip_address": "{ANCHOR_IP}", "netmask": "255.255.0.0", "gateway": "10.16.0.1"}},
+                "ipv6": {{"ip_address": "2001:DB8:D:0:0:0:0:10", "cidr": 64, "gateway": "2001:db8:d::1"}},
                 "type": "public"}}], "private": []}},
               "reserved_ip": {{"ipv4": {{"active": true, "ip_address": "{FLOATING_IP}"}}}}}}"#
         ),
@@ -91,6 +92,7 @@ fn init_on_digitalocean_reads_the_metadata_service() {
         format!("anchor_ip = \"{ANCHOR_IP}\""),
         format!("floating_ip = \"{FLOATING_IP}\""),
         "anchor_gateway = \"10.16.0.1\"".to_string(),
+        "endpoint6 = \"[2001:db8:d::10]:51820\"".to_string(),
     ] {
         assert!(text.contains(&line), "{line} missing:\n{text}");
     }

@@ -142,7 +142,15 @@ fn own_traffic_of_droplet_and_laptop_keeps_its_way() {
         s.bed.roam.tcp_banner(&upstream).as_deref(),
         Some("198.51.100.2")
     );
-    // Nothing of roamgw's marks the droplet's own packets.
+    // Nothing of roamgw's marks the droplet's own packets (no packet marks at all, which
+    // policy routing reads); the conntrack mark bit goes only on connections to forwards
+    // with --client-ip masquerade.
     let ruleset = s.bed.gw.run(&["nft", "list", "table", "ip", "roamgw"]);
-    assert!(!ruleset.contains("mark set"), "{ruleset}");
+    assert!(!ruleset.contains("meta mark set"), "{ruleset}");
+    for line in ruleset.lines().filter(|l| l.contains("mark set")) {
+        assert!(
+            line.contains("@masquerade_") && line.contains("ct mark set ct mark | 0x00100000"),
+            "{line}"
+        );
+    }
 }

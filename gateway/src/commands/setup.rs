@@ -51,6 +51,8 @@ pub(super) struct Addresses {
     pub anchor_ip: Ipv4Addr,
     pub floating_ip: Option<Ipv4Addr>,
     pub anchor_gateway: Option<Ipv4Addr>,
+    /// The provider's IPv6 for roamers, when it said one.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     pub source: String,
 }
 
@@ -112,6 +114,7 @@ pub(super) fn addresses(args: &AddressFlags) -> Result<Addresses> {
         anchor_gateway: args
             .anchor_gateway
             .or(cloud.as_ref().and_then(|c| c.anchor_gateway)),
+        ipv6: cloud.as_ref().and_then(|c| c.ipv6),
         source,
     })
 }
@@ -163,11 +166,14 @@ fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<G
             port: args.listen_port,
         },
     };
-    let endpoint6 = args
-        .endpoint6
-        .as_deref()
-        .map(|text| parse_endpoint6(text, args.listen_port))
-        .transpose()?;
+    let endpoint6 = match (args.endpoint6.as_deref(), found.ipv6) {
+        (Some(text), _) => Some(parse_endpoint6(text, args.listen_port)?),
+        (None, Some(ipv6)) => Some(Endpoint {
+            host: ipv6.to_string(),
+            port: args.listen_port,
+        }),
+        (None, None) => None,
+    };
     let address = args.subnet.hosts().next().ok_or_else(|| {
         refused(format!(
             "tunnel subnet {} has no host addresses",
@@ -218,7 +224,10 @@ fn init_summary(store: &Store, state: &GatewayState, source: &str) -> String {
         addr = g.address,
         prefix = g.subnet.prefix_len(),
         port = g.listen_port,
-        endpoint = g.endpoint,
+        endpoint = match &g.endpoint6 {
+            Some(v6) => format!("{} or {v6} (IPv6; no forwards over IPv6 yet)", g.endpoint),
+            None => g.endpoint.to_string(),
+        },
         backend = g.backend,
     )
 }
