@@ -52,6 +52,18 @@ impl Testbed {
             ),
         );
         self.give_laptop_ipv6();
+        // The links' own (link-local) addresses come up tentative, and neighbour discovery
+        // waits for them: until then a first IPv6 packet takes a second or more, and the
+        // roamer's race rightly picks IPv4.
+        let namespaces = [&self.cli, &self.wan, &self.gw, &self.cgn, &self.roam];
+        let settled = crate::wait_until(std::time::Duration::from_secs(10), || {
+            namespaces.iter().all(|ns| {
+                ns.run(&["ip", "-6", "addr", "show", "tentative"])
+                    .trim()
+                    .is_empty()
+            })
+        });
+        assert!(settled, "IPv6 addresses still tentative after 10 s");
     }
 
     /// The laptop's IPv6 address and default route (again, after [`Testbed::move_laptop`]

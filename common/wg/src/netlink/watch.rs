@@ -42,7 +42,7 @@ impl NetworkChange {
     }
 }
 
-/// Watches rtnetlink (links, IPv4 addresses, routes and rules) on a thread of its own and
+/// Watches rtnetlink (links, IPv4 and IPv6 addresses and routes, IPv4 rules) on a thread of its own and
 /// calls `on_change` for every change. Changes on the interface whose index is in `tunnel`
 /// (the roamer's own: its link, address and route changes are its own, not the network's; the
 /// index changes when the interface is created again) are left out, except that a route
@@ -70,6 +70,10 @@ pub fn watch_network(
                 MulticastGroup::Ipv4Ifaddr,
                 MulticastGroup::Ipv4Route,
                 MulticastGroup::Ipv4Rule,
+                // The tunnel may run over IPv6: a network whose IPv6 comes (or goes) after
+                // its IPv4 is a new network to race the gateway's addresses on.
+                MulticastGroup::Ipv6Ifaddr,
+                MulticastGroup::Ipv6Route,
             ])
         })
         .map_err(NetlinkError::Connect)?;
