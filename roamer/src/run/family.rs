@@ -7,6 +7,7 @@
 //! idea of where the laptop is for a moment.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -72,15 +73,29 @@ pub fn both_families(candidates: &[SocketAddr]) -> bool {
     candidates.iter().any(SocketAddr::is_ipv6) && candidates.iter().any(SocketAddr::is_ipv4)
 }
 
+/// How often a race looks whether it was called off.
+const CANCEL_CHECK: Duration = Duration::from_millis(20);
+
+/// How a race ended without a winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoWinner {
+    /// No candidate answered.
+    Silent,
+    /// `cancelled` was set: the network changed under it, and an attempt from an address
+    /// that is gone would only wait out its time.
+    Cancelled,
+}
+
 /// Asks `answers(candidate, wait)` of each candidate, the next `delay` after the one before
 /// or as soon as it has failed (no route, say), and returns the first that says yes (with
-/// how long the race took); `None` when none did. Once one has answered, no other is asked.
+/// how long the race took). Once one has answered, no other is asked.
 pub fn race<F>(
     candidates: &[SocketAddr],
     answers: F,
     delay: Duration,
     wait: Duration,
-) -> Option<(SocketAddr, Duration)>
+    cancelled: &AtomicBool,
+) -> Result<(SocketAddr, Duration), NoWinner>
 where
     F: Fn(SocketAddr, Duration) -> bool + Send + Sync + 'static,
 {
@@ -109,19 +124,30 @@ where
         }
         let more = pending.len() > 0;
         if running == 0 && !more {
-            return None;
+            return Err(NoWinner::Silent);
         }
         // The next start is due `delay` after the last; with none left, the last answer is.
         let until = last_start + if more { delay } else { wait };
-        match told.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok((candidate, true)) => return Some((candidate, started.elapsed())),
-            Ok((_, false)) => {
-                running -= 1;
-                // Failed (no route, say): the next one starts now rather than after the delay.
-                start_one = true;
+        loop {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(NoWinner::Cancelled);
             }
-            Err(_) if more => start_one = true,
-            Err(_) => return None,
+            let left = until.saturating_duration_since(Instant::now());
+            match told.recv_timeout(left.min(CANCEL_CHECK)) {
+                Ok((candidate, true)) => return Ok((candidate, started.elapsed())),
+                Ok((_, false)) => {
+                    running -= 1;
+                    // Failed (no route, say): the next one starts now, not after the delay.
+                    start_one = true;
+                    break;
+                }
+                Err(_) if left > CANCEL_CHECK => {}
+                Err(_) if more => {
+                    start_one = true;
+                    break;
+                }
+                Err(_) => return Err(NoWinner::Silent),
+            }
         }
     }
 }
@@ -188,6 +214,21 @@ mod tests {
     /// A race where only the addresses in `answering` answer, at once; a silent one takes all
     /// of its wait, as an unanswered handshake does.
     fn race_with(answering: &'static [&'static str]) -> (Option<SocketAddr>, Vec<SocketAddr>) {
+        race_cancelled_after(answering, None)
+    }
+
+    fn race_cancelled_after(
+        answering: &'static [&'static str],
+        cancel_after: Option<Duration>,
+    ) -> (Option<SocketAddr>, Vec<SocketAddr>) {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        if let Some(after) = cancel_after {
+            let flag = Arc::clone(&cancelled);
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                flag.store(true, Ordering::Relaxed);
+            });
+        }
         let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&asked);
         let winner = race(
@@ -202,9 +243,10 @@ mod tests {
             },
             Duration::from_millis(200),
             Duration::from_millis(400),
+            &cancelled,
         );
         let asked = asked.lock().expect("log").clone();
-        (winner.map(|(w, _)| w), asked)
+        (winner.ok().map(|(w, _)| w), asked)
     }
 
     #[test]
@@ -226,5 +268,19 @@ mod tests {
     #[test]
     fn nothing_answers_no_winner() {
         assert_eq!(race_with(&[]).0, None);
+    }
+
+    #[test]
+    fn a_cancelled_race_ends_without_waiting_out_its_attempts() {
+        let started = Instant::now();
+        let (winner, asked) = race_cancelled_after(&[], Some(Duration::from_millis(50)));
+        assert_eq!(winner, None);
+        assert_eq!(asked, vec![addr(V6)]);
+        // The IPv6 attempt alone would take 400 ms.
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! suspend), and carries out what it asks: probe, re-resolve, reconnect.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use roamgw_wg::netlink::{Links, NetlinkError, NetworkChange};
 use roamgw_wg::{create_device, set_identity, sync_peers, Preference, ReplySource};
 use roamgw_wg::{PeerConfig, WgDevice};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 mod family;
 mod session;
@@ -79,7 +79,8 @@ enum Event {
     Network(NetworkChange),
     /// A committed nftables transaction (the laptop's firewall, or our own table).
     Ruleset,
-    Resolved(Result<SocketAddr, String>),
+    /// `Ok(None)`: the race was called off by a network change.
+    Resolved(Result<Option<SocketAddr>, String>),
     /// Whether the gateway answered the UDP check (the tunnel runs over TCP meanwhile).
     UdpChecked(bool),
     PortalChecked(roamgw_wg::tcp::portal::Reached),
@@ -103,19 +104,21 @@ fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
 /// works) stays while the gateway still has it: no race then, as each attempt moves the
 /// gateway's idea of where we are for a moment. Otherwise, with addresses of both families,
 /// the happy-eyeballs race decides; when nothing answers (UDP blocked, say) the first IPv4
-/// address, which the TCP fallback also takes.
+/// address, which the TCP fallback also takes. `None`: `cancelled` was set during the race
+/// (the network changed; the caller asks again).
 pub(crate) fn choose_gateway(
     gateway: &RoamerGateway,
     key: &PrivateKey,
     keep: Option<SocketAddr>,
-) -> Result<SocketAddr, String> {
+    cancelled: &AtomicBool,
+) -> Result<Option<SocketAddr>, String> {
     let candidates = family::lookup(gateway)?;
     if let Some(keep) = keep.filter(|k| candidates.contains(k)) {
-        return Ok(keep);
+        return Ok(Some(keep));
     }
     let first_v4 = candidates.iter().find(|a| a.is_ipv4()).copied();
     if !family::both_families(&candidates) {
-        return Ok(first_v4.unwrap_or(candidates[0]));
+        return Ok(Some(first_v4.unwrap_or(candidates[0])));
     }
     let (public, preshared) = (gateway.public_key, gateway.preshared_key.clone());
     let key = key.clone();
@@ -123,20 +126,26 @@ pub(crate) fn choose_gateway(
         roamgw_wg::tcp::udp_answers(&key, &public, preshared.as_ref(), candidate, wait)
             .unwrap_or(false)
     };
-    match family::race(
+    let raced = family::race(
         &candidates,
         answers,
         family::ATTEMPT_DELAY,
         family::ANSWER_WAIT,
-    ) {
-        Some((winner, took)) => {
+        cancelled,
+    );
+    match raced {
+        Ok((winner, took)) => {
             info!(gateway = %winner, took_ms = took.as_millis() as u64, "happy eyeballs: the gateway answered over {}", family_name(winner));
-            Ok(winner)
+            Ok(Some(winner))
         }
-        None => {
+        Err(family::NoWinner::Cancelled) => {
+            debug!("happy eyeballs: the network changed during the race");
+            Ok(None)
+        }
+        Err(family::NoWinner::Silent) => {
             let fallback = first_v4.unwrap_or(candidates[0]);
             info!(gateway = %fallback, "happy eyeballs: no address answered; dialling {fallback}");
-            Ok(fallback)
+            Ok(Some(fallback))
         }
     }
 }
@@ -153,10 +162,11 @@ fn resolve_in_background(
     gateway: RoamerGateway,
     key: PrivateKey,
     keep: Option<SocketAddr>,
+    cancelled: Arc<AtomicBool>,
     events: mpsc::Sender<Event>,
 ) {
     in_background("resolve", events, move || {
-        Event::Resolved(choose_gateway(&gateway, &key, keep))
+        Event::Resolved(choose_gateway(&gateway, &key, keep, &cancelled))
     });
 }
 
@@ -280,12 +290,13 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let config = &loaded.config;
     let interface = config.interface.as_str();
     refuse_to_start(config)?;
-    let endpoint = choose_gateway(&config.gateway, &loaded.key, None).map_err(|message| {
-        RunError::Resolve {
-            endpoint: config.gateway.endpoint.to_string(),
-            message,
-        }
-    })?;
+    let resolve_error = |message: String| RunError::Resolve {
+        endpoint: config.gateway.endpoint.to_string(),
+        message,
+    };
+    let endpoint = choose_gateway(&config.gateway, &loaded.key, None, &AtomicBool::new(false))
+        .map_err(resolve_error)?
+        .ok_or_else(|| resolve_error("the race was called off".into()))?;
     let (events, inbox) = mpsc::channel();
     forward_stop_signals(events.clone())?;
     let mut device = create_device(interface, wireguard, ReplySource::Route)?;

@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,8 @@ pub(super) struct Session<'a> {
     pub(super) warned: Vec<String>,
     /// A burst of network changes being merged: (first, last, what).
     pub(super) burst: Option<(Instant, Instant, NetworkChange)>,
+    /// Set to call off the gateway race that is out, if any.
+    pub(super) race: Arc<AtomicBool>,
     pub(super) next_tick: Instant,
     /// (CLOCK_BOOTTIME, CLOCK_MONOTONIC) at the last tick: a gap between them is a suspend.
     pub(super) clocks: (Duration, Duration),
@@ -165,6 +168,7 @@ impl<'a> Session<'a> {
             started: status::unix_now(),
             warned,
             burst: None,
+            race: Arc::new(AtomicBool::new(false)),
             next_tick: Instant::now(),
             clocks: (boottime(), monotonic()),
             monitor,
@@ -222,13 +226,19 @@ impl Session<'_> {
                 self.next_drift_check = self.next_drift_check.min(soon);
             }
             Event::Network(change) => {
+                // A race on the network as it was may wait out an attempt from an address
+                // that is gone; the settled change asks again.
+                self.race.store(true, Ordering::Relaxed);
                 let now = Instant::now();
                 self.burst = Some(match self.burst.take() {
                     Some((first, _, what)) => (first, now, what),
                     None => (now, now, change),
                 });
             }
-            Event::Resolved(Ok(address)) => inputs.push(Input::Resolved(address)),
+            Event::Resolved(Ok(Some(address))) => inputs.push(Input::Resolved(address)),
+            Event::Resolved(Ok(None)) => {
+                inputs.push(Input::ResolveFailed("the network changed".into()));
+            }
             Event::PortalChecked(reached) => inputs.push(Input::PortalChecked(reached)),
             Event::UdpChecked(answered) => {
                 if answered {
@@ -335,12 +345,16 @@ impl Session<'_> {
             for action in self.machine.step(now, input) {
                 match action {
                     Action::Probe => self.prober.probe(),
-                    Action::Resolve => resolve_in_background(
-                        self.config.gateway.clone(),
-                        self.key.clone(),
-                        self.machine.refreshing().then_some(before.1),
-                        self.events.clone(),
-                    ),
+                    Action::Resolve => {
+                        self.race = Arc::new(AtomicBool::new(false));
+                        resolve_in_background(
+                            self.config.gateway.clone(),
+                            self.key.clone(),
+                            self.machine.refreshing().then_some(before.1),
+                            Arc::clone(&self.race),
+                            self.events.clone(),
+                        );
+                    }
                     Action::Reconnect(address) => {
                         if address != before.1 {
                             self.monitor.gateway_moved();

@@ -7,6 +7,7 @@
 //! (c) the happy-eyeballs race's own time (the roamer's log) joining a dual-stack network
 //!     (IPv6 answers) and one whose IPv6 drops everything (IPv4 wins), `TRIALS` times each.
 //! Prints a markdown report; `bash bench/ipv6.sh` puts it into docs/benchmarks.md.
+//! `DEBUG_IPV6=1` also prints the roamer's log of each move to an IPv6-only network.
 
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,14 @@ fn main() {
                 join(&s, trial, true, false, "ipv4").is_some(),
                 "no IPv4-only tunnel"
             );
-            join(&s, trial + 1, false, true, "ipv6")
+            let skip = log_lines(&s);
+            let took = join(&s, trial + 1, false, true, "ipv6");
+            if std::env::var_os("DEBUG_IPV6").is_some() {
+                for line in s.bed.log("roamer.log").lines().skip(skip) {
+                    eprintln!("trial {trial}: {line}");
+                }
+            }
+            took
         })
         .collect();
 
