@@ -20,6 +20,9 @@ pub struct CheckReport {
     pub key_source: String,
     pub gateway_endpoint: String,
     pub gateway_endpoint_is_dns_name: bool,
+    /// The gateway's IPv6 address, raced against `gateway_endpoint` on every network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_endpoint6: Option<String>,
     pub gateway_public_key: String,
     pub preshared_key: bool,
     pub routes: Vec<String>,
@@ -46,6 +49,7 @@ pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, ConfigError> 
         key_source,
         gateway_endpoint: config.gateway.endpoint.to_string(),
         gateway_endpoint_is_dns_name: config.gateway.endpoint.ip().is_none(),
+        gateway_endpoint6: config.gateway.endpoint6.as_ref().map(ToString::to_string),
         gateway_public_key: config.gateway.public_key.to_string(),
         preshared_key: config.gateway.preshared_key.is_some(),
         routes: config
@@ -65,7 +69,7 @@ impl CheckReport {
             "{} is valid: roamer '{}'\n  \
              tunnel {} with address {}, mtu {}\n  \
              private key {} (public key {})\n  \
-             gateway {}{} (public key {}), preshared key {}\n  \
+             gateway {}{}{} (public key {}), preshared key {}\n  \
              routes through the tunnel: {} (everything else goes straight out)\n  \
              keepalive: {}\n",
             self.config.display(),
@@ -81,6 +85,12 @@ impl CheckReport {
             } else {
                 ""
             },
+            self.gateway_endpoint6
+                .as_ref()
+                .map(|v6| format!(
+                    " or {v6} (IPv6: the one that answers first on each network, IPv6 first)"
+                ))
+                .unwrap_or_default(),
             self.gateway_public_key,
             if self.preshared_key { "set" } else { "not set" },
             self.routes.join(", "),
