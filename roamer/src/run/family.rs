@@ -126,28 +126,23 @@ where
         if running == 0 && !more {
             return Err(NoWinner::Silent);
         }
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(NoWinner::Cancelled);
+        }
         // The next start is due `delay` after the last; with none left, the last answer is.
         let until = last_start + if more { delay } else { wait };
-        loop {
-            if cancelled.load(Ordering::Relaxed) {
-                return Err(NoWinner::Cancelled);
+        let left = until.saturating_duration_since(Instant::now());
+        match told.recv_timeout(left.min(CANCEL_CHECK)) {
+            Ok((candidate, true)) => return Ok((candidate, started.elapsed())),
+            Ok((_, false)) => {
+                running -= 1;
+                // Failed (no route, say): the next one starts now, not after the delay.
+                start_one = true;
             }
-            let left = until.saturating_duration_since(Instant::now());
-            match told.recv_timeout(left.min(CANCEL_CHECK)) {
-                Ok((candidate, true)) => return Ok((candidate, started.elapsed())),
-                Ok((_, false)) => {
-                    running -= 1;
-                    // Failed (no route, say): the next one starts now, not after the delay.
-                    start_one = true;
-                    break;
-                }
-                Err(_) if left > CANCEL_CHECK => {}
-                Err(_) if more => {
-                    start_one = true;
-                    break;
-                }
-                Err(_) => return Err(NoWinner::Silent),
-            }
+            // Not due yet: look at `cancelled` again.
+            Err(_) if left > CANCEL_CHECK => {}
+            Err(_) if more => start_one = true,
+            Err(_) => return Err(NoWinner::Silent),
         }
     }
 }
