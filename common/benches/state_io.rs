@@ -33,6 +33,9 @@ fn state_with(forwards: usize) -> GatewayState {
             client_ip: Default::default(),
             anchor_gateway: None,
             tcp_port: None,
+            subnet6: None,
+            forward6: None,
+            public_ip6: None,
         },
         roamers: vec![RoamerEntry {
             name: "laptop".parse().expect("name"),

@@ -10,7 +10,7 @@
 //! removes what the killed one left); the generated wg-quick config does the same in
 //! `PostUp`/`PreDown` with `Table = off`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 
@@ -92,7 +92,7 @@ pub fn egress_table(interface: &InterfaceName) -> u32 {
 /// the reply routing, and the egress routing when `egress` holds destinations.
 pub fn wg_quick_hooks(
     interface: &InterfaceName,
-    address: Ipv4Addr,
+    (address, address6): (Ipv4Addr, Option<Ipv6Addr>),
     egress: &[Ipv4Net],
 ) -> (Vec<String>, Vec<String>) {
     let table = table(interface);
@@ -109,6 +109,15 @@ pub fn wg_quick_hooks(
         format!("ip -4 rule del fwmark {mark} lookup {table} priority {priority}"),
         format!("nft delete table ip {}", nft_table(interface)),
     ];
+    if let Some(address6) = address6 {
+        up.extend([
+            format!("ip -6 route replace default dev %i table {table}"),
+            format!("ip -6 rule add from {address6} lookup {table} priority {priority}"),
+        ]);
+        down.push(format!(
+            "ip -6 rule del from {address6} lookup {table} priority {priority}"
+        ));
+    }
     if !egress.is_empty() {
         let egress_table = egress_table(interface);
         let [tunnel, local, rest] = [0, 1, 2].map(|i| EGRESS_PRIORITY + i);
@@ -154,7 +163,7 @@ mod tests {
     fn wg_quick_hooks_route_replies_and_egress() {
         let name = "roamgw0".parse::<InterfaceName>().expect("name");
         let address = Ipv4Addr::new(192, 168, 32, 2);
-        let (up, down) = wg_quick_hooks(&name, address, &[]);
+        let (up, down) = wg_quick_hooks(&name, (address, None), &[]);
         assert_eq!(
             &up[..3],
             [
@@ -178,7 +187,7 @@ mod tests {
             ]
         );
         let everything = ["0.0.0.0/0".parse().expect("net")];
-        let (up, down) = wg_quick_hooks(&name, address, &everything);
+        let (up, down) = wg_quick_hooks(&name, (address, None), &everything);
         assert_eq!(
             &up[4..],
             [
@@ -190,5 +199,18 @@ mod tests {
             ]
         );
         assert_eq!(down.len(), 7, "every rule added is deleted: {down:?}");
+        let address6 = "fd12:3456:789a::2".parse().expect("v6");
+        let (up, down) = wg_quick_hooks(&name, (address, Some(address6)), &[]);
+        assert_eq!(
+            &up[4..],
+            [
+                "ip -6 route replace default dev %i table 52354",
+                "ip -6 rule add from fd12:3456:789a::2 lookup 52354 priority 5100",
+            ]
+        );
+        assert_eq!(
+            down[3],
+            "ip -6 rule del from fd12:3456:789a::2 lookup 52354 priority 5100"
+        );
     }
 }

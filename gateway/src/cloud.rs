@@ -22,9 +22,19 @@ pub struct CloudAddresses {
     pub floating_ip: Option<Ipv4Addr>,
     /// The droplet's id at the provider (what its API names it by).
     pub droplet_id: Option<u64>,
+    /// The droplet's own IPv6 (never a forward address).
+    pub own_ipv6: Option<Ipv6Addr>,
+    /// The reserved IPv6 assigned to this droplet: static, and dedicated, so forwards
+    /// answer on it.
+    pub reserved_ipv6: Option<Ipv6Addr>,
+}
+
+impl CloudAddresses {
     /// Where roamers may dial over IPv6: the active reserved IPv6 (it moves with the
     /// reserved IPv4 between the droplets of a pair), else the droplet's own.
-    pub ipv6: Option<Ipv6Addr>,
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        self.reserved_ipv6.or(self.own_ipv6)
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,7 +108,8 @@ pub fn parse_digitalocean(json: &str, source: &str) -> Option<CloudAddresses> {
         anchor_gateway: anchor.and_then(|a| a.gateway),
         floating_ip,
         droplet_id: metadata.droplet_id,
-        ipv6: reserved_ipv6.or(public.ipv6.as_ref().map(|v6| v6.ip_address)),
+        own_ipv6: public.ipv6.as_ref().map(|v6| v6.ip_address),
+        reserved_ipv6,
     })
 }
 
@@ -156,16 +167,22 @@ mod tests {
         assert_eq!(found.floating_ip, Some(Ipv4Addr::new(45, 55, 96, 17)));
         assert_eq!(found.droplet_id, Some(2756294));
         assert_eq!(
-            found.ipv6,
+            found.ipv6(),
             Some("2604:a880:800:10::17d:2001".parse().expect("v6"))
         );
+        assert_eq!(found.reserved_ipv6, None);
         // A reserved IPv6 that is active wins over the droplet's own.
         let reserved = SAMPLE.replace(
             r#""reserved_ip": {"ipv4""#,
             r#""reserved_ip": {"ipv6": {"active": true, "ip_address": "2001:db8::50"}, "ipv4""#,
         );
         let found = parse_digitalocean(&reserved, "test").expect("parses");
-        assert_eq!(found.ipv6, Some("2001:db8::50".parse().expect("v6")));
+        assert_eq!(found.ipv6(), Some("2001:db8::50".parse().expect("v6")));
+        assert_eq!(found.reserved_ipv6, found.ipv6());
+        assert_eq!(
+            found.own_ipv6,
+            Some("2604:a880:800:10::17d:2001".parse().expect("v6"))
+        );
     }
 
     #[test]

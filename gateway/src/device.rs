@@ -102,9 +102,8 @@ pub const ANCHOR_ROUTE_PRIORITY: u32 = roamgw_common::replies::RULE_PRIORITY;
 pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     let g = &state.gateway;
     check_path_mtu(g.mtu);
-    let address = roamgw_common::state::address_in(g.subnet, g.address);
     let links = roamgw_wg::netlink::Links::connect()?;
-    links.configure(g.interface.as_str(), g.mtu, address)?;
+    links.configure(g.interface.as_str(), g.mtu, &tunnel_addresses(state))?;
     match g.anchor_gateway {
         Some(next_hop) => links.route_arrivals_via(
             g.interface.as_str(),
@@ -120,14 +119,27 @@ pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
     Ok(())
 }
 
-/// Whether the interface has the gateway's tunnel address and, with an anchor gateway, the
+/// The gateway's tunnel addresses with their prefixes: IPv4, and IPv6 when the tunnel has it.
+pub fn tunnel_addresses(state: &GatewayState) -> Vec<IpNet> {
+    let g = &state.gateway;
+    let v4 = IpNet::V4(roamgw_common::state::address_in(g.subnet, g.address));
+    let v6 = g.subnet6.zip(g.tunnel6(g.address)).map(|(net, address)| {
+        IpNet::V6(ipnet::Ipv6Net::new(address, net.prefix_len()).unwrap_or(net))
+    });
+    std::iter::once(v4).chain(v6).collect()
+}
+
+/// Whether the interface has the gateway's tunnel addresses and, with an anchor gateway, the
 /// rule and route that send arrivals by it (someone may have flushed them).
 pub fn link_configured(state: &GatewayState) -> bool {
     let g = &state.gateway;
-    let has_address = interface_addresses()
-        .iter()
-        .any(|(name, address)| name == g.interface.as_str() && *address == g.address);
-    has_address && (g.anchor_gateway.is_none() || arrivals_routed())
+    let present = interface_addresses();
+    let has_addresses = tunnel_addresses(state).iter().all(|wanted| {
+        present
+            .iter()
+            .any(|(name, address)| name == g.interface.as_str() && *address == wanted.addr())
+    });
+    has_addresses && (g.anchor_gateway.is_none() || arrivals_routed())
 }
 
 /// The rule and route of [`configure_link`]'s anchor gateway are in place. Unreadable counts
@@ -143,17 +155,22 @@ fn arrivals_routed() -> bool {
 }
 
 /// Whether `address` is on any interface of this machine (namespace).
-pub fn address_present(address: std::net::Ipv4Addr) -> bool {
+pub fn address_present(address: std::net::IpAddr) -> bool {
     interface_addresses().iter().any(|(_, a)| *a == address)
 }
 
-fn interface_addresses() -> Vec<(String, std::net::Ipv4Addr)> {
+fn interface_addresses() -> Vec<(String, std::net::IpAddr)> {
     let Ok(addresses) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
     addresses
         .filter_map(|a| {
-            let ip = a.address.as_ref()?.as_sockaddr_in()?.ip();
+            let address = a.address.as_ref()?;
+            let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => std::net::IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => std::net::IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
             Some((a.interface_name, ip))
         })
         .collect()
@@ -172,6 +189,17 @@ pub fn poke(roamers: &[std::net::Ipv4Addr]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A roamer's tunnel addresses, as the gateway's allowed IPs of its peer.
+pub fn roamer_allowed_ips(
+    state: &GatewayState,
+    roamer: &roamgw_common::state::RoamerEntry,
+) -> Vec<IpNet> {
+    let v6 = state.gateway.tunnel6(roamer.address);
+    std::iter::once(IpNet::V4(Ipv4Net::from(roamer.address)))
+        .chain(v6.map(|a| IpNet::V6(a.into())))
+        .collect()
+}
+
 /// Each roamer's preshared key as read from its key file.
 pub type Psks = std::collections::BTreeMap<roamgw_common::RoamerName, roamgw_common::PresharedKey>;
 
@@ -186,7 +214,7 @@ pub fn desired_peers(state: &GatewayState, psks: &Psks) -> Vec<PeerConfig> {
             public_key: roamer.public_key,
             preshared_key: psks.get(&roamer.name).cloned(),
             endpoint: None,
-            allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
+            allowed_ips: roamer_allowed_ips(state, roamer),
             persistent_keepalive: 0,
         })
         .collect()

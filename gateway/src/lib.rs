@@ -53,6 +53,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, commands::CommandError> {
         Command::Egress(args) => commands::egress(&store, args),
         Command::TcpFallback(args) => commands::tcp_fallback(&store, args),
         Command::Endpoint6(args) => commands::endpoint6(&store, args),
+        Command::Forward6(args) => commands::forward6(&store, args),
         Command::RotateKey(args) => commands::rotate_key(&store, args),
         Command::Import(args) => commands::import(&store, args),
         Command::RemovePort(args) => commands::remove_port(&store, args),

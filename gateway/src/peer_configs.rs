@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 use roamgw_common::names::Endpoint;
 use roamgw_common::replies;
 use roamgw_common::state::{
@@ -34,6 +34,11 @@ pub fn roamer_config(
         name: roamer.name.clone(),
         interface: state.gateway.interface.clone(),
         address: roamer_net(state, roamer),
+        address6: state
+            .gateway
+            .subnet6
+            .zip(state.gateway.tunnel6(roamer.address))
+            .and_then(|(net, address)| ipnet::Ipv6Net::new(address, net.prefix_len()).ok()),
         private_key,
         private_key_file,
         mtu: state.gateway.mtu,
@@ -90,18 +95,19 @@ pub enum WgQuickFor {
 pub fn roamer_wg_quick(config: &RoamerConfig, reader: WgQuickFor) -> String {
     let mut interface = Interface {
         private_key: config.private_key.clone(),
-        address: vec![IpNet::V4(config.address)],
+        address: config.tunnel_addresses(),
         mtu: Some(config.mtu),
         ..Interface::default()
     };
     let allowed_ips = match reader {
         WgQuickFor::Linux => {
+            let addresses = (config.address.addr(), config.address6.map(|a| a.addr()));
             let (post_up, pre_down) =
-                replies::wg_quick_hooks(&config.interface, config.address.addr(), &config.egress());
+                replies::wg_quick_hooks(&config.interface, addresses, &config.egress());
             interface.table = Some("off".into());
             interface.post_up = post_up;
             interface.pre_down = pre_down;
-            vec![IpNet::V4(Ipv4Net::default())]
+            config.any_source()
         }
         WgQuickFor::App => config.allowed_ips(),
     };
@@ -147,12 +153,11 @@ pub fn gateway_wg_quick(
     psks: Vec<Option<PresharedKey>>,
 ) -> String {
     let g = &state.gateway;
-    let address = roamgw_common::state::address_in(g.subnet, g.address);
     let file = WgQuickConfig {
         interface: Interface {
             private_key: Some(private_key),
             listen_port: Some(g.listen_port),
-            address: vec![IpNet::V4(address)],
+            address: crate::device::tunnel_addresses(state),
             mtu: Some(g.mtu),
             ..Interface::default()
         },
@@ -163,7 +168,7 @@ pub fn gateway_wg_quick(
             .map(|(roamer, psk)| Peer {
                 public_key: roamer.public_key,
                 preshared_key: psk,
-                allowed_ips: vec![IpNet::V4(Ipv4Net::from(roamer.address))],
+                allowed_ips: crate::device::roamer_allowed_ips(state, roamer),
                 // The gateway never pins a roamer's endpoint: WireGuard learns it from its packets.
                 endpoint: None,
                 persistent_keepalive: None,

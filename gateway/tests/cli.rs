@@ -183,15 +183,15 @@ const BAD_INPUT: &[(&[&str], &str)] = &[
     ),
     (
         &["add-port", "80", "--allow-from", "300.0.0.0/8"],
-        "not an IPv4 address or CIDR",
+        "not an address or CIDR",
     ),
     (
         &["add-port", "80", "--allow-from", "192.0.2.0/33"],
-        "not an IPv4 address or CIDR",
+        "not an address or CIDR",
     ),
     (
         &["add-port", "80", "--allow-from", "nope"],
-        "not an IPv4 address or CIDR",
+        "not an address or CIDR",
     ),
     // init over an existing setup, and bad init values (none may touch the state)
     (&["init"], "already set up"),
@@ -253,11 +253,11 @@ const BAD_INPUT: &[(&[&str], &str)] = &[
     ),
     (
         &["add-port", "80", "--allow-from", "192.0.2.0/33"],
-        "not an IPv4 address or CIDR",
+        "not an address or CIDR",
     ),
     (
-        &["add-port", "80", "--allow-from", "::/0"],
-        "not an IPv4 address or CIDR",
+        &["add-port", "80", "--allow-from", "2001:db8::/129"],
+        "not an address or CIDR",
     ),
     (&["add-port"], "required arguments were not provided"),
     (&["remove-port", "abc"], "'abc' is not a port number"),
@@ -314,6 +314,20 @@ const BAD_INIT: &[(&[&str], &str)] = &[
     (&["--endpoint", "[fe80::1%eth0]:51820"], "has a zone id"),
     (&["--endpoint6", "gw.example.com"], "is not an IPv6 address"),
     (&["--endpoint6", "fe80::1"], "link-local"),
+    (&["--forward6", "fe80::5"], "link-local"),
+    (&["--forward6", "ff02::1"], "multicast"),
+    (
+        &["--forward6", "2001:db8::1", "--public-ip6", "2001:db8::1"],
+        "the droplet's own IPv6",
+    ),
+    (
+        &["--forward6", "2001:db8::5", "--backend", "firewalld"],
+        "need the nftables backend",
+    ),
+    (
+        &["--forward6", "2001:db8::5", "--subnet6", "fd00::1/64"],
+        "host bits set",
+    ),
     (
         &["--floating-ip", "203.0.113.10"],
         "is the droplet's own public IP",
@@ -782,4 +796,56 @@ fn an_ipv6_endpoint_reaches_the_configs() {
         "ipv6 without an endpoint6",
         "roamgw endpoint6 ADDRESS",
     );
+}
+
+#[test]
+fn an_ipv6_forward_address_reaches_the_configs() {
+    let gw = Gateway::with_laptop();
+    assert!(gw.ok(&["forward6"]).contains("IPv4 only"));
+    let before = gw.ok(&["show-config", "laptop"]);
+    assert!(!before.contains("address6"), "{before}");
+    let set = gw.ok(&["forward6", "2001:db8::5"]);
+    assert!(set.contains("forwards answer on 2001:db8::5 too"), "{set}");
+    assert!(set.contains("every roamer needs its new config"), "{set}");
+    let shown = gw.ok(&["forward6"]);
+    assert!(
+        shown.contains("2001:db8::5") && shown.contains("::/64"),
+        "{shown}"
+    );
+    // The laptop gets the tunnel's IPv6 address at the offset of its IPv4 one (.2 -> ::2).
+    let roamer = gw.ok(&["show-config", "laptop"]);
+    let config = roamgw_common::state::RoamerConfig::from_toml(&roamer).expect("parses");
+    let address6 = config.address6.expect("an IPv6 tunnel address");
+    assert_eq!(
+        (address6.prefix_len(), address6.addr().segments()[7]),
+        (64, 2)
+    );
+    assert_eq!(address6.addr().segments()[0] & 0xff00, 0xfd00, "a ULA");
+    let wg = gw.ok(&["show-config", "laptop", "--format", "wg-quick"]);
+    let parsed: roamgw_common::wgquick::WgQuickConfig = wg.parse().expect("wg-quick");
+    assert!(
+        parsed
+            .interface
+            .address
+            .contains(&ipnet::IpNet::V6(address6)),
+        "{wg}"
+    );
+    assert!(wg.contains("AllowedIPs = 0.0.0.0/0, ::/0"), "{wg}");
+    assert!(
+        wg.contains(&format!("ip -6 rule add from {}", address6.addr())),
+        "{wg}"
+    );
+    // A second address keeps the prefix; off keeps it too (the roamers' configs stay valid).
+    gw.ok(&["forward6", "2001:db8::6"]);
+    gw.ok(&["forward6", "--off"]);
+    assert_eq!(gw.ok(&["show-config", "laptop"]), roamer);
+    let again = gw.run(&["forward6", "--off"]);
+    assert_clean_failure(&again, "forward6 --off twice", "IPv4 only already");
+    for (bad, why) in [
+        ("fe80::5", "link-local"),
+        ("::1", "not an address of the internet"),
+    ] {
+        let out = gw.run(&["forward6", bad]);
+        assert_clean_failure(&out, bad, why);
+    }
 }

@@ -8,7 +8,7 @@ use roamgw_wg::netlink::Links;
 
 use crate::config;
 use crate::health::Health;
-use crate::routing::{self, Installed, Repair, Wanted, EGRESS_RULES, REPLY_RULES};
+use crate::routing::{self, Installed, Repair, Wanted, EGRESS_RULES};
 use crate::status::Report;
 
 /// Said when part of the laptop's routing is missing.
@@ -26,6 +26,8 @@ pub struct Facts {
     pub installed: Installed,
     /// Egress destinations configured (distinct networks).
     pub egress: usize,
+    /// The tunnel has an IPv6 address (its replies have a rule and route of their own).
+    pub ipv6_replies: bool,
     pub nft_available: bool,
     pub kernel_wireguard: bool,
 }
@@ -59,6 +61,7 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
         let wanted = Wanted {
             udp_reply_table: f.nft_available,
             egress_destinations: f.egress,
+            ipv6_replies: f.ipv6_replies,
         };
         let missing = routing::repairs(&f.installed, &wanted);
         let found = &f.installed;
@@ -68,8 +71,9 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
             Finding::fail(
                 "replies",
                 format!(
-                    "{} of {REPLY_RULES} reply rules (priority {}){}: clients of forwards that keep their address get no answer",
+                    "{} of {} reply rules (priority {}){}: clients of forwards that keep their address get no answer",
                     found.reply_rules,
+                    wanted.reply_rules(),
                     replies::RULE_PRIORITY,
                     if found.reply_routes == 0 { ", their table empty" } else { "" },
                 ),
@@ -128,6 +132,7 @@ pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
         config_warnings,
         installed,
         egress: Wanted::of(config, true).egress_destinations,
+        ipv6_replies: config.address6.is_some(),
         nft_available: routing::nft(&["--version"], None).is_ok(),
         kernel_wireguard: roamgw_wg::kernel_available(),
     }
@@ -145,7 +150,7 @@ mod tests {
             running: true,
             health: Some(Health::Up),
             installed: Installed {
-                reply_rules: REPLY_RULES,
+                reply_rules: crate::routing::REPLY_RULES,
                 reply_routes: 1,
                 udp_reply_table: true,
                 ..Installed::default()

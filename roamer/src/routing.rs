@@ -14,7 +14,8 @@ use roamgw_common::replies;
 use roamgw_common::state::RoamerConfig;
 use roamgw_wg::netlink::{self, Links, NetlinkError};
 
-/// Rules that route replies into the tunnel: by source, by mark.
+/// Rules that route replies into the tunnel: by source, by mark (IPv4; IPv6 adds its rule by
+/// source, [`Wanted::reply_rules`]).
 pub const REPLY_RULES: usize = 2;
 /// Egress rules: the tunnel's own UDP, the laptop's own networks, the rest.
 pub const EGRESS_RULES: usize = netlink::egress_rules(0, 0).len();
@@ -37,6 +38,8 @@ pub struct Wanted {
     /// Loaded at start; a laptop without nft is told so once, not every check.
     pub udp_reply_table: bool,
     pub egress_destinations: usize,
+    /// The tunnel has an IPv6 address, whose replies have a rule and a route of their own.
+    pub ipv6_replies: bool,
 }
 
 impl Wanted {
@@ -49,7 +52,17 @@ impl Wanted {
         Wanted {
             udp_reply_table,
             egress_destinations: networks.len(),
+            ipv6_replies: config.address6.is_some(),
         }
+    }
+
+    pub fn reply_rules(&self) -> usize {
+        REPLY_RULES + usize::from(self.ipv6_replies)
+    }
+
+    /// The reply table's `default dev` of each family.
+    pub fn reply_routes(&self) -> usize {
+        1 + usize::from(self.ipv6_replies)
     }
 }
 
@@ -75,7 +88,7 @@ impl Repair {
 /// one (missing, or doubled by someone's copy) replaces all of it.
 pub fn repairs(found: &Installed, wanted: &Wanted) -> Vec<Repair> {
     let mut out = Vec::new();
-    if found.reply_rules != REPLY_RULES || found.reply_routes == 0 {
+    if found.reply_rules != wanted.reply_rules() || found.reply_routes < wanted.reply_routes() {
         out.push(Repair::Replies);
     }
     if wanted.udp_reply_table && !found.udp_reply_table {
@@ -122,7 +135,7 @@ pub fn install_replies(
 ) -> Result<(), NetlinkError> {
     links.route_replies(
         index,
-        config.address.addr(),
+        (config.address.addr(), config.address6.map(|a| a.addr())),
         replies::mark(&config.interface),
         replies::table(&config.interface),
         replies::RULE_PRIORITY,
@@ -206,6 +219,7 @@ mod tests {
     const WANTED: Wanted = Wanted {
         udp_reply_table: true,
         egress_destinations: 2,
+        ipv6_replies: false,
     };
 
     #[test]
@@ -235,6 +249,24 @@ mod tests {
                 with(|f| f.reply_routes = 0),
                 WANTED,
                 &[Replies],
+            ),
+            (
+                "the IPv6 rule gone",
+                COMPLETE,
+                Wanted {
+                    ipv6_replies: true,
+                    ..WANTED
+                },
+                &[Replies],
+            ),
+            (
+                "the IPv6 rule and route in place",
+                with(|f| (f.reply_rules, f.reply_routes) = (REPLY_RULES + 1, 2)),
+                Wanted {
+                    ipv6_replies: true,
+                    ..WANTED
+                },
+                &[],
             ),
             (
                 "nft table deleted",

@@ -323,7 +323,7 @@ impl Scenario {
             let down = wait_until(Duration::from_secs(10), || {
                 !sock.exists()
                     && !gw
-                        .output(&["nft", "list", "table", "ip", "roamgw"])
+                        .output(&["nft", "list", "table", "inet", "roamgw"])
                         .status
                         .success()
             });

@@ -287,7 +287,7 @@ fn hairpin_diagnostics(s: &Scenario) -> String {
         ),
         (
             "droplet table",
-            s.bed.gw.output(&["nft", "list", "table", "ip", "roamgw"]),
+            s.bed.gw.output(&["nft", "list", "table", "inet", "roamgw"]),
         ),
         ("droplet wg", s.bed.gw.output(&["wg", "show", &s.bed.gw_wg])),
         (

@@ -145,7 +145,7 @@ fn own_traffic_of_droplet_and_laptop_keeps_its_way() {
     // Nothing of roamgw's marks the droplet's own packets (no packet marks at all, which
     // policy routing reads); the conntrack mark bit goes only on connections to forwards
     // with --client-ip masquerade.
-    let ruleset = s.bed.gw.run(&["nft", "list", "table", "ip", "roamgw"]);
+    let ruleset = s.bed.gw.run(&["nft", "list", "table", "inet", "roamgw"]);
     assert!(!ruleset.contains("meta mark set"), "{ruleset}");
     for line in ruleset.lines().filter(|l| l.contains("mark set")) {
         assert!(

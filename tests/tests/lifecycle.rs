@@ -90,7 +90,7 @@ fn drift_is_repaired_by_events_while_status_is_polled() {
     let s = gateway_with(Laptop::WgQuick);
     let _poller = StatusPoller::start(&s.bed);
     assert_repaired(&s, &["nft", "flush", "ruleset"]);
-    assert_repaired(&s, &["nft", "delete", "table", "ip", "roamgw"]);
+    assert_repaired(&s, &["nft", "delete", "table", "inet", "roamgw"]);
     assert_repaired(&s, &["ip", "link", "del", &s.bed.gw_wg]);
     assert_repaired(&s, &["ip", "addr", "flush", "dev", &s.bed.gw_wg]);
     // Our own changes are not drift: no repair logged for them.
@@ -277,7 +277,7 @@ fn a_daemon_that_holds_the_directory_but_does_not_answer_is_reported_stuck() {
     );
     assert!(
         !bed.gw
-            .output(&["nft", "list", "table", "ip", "roamgw"])
+            .output(&["nft", "list", "table", "inet", "roamgw"])
             .status
             .success(),
         "a table was made behind the (stuck) daemon's back"

@@ -227,7 +227,7 @@ fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op(mode: GatewayMode, backen
         repaired_after(&["nft", "flush", "ruleset"]);
         let apply = s.ok(&["apply"]);
         assert!(apply.contains("up to date"), "{apply}");
-        repaired_after(&["nft", "flush", "map", "ip", "roamgw", "dnat_addr"]);
+        repaired_after(&["nft", "flush", "map", "inet", "roamgw", "dnat_addr"]);
         return;
     }
     s.bed.gw.run(&["nft", "flush", "ruleset"]);
@@ -245,11 +245,11 @@ fn apply_repairs_a_flushed_ruleset_and_is_then_a_no_op(mode: GatewayMode, backen
     let repaired = s.ok(&["apply"]);
     assert!(repaired.contains("replace"), "{repaired}");
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));
-    assert_eq!(s.ok(&["apply"]).trim(), "table ip roamgw is up to date");
+    assert_eq!(s.ok(&["apply"]).trim(), "table inet roamgw is up to date");
     // Drift in the elements is repaired element-wise.
     s.bed
         .gw
-        .run(&["nft", "flush", "map", "ip", "roamgw", "dnat_addr"]);
+        .run(&["nft", "flush", "map", "inet", "roamgw", "dnat_addr"]);
     let repaired = s.ok(&["apply"]);
     assert!(repaired.contains("update"), "{repaired}");
     assert_eq!(s.banner(&floating(22)).as_deref(), Some("roamer"));

@@ -306,10 +306,10 @@ fn after_reboot() {
     sh(&["systemctl", "stop", "roamgw"]);
     assert!(
         !bed.gw
-            .output(&["nft", "list", "table", "ip", "roamgw"])
+            .output(&["nft", "list", "table", "inet", "roamgw"])
             .status
             .success(),
-        "systemctl stop left table ip roamgw"
+        "systemctl stop left table inet roamgw"
     );
     assert!(
         !bed.gw

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::file::{invalid, StateError};
@@ -20,7 +20,8 @@ use crate::portspec::{PortSpec, Protocol};
 pub struct Forward {
     pub spec: PortSpec,
     pub to: RoamerName,
-    pub allow_from: Vec<Ipv4Net>,
+    /// IPv4 and IPv6 sources alike: each family's forward admits that family's entries.
+    pub allow_from: Vec<IpNet>,
     pub client_ip: ClientIp,
 }
 
@@ -69,8 +70,8 @@ impl std::str::FromStr for Forward {
                 .ok_or_else(shape)?
                 .split(',')
                 .map(|cidr| {
-                    cidr.parse::<Ipv4Net>().map_err(|_| {
-                        format!("forward '{s}': '{cidr}' is not an IPv4 CIDR (e.g. 192.0.2.0/24)")
+                    parse_source(cidr).map_err(|_| {
+                        format!("forward '{s}': '{cidr}' is not a CIDR (e.g. 192.0.2.0/24 or 2001:db8::/32)")
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -87,6 +88,15 @@ impl std::str::FromStr for Forward {
             client_ip,
         })
     }
+}
+
+/// A source of an allow-list: a CIDR, or one address (a /32 or /128).
+pub fn parse_source(text: &str) -> Result<IpNet, ipnet::AddrParseError> {
+    text.parse::<IpNet>().or_else(|e| {
+        text.parse::<std::net::IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| e)
+    })
 }
 
 impl Serialize for Forward {

@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 mod file;
@@ -19,7 +19,8 @@ mod roamer_config;
 pub use file::StateError;
 use file::{invalid, parse_versioned};
 pub use forward::{
-    check_forward_ports, first_mixed_client_ip, first_overlap, mixed_client_ip_message, Forward,
+    check_forward_ports, first_mixed_client_ip, first_overlap, mixed_client_ip_message,
+    parse_source, Forward,
 };
 pub use roamer_config::{RoamerConfig, RoamerGateway};
 
@@ -142,6 +143,19 @@ pub struct GatewaySettings {
     /// the provider needs one (DigitalOcean: the anchor's gateway). `None`: the default route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor_gateway: Option<Ipv4Addr>,
+    /// The tunnel's IPv6 prefix (a ULA /64, chosen at `init` or by the first `forward6`): the
+    /// gateway and each roamer have the address at the offset their IPv4 address has in
+    /// `subnet` (192.168.32.2 is fd..::2), so no address is stored twice. `None`: IPv4 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// The IPv6 address forwards answer on: one dedicated to them (a reserved IPv6, or one
+    /// out of the droplet's range) on the droplet's interface, reached without provider NAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward6: Option<Ipv6Addr>,
+    /// The droplet's own IPv6: its services there are never touched, so it is never a forward
+    /// address (as `public_ip` for IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip6: Option<Ipv6Addr>,
     /// WireGuard over TCP for networks that pass no UDP (`roamgw tcp-fallback`): the port on
     /// the anchor address, so roamers reach it through the floating IP as they reach the
     /// UDP port, and a service on the public IP's port (the mirror's nginx on 443) is not in
@@ -162,6 +176,14 @@ impl GatewaySettings {
         };
         self.tcp_port
             .map(|port| std::net::SocketAddrV4::new(address, port))
+    }
+
+    /// The IPv6 tunnel address of the tunnel's IPv4 address `v4`: the same offset in
+    /// `subnet6`. `None` without IPv6 in the tunnel.
+    pub fn tunnel6(&self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+        let offset = u32::from(v4).wrapping_sub(u32::from(self.subnet.network()));
+        self.subnet6
+            .map(|net| Ipv6Addr::from(u128::from(net.network()) + u128::from(offset)))
     }
 
     /// The gateway's own settings, each against the others.
@@ -191,6 +213,7 @@ impl GatewaySettings {
         if let Some(endpoint6) = &g.endpoint6 {
             check_endpoint6(endpoint6).map_err(|e| invalid(format!("gateway.endpoint6: {e}")))?;
         }
+        check_ipv6(g)?;
         if !host_in(g.subnet, g.address) {
             return Err(invalid(format!(
                 "gateway.address {} is not a host address of gateway.subnet {}",
@@ -312,6 +335,9 @@ impl GatewayState {
         if !self.roamers.iter().all(|r| r.egress.is_empty()) && g.backend == Backend::Firewalld {
             return Err(invalid(EGRESS_NEEDS_NFTABLES));
         }
+        if g.forward6.is_some() && g.backend == Backend::Firewalld {
+            return Err(invalid(FORWARD6_NEEDS_NFTABLES));
+        }
         Ok(names)
     }
 
@@ -368,6 +394,77 @@ pub fn check_endpoint6(endpoint: &Endpoint) -> Result<(), String> {
     }
     endpoint.check_dialable().map_err(|e| e.to_string())
 }
+
+/// The tunnel's IPv6 prefix holds every IPv4 tunnel address at its offset; the forward
+/// address is a global one of the droplet's, neither its own IPv6 nor inside the tunnel.
+fn check_ipv6(g: &GatewaySettings) -> Result<(), StateError> {
+    if let Some(net) = g.subnet6 {
+        let room = 128 - (32 - u32::from(g.subnet.prefix_len()));
+        if net != net.trunc() {
+            return Err(invalid(format!(
+                "gateway.subnet6 {net} has host bits set: write it as {}",
+                net.trunc()
+            )));
+        }
+        if u32::from(net.prefix_len()) > room {
+            return Err(invalid(format!(
+                "gateway.subnet6 {net} is too small for the tunnel subnet {}: use a /{room} or larger (default: a ULA /64)",
+                g.subnet
+            )));
+        }
+    }
+    let Some(forward6) = g.forward6 else {
+        return Ok(());
+    };
+    check_forward6(forward6).map_err(|e| invalid(format!("gateway.forward6: {e}")))?;
+    let Some(subnet6) = g.subnet6 else {
+        return Err(invalid(
+            "gateway.forward6 needs gateway.subnet6, the tunnel's IPv6 prefix: `roamgw forward6 ADDRESS` picks one",
+        ));
+    };
+    if g.public_ip6 == Some(forward6) {
+        return Err(invalid(format!(
+            "gateway.forward6 {forward6} is the droplet's own IPv6: forwards on it would take the droplet's own services; dedicate another address to forwards (a reserved IPv6, or one of the droplet's range)"
+        )));
+    }
+    if subnet6.contains(&forward6) {
+        return Err(invalid(format!(
+            "gateway.forward6 {forward6} is inside the tunnel's prefix {subnet6}: give an address of the droplet's interface"
+        )));
+    }
+    Ok(())
+}
+
+/// An address the internet can reach: what a forward answers on.
+pub fn check_forward6(address: Ipv6Addr) -> Result<(), String> {
+    let why = if address.is_unspecified() || address.is_loopback() {
+        "not an address of the internet"
+    } else if address.is_multicast() {
+        "a multicast address"
+    } else if address.is_unicast_link_local() {
+        "link-local"
+    } else if address.to_ipv4_mapped().is_some() {
+        "an IPv4-mapped address"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{address} is {why}: give the global IPv6 address dedicated to forwards (e.g. 2001:db8::5)"
+    ))
+}
+
+/// A random ULA /64 (RFC 4193: fd00::/8 and a 40-bit random global ID), so two gateways'
+/// tunnels, and a laptop's other networks, are unlikely to collide.
+pub fn random_ula() -> Result<Ipv6Net, getrandom::Error> {
+    let mut id = [0u8; 5];
+    getrandom::fill(&mut id)?;
+    let mut octets = [0u8; 16];
+    octets[0] = 0xfd;
+    octets[1..6].copy_from_slice(&id);
+    Ok(Ipv6Net::new(Ipv6Addr::from(octets), 64).unwrap_or_default())
+}
+
+pub const FORWARD6_NEEDS_NFTABLES: &str = "forwards over IPv6 need the nftables backend: the firewalld one forwards IPv4 only (`roamgw forward6 --off`, or a gateway with --backend nftables)";
 
 pub const EGRESS_NEEDS_NFTABLES: &str = "egress needs the nftables backend: firewalld can only masquerade, which would leave with the droplet's public IP instead of the floating IP";
 
@@ -458,6 +555,9 @@ mod tests {
                 client_ip: ClientIp::Keep,
                 anchor_gateway: None,
                 tcp_port: None,
+                subnet6: None,
+                forward6: None,
+                public_ip6: None,
             },
             roamers: vec![RoamerEntry {
                 name: "laptop".parse().expect("name"),
@@ -551,6 +651,7 @@ mod tests {
             "2222:22/tcp -> laptop from 192.0.2.0/24,198.51.100.7/32",
             "22/tcp -> laptop masquerade",
             "53/udp -> laptop from 192.0.2.0/24 masquerade",
+            "22/tcp -> laptop from 192.0.2.0/24,2001:db8:c::/48",
         ] {
             let forward: Forward = text.parse().expect(text);
             assert_eq!(forward.to_string(), text);
@@ -561,7 +662,8 @@ mod tests {
             ("0 -> laptop", "port 0"),
             ("22 -> Laptop", "roamer name"),
             ("22 -> laptop to 192.0.2.0/24", "is not of the form"),
-            ("22 -> laptop from 192.0.2.0/33", "not an IPv4 CIDR"),
+            ("22 -> laptop from 192.0.2.0/33", "not a CIDR"),
+            ("22 -> laptop from 2001:db8::/129", "not a CIDR"),
             ("22 -> laptop keep masquerade", "is not of the form"),
             (
                 "22 -> laptop masquerade from 192.0.2.0/24",
@@ -633,6 +735,79 @@ mod tests {
             .expect_err("wg port")
             .to_string()
             .contains("WireGuard port"));
+    }
+
+    #[test]
+    fn ipv6_settings_are_checked_against_each_other() {
+        let with = |subnet6: Option<&str>, forward6: Option<&str>, public_ip6: Option<&str>| {
+            let mut s = sample_state();
+            s.gateway.subnet6 = subnet6.map(|n| n.parse().expect("net"));
+            s.gateway.forward6 = forward6.map(|a| a.parse().expect("v6"));
+            s.gateway.public_ip6 = public_ip6.map(|a| a.parse().expect("v6"));
+            s.validate().map_err(|e| e.to_string())
+        };
+        let ula = Some("fd12:3456:789a::/64");
+        // subnet6, forward6, public_ip6, and a part of the error (`None`: valid).
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
+            (None, None, None, None),
+            (ula, None, None, None),
+            (ula, Some("2001:db8::5"), Some("2001:db8::1"), None),
+            (
+                None,
+                Some("2001:db8::5"),
+                None,
+                Some("needs gateway.subnet6"),
+            ),
+            (
+                ula,
+                Some("2001:db8::1"),
+                Some("2001:db8::1"),
+                Some("the droplet's own IPv6"),
+            ),
+            (ula, Some("fe80::5"), None, Some("link-local")),
+            (ula, Some("ff02::1"), None, Some("multicast")),
+            (ula, Some("::ffff:192.0.2.1"), None, Some("IPv4-mapped")),
+            (
+                ula,
+                Some("fd12:3456:789a::9"),
+                None,
+                Some("inside the tunnel's prefix"),
+            ),
+            (Some("fd12:3456:789a::1/64"), None, None, Some("host bits")),
+            (Some("fd12:3456:789a::/125"), None, None, Some("too small")),
+        ];
+        for (subnet6, forward6, public_ip6, error) in cases {
+            let got = with(*subnet6, *forward6, *public_ip6);
+            match error {
+                None => assert_eq!(got, Ok(()), "{subnet6:?} {forward6:?}"),
+                Some(part) => assert!(
+                    got.as_ref().is_err_and(|e| e.contains(part)),
+                    "{subnet6:?} {forward6:?}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn tunnel_ipv6_addresses_follow_the_ipv4_ones() {
+        let mut s = sample_state();
+        assert_eq!(s.gateway.tunnel6(s.roamers[0].address), None);
+        s.gateway.subnet6 = Some("fd12:3456:789a::/64".parse().expect("net"));
+        let v6 = |a: Ipv4Addr| s.gateway.tunnel6(a).map(|a| a.to_string());
+        assert_eq!(v6(s.gateway.address).as_deref(), Some("fd12:3456:789a::1"));
+        assert_eq!(
+            v6(s.roamers[0].address).as_deref(),
+            Some("fd12:3456:789a::2")
+        );
+        let ula = random_ula().expect("random");
+        assert_eq!((ula.prefix_len(), ula.addr().octets()[0]), (64, 0xfd));
+        assert_eq!(ula, ula.trunc());
     }
 
     #[test]

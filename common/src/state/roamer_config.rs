@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::file::{invalid, parse_versioned, StateError};
@@ -22,6 +22,10 @@ pub struct RoamerConfig {
     pub interface: InterfaceName,
     /// The roamer's tunnel address with the subnet's prefix length.
     pub address: Ipv4Net,
+    /// The roamer's tunnel IPv6 address with the tunnel's IPv6 prefix length (a ULA /64),
+    /// where forwards of the gateway's IPv6 address arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Net>,
     /// Inline key; the file is 0600. Exactly one of `private_key` and `private_key_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<PrivateKey>,
@@ -83,13 +87,32 @@ impl RoamerConfig {
             .collect()
     }
 
-    /// What goes through the tunnel, as WireGuard's allowed IPs.
+    /// What goes through the tunnel, as WireGuard's allowed IPs (and the tunnel's IPv6 prefix).
     pub fn allowed_ips(&self) -> Vec<ipnet::IpNet> {
         self.gateway
             .allowed_ips
             .iter()
             .copied()
             .map(ipnet::IpNet::V4)
+            .chain(self.address6.map(|a| ipnet::IpNet::V6(a.trunc())))
+            .collect()
+    }
+
+    /// Every source of the tunnel's families, as the gateway peer's allowed IPs where replies
+    /// are routed by their source: a forward that keeps the client's address arrives with it.
+    pub fn any_source(&self) -> Vec<ipnet::IpNet> {
+        let v6 = self
+            .address6
+            .map(|_| ipnet::IpNet::V6(ipnet::Ipv6Net::default()));
+        std::iter::once(ipnet::IpNet::V4(Ipv4Net::default()))
+            .chain(v6)
+            .collect()
+    }
+
+    /// The interface's addresses: IPv4, and IPv6 when the tunnel has it.
+    pub fn tunnel_addresses(&self) -> Vec<ipnet::IpNet> {
+        std::iter::once(ipnet::IpNet::V4(self.address))
+            .chain(self.address6.map(ipnet::IpNet::V6))
             .collect()
     }
 
@@ -135,6 +158,18 @@ impl RoamerConfig {
                 "address {} is not a host address with its subnet's prefix (e.g. 192.168.32.2/24)",
                 self.address
             )));
+        }
+        if let Some(address6) = self.address6 {
+            let address = address6.addr();
+            if !(address.segments()[0] & 0xfe00 == 0xfc00
+                || address.segments()[0] & 0xe000 == 0x2000)
+                || address6.prefix_len() > 126
+                || address == address6.network()
+            {
+                return Err(invalid(format!(
+                    "address6 {address6} is not a host address of a unique-local or global prefix (e.g. fd12:3456:789a::2/64)"
+                )));
+            }
         }
         if self.gateway.allowed_ips.is_empty() {
             return Err(invalid(format!(

@@ -22,7 +22,8 @@ const NFTA_TABLE_NAME_OR_GEN_ID: u16 = 1;
 const NLMSG_HDR: usize = 16;
 const NFGENMSG: usize = 4;
 const NLM_F_REQUEST: u16 = 1;
-const NFPROTO_IPV4: u8 = 2;
+/// The family of roamgw's table (`inet roamgw`).
+pub const NFPROTO_INET: u8 = 1;
 const ENOBUFS: i32 = 105;
 
 /// One thing a batch of nftables notifications says.
@@ -107,7 +108,7 @@ pub fn generation() -> Option<u32> {
 }
 
 /// Watches nftables for committed transactions and calls `on_commit` with the generation of
-/// each one that touched table `ip <table>` (every one when `table` is `None`), and with
+/// each one that touched table `inet <table>` (every one when `table` is `None`), and with
 /// `None` when notifications were lost (socket overrun), so one may have. Returns once
 /// subscribed.
 pub fn watch_commits(
@@ -141,7 +142,7 @@ pub fn watch_commits(
                         return;
                     }
                 };
-                for notice in parse_notifications(&buffer[..n], table.unwrap_or(""), NFPROTO_IPV4) {
+                for notice in parse_notifications(&buffer[..n], table.unwrap_or(""), NFPROTO_INET) {
                     match notice {
                         Notice::Touched => touched = true,
                         Notice::Committed(generation) if touched || table.is_none() => {
@@ -210,7 +211,7 @@ mod tests {
             (
                 "our table deleted",
                 vec![
-                    message(DELTABLE, NFPROTO_IPV4, &[table("roamgw")]),
+                    message(DELTABLE, NFPROTO_INET, &[table("roamgw")]),
                     newgen(7),
                 ],
                 vec![Notice::Touched, Notice::Committed(7)],
@@ -220,7 +221,7 @@ mod tests {
                 vec![
                     message(
                         NEWSETELEM,
-                        NFPROTO_IPV4,
+                        NFPROTO_INET,
                         &[table("roamgw"), attribute(2, b"dnat\0")],
                     ),
                     newgen(8),
@@ -230,26 +231,26 @@ mod tests {
             (
                 "someone else's table",
                 vec![
-                    message(DELRULE, NFPROTO_IPV4, &[table("filter")]),
+                    message(DELRULE, NFPROTO_INET, &[table("filter")]),
                     newgen(9),
                 ],
                 vec![Notice::Committed(9)],
             ),
             (
-                "same name, inet family",
-                vec![message(DELTABLE, 1, &[table("roamgw")]), newgen(10)],
+                "same name, ip family (the IPv4-only table of earlier versions)",
+                vec![message(DELTABLE, 2, &[table("roamgw")]), newgen(10)],
                 vec![Notice::Committed(10)],
             ),
             (
                 "a prefix of our name is not our name",
-                vec![message(DELTABLE, NFPROTO_IPV4, &[table("roam")])],
+                vec![message(DELTABLE, NFPROTO_INET, &[table("roam")])],
                 vec![],
             ),
             ("truncated", vec![newgen(11)[..10].to_vec()], vec![]),
         ];
         for (what, messages, want) in cases {
             assert_eq!(
-                parse_notifications(&messages.concat(), "roamgw", NFPROTO_IPV4),
+                parse_notifications(&messages.concat(), "roamgw", NFPROTO_INET),
                 want,
                 "{what}"
             );

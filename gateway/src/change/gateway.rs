@@ -98,3 +98,36 @@ pub(super) fn set_endpoint6(
         forwards: ForwardChange::default(),
     })
 }
+
+/// The IPv6 address forwards answer on. Every forward answers there too (and stops when it
+/// goes); the first one gives the tunnel its IPv6 prefix, so every roamer needs its new
+/// config to take the forwarded connections.
+pub(super) fn set_forward6(
+    state: &mut GatewayState,
+    forward6: Option<std::net::Ipv6Addr>,
+    subnet6: ipnet::Ipv6Net,
+) -> Result<Changed, Refused> {
+    if state.gateway.forward6 == forward6 {
+        return Err(refused(match forward6 {
+            Some(address) => format!("forwards already answer on {address}"),
+            None => "forwards answer on IPv4 only already".to_string(),
+        }));
+    }
+    let new_prefix = forward6.is_some() && state.gateway.subnet6.is_none();
+    if new_prefix {
+        state.gateway.subnet6 = Some(subnet6);
+    }
+    state.gateway.forward6 = forward6;
+    let forwards = state.forwards.len();
+    let summary = match (forward6, state.gateway.subnet6) {
+        (Some(address), Some(prefix)) if new_prefix => format!(
+            "forwards answer on {address} too ({forwards} now); the tunnel has the IPv6 prefix {prefix}: every roamer needs its new config (`roamgw show-config NAME`) before IPv6 forwards reach it"
+        ),
+        (Some(address), _) => format!("forwards answer on {address} too ({forwards} now)"),
+        (None, _) => "forwards answer on IPv4 only".to_string(),
+    };
+    Ok(Changed {
+        summary,
+        forwards: ForwardChange::default(),
+    })
+}

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use crate::dataplane::ForwardChange;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::state::{
     check_forward_ports, mixed_client_ip_message, Backend, ClientIp, Forward, GatewayState,
     RoamerEntry, EGRESS_NEEDS_NFTABLES,
@@ -14,7 +14,7 @@ use roamgw_common::{PortSpec, PublicKey, RoamerName};
 use serde::{Deserialize, Serialize};
 
 mod gateway;
-use gateway::{adopt, set_endpoint6, set_tcp_port};
+use gateway::{adopt, set_endpoint6, set_forward6, set_tcp_port};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -32,7 +32,7 @@ pub enum StateChange {
     AddPort {
         spec: PortSpec,
         to: Option<RoamerName>,
-        allow_from: Vec<Ipv4Net>,
+        allow_from: Vec<IpNet>,
         /// `None`: the gateway's default.
         #[serde(default)]
         client_ip: Option<ClientIp>,
@@ -66,6 +66,12 @@ pub enum StateChange {
     /// The IPv6 address roamers may dial (`None`: IPv4 only).
     SetEndpoint6 {
         endpoint6: Option<roamgw_common::names::Endpoint>,
+    },
+    /// The IPv6 address forwards answer on (`None`: forwards over IPv4 only); `subnet6`: the
+    /// tunnel's IPv6 prefix for a gateway that has none yet (a random ULA the caller drew).
+    SetForward6 {
+        forward6: Option<std::net::Ipv6Addr>,
+        subnet6: ipnet::Ipv6Net,
     },
 }
 
@@ -116,6 +122,9 @@ pub fn apply(state: &mut GatewayState, change: &StateChange) -> Result<Changed, 
         StateChange::SetTcpPort { port } => on_copy(state, |next| set_tcp_port(next, *port)),
         StateChange::SetEndpoint6 { endpoint6 } => {
             on_copy(state, |next| set_endpoint6(next, endpoint6.clone()))
+        }
+        StateChange::SetForward6 { forward6, subnet6 } => {
+            on_copy(state, |next| set_forward6(next, *forward6, *subnet6))
         }
         StateChange::RotateGatewayKey { public_key } => on_copy(state, |next| {
             next.gateway.public_key = *public_key;
@@ -331,7 +340,7 @@ fn add_port(
     state: &mut GatewayState,
     spec: &PortSpec,
     to: Option<RoamerName>,
-    allow_from: &[Ipv4Net],
+    allow_from: &[IpNet],
     client_ip: Option<ClientIp>,
 ) -> Result<Changed, Refused> {
     let to = resolve_roamer(state, to)?;
@@ -464,6 +473,19 @@ pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
         .map_err(|_| {
             format!("'{text}' is not an IPv4 address or CIDR (e.g. 192.0.2.0/24 or 198.51.100.7)")
         })?;
+    if net != net.trunc() {
+        return Err(format!("{text} has host bits set: write {}", net.trunc()));
+    }
+    Ok(net)
+}
+
+/// A source of an allow-list (`--allow-from`): an IPv4 or IPv6 CIDR, or one address.
+pub fn parse_source(text: &str) -> Result<IpNet, String> {
+    let net = roamgw_common::state::parse_source(text).map_err(|_| {
+        format!(
+            "'{text}' is not an address or CIDR (e.g. 192.0.2.0/24, 198.51.100.7 or 2001:db8::/32)"
+        )
+    })?;
     if net != net.trunc() {
         return Err(format!("{text} has host bits set: write {}", net.trunc()));
     }

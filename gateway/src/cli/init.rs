@@ -19,6 +19,22 @@ pub struct InitArgs {
     #[arg(long, value_name = "IPV6[:PORT]")]
     pub endpoint6: Option<String>,
 
+    /// The droplet's own IPv6 address: never a forward address (its services there stay
+    /// untouched). Default: from the provider's metadata (DigitalOcean).
+    #[arg(long, value_name = "IPV6")]
+    pub public_ip6: Option<std::net::Ipv6Addr>,
+
+    /// The IPv6 address forwards answer on, dedicated to them (a reserved IPv6, or one of the
+    /// droplet's range, on its interface). Default: DigitalOcean's reserved IPv6 when one is
+    /// assigned; else none (`roamgw forward6` adds one later).
+    #[arg(long, value_name = "IPV6")]
+    pub forward6: Option<std::net::Ipv6Addr>,
+
+    /// The tunnel's IPv6 prefix. Default: a random ULA /64 (fdXX:XXXX:XXXX::/64) when the
+    /// droplet has IPv6.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet6: Option<ipnet::Ipv6Net>,
+
     /// The provider's floating IP (shown in listings; the droplet itself only sees the anchor).
     #[arg(long, value_name = "IP")]
     pub floating_ip: Option<Ipv4Addr>,

@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 use roamgw_common::state::{Backend, ClientIp, WireguardMode};
 use roamgw_common::{InterfaceName, PortSpec, PublicKey, RoamerName};
 
-pub use crate::change::parse_cidr;
+pub use crate::change::{parse_cidr, parse_source};
 use crate::store::DEFAULT_CONFIG_DIR;
 
 mod ha;
@@ -126,6 +126,16 @@ pub enum Command {
     )]
     Endpoint6(Endpoint6Args),
 
+    /// The IPv6 address forwards answer on: every forward then answers there too.
+    #[command(
+        after_help = "Dedicate an address to forwards, as the floating IP is for IPv4: a reserved IPv6         (DigitalOcean), or one address of the droplet's range (DigitalOcean gives 16, Hetzner a         /64), put on the droplet's interface (`ip -6 addr add 2001:db8::5/128 dev eth0`, and in         its network config). Never the droplet's own IPv6: its services there stay untouched. No         provider NAT is in front of it, so the laptop sees the client's own IPv6 (or the gateway's         tunnel address with --client-ip masquerade), and allow-lists take IPv6 CIDRs. The first         one gives the tunnel its IPv6 prefix (a random ULA /64): every roamer then needs its new         config.\n\n\
+        Examples:\n  \
+        roamgw forward6 2001:db8::5\n  \
+        roamgw forward6 --off\n  \
+        roamgw forward6                 # show it"
+    )]
+    Forward6(Forward6Args),
+
     /// Stop forwarding ports; give the spec as it was added.
     #[command(
         after_help = "Examples:\n  roamgw remove-port 22\n  roamgw remove-port 60000-60100/udp"
@@ -151,14 +161,14 @@ pub enum Command {
     )]
     Rules,
 
-    /// Bring the data plane up from the state: IP forwarding, table ip roamgw (for
+    /// Bring the data plane up from the state: IP forwarding, table inet roamgw (for
     /// --wireguard external; otherwise `roamgw run` does this).
     #[command(after_help = "Examples:\n  roamgw up\n\n\
         With --wireguard external, bring the WireGuard interface up yourself first\n\
         (wg-quick up roamgw0, with the file from `roamgw show-config --gateway --format wg-quick`).")]
     Up,
 
-    /// Take the data plane down: remove table ip roamgw, empty roamgw's firewalld policies
+    /// Take the data plane down: remove table inet roamgw, empty roamgw's firewalld policies
     /// (nothing else is touched).
     #[command(
         after_help = "Examples:\n  roamgw down\n  roamgw down --purge    # also remove roamgw's firewalld zone and policies"
@@ -318,9 +328,11 @@ pub struct AddPortArgs {
     #[arg(long, value_name = "ROAMER")]
     pub to: Option<RoamerName>,
 
-    /// Only these sources may connect (repeat for several); an address means /32. Default: anyone.
-    #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_cidr)]
-    pub allow_from: Vec<Ipv4Net>,
+    /// Only these sources may connect (repeat for several): IPv4 or IPv6 CIDRs, an address
+    /// means /32 or /128. Each family's forward admits that family's sources, so a list of
+    /// IPv4 CIDRs only shuts the IPv6 forward (with `roamgw forward6`). Default: anyone.
+    #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_source)]
+    pub allow_from: Vec<ipnet::IpNet>,
 
     /// What source address the roamer sees: `keep` the client's own (the roamer or the
     /// generated wg-quick config routes the replies back), or `masquerade` it as the gateway's
@@ -400,6 +412,17 @@ pub struct TcpFallbackArgs {
     pub port: Option<u16>,
 
     /// No WireGuard over TCP.
+    #[arg(long)]
+    pub off: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Forward6Args {
+    /// The IPv6 address dedicated to forwards (e.g. 2001:db8::5).
+    #[arg(value_name = "IPV6", conflicts_with = "off")]
+    pub address: Option<std::net::Ipv6Addr>,
+
+    /// Forwards answer on IPv4 only.
     #[arg(long)]
     pub off: bool,
 }

@@ -64,6 +64,36 @@ pub fn endpoint6(store: &Store, args: Endpoint6Args) -> Result<String> {
     Ok(format!("{summary}; {how}\n"))
 }
 
+/// `roamgw forward6 [ADDRESS] [--off]`: sets it, or shows it when given neither.
+pub fn forward6(store: &Store, args: Forward6Args) -> Result<String> {
+    if args.address.is_none() && !args.off {
+        let g = store.load()?.gateway;
+        return Ok(match (g.forward6, g.subnet6) {
+            (Some(address), Some(prefix)) => {
+                format!("forwards answer on {address} too; the tunnel's IPv6 prefix is {prefix}\n")
+            }
+            _ => "forwards answer on IPv4 only: `roamgw forward6 2001:db8::5` dedicates an IPv6 address to them\n".into(),
+        });
+    }
+    if let Some(address) = args.address {
+        roamgw_common::state::check_forward6(address).map_err(refused)?;
+        if !crate::device::address_present(address.into()) {
+            warn!(
+                %address,
+                "the address is on no interface of this droplet: put it on the public one (`ip -6 addr add {address}/128 dev eth0`, and in its network config), or the provider's router finds no one to deliver it to"
+            );
+        }
+    }
+    let _lock = store.lock()?;
+    let subnet6 = super::setup::new_subnet6()?;
+    let change = StateChange::SetForward6 {
+        forward6: args.address,
+        subnet6,
+    };
+    let (summary, how) = make_change(store, change)?;
+    Ok(format!("{summary}; {how}\n"))
+}
+
 pub fn remove_port(store: &Store, args: RemovePortArgs) -> Result<String> {
     let _lock = store.lock()?;
     let (summary, how) = make_change(store, StateChange::RemovePort { spec: args.spec })?;

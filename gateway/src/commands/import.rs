@@ -119,6 +119,9 @@ fn state_of(
             client_ip: ClientIp::Masquerade,
             anchor_gateway: None,
             tcp_port: None,
+            subnet6: None,
+            forward6: None,
+            public_ip6: None,
         },
         roamers: plan
             .roamers

@@ -16,8 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::change::{roamer_names, StateChange};
 use crate::cli::{
-    AddPortArgs, AddRoamerArgs, ConfigFormat, EgressArgs, Endpoint6Args, EndpointFamily, InitArgs,
-    RemovePortArgs, RemoveRoamerArgs, RotateKeyArgs, ShowConfigArgs, TcpFallbackArgs,
+    AddPortArgs, AddRoamerArgs, ConfigFormat, EgressArgs, Endpoint6Args, EndpointFamily,
+    Forward6Args, InitArgs, RemovePortArgs, RemoveRoamerArgs, RotateKeyArgs, ShowConfigArgs,
+    TcpFallbackArgs,
 };
 use crate::control;
 use crate::dataplane;
@@ -143,7 +144,7 @@ mod setup;
 mod status;
 
 pub use doctor::doctor;
-pub use forwards::{add_port, endpoint6, list, remove_port, tcp_fallback};
+pub use forwards::{add_port, endpoint6, forward6, list, remove_port, tcp_fallback};
 pub use ha::ha;
 pub use import::import;
 pub use roamers::{add_roamer, egress, remove_roamer, roamers, rotate_key, show_config};

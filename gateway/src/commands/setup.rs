@@ -51,8 +51,9 @@ pub(super) struct Addresses {
     pub anchor_ip: Ipv4Addr,
     pub floating_ip: Option<Ipv4Addr>,
     pub anchor_gateway: Option<Ipv4Addr>,
-    /// The provider's IPv6 for roamers, when it said one.
-    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// The provider's account of the droplet's IPv6, when it gave one.
+    pub own_ipv6: Option<std::net::Ipv6Addr>,
+    pub reserved_ipv6: Option<std::net::Ipv6Addr>,
     pub source: String,
 }
 
@@ -114,7 +115,8 @@ pub(super) fn addresses(args: &AddressFlags) -> Result<Addresses> {
         anchor_gateway: args
             .anchor_gateway
             .or(cloud.as_ref().and_then(|c| c.anchor_gateway)),
-        ipv6: cloud.as_ref().and_then(|c| c.ipv6),
+        own_ipv6: cloud.as_ref().and_then(|c| c.own_ipv6),
+        reserved_ipv6: cloud.as_ref().and_then(|c| c.reserved_ipv6),
         source,
     })
 }
@@ -166,13 +168,25 @@ fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<G
             port: args.listen_port,
         },
     };
-    let endpoint6 = match (args.endpoint6.as_deref(), found.ipv6) {
+    let endpoint6 = match (
+        args.endpoint6.as_deref(),
+        found.reserved_ipv6.or(found.own_ipv6),
+    ) {
         (Some(text), _) => Some(parse_endpoint6(text, args.listen_port)?),
         (None, Some(ipv6)) => Some(Endpoint {
             host: ipv6.to_string(),
             port: args.listen_port,
         }),
         (None, None) => None,
+    };
+    let public_ip6 = args.public_ip6.or(found.own_ipv6);
+    let forward6 = args.forward6.or(found.reserved_ipv6);
+    // A droplet with IPv6 gets the tunnel's prefix now, so configs made today carry it.
+    let has_ipv6 = endpoint6.is_some() || forward6.is_some();
+    let subnet6 = match args.subnet6 {
+        Some(net) => Some(net),
+        None if has_ipv6 => Some(new_subnet6()?),
+        None => None,
     };
     let address = args.subnet.hosts().next().ok_or_else(|| {
         refused(format!(
@@ -200,6 +214,9 @@ fn initial_state(args: InitArgs, found: Addresses, key: &PrivateKey) -> Result<G
             client_ip: args.client_ip,
             anchor_gateway,
             tcp_port: None,
+            subnet6,
+            forward6,
+            public_ip6,
         },
         roamers: Vec::new(),
         forwards: Vec::new(),
@@ -215,7 +232,7 @@ fn init_summary(store: &Store, state: &GatewayState, source: &str) -> String {
     format!(
         "initialized {dir}\n  addresses from {source}\n  public IP {public} (never touched)\n  anchor {anchor}{floating}\n  \
          WireGuard {iface} ({mode}) {addr}/{prefix}, listening on udp {port}; roamers dial {endpoint}\n  \
-         backend {backend}\nnext: roamgw add-roamer laptop\n",
+         {ipv6}backend {backend}\nnext: roamgw add-roamer laptop\n",
         dir = store.dir().display(),
         public = g.public_ip,
         anchor = g.anchor_ip,
@@ -225,11 +242,37 @@ fn init_summary(store: &Store, state: &GatewayState, source: &str) -> String {
         prefix = g.subnet.prefix_len(),
         port = g.listen_port,
         endpoint = match &g.endpoint6 {
-            Some(v6) => format!("{} or {v6} (IPv6; no forwards over IPv6 yet)", g.endpoint),
+            Some(v6) => format!("{} or {v6} (IPv6)", g.endpoint),
             None => g.endpoint.to_string(),
         },
         backend = g.backend,
+        ipv6 = ipv6_summary(g),
     )
+}
+
+/// A random ULA /64 for the tunnel.
+pub(super) fn new_subnet6() -> Result<ipnet::Ipv6Net> {
+    roamgw_common::state::random_ula().map_err(|e| {
+        refused(format!(
+            "cannot pick the tunnel's IPv6 prefix: no randomness ({e}); give one with --subnet6"
+        ))
+    })
+}
+
+/// What `init` made of IPv6: the tunnel's prefix, and the address forwards answer on (or how
+/// to give one).
+fn ipv6_summary(g: &roamgw_common::state::GatewaySettings) -> String {
+    let Some(subnet6) = g.subnet6 else {
+        return String::new();
+    };
+    let forwards = match g.forward6 {
+        Some(forward6) => format!("forwards answer on {forward6} too"),
+        None => {
+            "no forwards over IPv6 until `roamgw forward6 ADDRESS` dedicates an address to them"
+                .into()
+        }
+    };
+    format!("IPv6 tunnel prefix {subnet6}; {forwards}\n  ")
 }
 
 pub fn run(store: Store, args: crate::cli::RunArgs) -> Result<String> {
@@ -300,10 +343,10 @@ pub fn down(store: &Store, purge: bool) -> Result<String> {
     }
     Ok(if dataplane::down(purge)? {
         if purge {
-            "data plane down: table ip roamgw and roamgw's firewalld zone and policies removed\n"
+            "data plane down: table inet roamgw and roamgw's firewalld zone and policies removed\n"
                 .into()
         } else {
-            "data plane down: table ip roamgw removed, roamgw's firewalld policies (if any) emptied\n"
+            "data plane down: table inet roamgw removed, roamgw's firewalld policies (if any) emptied\n"
                 .into()
         }
     } else {

@@ -379,7 +379,7 @@ impl Daemon {
 
     fn say_anchor_presence(&mut self) {
         let anchor = self.engine.state().gateway.anchor_ip;
-        let present = device::address_present(anchor);
+        let present = device::address_present(anchor.into());
         if self.anchor_present == Some(present) {
             return;
         }

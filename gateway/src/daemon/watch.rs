@@ -40,7 +40,7 @@ impl std::fmt::Display for Drift {
     }
 }
 
-/// Watches nftables for committed transactions that touch table `ip <table>` and calls
+/// Watches nftables for committed transactions that touch table `inet <table>` and calls
 /// `on_drift` once per such transaction. Returns once subscribed.
 pub fn watch_ruleset(
     table: &'static str,

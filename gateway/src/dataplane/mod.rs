@@ -1,6 +1,6 @@
 //! The data plane: what makes the floating IP's ports reach the roamers, in one place. One
 //! trait, one implementation per backend, chosen once from the state ([`of`]):
-//! - [`nftables`]: our own table `ip roamgw` (model → observed → pure plan → one transaction);
+//! - [`nftables`]: our own table `inet roamgw` (model → observed → pure plan → one transaction);
 //!   `add-port 22` becomes map elements in [`NftPlane::apply_change`];
 //! - [`firewalld`]: firewalld's zone, ipsets and policies over D-Bus; `add-port 22` becomes an
 //!   entry of the roamer's ipset in [`FirewalldPlane::apply_change`].

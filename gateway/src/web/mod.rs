@@ -87,7 +87,7 @@ fn parse_add(body: &str) -> Result<StateChange, String> {
         allow_from: form
             .allow_from
             .iter()
-            .map(|c| crate::change::parse_cidr(c.trim()))
+            .map(|c| crate::change::parse_source(c.trim()))
             .collect::<Result<_, _>>()?,
         client_ip: form.client_ip,
     })

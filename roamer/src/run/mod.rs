@@ -95,7 +95,7 @@ fn peer_config(config: &RoamerConfig, endpoint: SocketAddr) -> PeerConfig {
         // Any inner source from the gateway: a forward that keeps the client's address
         // arrives with it. What goes into the tunnel is decided by routes, not by this: the
         // tunnel subnet, and replies by their source (`bring_up`).
-        allowed_ips: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::default())],
+        allowed_ips: config.any_source(),
         persistent_keepalive: config.gateway.persistent_keepalive,
     }
 }
@@ -226,7 +226,7 @@ fn bring_up(
     let interface = config.interface.as_str();
     set_identity(device, &loaded.key, 0)?;
     sync_peers(device, &[peer_config(config, endpoint)])?.all_applied()?;
-    links.configure(interface, config.mtu, config.address)?;
+    links.configure(interface, config.mtu, &config.tunnel_addresses())?;
     let index = links
         .index(interface)?
         .ok_or_else(|| NetlinkError::NoSuchInterface(interface.to_string()))?;

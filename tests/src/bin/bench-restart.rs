@@ -102,8 +102,8 @@ fn main() {
         let drifts: [(&str, Vec<&str>); 4] = [
             ("`nft flush ruleset`", vec!["nft", "flush", "ruleset"]),
             (
-                "`nft delete table ip roamgw`",
-                vec!["nft", "delete", "table", "ip", "roamgw"],
+                "`nft delete table inet roamgw`",
+                vec!["nft", "delete", "table", "inet", "roamgw"],
             ),
             (
                 "`ip link del <wg interface>`",

@@ -1,13 +1,13 @@
 //! Interfaces through rtnetlink: look up, MTU, up, address. A small
 //! current-thread runtime drives the async rtnetlink crate, so callers stay synchronous.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
-use rtnetlink::packet_route::IpProtocol;
+use rtnetlink::packet_route::{AddressFamily, IpProtocol};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 mod watch;
@@ -125,8 +125,10 @@ impl Links {
         Ok(true)
     }
 
-    /// Sets the MTU, brings the link up, and puts `address` on it (idempotent: replaces).
-    pub fn configure(&self, name: &str, mtu: u16, address: Ipv4Net) -> Result<(), NetlinkError> {
+    /// Sets the MTU, brings the link up, and puts `addresses` on it (idempotent: replaces).
+    /// A WireGuard or TUN link has no neighbours (NOARP), so an IPv6 address there skips
+    /// duplicate address detection and is usable at once.
+    pub fn configure(&self, name: &str, mtu: u16, addresses: &[IpNet]) -> Result<(), NetlinkError> {
         let index = self
             .index(name)?
             .ok_or_else(|| NetlinkError::NoSuchInterface(name.to_string()))?;
@@ -142,13 +144,16 @@ impl Links {
                 .execute()
                 .await
                 .map_err(|e| request_error("set mtu/up on", name, e))?;
-            self.handle
-                .address()
-                .add(index, IpAddr::V4(address.addr()), address.prefix_len())
-                .replace()
-                .execute()
-                .await
-                .map_err(|e| request_error("add address to", name, e))
+            for address in addresses {
+                self.handle
+                    .address()
+                    .add(index, address.addr(), address.prefix_len())
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(|e| request_error("add address to", name, e))?;
+            }
+            Ok(())
         })
     }
 }
@@ -199,14 +204,14 @@ impl Links {
             .map_err(|e| request_error(what, on, e))
     }
 
-    /// Replies from `source`, and packets marked `mark`, leave through the interface `index`:
-    /// the route `default dev` in `table` and the rules `from source lookup table` and
-    /// `fwmark mark lookup table` at `priority`. Rules of ours left by an earlier run (any
-    /// source) are replaced.
+    /// Replies from `source` (and `source6`), and packets marked `mark`, leave through the
+    /// interface `index`: the route `default dev` in `table` and the rules `from source
+    /// lookup table` and `fwmark mark lookup table` at `priority` (IPv6: the route and the
+    /// rule by source). Rules of ours left by an earlier run (any source) are replaced.
     pub fn route_replies(
         &self,
         index: u32,
-        source: Ipv4Addr,
+        (source, source6): (Ipv4Addr, Option<Ipv6Addr>),
         mark: u32,
         table: u32,
         priority: u32,
@@ -229,7 +234,26 @@ impl Links {
             &on,
         )?;
         let marked = |rule: &mut RuleMessage| rule.attributes.push(RuleAttribute::FwMark(mark));
-        self.add_rule(priority, table, marked, what, &on)
+        self.add_rule(priority, table, marked, what, &on)?;
+        let Some(source6) = source6 else {
+            return Ok(());
+        };
+        let route = RouteMessageBuilder::<Ipv6Addr>::new()
+            .output_interface(index)
+            .table_id(table)
+            .build();
+        self.replace_route(route, what, &on)?;
+        self.add_rule(
+            priority,
+            table,
+            |rule| {
+                rule.header.family = AddressFamily::Inet6;
+                rule.header.src_len = 128;
+                rule.attributes.push(RuleAttribute::Source(source6.into()));
+            },
+            what,
+            &on,
+        )
     }
 
     /// Removes our rules (the route goes with the interface). The number removed.
@@ -324,44 +348,52 @@ impl Links {
         self.delete_rules(&egress_rules(table, priority))
     }
 
-    /// The IPv4 rules at these (priority, table) pairs.
+    /// The rules (IPv4 and IPv6) at these (priority, table) pairs.
     fn find_rules(&self, ours: &[(u32, u32)]) -> Result<Vec<RuleMessage>, NetlinkError> {
         self.runtime.block_on(async {
             let what = "list the routing rules of";
-            let mut rules = self.handle.rule().get(IpVersion::V4).execute();
             let mut found = Vec::new();
-            while let Some(rule) = rules
-                .try_next()
-                .await
-                .map_err(|e| request_error(what, "this machine", e))?
-            {
-                let has = |wanted: &RuleAttribute| rule.attributes.contains(wanted);
-                if ours.iter().any(|(priority, table)| {
-                    has(&RuleAttribute::Priority(*priority)) && has(&RuleAttribute::Table(*table))
-                }) {
-                    found.push(rule);
+            for family in [IpVersion::V4, IpVersion::V6] {
+                let mut rules = self.handle.rule().get(family).execute();
+                while let Some(rule) = rules
+                    .try_next()
+                    .await
+                    .map_err(|e| request_error(what, "this machine", e))?
+                {
+                    let has = |wanted: &RuleAttribute| rule.attributes.contains(wanted);
+                    if ours.iter().any(|(priority, table)| {
+                        has(&RuleAttribute::Priority(*priority))
+                            && has(&RuleAttribute::Table(*table))
+                    }) {
+                        found.push(rule);
+                    }
                 }
             }
             Ok(found)
         })
     }
 
-    /// How many IPv4 routes `table` holds.
+    /// How many routes (IPv4 and IPv6) `table` holds.
     pub fn count_routes(&self, table: u32) -> Result<usize, NetlinkError> {
         self.runtime.block_on(async {
             let what = "list the routes of";
-            let all = RouteMessageBuilder::<Ipv4Addr>::new().build();
-            let mut routes = self.handle.route().get(all).execute();
+            let dumps = [
+                RouteMessageBuilder::<Ipv4Addr>::new().build(),
+                RouteMessageBuilder::<Ipv6Addr>::new().build(),
+            ];
             let mut count = 0;
-            while let Some(route) = routes
-                .try_next()
-                .await
-                .map_err(|e| request_error(what, "this machine", e))?
-            {
-                // Tables above 255 are only in the attribute; the header then says 252.
-                let in_table = route.attributes.contains(&RouteAttribute::Table(table))
-                    || u32::from(route.header.table) == table;
-                count += usize::from(in_table);
+            for all in dumps {
+                let mut routes = self.handle.route().get(all).execute();
+                while let Some(route) = routes
+                    .try_next()
+                    .await
+                    .map_err(|e| request_error(what, "this machine", e))?
+                {
+                    // Tables above 255 are only in the attribute; the header then says 252.
+                    let in_table = route.attributes.contains(&RouteAttribute::Table(table))
+                        || u32::from(route.header.table) == table;
+                    count += usize::from(in_table);
+                }
             }
             Ok(count)
         })

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use roamgw_common::state::GatewayState;
 
 use super::exec::{self, NftError};
-use super::model::{self, is_count, Element, COUNT_TABLE, COUNT_TEMPLATE};
+use super::model::{self, is_count, Element, COUNT_FAMILY, COUNT_TABLE, COUNT_TEMPLATE};
 use super::observed::{self, Observed, ParseError};
 use super::render;
 
@@ -31,7 +31,7 @@ pub fn desired(state: &GatewayState) -> BTreeSet<Element> {
 
 /// The table as the kernel has it; `None` when it does not exist.
 pub fn observe() -> Result<Option<Observed>, CountingError> {
-    Ok(match exec::list_named(COUNT_TABLE)? {
+    Ok(match exec::list_named(COUNT_FAMILY, COUNT_TABLE)? {
         Some(json) => Some(observed::parse_table(&json, COUNT_TABLE)?),
         None => None,
     })
@@ -64,7 +64,7 @@ pub fn sync(state: &GatewayState) -> Result<Option<String>, CountingError> {
 }
 
 pub fn remove() -> Result<(), CountingError> {
-    Ok(exec::delete_named(COUNT_TABLE)?)
+    Ok(exec::delete_named(COUNT_FAMILY, COUNT_TABLE)?)
 }
 
 #[cfg(test)]
@@ -74,7 +74,7 @@ mod tests {
 
     fn count(port: u16) -> Element {
         Element::CountSingle {
-            anchor: Ipv4Addr::new(10, 16, 0, 5),
+            anchor: Ipv4Addr::new(10, 16, 0, 5).into(),
             protocol: roamgw_common::Protocol::Tcp,
             port,
         }

@@ -24,7 +24,7 @@ pub enum Plan {
 pub fn plan(desired: &Desired, observed: Option<&Observed>) -> Plan {
     let Some(observed) = observed else {
         return Plan::Replace {
-            reasons: vec!["table ip roamgw does not exist".into()],
+            reasons: vec!["table inet roamgw does not exist".into()],
         };
     };
     let mut reasons = Vec::new();
@@ -64,14 +64,14 @@ pub fn plan(desired: &Desired, observed: Option<&Observed>) -> Plan {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Plan::Nothing => write!(f, "table ip roamgw is up to date"),
+            Plan::Nothing => write!(f, "table inet roamgw is up to date"),
             Plan::Replace { reasons } => {
-                write!(f, "replace table ip roamgw: {}", reasons.join("; "))
+                write!(f, "replace table inet roamgw: {}", reasons.join("; "))
             }
             Plan::Update { remove, add } => {
                 write!(
                     f,
-                    "update table ip roamgw: -{} +{} elements",
+                    "update table inet roamgw: -{} +{} elements",
                     remove.len(),
                     add.len()
                 )?;
@@ -92,22 +92,22 @@ mod tests {
     use super::*;
     use crate::dataplane::nftables::model::{forward_elements, TableSettings};
     use std::collections::BTreeSet;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
-    const ANCHOR: Ipv4Addr = Ipv4Addr::new(10, 16, 0, 5);
-    const LAPTOP: Ipv4Addr = Ipv4Addr::new(192, 168, 32, 2);
-    const PHONE: Ipv4Addr = Ipv4Addr::new(192, 168, 32, 3);
+    const ANCHOR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 16, 0, 5));
+    const LAPTOP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 32, 2));
+    const PHONE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 32, 3));
 
     fn settings() -> TableSettings {
         TableSettings {
-            anchor: ANCHOR,
+            anchor: Ipv4Addr::new(10, 16, 0, 5),
             interface: "roamgw0".parse().expect("if"),
             listen_port: 51820,
             tcp_port: 0,
         }
     }
 
-    fn with(forwards: &[(&str, Ipv4Addr)]) -> BTreeSet<Element> {
+    fn with(forwards: &[(&str, IpAddr)]) -> BTreeSet<Element> {
         let mut set: BTreeSet<Element> = forwards
             .iter()
             .flat_map(|(spec, to)| forward_elements(ANCHOR, &spec.parse().expect("spec"), *to, &[]))
@@ -116,14 +116,14 @@ mod tests {
         set
     }
 
-    fn desired(forwards: &[(&str, Ipv4Addr)]) -> Desired {
+    fn desired(forwards: &[(&str, IpAddr)]) -> Desired {
         Desired {
             settings: settings(),
             elements: with(forwards),
         }
     }
 
-    fn observed(forwards: &[(&str, Ipv4Addr)]) -> Observed {
+    fn observed(forwards: &[(&str, IpAddr)]) -> Observed {
         Observed {
             marker: Some(settings().marker()),
             elements: with(forwards),
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn table_of_transitions() {
         // (observed forwards, desired forwards, expected removes, expected adds)
-        type Forwards<'a> = &'a [(&'a str, Ipv4Addr)];
+        type Forwards<'a> = &'a [(&'a str, IpAddr)];
         let table: &[(Forwards, Forwards, usize, usize)] = &[
             (&[], &[("22", LAPTOP)], 0, 4),
             (&[("22", LAPTOP)], &[], 4, 0),

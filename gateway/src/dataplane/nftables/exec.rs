@@ -6,7 +6,7 @@ use nftables::expr::{Expression, NamedExpression, Prefix, Range};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
 use nftables::types::NfFamily;
 
-use super::model::{Element, TABLE};
+use super::model::{Element, FAMILY, LEGACY_FAMILY, TABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -41,14 +41,14 @@ fn nft(args: &[&str], stdin: Option<&str>, action: &'static str) -> Result<Strin
     Ok(ran.stdout)
 }
 
-/// `nft -j list table ip roamgw`; `None` when the table does not exist.
+/// `nft -j list table inet roamgw`; `None` when the table does not exist.
 pub fn list_table() -> Result<Option<String>, NftError> {
-    list_named(TABLE)
+    list_named(FAMILY, TABLE)
 }
 
-/// `nft -j list table ip <table>` of one of our tables; `None` when it does not exist.
-pub fn list_named(table: &str) -> Result<Option<String>, NftError> {
-    match nft(&["-j", "list", "table", "ip", table], None, "list table") {
+/// `nft -j list table <family> <table>` of one of our tables; `None` when it does not exist.
+pub fn list_named(family: &str, table: &str) -> Result<Option<String>, NftError> {
+    match nft(&["-j", "list", "table", family, table], None, "list table") {
         Ok(json) => Ok(Some(json)),
         Err(NftError::Failed { message, .. }) if message.contains("No such file or directory") => {
             Ok(None)
@@ -67,14 +67,24 @@ pub fn apply_text(transaction: &str) -> Result<(), NftError> {
     nft(&["-f", "-"], Some(transaction), "apply").map(|_| ())
 }
 
-/// Removes our table; a table that is already gone is fine.
+/// Removes our table, and the IPv4-only one of earlier versions; a table that is already gone
+/// is fine.
 pub fn delete_table() -> Result<(), NftError> {
-    delete_named(TABLE)
+    apply_text(&format!(
+        "{}{}",
+        delete_text(FAMILY, TABLE),
+        delete_text(LEGACY_FAMILY, TABLE)
+    ))
 }
 
 /// Removes one of our tables; one that is already gone is fine.
-pub fn delete_named(table: &str) -> Result<(), NftError> {
-    apply_text(&format!("table ip {table} {{}}\ndelete table ip {table}\n"))
+pub fn delete_named(family: &str, table: &str) -> Result<(), NftError> {
+    apply_text(&delete_text(family, table))
+}
+
+/// "Add then delete": the delete succeeds when the table does not exist.
+pub fn delete_text(family: &str, table: &str) -> String {
+    format!("table {family} {table} {{}}\ndelete table {family} {table}\n")
 }
 
 fn s(text: String) -> Expression<'static> {
@@ -100,7 +110,7 @@ fn concat(items: Vec<Expression<'static>>) -> Expression<'static> {
 }
 
 fn key3(
-    anchor: std::net::Ipv4Addr,
+    anchor: std::net::IpAddr,
     protocol: roamgw_common::Protocol,
     p: Expression<'static>,
 ) -> Expression<'static> {
@@ -198,7 +208,7 @@ fn element_expr(element: &Element) -> Expression<'static> {
 
 fn list_object(element: &Element) -> NfListObject<'static> {
     NfListObject::Element(schema::Element {
-        family: NfFamily::IP,
+        family: NfFamily::INet,
         table: TABLE.into(),
         name: element.container().into(),
         elem: vec![element_expr(element)].into(),
@@ -241,9 +251,9 @@ mod tests {
     fn update_batch_serializes_like_nft_lists_it() {
         let anchor = Ipv4Addr::new(10, 16, 0, 5);
         let elements = crate::dataplane::nftables::model::forward_elements(
-            anchor,
+            anchor.into(),
             &"60000-60100/udp".parse().expect("spec"),
-            Ipv4Addr::new(192, 168, 32, 2),
+            Ipv4Addr::new(192, 168, 32, 2).into(),
             &["192.0.2.0/24".parse().expect("net")],
         );
         let json = serde_json::to_string(&update_batch(&[], &elements)).expect("json");

@@ -1,4 +1,4 @@
-//! The nftables backend: table `ip roamgw` and nothing else.
+//! The nftables backend: table `inet roamgw` and nothing else.
 //!
 //! desired (model) -> observed (observed) -> plan (diff, pure) -> apply (exec); [`NftPlane`]
 //! (plane.rs) puts them together behind the `Backend` trait. Whole-table replaces are one text

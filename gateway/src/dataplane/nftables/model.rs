@@ -4,14 +4,18 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use roamgw_common::{InterfaceName, PortRange, PortSpec, Protocol};
 
 pub const TABLE: &str = "roamgw";
-pub const FAMILY: &str = "ip";
+/// One table for both families: the chains that drop (forward, input) then hold IPv6 by
+/// construction, and a change to either family is one transaction (docs/decisions.md).
+pub const FAMILY: &str = "inet";
+/// Where the table lived before it held IPv6: replaced by the `inet` one on the first apply.
+pub const LEGACY_FAMILY: &str = "ip";
 /// The rules' shape: bump when `nft-templates/roamgw.nft` changes in a way that needs a replace
 /// (the marker also hashes the template text, so this is belt and braces).
 pub const RULES_VERSION: u32 = 1;
@@ -21,6 +25,7 @@ pub const TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw.nft");
 pub const MASQ_MARK: u32 = 0x0010_0000;
 /// The firewalld backend's table of counters (crate::dataplane::nftables::counting).
 pub const COUNT_TABLE: &str = "roamgw_count";
+pub const COUNT_FAMILY: &str = "ip";
 pub const COUNT_TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw-count.nft");
 
 /// What the rules themselves are rendered with. A change here means a table replace.
@@ -68,96 +73,121 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Element {
     DnatAddr {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         port: u16,
-        to: Ipv4Addr,
+        to: IpAddr,
     },
     DnatPort {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         port: u16,
         to_port: u16,
     },
     DnatRange {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         ports: PortRange,
-        to: Ipv4Addr,
+        to: IpAddr,
     },
     /// Counted traffic of a single public port (each element has its own counter).
     CountSingle {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         port: u16,
     },
     CountRange {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         ports: PortRange,
     },
     /// Counted replies of a single public port (its way back).
     ReplySingle {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         port: u16,
     },
     ReplyRange {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         ports: PortRange,
     },
     Restricted {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         ports: PortRange,
     },
     Allowed {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         ports: PortRange,
-        source: Ipv4Net,
+        source: IpNet,
     },
-    ClosedAnchor(Ipv4Addr),
+    ClosedAnchor(IpAddr),
     /// A destination a roamer (by its tunnel address) may reach through the droplet.
     Egress {
         from: Ipv4Addr,
-        to: Ipv4Net,
+        to: ipnet::Ipv4Net,
     },
     /// An address forwards answer on (the anchor; the floating IP for the droplet's own
-    /// connections).
-    ForwardAddr(Ipv4Addr),
+    /// connections; the forward IPv6).
+    ForwardAddr(IpAddr),
     /// A masqueraded forward by its public tuple: anchor, protocol and public port(s).
     MasqueradeSingle {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         port: u16,
     },
     MasqueradeRange {
-        anchor: Ipv4Addr,
+        anchor: IpAddr,
         protocol: Protocol,
         ports: PortRange,
     },
 }
 
 impl Element {
-    /// The map or set the element lives in.
+    /// The map or set the element lives in: IPv6 elements live in the `6` twin of each.
     pub fn container(&self) -> &'static str {
+        let (v4, v6) = match self {
+            Element::DnatAddr { .. } => ("dnat_addr", "dnat_addr6"),
+            Element::DnatPort { .. } => ("dnat_port", "dnat_port6"),
+            Element::DnatRange { .. } => ("dnat_range", "dnat_range6"),
+            Element::CountSingle { .. } => ("count_single", "count_single6"),
+            Element::CountRange { .. } => ("count_range", "count_range6"),
+            Element::ReplySingle { .. } => ("reply_single", "reply_single6"),
+            Element::ReplyRange { .. } => ("reply_range", "reply_range6"),
+            Element::Restricted { .. } => ("restricted", "restricted6"),
+            Element::Allowed { .. } => ("allowed", "allowed6"),
+            Element::ClosedAnchor(_) => ("closed_anchors", "closed_anchors6"),
+            Element::ForwardAddr(_) => ("forward_addrs", "forward_addrs6"),
+            Element::Egress { .. } => ("egress", "egress"),
+            Element::MasqueradeSingle { .. } => ("masquerade_single", "masquerade_single6"),
+            Element::MasqueradeRange { .. } => ("masquerade_range", "masquerade_range6"),
+        };
+        if self.is_ipv6() {
+            v6
+        } else {
+            v4
+        }
+    }
+
+    /// Whether the element is of an IPv6 forward (by the address it answers on).
+    pub fn is_ipv6(&self) -> bool {
         match self {
-            Element::DnatAddr { .. } => "dnat_addr",
-            Element::DnatPort { .. } => "dnat_port",
-            Element::DnatRange { .. } => "dnat_range",
-            Element::CountSingle { .. } => "count_single",
-            Element::CountRange { .. } => "count_range",
-            Element::ReplySingle { .. } => "reply_single",
-            Element::ReplyRange { .. } => "reply_range",
-            Element::Restricted { .. } => "restricted",
-            Element::Allowed { .. } => "allowed",
-            Element::ClosedAnchor(_) => "closed_anchors",
-            Element::ForwardAddr(_) => "forward_addrs",
-            Element::Egress { .. } => "egress",
-            Element::MasqueradeSingle { .. } => "masquerade_single",
-            Element::MasqueradeRange { .. } => "masquerade_range",
+            Element::DnatAddr { anchor, .. }
+            | Element::DnatPort { anchor, .. }
+            | Element::DnatRange { anchor, .. }
+            | Element::CountSingle { anchor, .. }
+            | Element::CountRange { anchor, .. }
+            | Element::ReplySingle { anchor, .. }
+            | Element::ReplyRange { anchor, .. }
+            | Element::Restricted { anchor, .. }
+            | Element::Allowed { anchor, .. }
+            | Element::MasqueradeSingle { anchor, .. }
+            | Element::MasqueradeRange { anchor, .. }
+            | Element::ClosedAnchor(anchor)
+            | Element::ForwardAddr(anchor) => anchor.is_ipv6(),
+            Element::Egress { .. } => false,
         }
     }
 }
@@ -259,12 +289,14 @@ pub fn is_reply_count(element: &Element) -> bool {
     )
 }
 
-/// The elements one forward contributes.
+/// The elements one forward contributes on the address `anchor` (the anchor, or the forward
+/// IPv6) toward the roamer's tunnel address `to` of the same family. Only the allow-list's
+/// sources of that family admit: a list of IPv4 CIDRs shuts the IPv6 forward.
 pub fn forward_elements(
-    anchor: Ipv4Addr,
+    anchor: IpAddr,
     spec: &PortSpec,
-    to: Ipv4Addr,
-    allow_from: &[Ipv4Net],
+    to: IpAddr,
+    allow_from: &[IpNet],
 ) -> Vec<Element> {
     let mut out = Vec::new();
     for protocol in spec.protocols.iter() {
@@ -319,7 +351,8 @@ pub fn forward_elements(
                 protocol,
                 ports: spec.public,
             });
-            for source in allow_from {
+            let same_family = |net: &&IpNet| net.addr().is_ipv6() == anchor.is_ipv6();
+            for source in allow_from.iter().filter(same_family) {
                 out.push(Element::Allowed {
                     anchor,
                     protocol,
@@ -334,7 +367,7 @@ pub fn forward_elements(
 
 /// The elements that masquerade a forward toward the tunnel: its public tuple, so each
 /// forward has its own and keeps its own mode.
-pub fn masquerade_elements(spec: &PortSpec, anchor: Ipv4Addr) -> Vec<Element> {
+pub fn masquerade_elements(spec: &PortSpec, anchor: IpAddr) -> Vec<Element> {
     spec.protocols
         .iter()
         .map(|protocol| {
@@ -360,14 +393,18 @@ pub fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
     let Some(roamer) = state.roamer(&forward.to) else {
         return Vec::new(); // validated states never get here
     };
-    let mut out = forward_elements(
-        state.gateway.anchor_ip,
-        &forward.spec,
-        roamer.address,
-        &forward.allow_from,
-    );
-    if forward.client_ip == ClientIp::Masquerade {
-        out.extend(masquerade_elements(&forward.spec, state.gateway.anchor_ip));
+    let g = &state.gateway;
+    let v4 = Some((IpAddr::V4(g.anchor_ip), IpAddr::V4(roamer.address)));
+    let v6 = g
+        .forward6
+        .zip(g.tunnel6(roamer.address))
+        .map(|(on, to)| (IpAddr::V6(on), IpAddr::V6(to)));
+    let mut out = Vec::new();
+    for (on, to) in v4.into_iter().chain(v6) {
+        out.extend(forward_elements(on, &forward.spec, to, &forward.allow_from));
+        if forward.client_ip == ClientIp::Masquerade {
+            out.extend(masquerade_elements(&forward.spec, on));
+        }
     }
     out
 }
@@ -385,14 +422,17 @@ pub fn egress_elements(state: &GatewayState) -> impl Iterator<Item = Element> + 
 /// The desired table for a state.
 pub fn desired(state: &GatewayState) -> Desired {
     let g = &state.gateway;
-    let anchor = g.anchor_ip;
+    let forward6 = g.forward6.map(IpAddr::V6);
     let mut elements = BTreeSet::new();
     if !g.anchor_passthrough {
-        elements.insert(Element::ClosedAnchor(anchor));
+        let closed = std::iter::once(IpAddr::V4(g.anchor_ip)).chain(forward6);
+        elements.extend(closed.map(Element::ClosedAnchor));
     }
     elements.extend(
-        std::iter::once(anchor)
+        std::iter::once(g.anchor_ip)
             .chain(g.floating_ip)
+            .map(IpAddr::V4)
+            .chain(forward6)
             .map(Element::ForwardAddr),
     );
     for forward in &state.forwards {
@@ -409,15 +449,15 @@ pub fn desired(state: &GatewayState) -> Desired {
 mod tests {
     use super::*;
 
-    fn anchor() -> Ipv4Addr {
-        Ipv4Addr::new(10, 16, 0, 5)
+    fn anchor() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 16, 0, 5))
     }
-    fn laptop() -> Ipv4Addr {
-        Ipv4Addr::new(192, 168, 32, 2)
+    fn laptop() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 168, 32, 2))
     }
 
     fn texts(spec: &str, allow: &[&str]) -> Vec<String> {
-        let allow: Vec<Ipv4Net> = allow.iter().map(|a| a.parse().expect("net")).collect();
+        let allow: Vec<IpNet> = allow.iter().map(|a| a.parse().expect("net")).collect();
         let spec: PortSpec = spec.parse().expect("spec");
         forward_elements(anchor(), &spec, laptop(), &allow)
             .iter()
@@ -509,7 +549,7 @@ mod tests {
     #[test]
     fn marker_changes_with_the_settings() {
         let settings = TableSettings {
-            anchor: anchor(),
+            anchor: Ipv4Addr::new(10, 16, 0, 5),
             interface: "roamgw0".parse().expect("if"),
             listen_port: 51820,
             tcp_port: 0,

@@ -1,4 +1,4 @@
-//! Reading our table back: `nft -j list table ip roamgw` parsed into the same [`Element`]s the
+//! Reading our table back: `nft -j list table inet roamgw` parsed into the same [`Element`]s the
 //! desired state is made of. Only our table is ever listed (listing the whole ruleset can fail
 //! on other tables' constructs).
 //!
@@ -7,13 +7,13 @@
 //! wrapped as `{"elem": {"val": KEY, "counter": {...}}}`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use roamgw_common::{PortRange, Protocol};
 use serde_json::Value;
 
-use super::model::{Element, TABLE};
+use super::model::{Element, FAMILY, TABLE};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CounterValue {
@@ -36,7 +36,7 @@ pub struct Observed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot read table ip {TABLE} as nft lists it: {0}")]
+#[error("cannot read table {FAMILY} {TABLE} as nft lists it: {0}")]
 pub struct ParseError(String);
 
 fn bad(what: impl Into<String>) -> ParseError {
@@ -48,10 +48,17 @@ fn as_str<'a>(v: &'a Value, what: &str) -> Result<&'a str, ParseError> {
         .ok_or_else(|| bad(format!("{what}: expected a string, got {v}")))
 }
 
-fn ip(v: &Value) -> Result<Ipv4Addr, ParseError> {
+fn ip(v: &Value) -> Result<IpAddr, ParseError> {
     as_str(v, "address")?
         .parse()
-        .map_err(|_| bad(format!("not an IPv4 address: {v}")))
+        .map_err(|_| bad(format!("not an address: {v}")))
+}
+
+fn ip4(v: &Value) -> Result<Ipv4Addr, ParseError> {
+    match ip(v)? {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(bad(format!("not an IPv4 address: {v}"))),
+    }
 }
 
 fn port(v: &Value) -> Result<u16, ParseError> {
@@ -79,7 +86,7 @@ fn protocol(v: &Value) -> Result<Protocol, ParseError> {
     }
 }
 
-fn source(v: &Value) -> Result<Ipv4Net, ParseError> {
+fn source(v: &Value) -> Result<IpNet, ParseError> {
     if let Some(prefix) = v.get("prefix") {
         let addr = ip(prefix.get("addr").unwrap_or(&Value::Null))?;
         let len = prefix
@@ -87,9 +94,16 @@ fn source(v: &Value) -> Result<Ipv4Net, ParseError> {
             .and_then(Value::as_u64)
             .and_then(|l| u8::try_from(l).ok())
             .ok_or_else(|| bad(format!("bad prefix {v}")))?;
-        return Ipv4Net::new(addr, len).map_err(|_| bad(format!("bad prefix {v}")));
+        return IpNet::new(addr, len).map_err(|_| bad(format!("bad prefix {v}")));
     }
-    Ok(Ipv4Net::from(ip(v)?))
+    Ok(IpNet::from(ip(v)?))
+}
+
+fn source4(v: &Value) -> Result<Ipv4Net, ParseError> {
+    match source(v)? {
+        IpNet::V4(net) => Ok(net),
+        IpNet::V6(_) => Err(bad(format!("not an IPv4 prefix: {v}"))),
+    }
 }
 
 /// An element may come wrapped as `{"elem": {"val": ...}}` when it carries extra attributes.
@@ -105,7 +119,7 @@ fn concat(v: &Value) -> Result<&Vec<Value>, ParseError> {
 }
 
 /// anchor . protocol . port(s)
-fn key3(v: &Value) -> Result<(Ipv4Addr, Protocol, &Value), ParseError> {
+fn key3(v: &Value) -> Result<(IpAddr, Protocol, &Value), ParseError> {
     match concat(v)?.as_slice() {
         [a, p, port] => Ok((ip(a)?, protocol(p)?, port)),
         other => Err(bad(format!(
@@ -138,7 +152,7 @@ fn set_entries(object: &Value) -> Vec<&Value> {
 fn parse_map(name: &str, object: &Value, out: &mut BTreeSet<Element>) -> Result<(), ParseError> {
     for (key, value) in map_entries(object)? {
         let (anchor, protocol, port_value) = key3(key)?;
-        let element = match name {
+        let element = match family_twin(name) {
             "dnat_addr" => Element::DnatAddr {
                 anchor,
                 protocol,
@@ -190,7 +204,14 @@ fn rule_packets(rule: &Value) -> Option<u64> {
         .find_map(|e| e.get("counter")?.get("packets")?.as_u64())
 }
 
+/// The name of a set or map whose IPv6 twin `name` is (`dnat_addr6` is `dnat_addr`'s): the
+/// elements tell the family themselves.
+fn family_twin(name: &str) -> &str {
+    name.strip_suffix('6').unwrap_or(name)
+}
+
 fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), ParseError> {
+    let name = family_twin(name);
     for entry in set_entries(object) {
         let element = match name {
             "count_single" | "count_range" | "reply_single" | "reply_range" => {
@@ -241,8 +262,8 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
             "forward_addrs" => Element::ForwardAddr(ip(unwrap_elem(entry))?),
             "egress" => match concat(entry)?.as_slice() {
                 [from, to] => Element::Egress {
-                    from: ip(from)?,
-                    to: source(to)?,
+                    from: ip4(from)?,
+                    to: source4(to)?,
                 },
                 other => return Err(bad(format!("unexpected egress element {other:?}"))),
             },
@@ -269,7 +290,7 @@ fn parse_set(name: &str, object: &Value, observed: &mut Observed) -> Result<(), 
     Ok(())
 }
 
-/// Parses the output of `nft -j list table ip roamgw`.
+/// Parses the output of `nft -j list table inet roamgw`.
 pub fn parse(json: &str) -> Result<Observed, ParseError> {
     parse_table(json, TABLE)
 }
@@ -385,6 +406,40 @@ mod tests {
             );
         }
         assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&2));
+    }
+
+    /// A real listing of the `inet` table with an IPv6 forward address (2001:db8:f::5) and
+    /// the tunnel's prefix fd96:6980:bb32::/64: the IPv6 twins parse into IPv6 elements.
+    #[test]
+    fn parses_the_ipv6_twins() {
+        let observed =
+            parse(include_str!("observed-inet-sample.json")).expect("parse the inet listing");
+        let texts: Vec<String> = observed
+            .elements
+            .iter()
+            .map(|e| format!("{} {e}", e.container()))
+            .collect();
+        for expected in [
+            "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
+            "dnat_addr6 2001:db8:f::5 . tcp . 2222 : fd96:6980:bb32::2",
+            "dnat_port6 2001:db8:f::5 . tcp . 2222 : 22",
+            "dnat_range6 2001:db8:f::5 . udp . 60000-60010 : fd96:6980:bb32::2",
+            "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
+            "allowed6 2001:db8:f::5 . tcp . 22 . 2001:db8:c::/48",
+            "restricted6 2001:db8:f::5 . tcp . 22",
+            "closed_anchors6 2001:db8:f::5",
+            "forward_addrs6 2001:db8:f::5",
+            "masquerade_single6 2001:db8:f::5 . tcp . 2222",
+            "count_range6 2001:db8:f::5 . udp . 60000-60010",
+            "reply_single6 2001:db8:f::5 . tcp . 22",
+        ] {
+            assert!(
+                texts.contains(&expected.to_string()),
+                "missing {expected}: {texts:#?}"
+            );
+        }
+        assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&4));
+        assert_eq!(observed.handshakes_dropped, Some(0));
     }
 
     #[test]

@@ -28,7 +28,12 @@ fn foreign_chains(ruleset_json: &str) -> (Vec<String>, Vec<String>) {
         return (Vec::new(), Vec::new());
     };
     let objects = value["nftables"].as_array().cloned().unwrap_or_default();
-    let ours = |o: &serde_json::Value| o["family"] == "ip" && o["table"] == super::model::TABLE;
+    // Ours, and the IPv4-only table of earlier versions, which the next apply removes.
+    let ours = |o: &serde_json::Value| {
+        o["table"] == super::model::TABLE
+            && [super::model::FAMILY, super::model::LEGACY_FAMILY]
+                .contains(&o["family"].as_str().unwrap_or(""))
+    };
     let name = |o: &serde_json::Value| {
         format!(
             "{} {}/{}",
@@ -70,7 +75,8 @@ mod tests {
             {"chain": {"family": "inet", "table": "filter", "name": "input", "hook": "input", "policy": "drop"}},
             {"chain": {"family": "ip", "table": "roamgw", "name": "input", "hook": "input", "policy": "drop"}},
             {"rule": {"family": "ip", "table": "other", "chain": "pre", "expr": [{"dnat": {"addr": "10.0.0.1"}}]}},
-            {"rule": {"family": "ip", "table": "roamgw", "chain": "prerouting", "expr": [{"dnat": {"addr": "x"}}]}}
+            {"rule": {"family": "ip", "table": "roamgw", "chain": "prerouting", "expr": [{"dnat": {"addr": "x"}}]}},
+            {"rule": {"family": "inet", "table": "roamgw", "chain": "prerouting", "expr": [{"dnat": {"addr": "x"}}]}}
         ]}"#;
         let (dropping, dnat) = foreign_chains(json);
         assert_eq!(dropping, ["inet filter/input"]);

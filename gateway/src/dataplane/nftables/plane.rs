@@ -1,4 +1,4 @@
-//! The nftables backend behind the `Backend` trait: table `ip roamgw` and nothing else (the
+//! The nftables backend behind the `Backend` trait: table `inet roamgw` and nothing else (the
 //! model, the observed table, the pure plan and the transactions are beside it).
 
 use roamgw_common::state::GatewayState;

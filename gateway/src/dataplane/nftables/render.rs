@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use super::exec::delete_text;
 use super::model::{
-    is_count, Desired, Element, COUNT_TABLE, COUNT_TEMPLATE, FAMILY, MASQ_MARK, TABLE, TEMPLATE,
+    is_count, Desired, Element, COUNT_FAMILY, COUNT_TABLE, COUNT_TEMPLATE, FAMILY, LEGACY_FAMILY,
+    MASQ_MARK, TABLE, TEMPLATE,
 };
 use super::observed::CounterValue;
 
@@ -23,9 +25,9 @@ pub fn full_transaction(desired: &Desired, keep: &BTreeMap<Element, CounterValue
     let _ = writeln!(out, "define LISTEN_PORT = {}", s.listen_port);
     let _ = writeln!(out, "define TCP_PORT = {}", s.tcp_port);
     let _ = writeln!(out, "define MASQ_MARK = {MASQ_MARK:#010x}");
-    // "add then delete" makes the delete succeed when the table does not exist yet.
-    let _ = writeln!(out, "table {FAMILY} {TABLE} {{}}");
-    let _ = writeln!(out, "delete table {FAMILY} {TABLE}");
+    out.push_str(&delete_text(FAMILY, TABLE));
+    // The IPv4-only table of earlier versions goes in the same step as this one comes.
+    out.push_str(&delete_text(LEGACY_FAMILY, TABLE));
     out.push_str(TEMPLATE);
     if !out.ends_with('\n') {
         out.push('\n');
@@ -35,7 +37,7 @@ pub fn full_transaction(desired: &Desired, keep: &BTreeMap<Element, CounterValue
         "add element {FAMILY} {TABLE} marker {{ {:#010x} }}",
         s.marker()
     );
-    out.push_str(&elements_text(TABLE, &desired.elements, keep));
+    out.push_str(&elements_text(FAMILY, TABLE, &desired.elements, keep));
     out
 }
 
@@ -45,18 +47,17 @@ pub fn counting_transaction(
     elements: &BTreeSet<Element>,
     keep: &BTreeMap<Element, CounterValue>,
 ) -> String {
-    let mut out = format!(
-        "table {FAMILY} {COUNT_TABLE} {{}}\ndelete table {FAMILY} {COUNT_TABLE}\n{COUNT_TEMPLATE}"
-    );
+    let mut out = delete_text(COUNT_FAMILY, COUNT_TABLE) + COUNT_TEMPLATE;
     if !out.ends_with('\n') {
         out.push('\n');
     }
-    out.push_str(&elements_text(COUNT_TABLE, elements, keep));
+    out.push_str(&elements_text(COUNT_FAMILY, COUNT_TABLE, elements, keep));
     out
 }
 
 /// `add element` lines, one per container; counting elements carry over their counts.
 fn elements_text(
+    family: &str,
     table: &str,
     elements: &BTreeSet<Element>,
     keep: &BTreeMap<Element, CounterValue>,
@@ -75,7 +76,7 @@ fn elements_text(
     for (container, items) in grouped {
         let _ = writeln!(
             out,
-            "add element {FAMILY} {table} {container} {{ {} }}",
+            "add element {family} {table} {container} {{ {} }}",
             items.join(", ")
         );
     }
@@ -129,14 +130,14 @@ mod tests {
     fn desired() -> Desired {
         let anchor = Ipv4Addr::new(10, 16, 0, 5);
         let mut elements: BTreeSet<Element> = forward_elements(
-            anchor,
+            anchor.into(),
             &"22".parse().expect("spec"),
-            Ipv4Addr::new(192, 168, 32, 2),
+            Ipv4Addr::new(192, 168, 32, 2).into(),
             &["192.0.2.0/24".parse().expect("net")],
         )
         .into_iter()
         .collect();
-        elements.insert(Element::ClosedAnchor(anchor));
+        elements.insert(Element::ClosedAnchor(anchor.into()));
         Desired {
             settings: TableSettings {
                 anchor,
@@ -152,7 +153,7 @@ mod tests {
     fn transaction_has_defines_marker_template_and_elements() {
         let keep = BTreeMap::from([(
             Element::CountSingle {
-                anchor: Ipv4Addr::new(10, 16, 0, 5),
+                anchor: Ipv4Addr::new(10, 16, 0, 5).into(),
                 protocol: roamgw_common::Protocol::Tcp,
                 port: 22,
             },
@@ -166,13 +167,14 @@ mod tests {
         for expected in [
             "define ANCHOR = 10.16.0.5\n",
             "define WG_IF = \"roamgw0\"\n",
+            "table inet roamgw {}\ndelete table inet roamgw\n",
             "table ip roamgw {}\ndelete table ip roamgw\n",
-            &format!("add element ip roamgw marker {{ {marker:#010x} }}\n"),
+            &format!("add element inet roamgw marker {{ {marker:#010x} }}\n"),
             "chain prerouting {",
-            "add element ip roamgw count_single { 10.16.0.5 . tcp . 22 counter packets 3 bytes 99 }\n",
-            "add element ip roamgw dnat_addr { 10.16.0.5 . tcp . 22 : 192.168.32.2 }\n",
-            "add element ip roamgw allowed { 10.16.0.5 . tcp . 22 . 192.0.2.0/24 }\n",
-            "add element ip roamgw closed_anchors { 10.16.0.5 }\n",
+            "add element inet roamgw count_single { 10.16.0.5 . tcp . 22 counter packets 3 bytes 99 }\n",
+            "add element inet roamgw dnat_addr { 10.16.0.5 . tcp . 22 : 192.168.32.2 }\n",
+            "add element inet roamgw allowed { 10.16.0.5 . tcp . 22 . 192.0.2.0/24 }\n",
+            "add element inet roamgw closed_anchors { 10.16.0.5 }\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
@@ -181,8 +183,8 @@ mod tests {
     #[test]
     fn template_chains_are_counted() {
         let counts = template_rules_per_chain();
-        assert_eq!(counts.get("prerouting"), Some(&2));
-        assert_eq!(counts.get("guard"), Some(&5));
+        assert_eq!(counts.get("prerouting"), Some(&4));
+        assert_eq!(counts.get("guard"), Some(&10));
         assert!(counts.len() >= 6, "{counts:?}");
     }
 }
