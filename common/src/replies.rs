@@ -41,7 +41,7 @@ pub fn mark(interface: &InterfaceName) -> u32 {
 /// and a UDP check through the tunnel would always be answered. Past the tables' numbers.
 pub const BESIDE_TUNNEL_MARK: u32 = 54_000;
 
-/// The laptop's nftables table for UDP replies, one per interface.
+/// The laptop's nftables table for UDP replies, one per interface (`inet`: both families).
 pub fn nft_table(interface: &InterfaceName) -> String {
     let name: String = interface
         .as_str()
@@ -51,30 +51,42 @@ pub fn nft_table(interface: &InterfaceName) -> String {
     format!("roamgw_{name}")
 }
 
-/// A UDP server that replies from a socket bound to 0.0.0.0 gets its source address from the
-/// route to the client, which is the laptop's own, so the reply would leave directly from the
-/// wrong address. This table remembers each UDP flow that came through the tunnel (client .
-/// client port . local port, 3 minutes after its last packet), marks the replies to it so the
-/// mark rule routes them into the tunnel, and gives them the tunnel address as source. TCP
-/// replies, and UDP replies from sockets bound to the tunnel address, have the right source
-/// already. One line, for `nft -f -` and for a wg-quick hook alike; it replaces a table left
-/// behind.
+/// The family of [`nft_table`].
+pub const NFT_FAMILY: &str = "inet";
+
+/// A UDP server that replies from a socket bound to 0.0.0.0 (or ::) gets its source address
+/// from the route to the client, which is the laptop's own, so the reply would leave directly
+/// from the wrong address. This table remembers each UDP flow that came through the tunnel
+/// (client . client port . local port, 3 minutes after its last packet), marks the replies to
+/// it so the mark rule routes them into the tunnel, and gives them the tunnel address as
+/// source; with `address6`, IPv6 flows alike. TCP replies, and UDP replies from sockets bound
+/// to the tunnel address, have the right source already. One line, for `nft -f -` and for a
+/// wg-quick hook alike; it replaces a table left behind (and the `ip` one of earlier versions).
 pub fn udp_reply_ruleset(
     interface: &InterfaceName,
     tunnel_interface: &str,
-    address: Ipv4Addr,
+    (address, address6): (Ipv4Addr, Option<Ipv6Addr>),
 ) -> String {
     let table = nft_table(interface);
     let mark = mark(interface);
+    let (mut sets, mut input, mut output, mut postrouting) = (
+        "set udp_flows { type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; timeout 3m; }; ".to_string(),
+        format!("iifname \"{tunnel_interface}\" meta nfproto ipv4 meta l4proto udp update @udp_flows {{ ip saddr . udp sport . udp dport }}; "),
+        format!("ip saddr != {address} meta l4proto udp ip daddr . udp dport . udp sport @udp_flows meta mark set {mark}; "),
+        format!("oifname \"{tunnel_interface}\" ip saddr != {address} meta mark {mark} ip saddr set {address}; "),
+    );
+    if let Some(address6) = address6 {
+        sets += "set udp_flows6 { type ipv6_addr . inet_service . inet_service; flags dynamic,timeout; timeout 3m; }; ";
+        input += &format!("iifname \"{tunnel_interface}\" meta nfproto ipv6 meta l4proto udp update @udp_flows6 {{ ip6 saddr . udp sport . udp dport }}; ");
+        output += &format!("ip6 saddr != {address6} meta l4proto udp ip6 daddr . udp dport . udp sport @udp_flows6 meta mark set {mark}; ");
+        postrouting += &format!("oifname \"{tunnel_interface}\" ip6 saddr != {address6} meta mark {mark} ip6 saddr set {address6}; ");
+    }
     format!(
-        "table ip {table} {{}}; delete table ip {table}; table ip {table} {{ \
-         set udp_flows {{ type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; timeout 3m; }}; \
-         chain input {{ type filter hook input priority 0; policy accept; \
-         iifname \"{tunnel_interface}\" meta l4proto udp update @udp_flows {{ ip saddr . udp sport . udp dport }}; }}; \
-         chain output {{ type route hook output priority -150; policy accept; \
-         ip saddr != {address} meta l4proto udp ip daddr . udp dport . udp sport @udp_flows meta mark set {mark}; }}; \
-         chain postrouting {{ type filter hook postrouting priority 300; policy accept; \
-         oifname \"{tunnel_interface}\" ip saddr != {address} meta mark {mark} ip saddr set {address}; }}; }}"
+        "table {NFT_FAMILY} {table} {{}}; delete table {NFT_FAMILY} {table}; \
+         table ip {table} {{}}; delete table ip {table}; table {NFT_FAMILY} {table} {{ {sets}\
+         chain input {{ type filter hook input priority 0; policy accept; {input}}}; \
+         chain output {{ type route hook output priority -150; policy accept; {output}}}; \
+         chain postrouting {{ type filter hook postrouting priority 300; policy accept; {postrouting}}}; }}"
     )
 }
 
@@ -102,21 +114,26 @@ pub fn wg_quick_hooks(
         format!("ip -4 route replace default dev %i table {table}"),
         format!("ip -4 rule add from {address} lookup {table} priority {priority}"),
         format!("ip -4 rule add fwmark {mark} lookup {table} priority {priority}"),
-        format!("nft '{}'", udp_reply_ruleset(interface, "%i", address)),
+        format!(
+            "nft '{}'",
+            udp_reply_ruleset(interface, "%i", (address, address6))
+        ),
     ];
     let mut down = vec![
         format!("ip -4 rule del from {address} lookup {table} priority {priority}"),
         format!("ip -4 rule del fwmark {mark} lookup {table} priority {priority}"),
-        format!("nft delete table ip {}", nft_table(interface)),
+        format!("nft delete table {NFT_FAMILY} {}", nft_table(interface)),
     ];
     if let Some(address6) = address6 {
         up.extend([
             format!("ip -6 route replace default dev %i table {table}"),
             format!("ip -6 rule add from {address6} lookup {table} priority {priority}"),
+            format!("ip -6 rule add fwmark {mark} lookup {table} priority {priority}"),
         ]);
-        down.push(format!(
-            "ip -6 rule del from {address6} lookup {table} priority {priority}"
-        ));
+        down.extend([
+            format!("ip -6 rule del from {address6} lookup {table} priority {priority}"),
+            format!("ip -6 rule del fwmark {mark} lookup {table} priority {priority}"),
+        ]);
     }
     if !egress.is_empty() {
         let egress_table = egress_table(interface);
@@ -173,7 +190,7 @@ mod tests {
             ]
         );
         assert!(
-            up[3].starts_with("nft 'table ip roamgw_roamgw0 {}; delete table"),
+            up[3].starts_with("nft 'table inet roamgw_roamgw0 {}; delete table"),
             "{}",
             up[3]
         );
@@ -183,7 +200,7 @@ mod tests {
             [
                 "ip -4 rule del from 192.168.32.2 lookup 52354 priority 5100",
                 "ip -4 rule del fwmark 52354 lookup 52354 priority 5100",
-                "nft delete table ip roamgw_roamgw0",
+                "nft delete table inet roamgw_roamgw0",
             ]
         );
         let everything = ["0.0.0.0/0".parse().expect("net")];
@@ -206,7 +223,13 @@ mod tests {
             [
                 "ip -6 route replace default dev %i table 52354",
                 "ip -6 rule add from fd12:3456:789a::2 lookup 52354 priority 5100",
+                "ip -6 rule add fwmark 52354 lookup 52354 priority 5100",
             ]
+        );
+        assert!(
+            up[3].contains("ip6 saddr set fd12:3456:789a::2"),
+            "{}",
+            up[3]
         );
         assert_eq!(
             down[3],

@@ -14,8 +14,8 @@ use roamgw_common::replies;
 use roamgw_common::state::RoamerConfig;
 use roamgw_wg::netlink::{self, Links, NetlinkError};
 
-/// Rules that route replies into the tunnel: by source, by mark (IPv4; IPv6 adds its rule by
-/// source, [`Wanted::reply_rules`]).
+/// Rules that route replies into the tunnel: by source, by mark (of each family the tunnel
+/// has, [`Wanted::reply_rules`]).
 pub const REPLY_RULES: usize = 2;
 /// Egress rules: the tunnel's own UDP, the laptop's own networks, the rest.
 pub const EGRESS_RULES: usize = netlink::egress_rules(0, 0).len();
@@ -56,8 +56,9 @@ impl Wanted {
         }
     }
 
+    /// IPv6 has the same two: by source, by mark.
     pub fn reply_rules(&self) -> usize {
-        REPLY_RULES + usize::from(self.ipv6_replies)
+        REPLY_RULES * (1 + usize::from(self.ipv6_replies))
     }
 
     /// The reply table's `default dev` of each family.
@@ -114,7 +115,7 @@ impl Installed {
                 &[
                     "list",
                     "table",
-                    "ip",
+                    replies::NFT_FAMILY,
                     &replies::nft_table(&config.interface),
                 ],
                 None,
@@ -147,7 +148,7 @@ pub fn install_udp_replies(config: &RoamerConfig) -> Result<(), String> {
     let ruleset = replies::udp_reply_ruleset(
         &config.interface,
         config.interface.as_str(),
-        config.address.addr(),
+        (config.address.addr(), config.address6.map(|a| a.addr())),
     );
     nft(&["-f", "-"], Some(&ruleset))
 }
@@ -176,7 +177,7 @@ pub fn remove(config: &RoamerConfig) -> Result<(), String> {
         &[
             "delete",
             "table",
-            "ip",
+            replies::NFT_FAMILY,
             &replies::nft_table(&config.interface),
         ],
         None,
@@ -261,7 +262,7 @@ mod tests {
             ),
             (
                 "the IPv6 rule and route in place",
-                with(|f| (f.reply_rules, f.reply_routes) = (REPLY_RULES + 1, 2)),
+                with(|f| (f.reply_rules, f.reply_routes) = (2 * REPLY_RULES, 2)),
                 Wanted {
                     ipv6_replies: true,
                     ..WANTED

@@ -9,6 +9,9 @@ use crate::Testbed;
 pub const CLIENT6: &str = "2001:db8:c::2";
 /// The droplet's own (main) IPv6: what roamers dial over IPv6.
 pub const GATEWAY6: &str = "2001:db8:d::10";
+/// The IPv6 the droplet dedicates to forwards (`roamgw forward6`), on its interface beside
+/// its own.
+pub const FORWARD6: &str = "2001:db8:d::50";
 /// The laptop's global IPv6 on its network.
 pub const LAPTOP6: &str = "2001:db8:f::2";
 /// The CGNAT box's firewall for the laptop's IPv6 network.
@@ -40,6 +43,7 @@ impl Testbed {
         address(&self.cli, &format!("{CLIENT6}/64"), "eth0");
         route(&self.cli, "default", "2001:db8:c::1");
         address(&self.gw, &format!("{GATEWAY6}/64"), "eth0");
+        address(&self.gw, &format!("{FORWARD6}/128"), "eth0");
         route(&self.gw, "default", "2001:db8:d::1");
         address(&self.cgn, "2001:db8:e::2/64", "eth0");
         route(&self.cgn, "default", "2001:db8:e::1");
@@ -91,4 +95,13 @@ impl Testbed {
     pub fn repair_ipv6(&self) {
         self.cgn.run(&["nft", "delete", "table", "ip6", BROKEN]);
     }
+}
+
+/// The address a peer-address server reported (socat writes IPv6 in full, in brackets).
+pub fn peer_ip(text: &str) -> Option<std::net::IpAddr> {
+    text.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }

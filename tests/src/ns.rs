@@ -110,7 +110,12 @@ impl Ns {
             // time from a new port, so one lost datagram cannot pin the later ones to the same
             // conntrack entry.
             for attempt in 1..=4 {
-                let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+                let any = if addr.is_ipv6() {
+                    "[::]:0"
+                } else {
+                    "0.0.0.0:0"
+                };
+                let socket = UdpSocket::bind(any).ok()?;
                 socket
                     .set_read_timeout(Some(Duration::from_millis(700)))
                     .ok()?;
@@ -141,9 +146,14 @@ impl Ns {
 }
 
 pub(crate) fn wait_for_listener(ns: &Ns, port: u16, protocol: &str) {
+    wait_for_listener_of(ns, port, protocol, "-4");
+}
+
+/// A listener of one family (`-4` or `-6`, as `ss` takes it).
+pub(crate) fn wait_for_listener_of(ns: &Ns, port: u16, protocol: &str, family: &str) {
     let flag = if protocol == "tcp" { "-ltn" } else { "-lun" };
     let ok = wait_until(Duration::from_secs(5), || {
-        ns.output(&["ss", flag, &format!("sport = :{port}")])
+        ns.output(&["ss", flag, family, &format!("sport = :{port}")])
             .stdout
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

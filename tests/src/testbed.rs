@@ -339,6 +339,22 @@ impl Testbed {
         }
     }
 
+    /// [`Testbed::peer_address_server`] over IPv6 (beside the IPv4 one on the same port).
+    /// socat writes the address in full and in brackets: [`crate::dualstack::peer_ip`] reads it.
+    pub fn peer_address_server6(&self, ns: &Ns, port: u16) {
+        for (listen, proto) in [("TCP6-LISTEN", "tcp"), ("UDP6-RECVFROM", "udp")] {
+            self.spawn(
+                ns,
+                &[
+                    "socat",
+                    &format!("{listen}:{port},fork,reuseaddr,ipv6only=1"),
+                    "SYSTEM:echo $SOCAT_PEERADDR",
+                ],
+            );
+            crate::ns::wait_for_listener_of(ns, port, proto, "-6");
+        }
+    }
+
     /// `roamgw init` for this testbed's droplet, with WireGuard run as `wireguard` says.
     pub fn init_args(&self, wireguard: &str) -> Vec<String> {
         [

@@ -294,7 +294,7 @@ fn hairpin_diagnostics(s: &Scenario) -> String {
             "laptop table",
             s.bed
                 .roam
-                .output(&["nft", "list", "table", "ip", &laptop_table]),
+                .output(&["nft", "list", "table", "inet", &laptop_table]),
         ),
         ("laptop rules", s.bed.roam.output(&["ip", "rule"])),
         ("laptop sockets", s.bed.roam.output(&["ss", "-uanp"])),
@@ -340,7 +340,7 @@ fn roamer_puts_back_reply_routing_that_someone_removed() {
         "nft",
         "delete",
         "table",
-        "ip",
+        "inet",
         &roamgw_common::replies::nft_table(&interface),
     ]);
     let rules = s.bed.roam.run(&["ip", "rule", "show"]);

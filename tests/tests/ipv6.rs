@@ -1,12 +1,22 @@
-//! The tunnel over IPv6 (issue 29): on the dual-stack namespace internet the roamer dials the
-//! gateway's IPv6 where the laptop's network has working IPv6, keeps the forward on an
-//! IPv6-only network, and falls back to IPv4 where IPv6 is configured but broken; a stock
-//! wg-quick laptop runs with the IPv6 endpoint `show-config --endpoint-family ipv6` gives it.
+//! IPv6 end to end (issue 29). The tunnel over IPv6: on the dual-stack namespace internet the
+//! roamer dials the gateway's IPv6 where the laptop's network has working IPv6, keeps the
+//! forward on an IPv6-only network, and falls back to IPv4 where IPv6 is configured but broken;
+//! a stock wg-quick laptop runs with the IPv6 endpoint `show-config --endpoint-family ipv6`
+//! gives it. Forwards over IPv6: the address `roamgw forward6` dedicates answers with the
+//! client's own IPv6 on the laptop (or the gateway's, masqueraded), allow-lists hold on IPv6
+//! sources, the droplet's own IPv6 stays its own, on the roamer and on stock wg-quick.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::dualstack::{GATEWAY6, LAPTOP6};
-use roamgw_e2e::{GatewayMode, Laptop, Scenario, FLOATING_IP};
+use roamgw_e2e::dualstack::{peer_ip, CLIENT6, FORWARD6, GATEWAY6, LAPTOP6};
+use roamgw_e2e::{GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP};
+
+/// Ports of the laptop's peer-address servers: kept, masqueraded, allowed, shut out.
+const KEEP: u16 = 7000;
+const MASQ: u16 = 7001;
+const ALLOWED: u16 = 7002;
+const SHUT: u16 = 7003;
 
 /// The gateway family `roamer status --json` reports.
 fn family(s: &Scenario) -> String {
@@ -29,9 +39,84 @@ fn forward_back(s: &Scenario, since: Instant) -> Option<Duration> {
 }
 
 fn dual_stack() -> Scenario {
-    let s = Scenario::gateway_only(GatewayMode::Daemon, &["--endpoint6", GATEWAY6], false);
+    let flags = [
+        "--endpoint6",
+        GATEWAY6,
+        "--forward6",
+        FORWARD6,
+        "--public-ip6",
+        GATEWAY6,
+    ];
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &flags, false);
     s.bed.add_ipv6();
     s
+}
+
+/// The first `Some` of `f` within 5 s (a server just spawned may not listen yet).
+fn within_5s<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let mut got = None;
+    roamgw_e2e::wait_until(Duration::from_secs(5), || {
+        got = f();
+        got.is_some()
+    });
+    got
+}
+
+/// Who the laptop's servers saw of a TCP connection and a UDP datagram from the client to
+/// `host:port`.
+fn seen(s: &Scenario, host: &str, port: u16) -> (Option<IpAddr>, Option<IpAddr>) {
+    let addr = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+        _ => format!("{host}:{port}"),
+    };
+    (
+        s.bed.cli.tcp_banner(&addr).as_deref().and_then(peer_ip),
+        within_5s(|| s.bed.cli.udp_exchange(&addr, "who am i"))
+            .as_deref()
+            .and_then(peer_ip),
+    )
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("an address")
+}
+
+/// The gateway's tunnel IPv6 (what a masqueraded forward shows): the first host of the
+/// tunnel's prefix, which the laptop's config carries.
+fn gateway_tunnel6(s: &Scenario) -> IpAddr {
+    let config = roamgw_common::state::RoamerConfig::from_toml(&s.ok(&["show-config", "laptop"]))
+        .expect("the laptop's config");
+    let prefix = config.address6.expect("an IPv6 tunnel address").trunc();
+    IpAddr::V6((u128::from(prefix.network()) + 1).into())
+}
+
+/// Peer-address servers of both families on the laptop, and a forward for each port.
+fn forwards_of_both_families(s: &Scenario) {
+    for port in [KEEP, MASQ, ALLOWED, SHUT] {
+        s.bed.peer_address_server(&s.bed.roam, port);
+        s.bed.peer_address_server6(&s.bed.roam, port);
+    }
+    s.ok(&["add-port", &format!("{KEEP}/tcp+udp")]);
+    s.ok(&[
+        "add-port",
+        &format!("{MASQ}/tcp+udp"),
+        "--client-ip",
+        "masquerade",
+    ]);
+    s.ok(&[
+        "add-port",
+        &format!("{ALLOWED}/tcp+udp"),
+        "--allow-from",
+        "2001:db8:c::/64",
+    ]);
+    s.ok(&[
+        "add-port",
+        &format!("{SHUT}/tcp+udp"),
+        "--allow-from",
+        "2001:db8:9::/48",
+        "--allow-from",
+        "192.0.2.99",
+    ]);
 }
 
 #[test]
@@ -99,4 +184,120 @@ fn stock_wg_quick_runs_over_the_ipv6_endpoint() {
     );
     let status = s.ok(&["status"]);
     assert!(status.contains(LAPTOP6), "{status}");
+    // The generated config's hooks route the IPv6 replies by their source too.
+    forwards_of_both_families(&s);
+    let client6 = Some(ip(CLIENT6));
+    assert_eq!(seen(&s, FORWARD6, KEEP), (client6, client6), "keep, IPv6");
+    let tunnel6 = Some(gateway_tunnel6(&s));
+    assert_eq!(
+        seen(&s, FORWARD6, MASQ),
+        (tunnel6, tunnel6),
+        "masquerade, IPv6"
+    );
+}
+
+#[test]
+fn forwards_answer_on_the_ipv6_address_with_the_clients_own() {
+    let s = dual_stack().connect_laptop(Laptop::Roamer);
+    forwards_of_both_families(&s);
+    let (client6, client) = (Some(ip(CLIENT6)), Some(ip(CLIENT)));
+    assert_eq!(seen(&s, FORWARD6, KEEP), (client6, client6), "keep, IPv6");
+    let tunnel6 = Some(gateway_tunnel6(&s));
+    assert_eq!(
+        seen(&s, FORWARD6, MASQ),
+        (tunnel6, tunnel6),
+        "masquerade, IPv6"
+    );
+    assert_eq!(
+        seen(&s, FLOATING_IP, KEEP),
+        (client, client),
+        "IPv4 as before"
+    );
+    // Allow-lists: each family's forward admits its own family's sources only.
+    assert_eq!(seen(&s, FORWARD6, ALLOWED), (client6, client6), "allowed");
+    assert_eq!(
+        seen(&s, FORWARD6, SHUT).0,
+        None,
+        "an IPv6 source not listed"
+    );
+    assert_eq!(
+        seen(&s, FLOATING_IP, SHUT).0,
+        None,
+        "an IPv4 source not listed"
+    );
+    assert_eq!(
+        seen(&s, FLOATING_IP, ALLOWED).0,
+        None,
+        "an IPv4 source, where only IPv6 ones are listed"
+    );
+
+    // The droplet's own IPv6 is its own; the forward address answers for forwards only.
+    s.bed.spawn(
+        &s.bed.gw,
+        &[
+            "socat",
+            "TCP6-LISTEN:22,fork,reuseaddr,ipv6only=1",
+            "SYSTEM:echo droplet",
+        ],
+    );
+    let own = within_5s(|| s.bed.cli.tcp_banner(&format!("[{GATEWAY6}]:22")));
+    assert_eq!(own.as_deref(), Some("droplet"));
+    assert_eq!(s.bed.cli.tcp_banner(&format!("[{FORWARD6}]:22")), None);
+
+    // Hairpin: the droplet's own connection to the forward address reaches the laptop.
+    let hairpin = s.bed.gw.tcp_banner(&format!("[{FORWARD6}]:{KEEP}"));
+    assert!(
+        hairpin.as_deref().and_then(peer_ip).is_some(),
+        "{hairpin:?}"
+    );
+
+    // An IPv6-only laptop network: the tunnel and the IPv6 forward both go over IPv6.
+    s.bed.laptop_ipv6_only();
+    let back = roamgw_e2e::wait_until(Duration::from_secs(5), || {
+        s.bed
+            .cli
+            .tcp_banner(&format!("[{FORWARD6}]:{KEEP}"))
+            .as_deref()
+            .and_then(peer_ip)
+            == client6
+    });
+    assert!(back, "{}", s.bed.log("roamer.log"));
+    assert_eq!(family(&s), "ipv6");
+
+    // Off: the IPv6 forwards go, IPv4 stays.
+    s.ok(&["forward6", "--off"]);
+    assert_eq!(s.bed.cli.tcp_banner(&format!("[{FORWARD6}]:{KEEP}")), None);
+}
+
+/// A gateway set up without IPv6 takes a forward address while it runs: the tunnel gets its
+/// IPv6 prefix on the link and in every peer's allowed IPs at once, and IPv6 forwarding goes
+/// on (the laptops take their new configs).
+#[test]
+fn a_gateway_without_ipv6_takes_a_forward_address_while_it_runs() {
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &[], false);
+    let wg = s.bed.gw_wg.clone();
+    let global = ["ip", "-6", "addr", "show", "dev", &wg, "scope", "global"];
+    assert!(s.bed.gw.run(&global).trim().is_empty());
+    s.bed.add_ipv6();
+    s.ok(&["forward6", FORWARD6]);
+    let config = roamgw_common::state::RoamerConfig::from_toml(&s.ok(&["show-config", "laptop"]))
+        .expect("the laptop's config");
+    let laptop6 = config.address6.expect("an IPv6 tunnel address").addr();
+    let link = s.bed.gw.run(&["ip", "-6", "addr", "show", "dev", &wg]);
+    assert!(
+        link.contains(&format!("{}/64", gateway_tunnel6(&s))),
+        "{link}"
+    );
+    let allowed = s.bed.gw.run(&["wg", "show", &wg, "allowed-ips"]);
+    assert!(allowed.contains(&format!("{laptop6}/128")), "{allowed}");
+    let forwarding = s
+        .bed
+        .gw
+        .run(&["sysctl", "-n", "net.ipv6.conf.all.forwarding"]);
+    assert_eq!(forwarding.trim(), "1");
+    let rules = s.ok(&["rules"]);
+    assert!(
+        rules.contains(&format!("forward_addrs6 {{ {FORWARD6} }}")),
+        "{rules}"
+    );
 }

@@ -117,7 +117,7 @@ pub(super) fn set_forward6(
     if new_prefix {
         state.gateway.subnet6 = Some(subnet6);
     }
-    state.gateway.forward6 = forward6;
+    let retired = std::mem::replace(&mut state.gateway.forward6, forward6);
     let forwards = state.forwards.len();
     let summary = match (forward6, state.gateway.subnet6) {
         (Some(address), Some(prefix)) if new_prefix => format!(
@@ -128,6 +128,9 @@ pub(super) fn set_forward6(
     };
     Ok(Changed {
         summary,
-        forwards: ForwardChange::default(),
+        forwards: ForwardChange {
+            retired: retired.map(Into::into),
+            ..ForwardChange::default()
+        },
     })
 }

@@ -311,7 +311,7 @@ fn remove_roamer(
         summary: format!("removed roamer {name}{dropped}"),
         forwards: ForwardChange {
             removed,
-            added: Vec::new(),
+            ..ForwardChange::default()
         },
     })
 }
@@ -392,8 +392,8 @@ fn add_port(
     Ok(Changed {
         summary,
         forwards: ForwardChange {
-            removed: Vec::new(),
             added: vec![forward],
+            ..ForwardChange::default()
         },
     })
 }
@@ -420,7 +420,7 @@ fn remove_port(state: &mut GatewayState, spec: &PortSpec) -> Result<Changed, Ref
         summary: format!("removed forward {} -> {}", removed.spec, removed.to),
         forwards: ForwardChange {
             removed: vec![removed],
-            added: Vec::new(),
+            ..ForwardChange::default()
         },
     })
 }

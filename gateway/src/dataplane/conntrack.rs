@@ -4,7 +4,7 @@
 //! once and deleted per port that has flows.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use roamgw_common::{PortSpec, Protocol};
 
@@ -40,19 +40,28 @@ pub fn original_dports(listing: &str) -> BTreeSet<u16> {
         .collect()
 }
 
-/// Deletes the conntrack entries of flows to `anchor` on the forward's public ports.
-pub fn flush_forward(anchor: Ipv4Addr, spec: &PortSpec) -> Result<(), ConntrackError> {
+/// `-f ipv6` for an IPv6 address: conntrack lists and deletes IPv4 entries unless told.
+fn family(address: IpAddr) -> [String; 2] {
+    let name = if address.is_ipv6() { "ipv6" } else { "ipv4" };
+    ["-f".into(), name.into()]
+}
+
+/// Deletes the conntrack entries of flows to `anchor` (the anchor, or the forward IPv6) on
+/// the forward's public ports.
+pub fn flush_forward(anchor: IpAddr, spec: &PortSpec) -> Result<(), ConntrackError> {
     for protocol in spec.protocols.iter() {
         let ports: Vec<u16> = if spec.public.is_single() {
             vec![spec.public.first()]
         } else {
-            let listing = conntrack(&[
-                "-L".into(),
+            let mut args = vec!["-L".into()];
+            args.extend(family(anchor));
+            args.extend([
                 "-p".into(),
                 protocol.as_str().into(),
                 "--orig-dst".into(),
                 anchor.to_string(),
-            ])?;
+            ]);
+            let listing = conntrack(&args)?;
             original_dports(&listing)
                 .into_iter()
                 .filter(|p| spec.public.contains(*p))
@@ -65,17 +74,26 @@ pub fn flush_forward(anchor: Ipv4Addr, spec: &PortSpec) -> Result<(), ConntrackE
     Ok(())
 }
 
-fn delete(anchor: Ipv4Addr, protocol: Protocol, port: u16) -> Result<(), ConntrackError> {
-    conntrack(&[
-        "-D".into(),
+/// Deletes the conntrack entries of every flow to `address`.
+pub fn flush_address(address: IpAddr) -> Result<(), ConntrackError> {
+    let mut args = vec!["-D".into()];
+    args.extend(family(address));
+    args.extend(["--orig-dst".into(), address.to_string()]);
+    conntrack(&args).map(|_| ())
+}
+
+fn delete(anchor: IpAddr, protocol: Protocol, port: u16) -> Result<(), ConntrackError> {
+    let mut args = vec!["-D".into()];
+    args.extend(family(anchor));
+    args.extend([
         "-p".into(),
         protocol.as_str().into(),
         "--orig-dst".into(),
         anchor.to_string(),
         "--orig-port-dst".into(),
         port.to_string(),
-    ])
-    .map(|_| ())
+    ]);
+    conntrack(&args).map(|_| ())
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub enum DataPlaneError {
 pub struct ForwardChange {
     pub removed: Vec<Forward>,
     pub added: Vec<Forward>,
+    /// An address forwards no longer answer on (`roamgw forward6 --off`, or another one):
+    /// every flow to it ends.
+    pub retired: Option<std::net::IpAddr>,
 }
 
 impl ForwardChange {
@@ -59,6 +62,7 @@ impl ForwardChange {
                 .cloned()
                 .collect(),
             added: after.iter().filter(|f| !had.contains(f)).cloned().collect(),
+            retired: None,
         }
     }
 }
@@ -173,15 +177,22 @@ pub fn of(state: &GatewayState) -> Box<dyn Backend> {
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// IPv6 forwarding, on only for forwards over IPv6: with it on, the kernel ignores router
+/// advertisements (unless accept_ra=2), which droplets configured statically do not use.
+const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 
-fn enable_forwarding() -> Result<()> {
-    let current = std::fs::read_to_string(IP_FORWARD).map_err(DataPlaneError::Forwarding)?;
-    if current.trim() != "1" {
-        std::fs::write(IP_FORWARD, "1\n").map_err(DataPlaneError::Forwarding)?;
-        info!(
-            "enabled net.ipv4.ip_forward (was {}): forwards need it",
-            current.trim()
-        );
+pub(crate) fn enable_forwarding(state: &GatewayState) -> Result<()> {
+    let ipv6 = state.gateway.forward6.map(|_| IPV6_FORWARDING);
+    for path in std::iter::once(IP_FORWARD).chain(ipv6) {
+        let current = std::fs::read_to_string(path).map_err(DataPlaneError::Forwarding)?;
+        if current.trim() != "1" {
+            std::fs::write(path, "1\n").map_err(DataPlaneError::Forwarding)?;
+            info!(
+                "enabled {} (was {}): forwards need it",
+                path.trim_start_matches("/proc/sys/").replace('/', "."),
+                current.trim()
+            );
+        }
     }
     Ok(())
 }
@@ -193,7 +204,7 @@ pub fn interface_exists(name: &str) -> bool {
 /// What every backend's `up` does first: forwarding on, and a word when the interface the
 /// forwards need is missing.
 pub(crate) fn prepare(state: &GatewayState) -> Result<()> {
-    enable_forwarding()?;
+    enable_forwarding(state)?;
     let interface = state.gateway.interface.as_str();
     if !interface_exists(interface) {
         warn!(
@@ -221,12 +232,22 @@ pub fn down(purge: bool) -> Result<bool> {
 /// conntrack dump walks the kernel's whole (all-namespace) table, ~12 ms here, more than the
 /// rest of an add-port together.
 pub fn end_changed_flows(new: &GatewayState, change: &ForwardChange) {
-    let anchor = new.gateway.anchor_ip;
-    let stale_possible = new.gateway.anchor_passthrough;
+    let g = &new.gateway;
+    let addresses: Vec<std::net::IpAddr> = std::iter::once(g.anchor_ip.into())
+        .chain(g.forward6.map(Into::into))
+        .collect();
+    let stale_possible = g.anchor_passthrough;
     let added = change.added.iter().filter(|_| stale_possible);
     for forward in change.removed.iter().chain(added) {
-        if let Err(e) = conntrack::flush_forward(anchor, &forward.spec) {
-            warn!(forward = %forward.spec, "{e}");
+        for address in &addresses {
+            if let Err(e) = conntrack::flush_forward(*address, &forward.spec) {
+                warn!(forward = %forward.spec, "{e}");
+            }
+        }
+    }
+    if let Some(address) = change.retired {
+        if let Err(e) = conntrack::flush_address(address) {
+            warn!(%address, "{e}");
         }
     }
 }

@@ -249,8 +249,13 @@ impl Engine {
                 roamgw_wg::set_identity(device.as_ref(), &key, new.gateway.listen_port)?;
             }
         }
-        // A change of forwards leaves the peers alone.
-        if new.roamers != self.state.roamers {
+        // A change of forwards leaves the peers alone; the tunnel's IPv6 prefix is in every
+        // peer's allowed IPs and on the link.
+        let new_prefix = new.gateway.subnet6 != self.state.gateway.subnet6;
+        if new_prefix && self.owns_device() {
+            self.link.configure(new)?;
+        }
+        if new.roamers != self.state.roamers || new_prefix {
             // A roamer with a new key has a new PSK too: read again.
             let old = &self.state;
             self.psks.retain(|name, _| {

@@ -253,7 +253,12 @@ impl Links {
             },
             what,
             &on,
-        )
+        )?;
+        let marked6 = |rule: &mut RuleMessage| {
+            rule.header.family = AddressFamily::Inet6;
+            rule.attributes.push(RuleAttribute::FwMark(mark));
+        };
+        self.add_rule(priority, table, marked6, what, &on)
     }
 
     /// Removes our rules (the route goes with the interface). The number removed.

@@ -96,6 +96,19 @@ pub fn counters_by_forward(state: &GatewayState, observed: &Observed) -> Counter
         .collect()
 }
 
+/// Whether `old` and `new` differ in forwards only, so the elements of the changed forwards
+/// are the whole change: the rules, the egress and the addresses forwards answer on (and
+/// the tunnel addresses they lead to) are the same.
+fn only_forwards_differ(old: &GatewayState, new: &GatewayState) -> bool {
+    let addresses = |s: &GatewayState| {
+        let g = &s.gateway;
+        (g.floating_ip, g.forward6, g.subnet6, g.anchor_passthrough)
+    };
+    TableSettings::of(old) == TableSettings::of(new)
+        && egress_elements(old).eq(egress_elements(new))
+        && addresses(old) == addresses(new)
+}
+
 impl Backend for NftPlane {
     fn up(&self, state: &GatewayState) -> Result<Applied> {
         crate::dataplane::prepare(state)?;
@@ -128,9 +141,7 @@ impl Backend for NftPlane {
         new: &GatewayState,
         change: &ForwardChange,
     ) -> Result<Option<Applied>> {
-        if TableSettings::of(old) != TableSettings::of(new)
-            || !egress_elements(old).eq(egress_elements(new))
-        {
+        if !only_forwards_differ(old, new) {
             return self.apply_if_up(new);
         }
         let remove: Vec<Element> = change
@@ -161,6 +172,8 @@ impl Backend for NftPlane {
         let Some(observed) = observe_if_up()? else {
             return Ok(None);
         };
+        // A forward address of a new family needs that family's forwarding.
+        crate::dataplane::enable_forwarding(state)?;
         Ok(Some(reconcile(state, Some(&observed))?))
     }
 
