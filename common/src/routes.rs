@@ -1,28 +1,72 @@
-//! This machine's IPv4 routes, and which of them a tunnel subnet would collide with.
+//! This machine's routes, and which of them a tunnel subnet (or the tunnel's IPv6 prefix)
+//! would collide with.
 
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// One IPv4 route from the main table.
+/// One route from the main table: IPv4 (`Route`), or IPv6 (`Route<Ipv6Net>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub struct Route<N = Ipv4Net> {
     pub interface: String,
-    pub destination: Ipv4Net,
+    pub destination: N,
 }
 
-/// Routes (other than through `own_interface`) that overlap the tunnel subnet.
-pub fn colliding_routes<'a>(
-    routes: &'a [Route],
-    subnet: Ipv4Net,
+/// Routes (other than through `own_interface`, and other than default routes) that overlap
+/// the tunnel subnet.
+pub fn colliding_routes<'a, N: Copy + Into<IpNet>>(
+    routes: &'a [Route<N>],
+    subnet: N,
     own_interface: &str,
-) -> Vec<&'a Route> {
+) -> Vec<&'a Route<N>> {
+    let subnet: IpNet = subnet.into();
     routes
         .iter()
-        .filter(|r| r.interface != own_interface && r.destination.prefix_len() > 0)
+        .filter(|r| r.interface != own_interface)
         .filter(|r| {
-            r.destination.contains(&subnet.network()) || subnet.contains(&r.destination.network())
+            let destination: IpNet = r.destination.into();
+            destination.prefix_len() > 0
+                && (destination.contains(&subnet.network())
+                    || subnet.contains(&destination.network()))
         })
         .collect()
+}
+
+/// Parses `/proc/net/ipv6_route`: destination and prefix length in hex, the interface last.
+pub fn parse_proc_net_ipv6_route(text: &str) -> Vec<Route<Ipv6Net>> {
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let destination = Ipv6Addr::from(u128::from_str_radix(cols.first()?, 16).ok()?);
+            let prefix = u8::from_str_radix(cols.get(1)?, 16).ok()?;
+            Some(Route {
+                interface: (*cols.get(9)?).to_string(),
+                destination: Ipv6Net::new(destination, prefix).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// This machine's routes of both families.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    pub v4: Vec<Route>,
+    pub v6: Vec<Route<Ipv6Net>>,
+}
+
+impl Routes {
+    pub fn system() -> Self {
+        Routes {
+            v4: system_routes(),
+            v6: system_routes6(),
+        }
+    }
+}
+
+/// This machine's IPv6 routes; unreadable (no IPv6) is none.
+pub fn system_routes6() -> Vec<Route<Ipv6Net>> {
+    std::fs::read_to_string("/proc/net/ipv6_route")
+        .map(|t| parse_proc_net_ipv6_route(&t))
+        .unwrap_or_default()
 }
 
 /// Parses `/proc/net/route`: hex little-endian destination and mask columns.
@@ -92,5 +136,21 @@ mod tests {
             colliding_routes(&routes, "192.168.0.0/16".parse().expect("net"), "x").len(),
             1
         );
+    }
+
+    #[test]
+    fn proc_net_ipv6_route_parses() {
+        let text = "fd123456789a00000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001  wlan0\n\
+                    00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003  wlan0\n\
+                    fd123456789a00000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001  roamgw0\n";
+        let routes = parse_proc_net_ipv6_route(text);
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[0].destination.to_string(), "fd12:3456:789a::/64");
+        assert_eq!(routes[1].destination.to_string(), "::/0");
+        let prefix: Ipv6Net = "fd12:3456:789a::/64".parse().expect("net");
+        let hits = colliding_routes(&routes, prefix, "roamgw0");
+        assert_eq!(hits, vec![&routes[0]], "not the default, not our own");
+        let elsewhere: Ipv6Net = "fd99::/64".parse().expect("net");
+        assert!(colliding_routes(&routes, elsewhere, "roamgw0").is_empty());
     }
 }

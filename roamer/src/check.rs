@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use roamgw_common::routes::Route;
+use roamgw_common::routes::Routes;
 use roamgw_common::PublicKey;
 use serde::Serialize;
 
@@ -18,6 +18,9 @@ pub struct CheckReport {
     pub mtu: u16,
     pub public_key: String,
     pub key_source: String,
+    /// The tunnel's IPv6 address, where forwards of the gateway's IPv6 arrive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
     pub gateway_endpoint: String,
     pub gateway_endpoint_is_dns_name: bool,
     /// The gateway's IPv6 address, raced against `gateway_endpoint` on every network.
@@ -31,7 +34,7 @@ pub struct CheckReport {
 }
 
 /// Checks the config at `path` and says what `roamer run` would do with it.
-pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, ConfigError> {
+pub fn check(path: &Path, routes: &Routes) -> Result<CheckReport, ConfigError> {
     let Loaded {
         config,
         key,
@@ -44,6 +47,7 @@ pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, ConfigError> 
         name: config.name.to_string(),
         interface: config.interface.to_string(),
         address: config.address.to_string(),
+        address6: config.address6.map(|a| a.to_string()),
         mtu: config.mtu,
         public_key: public_key.to_string(),
         key_source,
@@ -53,8 +57,7 @@ pub fn check(path: &Path, routes: &[Route]) -> Result<CheckReport, ConfigError> 
         gateway_public_key: config.gateway.public_key.to_string(),
         preshared_key: config.gateway.preshared_key.is_some(),
         routes: config
-            .gateway
-            .allowed_ips
+            .allowed_ips()
             .iter()
             .map(ToString::to_string)
             .collect(),
@@ -67,7 +70,7 @@ impl CheckReport {
     pub fn render(&self) -> String {
         let mut out = format!(
             "{} is valid: roamer '{}'\n  \
-             tunnel {} with address {}, mtu {}\n  \
+             tunnel {} with address {}{}, mtu {}\n  \
              private key {} (public key {})\n  \
              gateway {}{}{} (public key {}), preshared key {}\n  \
              routes through the tunnel: {} (everything else goes straight out)\n  \
@@ -76,6 +79,10 @@ impl CheckReport {
             self.name,
             self.interface,
             self.address,
+            self.address6
+                .as_ref()
+                .map(|a| format!(" and {a} (IPv6 forwards arrive there)"))
+                .unwrap_or_default(),
             self.mtu,
             self.key_source,
             self.public_key,

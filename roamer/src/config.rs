@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use roamgw_common::fsutil::{self, FsError};
-use roamgw_common::routes::{colliding_routes, Route};
+use roamgw_common::routes::{colliding_routes, Routes};
 use roamgw_common::state::{RoamerConfig, StateError};
 use roamgw_common::{PrivateKey, PublicKey};
 
@@ -61,19 +61,30 @@ pub fn read(path: &Path) -> Result<RoamerConfig, ConfigError> {
     })
 }
 
-/// One warning per network of the laptop that overlaps the tunnel subnet (and so hides it).
-pub fn collision_warnings(routes: &[Route], config: &RoamerConfig) -> Vec<String> {
-    colliding_routes(routes, config.address.trunc(), config.interface.as_str())
+/// One warning per network of the laptop that overlaps the tunnel subnet or the tunnel's IPv6
+/// prefix (and so hides it).
+pub fn collision_warnings(routes: &Routes, config: &RoamerConfig) -> Vec<String> {
+    let interface = config.interface.as_str();
+    let subnet = config.address.trunc();
+    let v4 = colliding_routes(&routes.v4, subnet, interface)
         .into_iter()
         .map(|route| {
             format!(
-                "tunnel subnet {} overlaps {} on {}: this network hides the tunnel; change the gateway's --subnet",
-                config.address.trunc(),
-                route.destination,
-                route.interface
+                "tunnel subnet {subnet} overlaps {} on {}: this network hides the tunnel; change the gateway's --subnet",
+                route.destination, route.interface
             )
-        })
-        .collect()
+        });
+    let v6 = config.address6.map(|a| a.trunc()).into_iter().flat_map(|prefix| {
+        colliding_routes(&routes.v6, prefix, interface)
+            .into_iter()
+            .map(move |route| {
+                format!(
+                    "the tunnel's IPv6 prefix {prefix} overlaps {} on {}: this network hides IPv6 forwards; pick another on the gateway (`roamgw init --subnet6`, or edit gateway.subnet6)",
+                    route.destination, route.interface
+                )
+            })
+    });
+    v4.chain(v6).collect()
 }
 
 /// A roamer config with its private key, as `roamer run` uses it.
@@ -86,7 +97,7 @@ pub struct Loaded {
 
 /// Reads and validates the config and its key. `routes` are the laptop's current routes (for
 /// collisions); warnings are things that will work badly, not errors.
-pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, ConfigError> {
+pub fn load(path: &Path, routes: &Routes) -> Result<Loaded, ConfigError> {
     let config = read(path)?;
     let mut warnings = Vec::new();
     let (key, key_source) = match (&config.private_key, &config.private_key_file) {
@@ -126,4 +137,55 @@ pub fn load(path: &Path, routes: &[Route]) -> Result<Loaded, ConfigError> {
         key_source,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roamgw_common::routes::Route;
+
+    #[test]
+    fn networks_that_hide_the_tunnel_are_named() {
+        let text = include_str!("../../tests/fixtures/valid-roamer/inline-key.toml").replace(
+            "mtu = 1420",
+            "address6 = \"fd12:3456:789a::2/64\"\nmtu = 1420",
+        );
+        let config = RoamerConfig::from_toml(&text).expect("config");
+        fn route<N: std::str::FromStr>(interface: &str, destination: &str) -> Route<N> {
+            Route {
+                interface: interface.into(),
+                destination: destination.parse().ok().expect("net"),
+            }
+        }
+        let routes = Routes {
+            v4: vec![
+                route("wlan0", "192.168.32.0/24"),
+                route("wlan0", "0.0.0.0/0"),
+                route("roamgw0", "192.168.32.0/24"),
+            ],
+            v6: vec![
+                route("wlan0", "fd12:3456::/32"),
+                route("wlan0", "::/0"),
+                route("roamgw0", "fd12:3456:789a::/64"),
+            ],
+        };
+        let warnings = collision_warnings(&routes, &config);
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].contains("192.168.32.0/24 on wlan0"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1]
+                .contains("IPv6 prefix fd12:3456:789a::/64 overlaps fd12:3456::/32 on wlan0"),
+            "{}",
+            warnings[1]
+        );
+        let quiet = Routes {
+            v6: vec![route("wlan0", "fd99::/64")],
+            ..Routes::default()
+        };
+        assert!(collision_warnings(&quiet, &config).is_empty());
+    }
 }

@@ -118,7 +118,7 @@ pub fn evaluate(f: &Facts) -> Vec<Finding> {
 /// Reads the laptop.
 pub fn gather(config: &RoamerConfig, config_path: &std::path::Path) -> Facts {
     let report = Report::gather(config);
-    let routes = roamgw_common::routes::system_routes();
+    let routes = roamgw_common::routes::Routes::system();
     let config_warnings = config::load(config_path, &routes)
         .map(|loaded| loaded.warnings)
         .unwrap_or_else(|e| vec![e.to_string()]);

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             .map(|()| String::new())
             .map_err(|e| e.to_string()),
         Command::Check(args) => {
-            let routes = roamgw_common::routes::system_routes();
+            let routes = roamgw_common::routes::Routes::system();
             roamgw_roamer::check::check(&args.config.config, &routes)
                 .map(|report| {
                     if args.json {

@@ -456,8 +456,13 @@ pub fn describe_forward(state: &GatewayState, forward: &Forward) -> String {
         ClientIp::Keep => "the roamer sees the client's address (keep)",
         ClientIp::Masquerade => "the roamer sees the gateway's tunnel address (masquerade)",
     };
+    let ipv6 = state
+        .gateway
+        .forward6
+        .map(|ip| format!(" (and [{ip}]:{})", forward.spec.public))
+        .unwrap_or_default();
     format!(
-        "forward {spec}: {public}:{ports} -> {to} {address}:{local}{sources}; {client}",
+        "forward {spec}: {public}:{ports}{ipv6} -> {to} {address}:{local}{sources}; {client}",
         spec = forward.spec,
         ports = forward.spec.public,
         to = forward.to,

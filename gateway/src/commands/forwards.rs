@@ -110,6 +110,9 @@ struct ForwardRow {
     protocols: String,
     /// What the outside dials; `None` when the floating IP is not known.
     public: Option<String>,
+    /// What the outside dials over IPv6 (`roamgw forward6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public6: Option<String>,
     #[serde(skip)]
     public_text: String,
     to: String,
@@ -139,6 +142,10 @@ fn forward_rows(
                 spec: f.key(),
                 protocols: f.spec.protocols.to_string(),
                 public: public_ip.map(|ip| format!("{ip}:{}", f.spec.public)),
+                public6: state
+                    .gateway
+                    .forward6
+                    .map(|ip| format!("[{ip}]:{}", f.spec.public)),
                 public_text: format!(
                     "{}:{}",
                     crate::change::public_address_text(state),
@@ -196,6 +203,11 @@ pub fn list(store: &Store, json: bool) -> Result<String> {
          new forwards: {})\n",
         state.gateway.client_ip
     ));
+    if let Some(forward6) = state.gateway.forward6 {
+        out.push_str(&format!(
+            "(every forward answers on [{forward6}] too, to the roamer's tunnel IPv6)\n"
+        ));
+    }
     if public_ip.is_none() {
         let anchor = state.gateway.anchor_ip;
         out.push_str(&format!(

@@ -279,7 +279,7 @@ fn unroute(config: &RoamerConfig) {
 
 pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let (config_path, wireguard, http) = (&args.config.config, args.wireguard, args.http);
-    let routes = roamgw_common::routes::system_routes();
+    let routes = roamgw_common::routes::Routes::system();
     let mut loaded = config::load(config_path, &routes)?;
     if let Some(keepalive) = args.keepalive {
         loaded.config.gateway.persistent_keepalive = keepalive;

@@ -278,7 +278,7 @@ impl Session<'_> {
         self.burst = None;
         // Network managers redo their rules when a link changes: look at ours soon.
         self.next_drift_check = self.next_drift_check.min(now + DRIFT_AFTER_CHANGE);
-        let routes = roamgw_common::routes::system_routes();
+        let routes = roamgw_common::routes::Routes::system();
         for warning in config::collision_warnings(&routes, self.config) {
             if !self.warned.contains(&warning) {
                 warn!("{warning}");
