@@ -321,10 +321,6 @@ const BAD_INIT: &[(&[&str], &str)] = &[
         "the droplet's own IPv6",
     ),
     (
-        &["--forward6", "2001:db8::5", "--backend", "firewalld"],
-        "need the nftables backend",
-    ),
-    (
         &["--forward6", "2001:db8::5", "--subnet6", "fd00::1/64"],
         "host bits set",
     ),

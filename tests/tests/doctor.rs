@@ -110,7 +110,7 @@ fn roamer_doctor_finds_missing_reply_routing() {
         "nft",
         "delete",
         "table",
-        "ip",
+        roamgw_common::replies::NFT_FAMILY,
         &format!("roamgw_{}", s.bed.roam_wg),
     ]);
     assert!(line(&doctor(&s).1, "WARN udp_replies").contains("puts it back"));

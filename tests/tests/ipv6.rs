@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use roamgw_e2e::dualstack::{peer_ip, CLIENT6, FORWARD6, GATEWAY6, LAPTOP6};
-use roamgw_e2e::{GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP};
+use roamgw_e2e::{Backend, GatewayMode, Laptop, Scenario, CLIENT, FLOATING_IP};
 
 /// Ports of the laptop's peer-address servers: kept, masqueraded, allowed, shut out.
 const KEEP: u16 = 7000;
@@ -38,16 +38,19 @@ fn forward_back(s: &Scenario, since: Instant) -> Option<Duration> {
     )
 }
 
+/// `init` flags of a droplet with IPv6: its own address, dialled by roamers, and one for
+/// forwards.
+const DUAL_STACK: [&str; 6] = [
+    "--endpoint6",
+    GATEWAY6,
+    "--forward6",
+    FORWARD6,
+    "--public-ip6",
+    GATEWAY6,
+];
+
 fn dual_stack() -> Scenario {
-    let flags = [
-        "--endpoint6",
-        GATEWAY6,
-        "--forward6",
-        FORWARD6,
-        "--public-ip6",
-        GATEWAY6,
-    ];
-    let s = Scenario::gateway_only(GatewayMode::Daemon, &flags, false);
+    let s = Scenario::gateway_only(GatewayMode::Daemon, &DUAL_STACK, false);
     s.bed.add_ipv6();
     s
 }
@@ -196,37 +199,34 @@ fn stock_wg_quick_runs_over_the_ipv6_endpoint() {
     );
 }
 
-#[test]
-fn forwards_answer_on_the_ipv6_address_with_the_clients_own() {
-    let s = dual_stack().connect_laptop(Laptop::Roamer);
-    forwards_of_both_families(&s);
+/// What both backends do with IPv6 forwards: the client's own IPv6 (keep) or the gateway's
+/// tunnel IPv6 (masquerade) on the laptop over TCP and UDP, IPv4 as before, allow-lists per
+/// family, the droplet's own IPv6 untouched.
+fn assert_ipv6_forwards(s: &Scenario) {
+    forwards_of_both_families(s);
     let (client6, client) = (Some(ip(CLIENT6)), Some(ip(CLIENT)));
-    assert_eq!(seen(&s, FORWARD6, KEEP), (client6, client6), "keep, IPv6");
-    let tunnel6 = Some(gateway_tunnel6(&s));
+    assert_eq!(seen(s, FORWARD6, KEEP), (client6, client6), "keep, IPv6");
+    let tunnel6 = Some(gateway_tunnel6(s));
     assert_eq!(
-        seen(&s, FORWARD6, MASQ),
+        seen(s, FORWARD6, MASQ),
         (tunnel6, tunnel6),
         "masquerade, IPv6"
     );
     assert_eq!(
-        seen(&s, FLOATING_IP, KEEP),
+        seen(s, FLOATING_IP, KEEP),
         (client, client),
         "IPv4 as before"
     );
     // Allow-lists: each family's forward admits its own family's sources only.
-    assert_eq!(seen(&s, FORWARD6, ALLOWED), (client6, client6), "allowed");
+    assert_eq!(seen(s, FORWARD6, ALLOWED), (client6, client6), "allowed");
+    assert_eq!(seen(s, FORWARD6, SHUT).0, None, "an IPv6 source not listed");
     assert_eq!(
-        seen(&s, FORWARD6, SHUT).0,
-        None,
-        "an IPv6 source not listed"
-    );
-    assert_eq!(
-        seen(&s, FLOATING_IP, SHUT).0,
+        seen(s, FLOATING_IP, SHUT).0,
         None,
         "an IPv4 source not listed"
     );
     assert_eq!(
-        seen(&s, FLOATING_IP, ALLOWED).0,
+        seen(s, FLOATING_IP, ALLOWED).0,
         None,
         "an IPv4 source, where only IPv6 ones are listed"
     );
@@ -243,6 +243,21 @@ fn forwards_answer_on_the_ipv6_address_with_the_clients_own() {
     let own = within_5s(|| s.bed.cli.tcp_banner(&format!("[{GATEWAY6}]:22")));
     assert_eq!(own.as_deref(), Some("droplet"));
     assert_eq!(s.bed.cli.tcp_banner(&format!("[{FORWARD6}]:22")), None);
+}
+
+/// `forward6 --off`: the IPv6 side of every forward goes, IPv4 stays.
+fn assert_off_leaves_ipv4(s: &Scenario) {
+    s.ok(&["forward6", "--off"]);
+    assert_eq!(s.bed.cli.tcp_banner(&format!("[{FORWARD6}]:{KEEP}")), None);
+    let client = Some(ip(CLIENT));
+    assert_eq!(seen(s, FLOATING_IP, KEEP).0, client);
+}
+
+#[test]
+fn forwards_answer_on_the_ipv6_address_with_the_clients_own() {
+    let s = dual_stack().connect_laptop(Laptop::Roamer);
+    assert_ipv6_forwards(&s);
+    let client6 = Some(ip(CLIENT6));
 
     // Hairpin: the droplet's own connection to the forward address reaches the laptop.
     let hairpin = s.bed.gw.tcp_banner(&format!("[{FORWARD6}]:{KEEP}"));
@@ -250,6 +265,12 @@ fn forwards_answer_on_the_ipv6_address_with_the_clients_own() {
         hairpin.as_deref().and_then(peer_ip).is_some(),
         "{hairpin:?}"
     );
+
+    // Hairpin from the laptop itself, out over its own IPv6 and back in through the tunnel:
+    // with its own global address as the client's, a kept-address reply would be delivered
+    // locally (no NAT in between, unlike IPv4's CGNAT), so it is a masqueraded forward.
+    let own = s.bed.roam.tcp_banner(&format!("[{FORWARD6}]:{MASQ}"));
+    assert_eq!(own.as_deref().and_then(peer_ip), Some(gateway_tunnel6(&s)));
 
     // An IPv6-only laptop network: the tunnel and the IPv6 forward both go over IPv6.
     s.bed.laptop_ipv6_only();
@@ -264,9 +285,16 @@ fn forwards_answer_on_the_ipv6_address_with_the_clients_own() {
     assert!(back, "{}", s.bed.log("roamer.log"));
     assert_eq!(family(&s), "ipv6");
 
-    // Off: the IPv6 forwards go, IPv4 stays.
-    s.ok(&["forward6", "--off"]);
-    assert_eq!(s.bed.cli.tcp_banner(&format!("[{FORWARD6}]:{KEEP}")), None);
+    assert_off_leaves_ipv4(&s);
+}
+
+#[test]
+fn firewalld_forwards_over_ipv6_too() {
+    let s = Scenario::gateway_on(GatewayMode::Daemon, Backend::Firewalld, &DUAL_STACK, false);
+    s.bed.add_ipv6();
+    let s = s.connect_laptop(Laptop::Roamer);
+    assert_ipv6_forwards(&s);
+    assert_off_leaves_ipv4(&s);
 }
 
 /// A gateway set up without IPv6 takes a forward address while it runs: the tunnel gets its

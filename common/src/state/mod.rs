@@ -335,9 +335,6 @@ impl GatewayState {
         if !self.roamers.iter().all(|r| r.egress.is_empty()) && g.backend == Backend::Firewalld {
             return Err(invalid(EGRESS_NEEDS_NFTABLES));
         }
-        if g.forward6.is_some() && g.backend == Backend::Firewalld {
-            return Err(invalid(FORWARD6_NEEDS_NFTABLES));
-        }
         Ok(names)
     }
 
@@ -463,8 +460,6 @@ pub fn random_ula() -> Result<Ipv6Net, getrandom::Error> {
     octets[1..6].copy_from_slice(&id);
     Ok(Ipv6Net::new(Ipv6Addr::from(octets), 64).unwrap_or_default())
 }
-
-pub const FORWARD6_NEEDS_NFTABLES: &str = "forwards over IPv6 need the nftables backend: the firewalld one forwards IPv4 only (`roamgw forward6 --off`, or a gateway with --backend nftables)";
 
 pub const EGRESS_NEEDS_NFTABLES: &str = "egress needs the nftables backend: firewalld can only masquerade, which would leave with the droplet's public IP instead of the floating IP";
 

@@ -16,11 +16,16 @@
 //!   after DNAT the target is what is left of a forward). Other forwards keep the client's
 //!   address.
 //!
+//! With a forward IPv6 (`roamgw forward6`) every ipset and rule has an IPv6 twin: ipsets
+//! `roamgw-v6-A-B-C-D` and `roamgw-masq-v6-A-B-C-D` (family inet6, still named after the
+//! roamer's IPv4 address: ipset names have 32 characters), `family="ipv6"` rules to the
+//! roamer's tunnel IPv6, and the forward IPv6 closed as the anchor is.
+//!
 //! firewalld has no maps: its ipsets are the nearest thing. A remapped range is expanded port
 //! by port (a range `to-port` does not keep the offset).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use roamgw_common::state::{ClientIp, Forward, GatewayState};
 use roamgw_common::{PortRange, Protocol, Protocols};
@@ -55,6 +60,8 @@ pub struct PolicySpec {
 pub struct IpsetSpec {
     pub name: String,
     pub entries: BTreeSet<String>,
+    /// Of IPv6 entries (firewalld's `family=inet6`).
+    pub ipv6: bool,
 }
 
 pub const IPSET_PREFIX: &str = "roamgw-";
@@ -68,26 +75,51 @@ pub struct Desired {
     pub policies: Vec<PolicySpec>,
 }
 
-/// The ipset of forwards to the roamer at `address` (ipset names: 32 characters at most).
-pub fn ipset_name(address: Ipv4Addr) -> String {
-    format!("{IPSET_PREFIX}{}", address.to_string().replace('.', "-"))
-}
-
-/// The ipset of the targets (`roamer,protocol:local ports`) of masqueraded forwards.
-pub fn masq_ipset_name(address: Ipv4Addr) -> String {
+/// The ipset of forwards to the roamer at `address` (its IPv4 tunnel address; `ipv6`: of the
+/// forwards over IPv6). Ipset names have 32 characters at most, so even an IPv6 set is named
+/// after the roamer's IPv4 address.
+pub fn ipset_name(address: Ipv4Addr, ipv6: bool) -> String {
+    let family = if ipv6 { "v6-" } else { "" };
     format!(
-        "{IPSET_PREFIX}masq-{}",
+        "{IPSET_PREFIX}{family}{}",
         address.to_string().replace('.', "-")
     )
 }
 
+/// The ipset of the targets (`roamer,protocol:local ports`) of masqueraded forwards.
+pub fn masq_ipset_name(address: Ipv4Addr, ipv6: bool) -> String {
+    ipset_name(address, ipv6).replacen(IPSET_PREFIX, &format!("{IPSET_PREFIX}masq-"), 1)
+}
+
 /// The masquerade ipset entries of a forward to `to`.
-pub fn masq_entries(forward: &Forward, to: Ipv4Addr) -> Vec<String> {
+pub fn masq_entries(forward: &Forward, to: IpAddr) -> Vec<String> {
     hash_ip_port_entries(to, forward.spec.protocols, forward.spec.local)
 }
 
+/// `family="…"` of a rich rule about `address`.
+fn family(address: IpAddr) -> &'static str {
+    if address.is_ipv6() {
+        "ipv6"
+    } else {
+        "ipv4"
+    }
+}
+
+/// Where forwards answer and the roamer's tunnel address, per family: IPv4, and IPv6 when
+/// forwards answer on it (`roamgw forward6`).
+fn sides(state: &GatewayState, roamer: Ipv4Addr) -> Vec<(IpAddr, IpAddr)> {
+    let g = &state.gateway;
+    let v6 = g
+        .forward6
+        .zip(g.tunnel6(roamer))
+        .map(|(on, to)| (IpAddr::V6(on), IpAddr::V6(to)));
+    std::iter::once((IpAddr::V4(g.anchor_ip), IpAddr::V4(roamer)))
+        .chain(v6)
+        .collect()
+}
+
 /// `hash:ip,port` entries: `address,protocol:port[-port]` per protocol.
-fn hash_ip_port_entries(address: Ipv4Addr, protocols: Protocols, ports: PortRange) -> Vec<String> {
+fn hash_ip_port_entries(address: IpAddr, protocols: Protocols, ports: PortRange) -> Vec<String> {
     protocols
         .iter()
         .map(|protocol| {
@@ -106,7 +138,7 @@ fn is_plain(forward: &Forward) -> bool {
 }
 
 /// The ipset entries of a plain forward.
-pub fn ipset_entries(anchor: Ipv4Addr, forward: &Forward) -> Vec<String> {
+pub fn ipset_entries(anchor: IpAddr, forward: &Forward) -> Vec<String> {
     hash_ip_port_entries(anchor, forward.spec.protocols, forward.spec.public)
 }
 
@@ -114,73 +146,75 @@ fn any() -> Vec<String> {
     vec!["ANY".to_string()]
 }
 
-/// The droplet's own rules: with forwards closing the anchor, the anchor drops all but
-/// WireGuard; with `--anchor-passthrough`, only allow-listed forwards drop other sources.
+/// The droplet's own rules: with forwards closing the anchor (and the forward IPv6), they drop
+/// all but WireGuard (and ICMPv6, which neighbour discovery needs); with
+/// `--anchor-passthrough`, only allow-listed forwards drop other sources.
 fn host_rules(state: &GatewayState) -> BTreeSet<String> {
     let g = &state.gateway;
+    let closed: Vec<IpAddr> = std::iter::once(IpAddr::V4(g.anchor_ip))
+        .chain(g.forward6.map(IpAddr::V6))
+        .collect();
     let mut host_rules = BTreeSet::new();
     if g.anchor_passthrough {
         for forward in state.forwards.iter().filter(|f| !f.allow_from.is_empty()) {
             for protocol in forward.spec.protocols.iter() {
-                host_rules.insert(anchor_port_drop(g.anchor_ip, forward, protocol));
+                for address in &closed {
+                    host_rules.insert(anchor_port_drop(*address, forward, protocol));
+                }
             }
         }
-    } else {
+        return host_rules;
+    }
+    for address in closed {
+        let family = family(address);
         // Roamers may dial the floating IP, which arrives on the anchor: its WireGuard port
         // stays open (priority -1 runs before the drop).
-        host_rules.insert(format!(
-            "rule priority=\"-1\" family=\"ipv4\" destination address=\"{}\" port port=\"{}\" protocol=\"udp\" accept",
-            g.anchor_ip, g.listen_port
-        ));
-        if let Some(port) = g.tcp_port {
+        let open = std::iter::once((g.listen_port, "udp")).chain(g.tcp_port.map(|p| (p, "tcp")));
+        for (port, protocol) in open {
             host_rules.insert(format!(
-                "rule priority=\"-1\" family=\"ipv4\" destination address=\"{}\" port port=\"{port}\" protocol=\"tcp\" accept",
-                g.anchor_ip
+                "rule priority=\"-1\" family=\"{family}\" destination address=\"{address}\" port port=\"{port}\" protocol=\"{protocol}\" accept"
+            ));
+        }
+        if address.is_ipv6() {
+            host_rules.insert(format!(
+                "rule priority=\"-1\" family=\"ipv6\" destination address=\"{address}\" protocol value=\"ipv6-icmp\" accept"
             ));
         }
         host_rules.insert(format!(
-            "rule family=\"ipv4\" destination address=\"{}\" drop",
-            g.anchor_ip
+            "rule family=\"{family}\" destination address=\"{address}\" drop"
         ));
     }
     host_rules
 }
 
-/// Per roamer: its two ipsets (plain forwards, masqueraded ones) and the rules that use them.
+/// Per roamer and family: its two ipsets (plain forwards, masqueraded ones) and the rules that
+/// use them.
 fn per_roamer(state: &GatewayState) -> (Vec<IpsetSpec>, BTreeSet<String>, BTreeSet<String>) {
-    let ipsets: Vec<IpsetSpec> = state
-        .roamers
-        .iter()
-        .flat_map(|r| [ipset_name(r.address), masq_ipset_name(r.address)])
-        .map(|name| IpsetSpec {
-            name,
-            entries: BTreeSet::new(),
-        })
-        .collect();
-    let masq_rules: BTreeSet<String> = state
-        .roamers
-        .iter()
-        .map(|r| {
-            format!(
-                "rule family=\"ipv4\" destination ipset=\"{}\" masquerade",
-                masq_ipset_name(r.address)
-            )
-        })
-        .collect();
-    let dnat_rules: BTreeSet<String> = state
-        .roamers
-        .iter()
-        .flat_map(|r| {
-            [Protocol::Tcp, Protocol::Udp].map(|protocol| {
-                format!(
-                    "rule family=\"ipv4\" destination ipset=\"{}\" forward-port port=\"1-65535\" protocol=\"{}\" to-addr=\"{}\"",
-                    ipset_name(r.address),
-                    protocol.as_str(),
-                    r.address
-                )
-            })
-        })
-        .collect();
+    let mut ipsets = Vec::new();
+    let (mut masq_rules, mut dnat_rules) = (BTreeSet::new(), BTreeSet::new());
+    for roamer in &state.roamers {
+        for (on, to) in sides(state, roamer.address) {
+            let (ipv6, family) = (on.is_ipv6(), family(on));
+            let (plain, masq) = (
+                ipset_name(roamer.address, ipv6),
+                masq_ipset_name(roamer.address, ipv6),
+            );
+            masq_rules.insert(format!(
+                "rule family=\"{family}\" destination ipset=\"{masq}\" masquerade"
+            ));
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                dnat_rules.insert(format!(
+                    "rule family=\"{family}\" destination ipset=\"{plain}\" forward-port port=\"1-65535\" protocol=\"{}\" to-addr=\"{to}\"",
+                    protocol.as_str()
+                ));
+            }
+            ipsets.extend([plain, masq].map(|name| IpsetSpec {
+                name,
+                entries: BTreeSet::new(),
+                ipv6,
+            }));
+        }
+    }
     (ipsets, masq_rules, dnat_rules)
 }
 
@@ -192,24 +226,24 @@ pub fn desired(state: &GatewayState) -> Desired {
         let Some(roamer) = state.roamer(&forward.to) else {
             continue;
         };
-        let mut add_to = |name: String, entries: Vec<String>| {
-            if let Some(set) = ipsets.iter_mut().find(|s| s.name == name) {
-                set.entries.extend(entries);
+        for (on, to) in sides(state, roamer.address) {
+            let ipv6 = on.is_ipv6();
+            let mut add_to = |name: String, entries: Vec<String>| {
+                if let Some(set) = ipsets.iter_mut().find(|s| s.name == name) {
+                    set.entries.extend(entries);
+                }
+            };
+            if is_plain(forward) {
+                add_to(ipset_name(roamer.address, ipv6), ipset_entries(on, forward));
+            } else {
+                dnat_rules.extend(forward_rules(on, forward, to));
             }
-        };
-        if is_plain(forward) {
-            add_to(
-                ipset_name(roamer.address),
-                ipset_entries(g.anchor_ip, forward),
-            );
-        } else {
-            dnat_rules.extend(forward_rules(g.anchor_ip, forward, roamer.address));
-        }
-        if forward.client_ip == ClientIp::Masquerade {
-            add_to(
-                masq_ipset_name(roamer.address),
-                masq_entries(forward, roamer.address),
-            );
+            if forward.client_ip == ClientIp::Masquerade {
+                add_to(
+                    masq_ipset_name(roamer.address, ipv6),
+                    masq_entries(forward, to),
+                );
+            }
         }
     }
     Desired {
@@ -264,9 +298,10 @@ pub fn nftables_allowance(state: &GatewayState) -> Desired {
     }
 }
 
-fn anchor_port_drop(anchor: Ipv4Addr, forward: &Forward, protocol: Protocol) -> String {
+fn anchor_port_drop(anchor: IpAddr, forward: &Forward, protocol: Protocol) -> String {
     format!(
-        "rule family=\"ipv4\" destination address=\"{anchor}\" port port=\"{}\" protocol=\"{}\" drop",
+        "rule family=\"{}\" destination address=\"{anchor}\" port port=\"{}\" protocol=\"{}\" drop",
+        family(anchor),
         range_text(forward.spec.public.first(), forward.spec.public.last()),
         protocol.as_str()
     )
@@ -280,8 +315,11 @@ fn range_text(first: u16, last: u16) -> String {
     }
 }
 
-/// The forward-port rich rules of one forward.
-pub fn forward_rules(anchor: Ipv4Addr, forward: &Forward, to: Ipv4Addr) -> Vec<String> {
+/// The forward-port rich rules of one forward on `anchor` (the anchor, or the forward IPv6)
+/// to the roamer's tunnel address `to` of the same family. Only the allow-list's sources of
+/// that family admit: a list of IPv4 CIDRs leaves no rule, and so no forward, on IPv6.
+pub fn forward_rules(anchor: IpAddr, forward: &Forward, to: IpAddr) -> Vec<String> {
+    let family = family(anchor);
     let spec = &forward.spec;
     // (public ports, to-port or None to keep the port)
     let ports: Vec<(String, Option<u16>)> = if !spec.is_remap() {
@@ -299,6 +337,7 @@ pub fn forward_rules(anchor: Ipv4Addr, forward: &Forward, to: Ipv4Addr) -> Vec<S
         forward
             .allow_from
             .iter()
+            .filter(|net| net.addr().is_ipv6() == anchor.is_ipv6())
             .map(|net| format!(" source address=\"{net}\""))
             .collect()
     };
@@ -310,7 +349,7 @@ pub fn forward_rules(anchor: Ipv4Addr, forward: &Forward, to: Ipv4Addr) -> Vec<S
                     .map(|p| format!(" to-port=\"{p}\""))
                     .unwrap_or_default();
                 rules.push(format!(
-                    "rule family=\"ipv4\"{source} destination address=\"{anchor}\" forward-port port=\"{port}\" protocol=\"{}\"{to_port} to-addr=\"{to}\"",
+                    "rule family=\"{family}\"{source} destination address=\"{anchor}\" forward-port port=\"{port}\" protocol=\"{}\"{to_port} to-addr=\"{to}\"",
                     protocol.as_str()
                 ));
             }
@@ -323,8 +362,8 @@ pub fn forward_rules(anchor: Ipv4Addr, forward: &Forward, to: Ipv4Addr) -> Vec<S
 mod tests {
     use super::*;
 
-    const ANCHOR: Ipv4Addr = Ipv4Addr::new(10, 16, 0, 5);
-    const TO: Ipv4Addr = Ipv4Addr::new(192, 168, 32, 2);
+    const ANCHOR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 16, 0, 5));
+    const TO: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 32, 2));
 
     fn forward(spec: &str, allow: &[&str]) -> Forward {
         Forward {
@@ -387,7 +426,11 @@ mod tests {
 
     #[test]
     fn plain_forwards_are_ipset_entries() {
-        assert_eq!(ipset_name(TO), "roamgw-192-168-32-2");
+        let laptop = Ipv4Addr::new(192, 168, 32, 2);
+        assert_eq!(ipset_name(laptop, false), "roamgw-192-168-32-2");
+        assert_eq!(masq_ipset_name(laptop, true), "roamgw-masq-v6-192-168-32-2");
+        let longest = masq_ipset_name(Ipv4Addr::new(192, 168, 132, 255), true);
+        assert!(longest.len() <= 32, "{longest}");
         assert!(is_plain(&forward("22", &[])));
         assert!(is_plain(&forward("60000-60100/udp", &[])));
         assert!(!is_plain(&forward("2222:22", &[])));
@@ -477,6 +520,61 @@ public_key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
         let more = desired(&state(&["22", "53/tcp+udp", "2222:22", "8080"], false));
         assert_eq!(more.policies, d.policies);
         assert_ne!(more.ipsets, d.ipsets);
+    }
+
+    #[test]
+    fn a_forward_address_adds_the_ipv6_side_of_every_forward() {
+        let mut s = state(&["22", "2222:22"], false);
+        s.gateway.subnet6 = Some("fd12:3456:789a::/64".parse().expect("net"));
+        s.gateway.forward6 = Some("2001:db8::5".parse().expect("v6"));
+        s.forwards.push(forward("8080", &["192.0.2.0/24"]));
+        s.forwards.push(forward("8443", &["2001:db8:c::/48"]));
+        let d = desired(&s);
+        let names: Vec<&str> = d.ipsets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "roamgw-192-168-32-2",
+                "roamgw-masq-192-168-32-2",
+                "roamgw-v6-192-168-32-2",
+                "roamgw-masq-v6-192-168-32-2"
+            ]
+        );
+        assert!(d.ipsets[2].ipv6 && !d.ipsets[0].ipv6);
+        assert_eq!(
+            d.ipsets[2].entries.iter().collect::<Vec<_>>(),
+            ["2001:db8::5,tcp:22"]
+        );
+        // Version 1: masqueraded, by the roamer's tunnel IPv6.
+        assert!(d.ipsets[3].entries.contains("fd12:3456:789a::2,tcp:22"));
+        let dnat = &d.policies[1].rich_rules;
+        for want in [
+            r#"rule family="ipv6" destination ipset="roamgw-v6-192-168-32-2" forward-port port="1-65535" protocol="tcp" to-addr="fd12:3456:789a::2""#,
+            r#"rule family="ipv6" destination address="2001:db8::5" forward-port port="2222" protocol="tcp" to-port="22" to-addr="fd12:3456:789a::2""#,
+            r#"rule family="ipv6" source address="2001:db8:c::/48" destination address="2001:db8::5" forward-port port="8443" protocol="tcp" to-addr="fd12:3456:789a::2""#,
+            r#"rule family="ipv4" source address="192.0.2.0/24" destination address="10.16.0.5" forward-port port="8080" protocol="tcp" to-addr="192.168.32.2""#,
+        ] {
+            assert!(dnat.contains(want), "missing {want}: {dnat:#?}");
+        }
+        // Each family's forward admits its own family's sources: 8080 is shut on IPv6, 8443
+        // on IPv4.
+        assert!(!dnat
+            .iter()
+            .any(|r| r.contains("port=\"8080\"") && r.contains("ipv6")));
+        assert!(!dnat
+            .iter()
+            .any(|r| r.contains("port=\"8443\"") && r.contains("ipv4")));
+        let host = &d.policies[0].rich_rules;
+        for want in [
+            r#"rule family="ipv6" destination address="2001:db8::5" drop"#,
+            r#"rule priority="-1" family="ipv6" destination address="2001:db8::5" protocol value="ipv6-icmp" accept"#,
+            r#"rule priority="-1" family="ipv6" destination address="2001:db8::5" port port="51820" protocol="udp" accept"#,
+        ] {
+            assert!(host.contains(want), "missing {want}: {host:#?}");
+        }
+        assert!(d.policies[2].rich_rules.contains(
+            r#"rule family="ipv6" destination ipset="roamgw-masq-v6-192-168-32-2" masquerade"#
+        ));
     }
 
     #[test]

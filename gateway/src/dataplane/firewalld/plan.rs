@@ -144,6 +144,7 @@ mod tests {
             ipsets: vec![IpsetSpec {
                 name: "roamgw-192-168-32-2".into(),
                 entries: ["10.16.0.5,tcp:22".to_string()].into(),
+                ipv6: false,
             }],
             policies: vec![policy("roamgw-dnat", "rule one")],
         }

@@ -24,7 +24,11 @@ pub(super) fn ipset_settings(spec: &IpsetSpec) -> IpsetSettings {
         "roamgw forwards".to_string(),
         "Managed by roamgw: the plain forwards to one roamer (anchor,protocol:port).".to_string(),
         IPSET_TYPE.to_string(),
-        HashMap::new(),
+        // firewalld's ipsets hold IPv4 unless told otherwise.
+        spec.ipv6
+            .then(|| ("family".to_string(), "inet6".to_string()))
+            .into_iter()
+            .collect(),
         spec.entries.iter().cloned().collect(),
     )
 }

@@ -1,5 +1,5 @@
 //! The firewalld backend's forward counters: firewalld keeps none, so roamgw keeps the same
-//! counting sets as table `ip roamgw` in a table of its own, `ip roamgw_count`, that only
+//! counting sets as table `inet roamgw` in a table of its own, `inet roamgw_count`, that only
 //! counts (nft-templates/roamgw-count.nft). Rewritten whole when its elements differ from the
 //! state's (counts carried over); removed with the firewalld objects.
 
@@ -40,15 +40,20 @@ pub fn observe() -> Result<Option<Observed>, CountingError> {
 /// What differs between the table and the state; `None`: nothing.
 pub fn difference(desired: &BTreeSet<Element>, observed: Option<&Observed>) -> Option<String> {
     let Some(observed) = observed else {
-        return Some(format!("table ip {COUNT_TABLE} is missing"));
+        return Some(format!("table {COUNT_FAMILY} {COUNT_TABLE} is missing"));
     };
     if observed.rules_per_chain != render::rules_per_chain(COUNT_TEMPLATE) {
-        return Some(format!("the rules of table ip {COUNT_TABLE} were changed"));
+        return Some(format!(
+            "the rules of table {COUNT_FAMILY} {COUNT_TABLE} were changed"
+        ));
     }
     let missing = desired.difference(&observed.elements).count();
     let extra = observed.elements.difference(desired).count();
-    (missing + extra > 0)
-        .then(|| format!("table ip {COUNT_TABLE}: {missing} counters missing, {extra} not wanted"))
+    (missing + extra > 0).then(|| {
+        format!(
+            "table {COUNT_FAMILY} {COUNT_TABLE}: {missing} counters missing, {extra} not wanted"
+        )
+    })
 }
 
 /// Brings the table to the state; returns what it repaired, if anything.
@@ -63,8 +68,10 @@ pub fn sync(state: &GatewayState) -> Result<Option<String>, CountingError> {
     Ok(Some(difference))
 }
 
+/// Removes the table, and the `ip` one of earlier versions.
 pub fn remove() -> Result<(), CountingError> {
-    Ok(exec::delete_named(COUNT_FAMILY, COUNT_TABLE)?)
+    exec::delete_named(COUNT_FAMILY, COUNT_TABLE)?;
+    Ok(exec::delete_named(model::LEGACY_FAMILY, COUNT_TABLE)?)
 }
 
 #[cfg(test)]
@@ -95,21 +102,21 @@ mod tests {
         changed_rules.rules_per_chain.insert("count_in".into(), 0);
         let cases: Vec<(&str, Option<Observed>, Option<&str>)> = vec![
             ("in step", Some(table(&[count(22), count(80)])), None),
-            ("missing", None, Some("table ip roamgw_count is missing")),
+            ("missing", None, Some("table inet roamgw_count is missing")),
             (
                 "a forward added",
                 Some(table(&[count(22)])),
-                Some("table ip roamgw_count: 1 counters missing, 0 not wanted"),
+                Some("table inet roamgw_count: 1 counters missing, 0 not wanted"),
             ),
             (
                 "a forward removed",
                 Some(table(&[count(22), count(80), count(443)])),
-                Some("table ip roamgw_count: 0 counters missing, 1 not wanted"),
+                Some("table inet roamgw_count: 0 counters missing, 1 not wanted"),
             ),
             (
                 "rules flushed",
                 Some(changed_rules),
-                Some("the rules of table ip roamgw_count were changed"),
+                Some("the rules of table inet roamgw_count were changed"),
             ),
         ];
         for (name, observed, expected) in cases {
@@ -134,9 +141,11 @@ mod tests {
         .into_iter()
         .collect();
         let text = render::counting_transaction(&want, &keep);
-        assert!(text.starts_with("table ip roamgw_count {}\ndelete table ip roamgw_count\n"));
+        assert!(text.starts_with(
+            "table inet roamgw_count {}\ndelete table inet roamgw_count\ntable ip roamgw_count {}\ndelete table ip roamgw_count\n"
+        ));
         assert!(text.contains(
-            "add element ip roamgw_count count_single { 10.16.0.5 . tcp . 22 counter packets 2 bytes 120 }"
+            "add element inet roamgw_count count_single { 10.16.0.5 . tcp . 22 counter packets 2 bytes 120 }"
         ));
         let rules: Vec<&str> = text
             .lines()

@@ -5,7 +5,7 @@
 //! transaction rendered from `nft-templates/roamgw.nft` (render); element
 //! changes go through the nftables crate as one JSON transaction.
 //!
-//! On the firewalld backend, table `ip roamgw_count` (counting) holds the forwards' counters.
+//! On the firewalld backend, table `inet roamgw_count` (counting) holds the forwards' counters.
 
 pub mod counting;
 pub mod diff;

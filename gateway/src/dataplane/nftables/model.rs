@@ -25,7 +25,7 @@ pub const TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw.nft");
 pub const MASQ_MARK: u32 = 0x0010_0000;
 /// The firewalld backend's table of counters (crate::dataplane::nftables::counting).
 pub const COUNT_TABLE: &str = "roamgw_count";
-pub const COUNT_FAMILY: &str = "ip";
+pub const COUNT_FAMILY: &str = FAMILY;
 pub const COUNT_TEMPLATE: &str = include_str!("../../../../nft-templates/roamgw-count.nft");
 
 /// What the rules themselves are rendered with. A change here means a table replace.

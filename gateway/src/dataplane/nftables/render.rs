@@ -47,7 +47,9 @@ pub fn counting_transaction(
     elements: &BTreeSet<Element>,
     keep: &BTreeMap<Element, CounterValue>,
 ) -> String {
-    let mut out = delete_text(COUNT_FAMILY, COUNT_TABLE) + COUNT_TEMPLATE;
+    let mut out = delete_text(COUNT_FAMILY, COUNT_TABLE)
+        + &delete_text(LEGACY_FAMILY, COUNT_TABLE)
+        + COUNT_TEMPLATE;
     if !out.ends_with('\n') {
         out.push('\n');
     }
