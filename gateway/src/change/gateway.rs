@@ -7,13 +7,15 @@ use roamgw_common::state::{check_forward_ports, GatewayState};
 use super::{refused, Changed, Refused};
 use crate::dataplane::ForwardChange;
 
-/// `active`'s keys, roamers and forwards, with this droplet's own addresses (public IP,
-/// anchor and its gateway), backend, WireGuard mode and interface kept: each droplet of a pair
-/// has its own, and the forwards match on the local anchor.
+/// `active`'s keys, roamers and forwards, with this droplet's own addresses (public IP and
+/// IPv6, anchor and its gateway), backend, WireGuard mode and interface kept: each droplet of
+/// a pair has its own, and the forwards match on the local anchor. The forward IPv6 and the
+/// tunnel's prefix are the pair's (a reserved IPv6 moves with the floating IP).
 pub(super) fn adopt(state: &mut GatewayState, active: &GatewayState) -> Result<Changed, Refused> {
     let mut next = active.clone();
     let own = &state.gateway;
     next.gateway.public_ip = own.public_ip;
+    next.gateway.public_ip6 = own.public_ip6;
     next.gateway.anchor_ip = own.anchor_ip;
     next.gateway.anchor_gateway = own.anchor_gateway;
     next.gateway.backend = own.backend;

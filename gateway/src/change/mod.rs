@@ -531,8 +531,12 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
         standby.gateway.public_ip = "198.51.100.20".parse().expect("ip");
         standby.gateway.anchor_ip = "10.17.0.9".parse().expect("ip");
         standby.gateway.anchor_gateway = Some("10.17.0.1".parse().expect("ip"));
+        standby.gateway.public_ip6 = Some("2001:db8:2::10".parse().expect("ip"));
         let own = standby.gateway.clone();
         let mut active = state(PHONE);
+        active.gateway.public_ip6 = Some("2001:db8:1::10".parse().expect("ip"));
+        active.gateway.subnet6 = Some("fd12:3456:789a::/64".parse().expect("net"));
+        active.gateway.forward6 = Some("2001:db8:9::5".parse().expect("ip"));
         let removed = active.forwards.remove(0);
         let added = apply(
             &mut active,
@@ -558,6 +562,12 @@ public_key = "m8yF5Tb0Q5bV7v6Yy0l1xqF2Kq1r4Qe1Zk2m3n4o5p4="
             (own.public_ip, own.anchor_ip)
         );
         assert_eq!(standby.gateway.anchor_gateway, own.anchor_gateway);
+        assert_eq!(standby.gateway.public_ip6, own.public_ip6, "its own IPv6");
+        assert_eq!(
+            (standby.gateway.forward6, standby.gateway.subnet6),
+            (active.gateway.forward6, active.gateway.subnet6),
+            "the pair's forward address and prefix"
+        );
         assert_eq!(changed.forwards.removed, vec![removed]);
         assert_eq!(changed.forwards.added, added.forwards.added);
         // Taken twice: nothing to do.
