@@ -45,7 +45,8 @@ fn init_on_digitalocean_reads_the_metadata_service() {
                 "anchor_ipv4": {{"ip_address": "{ANCHOR_IP}", "netmask": "255.255.0.0", "gateway": "10.16.0.1"}},
                 "ipv6": {{"ip_address": "2001:DB8:D:0:0:0:0:10", "cidr": 64, "gateway": "2001:db8:d::1"}},
                 "type": "public"}}], "private": []}},
-              "reserved_ip": {{"ipv4": {{"active": true, "ip_address": "{FLOATING_IP}"}}}}}}"#
+              "reserved_ip": {{"ipv4": {{"active": true, "ip_address": "{FLOATING_IP}"}},
+                               "ipv6": {{"active": true, "ip_address": "2001:db8:d::50"}}}}}}"#
         ),
     )
     .expect("metadata");
@@ -86,13 +87,19 @@ fn init_on_digitalocean_reads_the_metadata_service() {
 
     let said = init(&bed, &[]);
     assert!(said.contains("DigitalOcean's metadata service"), "{said}");
+    // The reserved IPv6 is static and the pair's: roamers dial it and forwards answer on it;
+    // the droplet's own stays its own.
+    assert!(said.contains("forwards answer on 2001:db8:d::50 too"), "{said}");
     let text = state(&bed);
     for line in [
         format!("public_ip = \"{PUBLIC_IP}\""),
         format!("anchor_ip = \"{ANCHOR_IP}\""),
         format!("floating_ip = \"{FLOATING_IP}\""),
         "anchor_gateway = \"10.16.0.1\"".to_string(),
-        "endpoint6 = \"[2001:db8:d::10]:51820\"".to_string(),
+        "endpoint6 = \"[2001:db8:d::50]:51820\"".to_string(),
+        "forward6 = \"2001:db8:d::50\"".to_string(),
+        "public_ip6 = \"2001:db8:d::10\"".to_string(),
+        "subnet6 = \"fd".to_string(),
     ] {
         assert!(text.contains(&line), "{line} missing:\n{text}");
     }
