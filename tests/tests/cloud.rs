@@ -89,7 +89,10 @@ fn init_on_digitalocean_reads_the_metadata_service() {
     assert!(said.contains("DigitalOcean's metadata service"), "{said}");
     // The reserved IPv6 is static and the pair's: roamers dial it and forwards answer on it;
     // the droplet's own stays its own.
-    assert!(said.contains("forwards answer on 2001:db8:d::50 too"), "{said}");
+    assert!(
+        said.contains("forwards answer on 2001:db8:d::50 too"),
+        "{said}"
+    );
     let text = state(&bed);
     for line in [
         format!("public_ip = \"{PUBLIC_IP}\""),
