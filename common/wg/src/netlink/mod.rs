@@ -1,7 +1,7 @@
 //! Interfaces through rtnetlink: look up, MTU, up, address. A small
 //! current-thread runtime drives the async rtnetlink crate, so callers stay synchronous.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net};
@@ -218,47 +218,36 @@ impl Links {
     ) -> Result<(), NetlinkError> {
         let (what, on) = ("route replies through", format!("interface {index}"));
         self.unroute_replies(table, priority)?;
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .output_interface(index)
-            .table_id(table)
-            .build();
-        self.replace_route(route, what, &on)?;
-        self.add_rule(
-            priority,
-            table,
-            |rule| {
-                rule.header.src_len = 32;
+        let sources = std::iter::once(IpAddr::V4(source)).chain(source6.map(IpAddr::V6));
+        for source in sources {
+            let family = match source {
+                IpAddr::V4(_) => AddressFamily::Inet,
+                IpAddr::V6(_) => AddressFamily::Inet6,
+            };
+            let route = match source {
+                IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new()
+                    .output_interface(index)
+                    .table_id(table)
+                    .build(),
+                IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new()
+                    .output_interface(index)
+                    .table_id(table)
+                    .build(),
+            };
+            self.replace_route(route, what, &on)?;
+            let by_source = |rule: &mut RuleMessage| {
+                rule.header.family = family;
+                rule.header.src_len = if source.is_ipv6() { 128 } else { 32 };
                 rule.attributes.push(RuleAttribute::Source(source.into()));
-            },
-            what,
-            &on,
-        )?;
-        let marked = |rule: &mut RuleMessage| rule.attributes.push(RuleAttribute::FwMark(mark));
-        self.add_rule(priority, table, marked, what, &on)?;
-        let Some(source6) = source6 else {
-            return Ok(());
-        };
-        let route = RouteMessageBuilder::<Ipv6Addr>::new()
-            .output_interface(index)
-            .table_id(table)
-            .build();
-        self.replace_route(route, what, &on)?;
-        self.add_rule(
-            priority,
-            table,
-            |rule| {
-                rule.header.family = AddressFamily::Inet6;
-                rule.header.src_len = 128;
-                rule.attributes.push(RuleAttribute::Source(source6.into()));
-            },
-            what,
-            &on,
-        )?;
-        let marked6 = |rule: &mut RuleMessage| {
-            rule.header.family = AddressFamily::Inet6;
-            rule.attributes.push(RuleAttribute::FwMark(mark));
-        };
-        self.add_rule(priority, table, marked6, what, &on)
+            };
+            self.add_rule(priority, table, by_source, what, &on)?;
+            let marked = |rule: &mut RuleMessage| {
+                rule.header.family = family;
+                rule.attributes.push(RuleAttribute::FwMark(mark));
+            };
+            self.add_rule(priority, table, marked, what, &on)?;
+        }
+        Ok(())
     }
 
     /// Removes our rules (the route goes with the interface). The number removed.

@@ -381,31 +381,39 @@ mod tests {
                 bytes: 2000
             })
         );
+        assert_has(
+            &observed,
+            &[
+                "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
+                "dnat_port 10.16.0.5 . tcp . 22 : 22",
+                "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
+                "count_single 10.16.0.5 . tcp . 22",
+                "count_range 10.16.0.5 . udp . 60000-60100",
+                "allowed 10.16.0.5 . tcp . 22 . 198.51.100.7/32",
+                "restricted 10.16.0.5 . tcp . 22",
+                "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
+                "closed_anchors 10.16.0.5",
+                "reply_range 10.16.0.5 . udp . 60000-60100",
+                "masquerade_single 192.168.32.2 . tcp . 22",
+                "masquerade_range 192.168.32.2 . udp . 60000-60100",
+            ],
+        );
+        assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&2));
+    }
+
+    /// Each of `expected` ("container element") is among the elements `observed` has.
+    fn assert_has(observed: &Observed, expected: &[&str]) {
         let texts: Vec<String> = observed
             .elements
             .iter()
             .map(|e| format!("{} {e}", e.container()))
             .collect();
-        for expected in [
-            "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
-            "dnat_port 10.16.0.5 . tcp . 22 : 22",
-            "dnat_range 10.16.0.5 . udp . 60000-60100 : 192.168.32.2",
-            "count_single 10.16.0.5 . tcp . 22",
-            "count_range 10.16.0.5 . udp . 60000-60100",
-            "allowed 10.16.0.5 . tcp . 22 . 198.51.100.7/32",
-            "restricted 10.16.0.5 . tcp . 22",
-            "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
-            "closed_anchors 10.16.0.5",
-            "reply_range 10.16.0.5 . udp . 60000-60100",
-            "masquerade_single 192.168.32.2 . tcp . 22",
-            "masquerade_range 192.168.32.2 . udp . 60000-60100",
-        ] {
+        for expected in expected {
             assert!(
                 texts.contains(&expected.to_string()),
                 "missing {expected}: {texts:#?}"
             );
         }
-        assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&2));
     }
 
     /// A real listing of the `inet` table with an IPv6 forward address (2001:db8:f::5) and
@@ -414,30 +422,23 @@ mod tests {
     fn parses_the_ipv6_twins() {
         let observed =
             parse(include_str!("observed-inet-sample.json")).expect("parse the inet listing");
-        let texts: Vec<String> = observed
-            .elements
-            .iter()
-            .map(|e| format!("{} {e}", e.container()))
-            .collect();
-        for expected in [
-            "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
-            "dnat_addr6 2001:db8:f::5 . tcp . 2222 : fd96:6980:bb32::2",
-            "dnat_port6 2001:db8:f::5 . tcp . 2222 : 22",
-            "dnat_range6 2001:db8:f::5 . udp . 60000-60010 : fd96:6980:bb32::2",
-            "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
-            "allowed6 2001:db8:f::5 . tcp . 22 . 2001:db8:c::/48",
-            "restricted6 2001:db8:f::5 . tcp . 22",
-            "closed_anchors6 2001:db8:f::5",
-            "forward_addrs6 2001:db8:f::5",
-            "masquerade_single6 2001:db8:f::5 . tcp . 2222",
-            "count_range6 2001:db8:f::5 . udp . 60000-60010",
-            "reply_single6 2001:db8:f::5 . tcp . 22",
-        ] {
-            assert!(
-                texts.contains(&expected.to_string()),
-                "missing {expected}: {texts:#?}"
-            );
-        }
+        assert_has(
+            &observed,
+            &[
+                "dnat_addr 10.16.0.5 . tcp . 22 : 192.168.32.2",
+                "dnat_addr6 2001:db8:f::5 . tcp . 2222 : fd96:6980:bb32::2",
+                "dnat_port6 2001:db8:f::5 . tcp . 2222 : 22",
+                "dnat_range6 2001:db8:f::5 . udp . 60000-60010 : fd96:6980:bb32::2",
+                "allowed 10.16.0.5 . tcp . 22 . 192.0.2.0/24",
+                "allowed6 2001:db8:f::5 . tcp . 22 . 2001:db8:c::/48",
+                "restricted6 2001:db8:f::5 . tcp . 22",
+                "closed_anchors6 2001:db8:f::5",
+                "forward_addrs6 2001:db8:f::5",
+                "masquerade_single6 2001:db8:f::5 . tcp . 2222",
+                "count_range6 2001:db8:f::5 . udp . 60000-60010",
+                "reply_single6 2001:db8:f::5 . tcp . 22",
+            ],
+        );
         assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&4));
         assert_eq!(observed.handshakes_dropped, Some(0));
     }
