@@ -238,7 +238,7 @@ impl Links {
             let by_source = |rule: &mut RuleMessage| {
                 rule.header.family = family;
                 rule.header.src_len = if source.is_ipv6() { 128 } else { 32 };
-                rule.attributes.push(RuleAttribute::Source(source.into()));
+                rule.attributes.push(RuleAttribute::Source(source));
             };
             self.add_rule(priority, table, by_source, what, &on)?;
             let marked = |rule: &mut RuleMessage| {
