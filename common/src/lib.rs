@@ -8,6 +8,7 @@ pub mod fsutil;
 pub mod keys;
 pub mod metrics;
 pub mod names;
+pub mod networkd;
 pub mod portspec;
 pub mod replies;
 pub mod routes;

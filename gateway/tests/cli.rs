@@ -845,3 +845,23 @@ fn an_ipv6_forward_address_reaches_the_configs() {
         assert_clean_failure(&out, bad, why);
     }
 }
+
+#[test]
+fn a_networkd_laptop_gets_its_files() {
+    let gw = Gateway::with_laptop();
+    gw.ok(&["forward6", "2001:db8::5"]);
+    let bundle = gw.ok(&["show-config", "laptop", "--format", "networkd"]);
+    for part in [
+        "### /etc/systemd/network/50-roamgw0.netdev (0644)",
+        "### /etc/systemd/network/50-roamgw0.network (0644)",
+        "### /etc/systemd/network/roamgw0.key (0640 root:systemd-network)",
+        "### /etc/systemd/system/roamgw-udp-replies@.service (0644)",
+        "Endpoint=203.0.113.10:51820",
+        "AllowedIPs=0.0.0.0/0,::/0",
+        "Family=ipv6",
+    ] {
+        assert!(bundle.contains(part), "{part} missing:\n{bundle}");
+    }
+    let qr = gw.run(&["show-config", "laptop", "--format", "networkd", "--qr"]);
+    assert_clean_failure(&qr, "networkd as a QR code", "use --format wg-quick");
+}

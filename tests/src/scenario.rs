@@ -86,7 +86,17 @@ impl Scenario {
         extra_init_flags: &[&str],
         verbose: bool,
     ) -> Self {
-        let bed = Testbed::new();
+        Self::gateway_on_bed(Testbed::new(), mode, backend, extra_init_flags, verbose)
+    }
+
+    /// [`Scenario::gateway_on`] on a testbed made by the caller.
+    pub fn gateway_on_bed(
+        bed: Testbed,
+        mode: GatewayMode,
+        backend: Backend,
+        extra_init_flags: &[&str],
+        verbose: bool,
+    ) -> Self {
         let firewalld = (backend != Backend::Nftables).then(|| {
             let fw = firewalld::Firewalld::start(&bed, &bed.gw);
             // The droplet's own services, as its admin opened them (ssh is open by default).

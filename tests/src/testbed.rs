@@ -16,9 +16,9 @@ pub struct Testbed {
     pub gw_wg: String,
     pub roam_wg: String,
     pub dir: tempfile::TempDir,
-    /// The gateway's "namespace" is this machine's own (a handle on PID 1's), for services
-    /// that systemd starts (the qemu guest's systemd test).
-    gw_is_root: bool,
+    /// The host whose "namespace" is this machine's own (a handle on PID 1's), for services
+    /// that systemd starts (the qemu guest's systemd tests): the droplet or the laptop.
+    root: Option<Root>,
     children: Mutex<Vec<Child>>,
     /// The D-Bus "system bus" roamgw and the daemon see: a dead address unless the test
     /// started firewalld on a private bus, so no test ever reaches this machine's own bus
@@ -32,19 +32,41 @@ pub struct Testbed {
 /// Where tests point DBUS_SYSTEM_BUS_ADDRESS when they run no firewalld.
 const NO_SYSTEM_BUS: &str = "unix:path=/nonexistent/roamgw-tests-use-no-system-bus";
 
+/// Which host of the testbed is this machine itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Gateway,
+    Laptop,
+}
+
 impl Testbed {
     pub fn new() -> Self {
-        Self::create(false)
+        Self::create(None)
     }
 
     /// A testbed whose droplet is this machine itself (its root network namespace, named
     /// like the others through `ip netns attach`), so that services started by the machine's
     /// systemd are the droplet's. Only for a machine of the test's own: the qemu guest.
     pub fn with_gateway_in_root_namespace() -> Self {
-        Self::create(true)
+        Self::create(Some(Root::Gateway))
     }
 
-    fn create(gw_is_root: bool) -> Self {
+    /// The same with the laptop as this machine itself, for a network manager run by the
+    /// machine's systemd (systemd-networkd in the qemu guest).
+    pub fn with_laptop_in_root_namespace() -> Self {
+        Self::create(Some(Root::Laptop))
+    }
+
+    /// Whether `ns` is this machine's own namespace.
+    fn is_root(&self, ns: &Ns) -> bool {
+        match self.root {
+            Some(Root::Gateway) => ns.name == self.gw.name,
+            Some(Root::Laptop) => ns.name == self.roam.name,
+            None => false,
+        }
+    }
+
+    fn create(root: Option<Root>) -> Self {
         require_root_and_tools();
         let n = NEXT_ID.fetch_add(1, Ordering::SeqCst);
         // pid modulo keeps names short (interface names have 15 characters) and apart across runs.
@@ -62,7 +84,7 @@ impl Testbed {
             roam_wg: format!("rg{id}r"),
             id,
             dir: tempfile::tempdir().expect("tempdir"),
-            gw_is_root,
+            root,
             children: Mutex::new(Vec::new()),
             system_bus: Mutex::new(NO_SYSTEM_BUS.to_string()),
             laptops: Mutex::new(Vec::new()),
@@ -148,7 +170,7 @@ impl Testbed {
 
     fn build(&self) {
         for ns in self.all() {
-            let out = if self.gw_is_root && ns.name == self.gw.name {
+            let out = if self.is_root(&ns) {
                 Command::new("ip")
                     .args(["netns", "attach", &ns.name, "1"])
                     .output()
@@ -663,11 +685,7 @@ impl Drop for Testbed {
         // SIGTERM first so wireguard-go removes its UAPI socket.
         for signal in ["-TERM", "-KILL"] {
             // Not the machine's own namespace: everything runs there.
-            for ns in self
-                .all()
-                .into_iter()
-                .filter(|ns| !(self.gw_is_root && ns.name == self.gw.name))
-            {
+            for ns in self.all().into_iter().filter(|ns| !self.is_root(ns)) {
                 let pids = Command::new("ip")
                     .args(["netns", "pids", &ns.name])
                     .output();

@@ -456,6 +456,9 @@ pub enum ConfigFormat {
     Roamer,
     /// A stock wg-quick .conf.
     WgQuick,
+    /// systemd-networkd's .netdev and .network (and the key file, and a unit for the UDP
+    /// reply table), each under a `### PATH` line.
+    Networkd,
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,191 @@
+//! The laptop on systemd-networkd (issue 30): `roamgw show-config laptop --format networkd`
+//! written where it says, and the real systemd-networkd of the qemu guest (systemd as PID 1,
+//! kernel WireGuard) brings the tunnel up. The laptop is the guest itself (its root network
+//! namespace); the droplet and the rest of the namespace internet are built around it. The
+//! forward works and the laptop sees the client's own address over TCP and UDP (a server
+//! bound to 0.0.0.0: the unit the bundle ships loads the UDP reply table); `networkctl
+//! reload` after an edit keeps it working, and networkd's ManageForeignRoutingPolicyRules=
+//! removes a foreign rule but never the reply rules, which are its own.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use roamgw_e2e::{wait_until, Backend, GatewayMode, Scenario, Testbed, CLIENT, FLOATING_IP};
+
+const GUEST_TEST: &str = "guest_networkd";
+const PORT: u16 = 7000;
+
+#[test]
+fn networkd_laptop_in_a_qemu_guest() {
+    assert!(
+        Path::new("/lib/systemd/systemd-networkd").exists(),
+        "systemd-networkd is missing: run `bash scripts/install-deps` (package systemd)"
+    );
+    let persist = tempfile::tempdir().expect("persist dir");
+    let (ok, console) = roamgw_e2e::run_in_guest(
+        GUEST_TEST,
+        &[
+            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
+            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
+            ("ROAMGW_GUEST_TIMEOUT", "300".as_ref()),
+        ],
+    );
+    assert!(
+        ok && console.contains("test result: ok. 1 passed"),
+        "the networkd test failed in the guest:\n{console}"
+    );
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes each `### PATH (MODE[ root:GROUP])` part of the bundle at its path.
+fn install_bundle(bundle: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for part in bundle.split("\n### ").skip(1) {
+        let (header, text) = part.split_once('\n').expect("a header line");
+        let (path, rest) = header.split_once(" (").expect("path (mode)");
+        let rest = rest.trim_end_matches(')');
+        let (mode, group) = match rest.split_once(" root:") {
+            Some((mode, group)) => (mode, Some(group)),
+            None => (rest, None),
+        };
+        std::fs::create_dir_all(Path::new(path).parent().expect("dir")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+        sh(&["chmod", mode, path]);
+        if let Some(group) = group {
+            sh(&["chown", &format!("root:{group}"), path]);
+        }
+        paths.push(path.to_string());
+    }
+    paths
+}
+
+/// What the laptop's servers saw of a TCP connection and a UDP datagram from the client.
+fn seen(bed: &Testbed) -> (Option<String>, Option<String>) {
+    let addr = format!("{FLOATING_IP}:{PORT}");
+    let mut udp = None;
+    wait_until(Duration::from_secs(5), || {
+        udp = bed.cli.udp_exchange(&addr, "who am i");
+        udp.is_some()
+    });
+    (bed.cli.tcp_banner(&addr), udp)
+}
+
+fn networkd_log() -> String {
+    let out = Command::new("journalctl")
+        .args(["-u", "systemd-networkd", "--no-pager", "-n", "40"])
+        .output()
+        .expect("journalctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "runs inside the qemu guest that networkd_laptop_in_a_qemu_guest boots"]
+fn guest_networkd() {
+    assert!(
+        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
+        "meant for the qemu guest with systemd: run networkd_laptop_in_a_qemu_guest"
+    );
+    let bed = Testbed::with_laptop_in_root_namespace();
+    let s = Scenario::gateway_on_bed(
+        bed,
+        GatewayMode::KernelDaemon,
+        Backend::Nftables,
+        &[],
+        false,
+    );
+    let bundle = s.ok(&["show-config", "laptop", "--format", "networkd"]);
+    let interface = s.bed.gw_wg.clone();
+    let paths = install_bundle(&bundle);
+    assert_eq!(paths.len(), 4, "netdev, network, unit, key:\n{bundle}");
+    sh(&["systemctl", "daemon-reload"]);
+    sh(&["systemctl", "start", "dbus", "systemd-networkd"]);
+    sh(&["networkctl", "reload"]);
+    let configured = wait_until(Duration::from_secs(20), || {
+        Command::new("networkctl")
+            .args(["status", &interface])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("configured"))
+    });
+    assert!(
+        configured,
+        "networkd did not configure {interface}:\n{}",
+        networkd_log()
+    );
+    sh(&[
+        "systemctl",
+        "start",
+        &format!("roamgw-udp-replies@{interface}"),
+    ]);
+    s.bed.peer_address_server(&s.bed.roam, PORT);
+    s.ok(&["add-port", &format!("{PORT}/tcp+udp")]);
+    let client = Some(CLIENT.to_string());
+    let kept = wait_until(Duration::from_secs(15), || seen(&s.bed).0 == client);
+    assert!(
+        kept,
+        "no forward through networkd's tunnel:\n{}\n{}",
+        sh(&["wg", "show"]),
+        networkd_log()
+    );
+    assert_eq!(
+        seen(&s.bed),
+        (client.clone(), client.clone()),
+        "the client's own address"
+    );
+
+    // An edit and `networkctl reload`; a foreign rule networkd removes, ours it keeps.
+    let network = paths
+        .iter()
+        .find(|p| p.ends_with(".network"))
+        .expect("network file");
+    let edited =
+        std::fs::read_to_string(network).expect("read") + "\n[Link]\nRequiredForOnline=no\n";
+    std::fs::write(network, edited).expect("edit");
+    sh(&[
+        "ip",
+        "rule",
+        "add",
+        "from",
+        "198.18.0.1",
+        "lookup",
+        "1234",
+        "priority",
+        "9000",
+    ]);
+    sh(&["networkctl", "reload"]);
+    sh(&["networkctl", "reconfigure", &interface]);
+    let foreign_gone = wait_until(Duration::from_secs(10), || {
+        !sh(&["ip", "rule", "show"]).contains("198.18.0.1")
+    });
+    let rules = sh(&["ip", "rule", "show"]);
+    assert!(
+        foreign_gone,
+        "networkd left a foreign rule (ManageForeignRoutingPolicyRules=):\n{rules}"
+    );
+    let table = roamgw_common::replies::table(&interface.parse().expect("name")).to_string();
+    assert!(
+        rules.contains(&format!("from 192.168.32.2 lookup {table}")),
+        "the reply rule is gone:\n{rules}"
+    );
+    let back = wait_until(Duration::from_secs(15), || {
+        seen(&s.bed) == (client.clone(), client.clone())
+    });
+    assert!(
+        back,
+        "no forward after networkctl reload:\n{}",
+        networkd_log()
+    );
+}
