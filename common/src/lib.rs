@@ -9,6 +9,7 @@ pub mod keys;
 pub mod metrics;
 pub mod names;
 pub mod networkd;
+pub mod nm;
 pub mod portspec;
 pub mod replies;
 pub mod routes;

@@ -124,9 +124,10 @@ fn network(config: &RoamerConfig) -> String {
     out
 }
 
-/// The UDP reply table, loaded once the link exists and removed with it. Instanced by the
-/// interface name; the table's text names the addresses.
-fn udp_replies_unit(config: &RoamerConfig) -> String {
+/// The UDP reply table as a unit (instanced by the interface name; the table's text names
+/// the addresses). It needs no link: the table matches the interface by name, so it may load
+/// before networkd makes the link, and stays harmless without one.
+pub fn udp_replies_unit(config: &RoamerConfig) -> String {
     let ruleset = replies::udp_reply_ruleset(
         &config.interface,
         config.interface.as_str(),
@@ -135,13 +136,13 @@ fn udp_replies_unit(config: &RoamerConfig) -> String {
     let table = replies::nft_table(&config.interface);
     format!(
         "# UDP replies from servers bound to 0.0.0.0 (or ::) go back through the tunnel: what\n\
-         # systemd-networkd cannot express (docs/roamer.md). `systemctl enable --now\n\
-         # roamgw-udp-replies@{name}` after `networkctl reload`.\n\
+         # the network manager cannot express (docs/roamer.md). `systemctl enable --now\n\
+         # roamgw-udp-replies@{name}`.\n\
          [Unit]\nDescription=roamgw: UDP replies of forwards into %i\n\
-         BindsTo=sys-subsystem-net-devices-%i.device\nAfter=sys-subsystem-net-devices-%i.device systemd-networkd.service\n\n\
+         Before=network.target\n\n\
          [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/nft '{ruleset}'\n\
          ExecStop=/usr/sbin/nft delete table {family} {table}\n\n\
-         [Install]\nWantedBy=sys-subsystem-net-devices-%i.device\n",
+         [Install]\nWantedBy=multi-user.target\n",
         name = config.interface,
         family = replies::NFT_FAMILY,
     )

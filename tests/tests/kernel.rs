@@ -63,7 +63,14 @@ fn guest_kernel_wireguard() {
         Duration::from_secs(20),
     );
     eprintln!("kernel: address change recovered after {took:?}");
-    assert!(took.is_some_and(|t| t < Duration::from_secs(5)), "{took:?}");
+    // Whether it roams, not how fast: the guest is emulated (TCG, no KVM), and the same roam
+    // took 1.77-5.19 s in four CI runs (0.33 s with userspace WireGuard on the host; the
+    // figures are docs/benchmarks.md's).
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "{took:?}\n{}",
+        s.bed.log("roamer.log")
+    );
 
     // kill -9 leaves the kernel interface behind; the restarted daemon takes it over. The
     // kernel device is read once a second, so an endpoint learned within that second may be

@@ -111,6 +111,15 @@ fn guest_networkd() {
     let interface = s.bed.gw_wg.clone();
     let paths = install_bundle(&bundle);
     assert_eq!(paths.len(), 4, "netdev, network, unit, key:\n{bundle}");
+    // The shared tree has no udev, and networkd waits for udev to have seen a link unless
+    // /sys is read-only (as in a container, where it runs without udev): a drop-in says so.
+    let drop_in = Path::new("/run/systemd/system/systemd-networkd.service.d");
+    std::fs::create_dir_all(drop_in).expect("drop-in dir");
+    std::fs::write(
+        drop_in.join("no-udev.conf"),
+        "[Service]\nBindReadOnlyPaths=/sys\n",
+    )
+    .expect("drop-in");
     sh(&["systemctl", "daemon-reload"]);
     sh(&["systemctl", "start", "dbus", "systemd-networkd"]);
     sh(&["networkctl", "reload"]);

@@ -459,6 +459,8 @@ pub enum ConfigFormat {
     /// systemd-networkd's .netdev and .network (and the key file, and a unit for the UDP
     /// reply table), each under a `### PATH` line.
     Networkd,
+    /// A NetworkManager keyfile for /etc/NetworkManager/system-connections/.
+    Nm,
 }
 
 #[derive(Debug, Args)]

@@ -263,12 +263,13 @@ pub fn show_config(store: &Store, args: ShowConfigArgs) -> Result<String> {
         ConfigFormat::WgQuick => {
             peer_configs::roamer_wg_quick(&config, peer_configs::WgQuickFor::Linux)
         }
-        ConfigFormat::Networkd if args.qr => {
+        ConfigFormat::Networkd | ConfigFormat::Nm if args.qr => {
             return Err(refused(
                 "--qr draws a wg-quick config for the mobile apps: use --format wg-quick",
             ))
         }
         ConfigFormat::Networkd => roamgw_common::networkd::bundle(&config),
+        ConfigFormat::Nm => roamgw_common::nm::bundle(&config),
     };
     if args.qr {
         return qr(&text);
