@@ -1,10 +1,15 @@
 //! The packages from `bash scripts/package`: the .deb installed into a fresh Debian root
 //! (mmdebstrap, bookworm, with the dependencies it declares), where `roamgw --version`,
 //! `roamgw init` and `systemd-analyze verify` of the units run; the .rpm's file list,
-//! scriptlets and dependencies read with `rpm -qp`.
+//! scriptlets and dependencies read with `rpm -qp`; the roamer's systemd-sysext image merged
+//! on the qemu guest booted with systemd (the laptop is the guest itself): `systemctl start
+//! roamer` from the image, the forward works, and unmerge leaves nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use roamgw_e2e::{wait_until, Backend, GatewayMode, Scenario, Testbed, FLOATING_IP};
 
 fn run(command: &mut Command) -> String {
     let out = command.output().expect("run");
@@ -116,4 +121,112 @@ fn packages_install_and_carry_what_they_should() {
         requires.contains("nftables") && requires.contains("iproute"),
         "{requires}"
     );
+
+    let image = sysext_image();
+    let listing = run(Command::new("unsquashfs").arg("-l").arg(&image));
+    for file in [
+        "/usr/bin/roamer",
+        "/usr/lib/systemd/system/roamer.service",
+        "/usr/share/man/man1/roamer.1.gz",
+        "/usr/lib/extension-release.d/extension-release.roamer",
+    ] {
+        assert!(
+            listing.contains(file),
+            "{file} not in the image:\n{listing}"
+        );
+    }
+    assert!(
+        !listing.contains("/etc"),
+        "a sysext image holds /usr only:\n{listing}"
+    );
+    let persist = tempfile::tempdir().expect("persist dir");
+    let (ok, console) = roamgw_e2e::run_in_guest(
+        "guest_sysext",
+        &[
+            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
+            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
+            ("ROAMGW_GUEST_TIMEOUT", "300".as_ref()),
+        ],
+    );
+    assert!(
+        ok && console.contains("test result: ok. 1 passed"),
+        "the sysext test failed in the guest:\n{console}"
+    );
+}
+
+fn sysext_image() -> PathBuf {
+    let version = env!("CARGO_PKG_VERSION");
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(format!("dist/roamer-{version}-x86-64.raw"))
+}
+
+fn journal(unit: &str) -> String {
+    let out = Command::new("journalctl")
+        .args(["-u", unit, "--no-pager", "-n", "40"])
+        .output()
+        .expect("journalctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "runs inside the qemu guest that packages_install_and_carry_what_they_should boots"]
+fn guest_sysext() {
+    assert!(
+        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
+        "meant for the qemu guest with systemd: run packages_install_and_carry_what_they_should"
+    );
+    let bed = Testbed::with_laptop_in_root_namespace();
+    let s = Scenario::gateway_on_bed(
+        bed,
+        GatewayMode::KernelDaemon,
+        Backend::Nftables,
+        &[],
+        false,
+    );
+    let roamer_unit = Path::new("/usr/lib/systemd/system/roamer.service");
+    assert!(!roamer_unit.exists(), "roamer.service before the merge");
+
+    std::fs::create_dir_all("/var/lib/extensions").expect("extensions dir");
+    std::fs::copy(sysext_image(), "/var/lib/extensions/roamer.raw").expect("copy the image");
+    run(Command::new("systemd-sysext").arg("merge"));
+    let status = run(Command::new("systemd-sysext").arg("status"));
+    assert!(status.contains("roamer"), "{status}");
+    assert!(roamer_unit.exists(), "no roamer.service after the merge");
+
+    let config = s.ok(&["show-config", "laptop", "--format", "roamer"]);
+    std::fs::create_dir_all("/etc/roamgw").expect("/etc/roamgw");
+    std::fs::write("/etc/roamgw/roamer.toml", config).expect("roamer.toml");
+    run(Command::new("chmod").args(["0600", "/etc/roamgw/roamer.toml"]));
+    s.bed.tcp_banner_server(&s.bed.roam, 22, "roamer");
+    s.ok(&["add-port", "22"]);
+    run(Command::new("systemctl").arg("daemon-reload"));
+    run(Command::new("systemctl").args(["start", "roamer"]));
+    let took = s.bed.time_until_banner(
+        &format!("{FLOATING_IP}:22"),
+        "roamer",
+        Instant::now(),
+        Duration::from_secs(20),
+    );
+    assert!(
+        took.is_some(),
+        "no forward with roamer.service from the image:\n{}",
+        journal("roamer")
+    );
+
+    run(Command::new("systemctl").args(["stop", "roamer"]));
+    run(Command::new("systemd-sysext").arg("unmerge"));
+    run(Command::new("systemctl").arg("daemon-reload"));
+    assert!(!roamer_unit.exists(), "roamer.service after the unmerge");
+    assert!(
+        !Path::new("/usr/bin/roamer").exists(),
+        "roamer after the unmerge"
+    );
+    let gone = wait_until(Duration::from_secs(5), || {
+        !Command::new("systemctl")
+            .args(["cat", "roamer"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(gone, "systemd still knows roamer.service after the unmerge");
 }
