@@ -131,16 +131,7 @@ mod tests {
     use super::*;
 
     fn config(address6: bool) -> RoamerConfig {
-        let text = include_str!("../../tests/fixtures/valid-roamer/inline-key.toml");
-        let text = if address6 {
-            text.replace(
-                "mtu = 1420",
-                "address6 = \"fd12:3456:789a::2/64\"\nmtu = 1420",
-            )
-        } else {
-            text.to_string()
-        };
-        RoamerConfig::from_toml(&text).expect("config")
+        crate::state::roamer_fixture(address6)
     }
 
     #[test]

@@ -201,6 +201,31 @@ pub fn run_in_guest(inner: &str, env: &[(&str, &std::ffi::OsStr)]) -> (bool, Str
     (out.status.success(), console)
 }
 
+/// [`run_in_guest`] with systemd as the guest's PID 1 (and the share it needs), for at most
+/// `timeout_secs`.
+pub fn run_in_systemd_guest(inner: &str, timeout_secs: u32) -> (bool, String) {
+    let persist = tempfile::tempdir().expect("persist dir");
+    let timeout = timeout_secs.to_string();
+    run_in_guest(
+        inner,
+        &[
+            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
+            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
+            ("ROAMGW_GUEST_TIMEOUT", timeout.as_ref()),
+        ],
+    )
+}
+
+/// The last lines of a unit's journal (in the guest booted with systemd), for a failure's
+/// message.
+pub fn journal(unit: &str) -> String {
+    let out = Command::new("journalctl")
+        .args(["-u", unit, "--no-pager", "-n", "60"])
+        .output()
+        .expect("journalctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn wait_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {

@@ -89,6 +89,18 @@ impl Scenario {
         Self::gateway_on_bed(Testbed::new(), mode, backend, extra_init_flags, verbose)
     }
 
+    /// In the qemu guest booted with systemd: the laptop is the guest itself (its network
+    /// manager, its units), the droplet a namespace with roamgw on kernel WireGuard.
+    pub fn laptop_is_this_machine() -> Self {
+        Self::gateway_on_bed(
+            Testbed::with_laptop_in_root_namespace(),
+            GatewayMode::KernelDaemon,
+            Backend::Nftables,
+            &[],
+            false,
+        )
+    }
+
     /// [`Scenario::gateway_on`] on a testbed made by the caller.
     pub fn gateway_on_bed(
         bed: Testbed,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use roamgw_e2e::{wait_until, Backend, GatewayMode, Scenario, Testbed, CLIENT, FLOATING_IP};
+use roamgw_e2e::{journal, wait_until, Scenario, Testbed, CLIENT, FLOATING_IP};
 
 const GUEST_TEST: &str = "guest_networkd";
 const PORT: u16 = 7000;
@@ -22,15 +22,7 @@ fn networkd_laptop_in_a_qemu_guest() {
         Path::new("/lib/systemd/systemd-networkd").exists(),
         "systemd-networkd is missing: run `bash scripts/install-deps` (package systemd)"
     );
-    let persist = tempfile::tempdir().expect("persist dir");
-    let (ok, console) = roamgw_e2e::run_in_guest(
-        GUEST_TEST,
-        &[
-            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
-            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
-            ("ROAMGW_GUEST_TIMEOUT", "300".as_ref()),
-        ],
-    );
+    let (ok, console) = roamgw_e2e::run_in_systemd_guest(GUEST_TEST, 300);
     assert!(
         ok && console.contains("test result: ok. 1 passed"),
         "the networkd test failed in the guest:\n{console}"
@@ -84,14 +76,6 @@ fn seen(bed: &Testbed) -> (Option<String>, Option<String>) {
     (bed.cli.tcp_banner(&addr), udp)
 }
 
-fn networkd_log() -> String {
-    let out = Command::new("journalctl")
-        .args(["-u", "systemd-networkd", "--no-pager", "-n", "40"])
-        .output()
-        .expect("journalctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 #[ignore = "runs inside the qemu guest that networkd_laptop_in_a_qemu_guest boots"]
 fn guest_networkd() {
@@ -99,14 +83,7 @@ fn guest_networkd() {
         std::env::var_os("ROAMGW_IN_GUEST").is_some(),
         "meant for the qemu guest with systemd: run networkd_laptop_in_a_qemu_guest"
     );
-    let bed = Testbed::with_laptop_in_root_namespace();
-    let s = Scenario::gateway_on_bed(
-        bed,
-        GatewayMode::KernelDaemon,
-        Backend::Nftables,
-        &[],
-        false,
-    );
+    let s = Scenario::laptop_is_this_machine();
     let bundle = s.ok(&["show-config", "laptop", "--format", "networkd"]);
     let interface = s.bed.gw_wg.clone();
     let paths = install_bundle(&bundle);
@@ -132,7 +109,7 @@ fn guest_networkd() {
     assert!(
         configured,
         "networkd did not configure {interface}:\n{}",
-        networkd_log()
+        journal("systemd-networkd")
     );
     sh(&[
         "systemctl",
@@ -147,7 +124,7 @@ fn guest_networkd() {
         kept,
         "no forward through networkd's tunnel:\n{}\n{}",
         sh(&["wg", "show"]),
-        networkd_log()
+        journal("systemd-networkd")
     );
     assert_eq!(
         seen(&s.bed),
@@ -195,6 +172,6 @@ fn guest_networkd() {
     assert!(
         back,
         "no forward after networkctl reload:\n{}",
-        networkd_log()
+        journal("systemd-networkd")
     );
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{wait_until, Backend, GatewayMode, Scenario, Testbed, FLOATING_IP};
+use roamgw_e2e::{journal, wait_until, Scenario, FLOATING_IP};
 
 fn run(command: &mut Command) -> String {
     let out = command.output().expect("run");
@@ -139,15 +139,7 @@ fn packages_install_and_carry_what_they_should() {
         !listing.contains("/etc"),
         "a sysext image holds /usr only:\n{listing}"
     );
-    let persist = tempfile::tempdir().expect("persist dir");
-    let (ok, console) = roamgw_e2e::run_in_guest(
-        "guest_sysext",
-        &[
-            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
-            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
-            ("ROAMGW_GUEST_TIMEOUT", "300".as_ref()),
-        ],
-    );
+    let (ok, console) = roamgw_e2e::run_in_systemd_guest("guest_sysext", 300);
     assert!(
         ok && console.contains("test result: ok. 1 passed"),
         "the sysext test failed in the guest:\n{console}"
@@ -161,14 +153,6 @@ fn sysext_image() -> PathBuf {
         .join(format!("dist/roamer-{version}-x86-64.raw"))
 }
 
-fn journal(unit: &str) -> String {
-    let out = Command::new("journalctl")
-        .args(["-u", unit, "--no-pager", "-n", "40"])
-        .output()
-        .expect("journalctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 #[ignore = "runs inside the qemu guest that packages_install_and_carry_what_they_should boots"]
 fn guest_sysext() {
@@ -176,14 +160,7 @@ fn guest_sysext() {
         std::env::var_os("ROAMGW_IN_GUEST").is_some(),
         "meant for the qemu guest with systemd: run packages_install_and_carry_what_they_should"
     );
-    let bed = Testbed::with_laptop_in_root_namespace();
-    let s = Scenario::gateway_on_bed(
-        bed,
-        GatewayMode::KernelDaemon,
-        Backend::Nftables,
-        &[],
-        false,
-    );
+    let s = Scenario::laptop_is_this_machine();
     let roamer_unit = Path::new("/usr/lib/systemd/system/roamer.service");
     assert!(!roamer_unit.exists(), "roamer.service before the merge");
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{binary, wait_until, Testbed, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, journal, wait_until, Testbed, FLOATING_IP, PUBLIC_IP};
 
 const GUEST_TEST: &str = "guest_systemd_units";
 const CONFIG_DIR: &str = "/etc/roamgw";
@@ -26,15 +26,7 @@ fn systemd_units_in_a_qemu_guest() {
         Path::new("/lib/systemd/systemd").exists(),
         "systemd is missing: run `bash scripts/install-deps` (package systemd)"
     );
-    let persist = tempfile::tempdir().expect("persist dir");
-    let (ok, console) = roamgw_e2e::run_in_guest(
-        GUEST_TEST,
-        &[
-            ("ROAMGW_GUEST_INIT", "systemd".as_ref()),
-            ("ROAMGW_GUEST_PERSIST", persist.path().as_os_str()),
-            ("ROAMGW_GUEST_TIMEOUT", "400".as_ref()),
-        ],
-    );
+    let (ok, console) = roamgw_e2e::run_in_systemd_guest(GUEST_TEST, 400);
     assert!(
         ok && console.contains("guest: rebooting") && console.contains("test result: ok. 1 passed"),
         "the systemd test failed in the guest:\n{console}"
@@ -60,14 +52,6 @@ fn roamgw(args: &[&str]) -> String {
     let mut full = vec![roamgw.to_str().expect("utf-8"), "--config-dir", CONFIG_DIR];
     full.extend_from_slice(args);
     sh(&full)
-}
-
-fn journal(unit: &str) -> String {
-    let out = Command::new("journalctl")
-        .args(["-u", unit, "--no-pager", "-n", "60"])
-        .output()
-        .expect("journalctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn main_pid(unit: &str) -> u32 {

@@ -25,6 +25,8 @@ pub use forward::{
 };
 use ipv6::check_ipv6;
 pub use ipv6::{check_endpoint6, check_forward6, random_ula};
+#[cfg(test)]
+pub(crate) use roamer_config::fixture as roamer_fixture;
 pub use roamer_config::{RoamerConfig, RoamerGateway};
 
 use crate::keys::PublicKey;

@@ -193,3 +193,19 @@ impl RoamerConfig {
         Ok(())
     }
 }
+
+/// The valid-roamer fixture (inline key), with a tunnel IPv6 address when `address6`: what the
+/// renderers of other laptop stacks are tested with.
+#[cfg(test)]
+pub(crate) fn fixture(address6: bool) -> RoamerConfig {
+    let text = include_str!("../../../tests/fixtures/valid-roamer/inline-key.toml");
+    let text = if address6 {
+        text.replace(
+            "mtu = 1420",
+            "address6 = \"fd12:3456:789a::2/64\"\nmtu = 1420",
+        )
+    } else {
+        text.to_string()
+    };
+    RoamerConfig::from_toml(&text).expect("the valid-roamer fixture")
+}
