@@ -216,6 +216,21 @@ pub fn run_in_systemd_guest(inner: &str, timeout_secs: u32) -> (bool, String) {
     )
 }
 
+/// Runs a command of this machine (the guest's, in its own tests) that must succeed; stdout.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The last lines of a unit's journal (in the guest booted with systemd), for a failure's
 /// message.
 pub fn journal(unit: &str) -> String {

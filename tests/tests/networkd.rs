@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use roamgw_e2e::{journal, wait_until, Scenario, Testbed, CLIENT, FLOATING_IP};
+use roamgw_e2e::{journal, sh, wait_until, Scenario, Testbed, CLIENT, FLOATING_IP};
 
 const GUEST_TEST: &str = "guest_networkd";
 const PORT: u16 = 7000;
@@ -27,20 +27,6 @@ fn networkd_laptop_in_a_qemu_guest() {
         ok && console.contains("test result: ok. 1 passed"),
         "the networkd test failed in the guest:\n{console}"
     );
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Writes each `### PATH (MODE[ root:GROUP])` part of the bundle at its path.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roamgw_e2e::{binary, journal, wait_until, Testbed, FLOATING_IP, PUBLIC_IP};
+use roamgw_e2e::{binary, journal, sh, wait_until, Testbed, FLOATING_IP, PUBLIC_IP};
 
 const GUEST_TEST: &str = "guest_systemd_units";
 const CONFIG_DIR: &str = "/etc/roamgw";
@@ -31,20 +31,6 @@ fn systemd_units_in_a_qemu_guest() {
         ok && console.contains("guest: rebooting") && console.contains("test result: ok. 1 passed"),
         "the systemd test failed in the guest:\n{console}"
     );
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn roamgw(args: &[&str]) -> String {
