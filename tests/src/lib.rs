@@ -99,7 +99,6 @@ const TOOLS: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("wg", "wireguard-tools"),
     ("wg-quick", "wireguard-tools"),
-    ("wireguard-go", "wireguard-go"),
     ("conntrack", "conntrack"),
 ];
 

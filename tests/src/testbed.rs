@@ -637,7 +637,10 @@ impl Testbed {
     }
 
     /// Brings up stock wg-quick + wireguard-go in a namespace with the given config text.
+    /// (Checked here, not for every testbed: the demo's laptop is the roamer, and its first
+    /// run on a fresh machine installs no wireguard-go.)
     pub fn wg_quick_up(&self, ns: &Ns, interface: &str, config: &str) {
+        crate::require_tool("wireguard-go", "wireguard-go");
         self.wg_quick_up_with(ns, interface, config, "wireguard-go");
     }
 
