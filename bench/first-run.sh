@@ -16,6 +16,7 @@ cleanup() {
   for m in run/netns run sys proc dev opt/rust/rustup opt/rust/cargo-bin; do
     umount -R -l "$root/$m" 2>/dev/null || true
   done
+  umount -R -l "$root" 2>/dev/null || true
   # Never delete through a mount that is still there (/dev, /sys are this machine's).
   if grep -q " $root" /proc/mounts; then
     echo "first-run: mounts left under $root; not deleting it" >&2
@@ -27,6 +28,8 @@ trap cleanup EXIT
 
 mmdebstrap --variant=apt --include=ca-certificates,gcc,libc6-dev --mode=root --quiet \
   bookworm "$root" http://deb.debian.org/debian
+# A mount point of its own: `ip netns exec` remounts / inside (as on a real machine).
+mount --bind "$root" "$root"
 mkdir -p "$root/src" && git archive HEAD | tar -x -C "$root/src"
 mkdir -p "$root/opt/rust/rustup" "$root/opt/rust/cargo-bin"
 mount --bind -o ro "${RUSTUP_HOME:-$HOME/.rustup}" "$root/opt/rust/rustup"
