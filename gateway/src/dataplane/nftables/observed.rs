@@ -78,10 +78,14 @@ fn ports(v: &Value) -> Result<PortRange, ParseError> {
     range.map_err(|e| bad(e.to_string()))
 }
 
+/// A protocol as nft lists it: by name, or by number where /etc/protocols is missing (a
+/// minimal system without netbase).
 fn protocol(v: &Value) -> Result<Protocol, ParseError> {
-    match as_str(v, "protocol")? {
-        "tcp" => Ok(Protocol::Tcp),
-        "udp" => Ok(Protocol::Udp),
+    match v {
+        Value::String(name) if name == "tcp" => Ok(Protocol::Tcp),
+        Value::String(name) if name == "udp" => Ok(Protocol::Udp),
+        Value::Number(n) if n.as_u64() == Some(6) => Ok(Protocol::Tcp),
+        Value::Number(n) if n.as_u64() == Some(17) => Ok(Protocol::Udp),
         other => Err(bad(format!("unexpected protocol {other}"))),
     }
 }
@@ -441,6 +445,16 @@ mod tests {
         );
         assert_eq!(observed.rules_per_chain.get("prerouting"), Some(&4));
         assert_eq!(observed.handshakes_dropped, Some(0));
+    }
+
+    /// Without /etc/protocols (no netbase) nft lists protocols by number.
+    #[test]
+    fn protocols_by_number_are_the_same_elements() {
+        let by_number = SAMPLE
+            .replace("\"tcp\", ", "6, ")
+            .replace("\"udp\", ", "17, ");
+        assert_ne!(by_number, SAMPLE, "the sample names its protocols");
+        assert_eq!(parse(&by_number), parse(SAMPLE));
     }
 
     #[test]
