@@ -67,8 +67,8 @@ fmt() { printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
 report="| step of \`bash scripts/demo\` | wall time |
 |---|---|
 | apt: the demo's packages (\`scripts/install-deps demo\`, lists fetched fresh) | $(fmt "$packages") |
-| cargo: every crate fetched, release build of the demo from nothing | $(fmt "$build") |
-| the demo itself (namespaces up, init, add-port, a client through the floating IP, teardown) | $(fmt "$run") |
+| cargo: every crate fetched, the demo program built from nothing (release) | $(fmt "$build") |
+| the demo: roamgw and roamer built (release; its first step), then the scenario (namespaces, init, add-port, a client through the floating IP, a move, teardown) | $(fmt "$run") |
 | **total** | **$(fmt "$total")** |
 
 A fresh Debian bookworm root (mmdebstrap: apt, ca-certificates, gcc, libc6-dev) with this
