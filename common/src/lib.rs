@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod doctor;
 pub mod fsutil;
+pub mod hash;
 pub mod keys;
 pub mod metrics;
 pub mod names;

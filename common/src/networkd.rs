@@ -97,21 +97,19 @@ fn network(config: &RoamerConfig) -> String {
     for address in config.tunnel_addresses() {
         let _ = writeln!(out, "Address={address}");
     }
-    // Our rules, so networkd's ManageForeignRoutingPolicyRules= keeps them.
-    let sources = std::iter::once(config.address.addr().to_string())
-        .chain(config.address6.map(|a| a.addr().to_string()));
-    for (source, family) in sources.zip(["ipv4", "ipv6"]) {
+    // Our rules, so networkd's ManageForeignRoutingPolicyRules= keeps them; per family, the
+    // rules by source and by mark and the reply table's default route.
+    for address in config.tunnel_addresses() {
+        let (family, default) = match address {
+            ipnet::IpNet::V4(_) => ("ipv4", "0.0.0.0/0"),
+            ipnet::IpNet::V6(_) => ("ipv6", "::/0"),
+        };
         let _ = write!(
             out,
             "\n[RoutingPolicyRule]\nFrom={source}\nTable={table}\nPriority={priority}\n\
-             \n[RoutingPolicyRule]\nFirewallMark={mark}\nTable={table}\nPriority={priority}\nFamily={family}\n"
-        );
-    }
-    let defaults = std::iter::once("0.0.0.0/0").chain(config.address6.map(|_| "::/0"));
-    for destination in defaults {
-        let _ = write!(
-            out,
-            "\n[Route]\nDestination={destination}\nTable={table}\nScope=link\n"
+             \n[RoutingPolicyRule]\nFirewallMark={mark}\nTable={table}\nPriority={priority}\nFamily={family}\n\
+             \n[Route]\nDestination={default}\nTable={table}\nScope=link\n",
+            source = address.addr()
         );
     }
     for destination in config.egress() {
@@ -131,7 +129,7 @@ pub fn udp_replies_unit(config: &RoamerConfig) -> String {
     let ruleset = replies::udp_reply_ruleset(
         &config.interface,
         config.interface.as_str(),
-        (config.address.addr(), config.address6.map(|a| a.addr())),
+        config.reply_sources(),
     );
     let table = replies::nft_table(&config.interface);
     format!(

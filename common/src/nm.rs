@@ -15,13 +15,14 @@ use crate::state::RoamerConfig;
 pub const DIR: &str = "/etc/NetworkManager/system-connections";
 
 /// A stable UUID for the connection (NetworkManager wants one): the interface name and the
-/// gateway's key, hashed (FNV-1a, twice) into the shape of a version 4 UUID.
+/// gateway's key, hashed (FNV-1a, two halves) into the shape of a version 4 UUID.
 fn uuid(config: &RoamerConfig) -> String {
-    let seed = format!("{}\0{}", config.interface, config.gateway.public_key);
-    let hash = |salt: u64| {
-        seed.bytes().fold(0xcbf2_9ce4_8422_2325 ^ salt, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+    let hash = |half: u8| {
+        let seed = format!(
+            "{}\0{}\0{half}",
+            config.interface, config.gateway.public_key
+        );
+        crate::hash::fnv1a64(seed.as_bytes())
     };
     let bits = (u128::from(hash(0)) << 64 | u128::from(hash(1))) & !(0xf << 76) & !(0x3 << 62);
     let bits = bits | 0x4 << 76 | 0x2 << 62;
@@ -70,23 +71,10 @@ pub fn keyfile(config: &RoamerConfig) -> String {
         .collect();
     let _ = writeln!(out, "allowed-ips={};", any.join(";"));
     let families = [
-        (
-            "ipv4",
-            Some(config.address.to_string()),
-            config.address.addr().to_string(),
-            "0.0.0.0/0",
-        ),
-        (
-            "ipv6",
-            config.address6.map(|a| a.to_string()),
-            config
-                .address6
-                .map(|a| a.addr().to_string())
-                .unwrap_or_default(),
-            "::/0",
-        ),
+        ("ipv4", Some(ipnet::IpNet::V4(config.address)), "0.0.0.0/0"),
+        ("ipv6", config.address6.map(ipnet::IpNet::V6), "::/0"),
     ];
-    for (family, address, source, default) in families {
+    for (family, address, default) in families {
         let Some(address) = address else {
             let _ = write!(out, "\n[{family}]\nmethod=disabled\n");
             continue;
@@ -96,7 +84,8 @@ pub fn keyfile(config: &RoamerConfig) -> String {
             "\n[{family}]\nmethod=manual\naddress1={address}\nnever-default=true\n\
              route1={default}\nroute1_options=table={table}\n\
              routing-rule1=priority {priority} from {source} table {table}\n\
-             routing-rule2=priority {priority} fwmark {mark} table {table}\n"
+             routing-rule2=priority {priority} fwmark {mark} table {table}\n",
+            source = address.addr()
         );
     }
     out

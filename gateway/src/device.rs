@@ -123,9 +123,7 @@ pub fn configure_link(state: &GatewayState) -> Result<(), DeviceError> {
 pub fn tunnel_addresses(state: &GatewayState) -> Vec<IpNet> {
     let g = &state.gateway;
     let v4 = IpNet::V4(roamgw_common::state::address_in(g.subnet, g.address));
-    let v6 = g.subnet6.zip(g.tunnel6(g.address)).map(|(net, address)| {
-        IpNet::V6(ipnet::Ipv6Net::new(address, net.prefix_len()).unwrap_or(net))
-    });
+    let v6 = g.tunnel6_net(g.address).map(IpNet::V6);
     std::iter::once(v4).chain(v6).collect()
 }
 

@@ -34,11 +34,7 @@ pub fn roamer_config(
         name: roamer.name.clone(),
         interface: state.gateway.interface.clone(),
         address: roamer_net(state, roamer),
-        address6: state
-            .gateway
-            .subnet6
-            .zip(state.gateway.tunnel6(roamer.address))
-            .and_then(|(net, address)| ipnet::Ipv6Net::new(address, net.prefix_len()).ok()),
+        address6: state.gateway.tunnel6_net(roamer.address),
         private_key,
         private_key_file,
         mtu: state.gateway.mtu,
@@ -101,9 +97,11 @@ pub fn roamer_wg_quick(config: &RoamerConfig, reader: WgQuickFor) -> String {
     };
     let allowed_ips = match reader {
         WgQuickFor::Linux => {
-            let addresses = (config.address.addr(), config.address6.map(|a| a.addr()));
-            let (post_up, pre_down) =
-                replies::wg_quick_hooks(&config.interface, addresses, &config.egress());
+            let (post_up, pre_down) = replies::wg_quick_hooks(
+                &config.interface,
+                config.reply_sources(),
+                &config.egress(),
+            );
             interface.table = Some("off".into());
             interface.post_up = post_up;
             interface.pre_down = pre_down;

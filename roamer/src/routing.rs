@@ -136,7 +136,7 @@ pub fn install_replies(
 ) -> Result<(), NetlinkError> {
     links.route_replies(
         index,
-        (config.address.addr(), config.address6.map(|a| a.addr())),
+        config.reply_sources(),
         replies::mark(&config.interface),
         replies::table(&config.interface),
         replies::RULE_PRIORITY,
@@ -148,7 +148,7 @@ pub fn install_udp_replies(config: &RoamerConfig) -> Result<(), String> {
     let ruleset = replies::udp_reply_ruleset(
         &config.interface,
         config.interface.as_str(),
-        (config.address.addr(), config.address6.map(|a| a.addr())),
+        config.reply_sources(),
     );
     nft(&["-f", "-"], Some(&ruleset))
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -189,6 +189,32 @@ impl GatewaySettings {
         let offset = u32::from(v4).wrapping_sub(u32::from(self.subnet.network()));
         self.subnet6
             .map(|net| Ipv6Addr::from(u128::from(net.network()) + u128::from(offset)))
+    }
+
+    /// [`GatewaySettings::tunnel6`] with the prefix length of `subnet6`, as an interface
+    /// carries it.
+    pub fn tunnel6_net(&self, v4: Ipv4Addr) -> Option<Ipv6Net> {
+        let prefix = self.subnet6?.prefix_len();
+        Ipv6Net::new(self.tunnel6(v4)?, prefix).ok()
+    }
+
+    /// The addresses forwards answer on: the anchor, and the forward IPv6 when there is one.
+    pub fn forward_addresses(&self) -> Vec<IpAddr> {
+        std::iter::once(IpAddr::V4(self.anchor_ip))
+            .chain(self.forward6.map(IpAddr::V6))
+            .collect()
+    }
+
+    /// Per family, where forwards answer and the tunnel address of the roamer at `roamer` (its
+    /// IPv4 tunnel address) they lead to: IPv4, and IPv6 with a forward IPv6.
+    pub fn forward_sides(&self, roamer: Ipv4Addr) -> Vec<(IpAddr, IpAddr)> {
+        let v6 = self
+            .forward6
+            .zip(self.tunnel6(roamer))
+            .map(|(on, to)| (IpAddr::V6(on), IpAddr::V6(to)));
+        std::iter::once((IpAddr::V4(self.anchor_ip), IpAddr::V4(roamer)))
+            .chain(v6)
+            .collect()
     }
 
     /// The gateway's own settings, each against the others.

@@ -109,6 +109,12 @@ impl RoamerConfig {
             .collect()
     }
 
+    /// The source addresses replies to forwarded connections leave with, which the laptop
+    /// routes into the tunnel: IPv4, and IPv6 when the tunnel has it.
+    pub fn reply_sources(&self) -> (std::net::Ipv4Addr, Option<std::net::Ipv6Addr>) {
+        (self.address.addr(), self.address6.map(|a| a.addr()))
+    }
+
     /// The interface's addresses: IPv4, and IPv6 when the tunnel has it.
     pub fn tunnel_addresses(&self) -> Vec<ipnet::IpNet> {
         std::iter::once(ipnet::IpNet::V4(self.address))

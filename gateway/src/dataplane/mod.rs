@@ -232,11 +232,8 @@ pub fn down(purge: bool) -> Result<bool> {
 /// conntrack dump walks the kernel's whole (all-namespace) table, ~12 ms here, more than the
 /// rest of an add-port together.
 pub fn end_changed_flows(new: &GatewayState, change: &ForwardChange) {
-    let g = &new.gateway;
-    let addresses: Vec<std::net::IpAddr> = std::iter::once(g.anchor_ip.into())
-        .chain(g.forward6.map(Into::into))
-        .collect();
-    let stale_possible = g.anchor_passthrough;
+    let addresses = new.gateway.forward_addresses();
+    let stale_possible = new.gateway.anchor_passthrough;
     let added = change.added.iter().filter(|_| stale_possible);
     for forward in change.removed.iter().chain(added) {
         for address in &addresses {

@@ -220,24 +220,28 @@ impl Links {
         self.unroute_replies(table, priority)?;
         let sources = std::iter::once(IpAddr::V4(source)).chain(source6.map(IpAddr::V6));
         for source in sources {
-            let family = match source {
-                IpAddr::V4(_) => AddressFamily::Inet,
-                IpAddr::V6(_) => AddressFamily::Inet6,
-            };
-            let route = match source {
-                IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new()
-                    .output_interface(index)
-                    .table_id(table)
-                    .build(),
-                IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new()
-                    .output_interface(index)
-                    .table_id(table)
-                    .build(),
+            let (family, host_len, route) = match source {
+                IpAddr::V4(_) => (
+                    AddressFamily::Inet,
+                    32,
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .output_interface(index)
+                        .table_id(table)
+                        .build(),
+                ),
+                IpAddr::V6(_) => (
+                    AddressFamily::Inet6,
+                    128,
+                    RouteMessageBuilder::<Ipv6Addr>::new()
+                        .output_interface(index)
+                        .table_id(table)
+                        .build(),
+                ),
             };
             self.replace_route(route, what, &on)?;
             let by_source = |rule: &mut RuleMessage| {
                 rule.header.family = family;
-                rule.header.src_len = if source.is_ipv6() { 128 } else { 32 };
+                rule.header.src_len = host_len;
                 rule.attributes.push(RuleAttribute::Source(source));
             };
             self.add_rule(priority, table, by_source, what, &on)?;

@@ -105,19 +105,6 @@ fn family(address: IpAddr) -> &'static str {
     }
 }
 
-/// Where forwards answer and the roamer's tunnel address, per family: IPv4, and IPv6 when
-/// forwards answer on it (`roamgw forward6`).
-fn sides(state: &GatewayState, roamer: Ipv4Addr) -> Vec<(IpAddr, IpAddr)> {
-    let g = &state.gateway;
-    let v6 = g
-        .forward6
-        .zip(g.tunnel6(roamer))
-        .map(|(on, to)| (IpAddr::V6(on), IpAddr::V6(to)));
-    std::iter::once((IpAddr::V4(g.anchor_ip), IpAddr::V4(roamer)))
-        .chain(v6)
-        .collect()
-}
-
 /// `hash:ip,port` entries: `address,protocol:port[-port]` per protocol.
 fn hash_ip_port_entries(address: IpAddr, protocols: Protocols, ports: PortRange) -> Vec<String> {
     protocols
@@ -151,9 +138,7 @@ fn any() -> Vec<String> {
 /// `--anchor-passthrough`, only allow-listed forwards drop other sources.
 fn host_rules(state: &GatewayState) -> BTreeSet<String> {
     let g = &state.gateway;
-    let closed: Vec<IpAddr> = std::iter::once(IpAddr::V4(g.anchor_ip))
-        .chain(g.forward6.map(IpAddr::V6))
-        .collect();
+    let closed = g.forward_addresses();
     let mut host_rules = BTreeSet::new();
     if g.anchor_passthrough {
         for forward in state.forwards.iter().filter(|f| !f.allow_from.is_empty()) {
@@ -193,7 +178,7 @@ fn per_roamer(state: &GatewayState) -> (Vec<IpsetSpec>, BTreeSet<String>, BTreeS
     let mut ipsets = Vec::new();
     let (mut masq_rules, mut dnat_rules) = (BTreeSet::new(), BTreeSet::new());
     for roamer in &state.roamers {
-        for (on, to) in sides(state, roamer.address) {
+        for (on, to) in state.gateway.forward_sides(roamer.address) {
             let (ipv6, family) = (on.is_ipv6(), family(on));
             let (plain, masq) = (
                 ipset_name(roamer.address, ipv6),
@@ -226,7 +211,7 @@ pub fn desired(state: &GatewayState) -> Desired {
         let Some(roamer) = state.roamer(&forward.to) else {
             continue;
         };
-        for (on, to) in sides(state, roamer.address) {
+        for (on, to) in state.gateway.forward_sides(roamer.address) {
             let ipv6 = on.is_ipv6();
             let mut add_to = |name: String, entries: Vec<String>| {
                 if let Some(set) = ipsets.iter_mut().find(|s| s.name == name) {

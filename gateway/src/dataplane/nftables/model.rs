@@ -56,17 +56,10 @@ impl TableSettings {
             "{RULES_VERSION}\0{TEMPLATE}\0{}\0{}\0{}\0{}",
             self.anchor, self.interface, self.listen_port, self.tcp_port
         );
-        let hash = fnv1a(text.as_bytes());
+        let hash = roamgw_common::hash::fnv1a64(text.as_bytes());
         // Folded to the 32 bits of nft's `mark` type.
         (hash ^ (hash >> 32)) as u32
     }
-}
-
-/// FNV-1a, 64 bit: stable across builds and Rust versions, unlike std's hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// One element of one map or set of the table.
@@ -393,14 +386,8 @@ pub fn elements_of(state: &GatewayState, forward: &Forward) -> Vec<Element> {
     let Some(roamer) = state.roamer(&forward.to) else {
         return Vec::new(); // validated states never get here
     };
-    let g = &state.gateway;
-    let v4 = Some((IpAddr::V4(g.anchor_ip), IpAddr::V4(roamer.address)));
-    let v6 = g
-        .forward6
-        .zip(g.tunnel6(roamer.address))
-        .map(|(on, to)| (IpAddr::V6(on), IpAddr::V6(to)));
     let mut out = Vec::new();
-    for (on, to) in v4.into_iter().chain(v6) {
+    for (on, to) in state.gateway.forward_sides(roamer.address) {
         out.extend(forward_elements(on, &forward.spec, to, &forward.allow_from));
         if forward.client_ip == ClientIp::Masquerade {
             out.extend(masquerade_elements(&forward.spec, on));
@@ -425,7 +412,7 @@ pub fn desired(state: &GatewayState) -> Desired {
     let forward6 = g.forward6.map(IpAddr::V6);
     let mut elements = BTreeSet::new();
     if !g.anchor_passthrough {
-        let closed = std::iter::once(IpAddr::V4(g.anchor_ip)).chain(forward6);
+        let closed = g.forward_addresses().into_iter();
         elements.extend(closed.map(Element::ClosedAnchor));
     }
     elements.extend(
