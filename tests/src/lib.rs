@@ -230,6 +230,32 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Writes each `### PATH (MODE[ root:GROUP])` part of a `show-config --format networkd`
+/// bundle whose path `wanted` takes at its path (in the guest); returns the paths written.
+pub fn install_bundle(bundle: &str, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut paths = Vec::new();
+    for part in bundle.split("\n### ").skip(1) {
+        let (header, text) = part.split_once('\n').expect("a header line");
+        let (path, rest) = header.split_once(" (").expect("path (mode)");
+        if !wanted(path) {
+            continue;
+        }
+        let rest = rest.trim_end_matches(')');
+        let (mode, group) = match rest.split_once(" root:") {
+            Some((mode, group)) => (mode, Some(group)),
+            None => (rest, None),
+        };
+        std::fs::create_dir_all(Path::new(path).parent().expect("dir")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+        sh(&["chmod", mode, path]);
+        if let Some(group) = group {
+            sh(&["chown", &format!("root:{group}"), path]);
+        }
+        paths.push(path.to_string());
+    }
+    paths
+}
+
 /// The last lines of a unit's journal (in the guest booted with systemd), for a failure's
 /// message.
 pub fn journal(unit: &str) -> String {

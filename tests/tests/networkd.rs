@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use roamgw_e2e::{journal, sh, wait_until, Scenario, Testbed, CLIENT, FLOATING_IP};
+use roamgw_e2e::{install_bundle, journal, sh, wait_until, Scenario, Testbed, CLIENT, FLOATING_IP};
 
 const GUEST_TEST: &str = "guest_networkd";
 const PORT: u16 = 7000;
@@ -27,28 +27,6 @@ fn networkd_laptop_in_a_qemu_guest() {
         ok && console.contains("test result: ok. 1 passed"),
         "the networkd test failed in the guest:\n{console}"
     );
-}
-
-/// Writes each `### PATH (MODE[ root:GROUP])` part of the bundle at its path.
-fn install_bundle(bundle: &str) -> Vec<String> {
-    let mut paths = Vec::new();
-    for part in bundle.split("\n### ").skip(1) {
-        let (header, text) = part.split_once('\n').expect("a header line");
-        let (path, rest) = header.split_once(" (").expect("path (mode)");
-        let rest = rest.trim_end_matches(')');
-        let (mode, group) = match rest.split_once(" root:") {
-            Some((mode, group)) => (mode, Some(group)),
-            None => (rest, None),
-        };
-        std::fs::create_dir_all(Path::new(path).parent().expect("dir")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-        sh(&["chmod", mode, path]);
-        if let Some(group) = group {
-            sh(&["chown", &format!("root:{group}"), path]);
-        }
-        paths.push(path.to_string());
-    }
-    paths
 }
 
 /// What the laptop's servers saw of a TCP connection and a UDP datagram from the client.
@@ -72,7 +50,7 @@ fn guest_networkd() {
     let s = Scenario::laptop_is_this_machine();
     let bundle = s.ok(&["show-config", "laptop", "--format", "networkd"]);
     let interface = s.bed.gw_wg.clone();
-    let paths = install_bundle(&bundle);
+    let paths = install_bundle(&bundle, |_| true);
     assert_eq!(paths.len(), 4, "netdev, network, unit, key:\n{bundle}");
     // The shared tree has no udev, and networkd waits for udev to have seen a link unless
     // /sys is read-only (as in a container, where it runs without udev): a drop-in says so.

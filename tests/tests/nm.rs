@@ -1,34 +1,44 @@
-//! The laptop on NetworkManager (issue 30): the keyfile `roamgw show-config laptop --format
-//! nm` prints, read by Debian's own nmcli 1.42 offline (`nmcli --offline connection modify`
-//! parses a keyfile from stdin and writes it back normalized, without a daemon). Every
-//! setting the reply routing depends on must come back as written: a setting nmcli dropped
-//! or rewrote would be lost on the laptop too. NetworkManager itself is not started: on a
-//! CI machine a running NetworkManager would take over the machine's own interfaces.
+//! The laptop on NetworkManager (issue 30), twice:
+//! - the keyfile `roamgw show-config laptop --format nm` prints, read by Debian's own nmcli
+//!   1.42 offline (`nmcli --offline connection modify` parses a keyfile from stdin and writes
+//!   it back normalized, without a daemon): every setting the reply routing depends on must
+//!   come back as written, since a setting nmcli dropped would be lost on the laptop too;
+//! - Debian's NetworkManager 1.42 itself in the qemu guest under systemd (kernel WireGuard),
+//!   the laptop being the guest: the keyfile brought up by `nmcli connection up`, the forward
+//!   works and the laptop sees the client's own address over TCP and UDP; a reply rule someone
+//!   removed comes back with `nmcli device reapply`. Not on the CI machine itself: a running
+//!   NetworkManager would take over its interfaces.
 //!
-//! nmcli is not installed: its packages are downloaded once and unpacked under
-//! target/nm (as tests/guest/run does with the guest's kernel).
+//! NetworkManager is not installed: its packages are downloaded once and unpacked under
+//! target/nm (as tests/guest/run does with the guest's kernel), and run from there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use roamgw_e2e::binary;
+use roamgw_e2e::{
+    binary, install_bundle, journal, sh, wait_until, Scenario, Testbed, CLIENT, FLOATING_IP,
+};
 
-/// nmcli from Debian's packages, unpacked once under target/nm.
-fn nmcli() -> (PathBuf, PathBuf) {
+/// Debian's NetworkManager packages (the daemon, nmcli, and the two libraries they need
+/// beyond this machine's), unpacked once under target/nm.
+const PACKAGES: [&str; 3] = ["network-manager", "libnm0", "libndp0"];
+
+/// The root NetworkManager is unpacked in, and its library directory (LD_LIBRARY_PATH).
+fn nm_root() -> (PathBuf, PathBuf) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nm");
     let root = dir.join("root");
-    let nmcli = root.join("usr/bin/nmcli");
-    if !nmcli.exists() {
+    let libs = root.join("usr/lib/x86_64-linux-gnu");
+    // The last package of the list marks a complete unpack (an older one lacked libndp).
+    if !libs.join("libndp.so.0").exists() {
         std::fs::create_dir_all(&dir).expect("target/nm");
         let got = Command::new("apt-get")
-            .args(["download", "-qq", "network-manager", "libnm0"])
+            .args(["download", "-qq"])
+            .args(PACKAGES)
             .current_dir(&dir)
             .status()
             .expect("apt-get download (a Debian machine is needed)");
-        assert!(
-            got.success(),
-            "apt-get download network-manager libnm0 failed"
-        );
+        assert!(got.success(), "apt-get download {PACKAGES:?} failed");
         for deb in std::fs::read_dir(&dir).expect("read target/nm").flatten() {
             if deb.path().extension().is_some_and(|e| e == "deb") {
                 let unpacked = Command::new("dpkg-deb")
@@ -41,13 +51,13 @@ fn nmcli() -> (PathBuf, PathBuf) {
             }
         }
     }
-    (nmcli, root.join("usr/lib/x86_64-linux-gnu"))
+    (root, libs)
 }
 
 /// The keyfile as nmcli reads and writes it back; Err with nmcli's complaint.
 fn through_nmcli(keyfile: &str) -> Result<String, String> {
-    let (nmcli, libs) = nmcli();
-    let mut child = Command::new(nmcli)
+    let (root, libs) = nm_root();
+    let mut child = Command::new(root.join("usr/bin/nmcli"))
         .args([
             "--offline",
             "connection",
@@ -136,5 +146,172 @@ fn networkmanager_reads_the_keyfile_as_written() {
     assert!(
         !read.contains("from 192.168.32.2 table"),
         "a rule nmcli cannot read is dropped:\n{read}"
+    );
+}
+
+const GUEST_TEST: &str = "guest_networkmanager";
+const PORT: u16 = 7000;
+
+#[test]
+fn networkmanager_laptop_in_a_qemu_guest() {
+    // Unpacked here: the guest sees this machine's tree but has no network of its own.
+    nm_root();
+    let (ok, console) = roamgw_e2e::run_in_systemd_guest(GUEST_TEST, 300);
+    assert!(
+        ok && console.contains("test result: ok. 1 passed"),
+        "the NetworkManager test failed in the guest:\n{console}"
+    );
+    for line in console.lines().filter(|l| l.starts_with("NetworkManager ")) {
+        eprintln!("guest: {line}");
+    }
+}
+
+/// nmcli of the unpacked NetworkManager, which must succeed; stdout.
+fn nmcli(args: &[&str]) -> String {
+    let (root, libs) = nm_root();
+    let out = Command::new(root.join("usr/bin/nmcli"))
+        .args(args)
+        .env("LD_LIBRARY_PATH", libs)
+        .output()
+        .expect("nmcli");
+    assert!(
+        out.status.success(),
+        "nmcli {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// NetworkManager as a unit of the guest's systemd, managing `interface` and nothing else
+/// (the laptop's own link keeps the testbed's address and route). The shared tree has no
+/// udev, and NetworkManager waits for udev to have seen a link unless /sys is read-only, as
+/// in a container: the unit gets a read-only /sys.
+fn start_networkmanager(interface: &str) {
+    let (root, libs) = nm_root();
+    std::fs::create_dir_all("/etc/NetworkManager/system-connections").expect("nm dirs");
+    std::fs::create_dir_all("/var/lib/NetworkManager").expect("nm state dir");
+    std::fs::write(
+        "/etc/NetworkManager/NetworkManager.conf",
+        format!(
+            "[main]\nplugins=keyfile\nno-auto-default=*\ndns=none\nrc-manager=unmanaged\n\
+             auth-polkit=false\n\n[keyfile]\nunmanaged-devices=except:interface-name:{interface}\n\n\
+             [connectivity]\nenabled=false\n"
+        ),
+    )
+    .expect("NetworkManager.conf");
+    // The daemon's D-Bus policy (its name on the system bus), from the package.
+    std::fs::copy(
+        root.join("usr/share/dbus-1/system.d/org.freedesktop.NetworkManager.conf"),
+        "/etc/dbus-1/system.d/org.freedesktop.NetworkManager.conf",
+    )
+    .expect("D-Bus policy");
+    sh(&["systemctl", "start", "dbus"]);
+    sh(&["systemctl", "reload", "dbus"]);
+    sh(&[
+        "systemd-run",
+        "--unit",
+        "NetworkManager",
+        "-p",
+        "BindReadOnlyPaths=/sys",
+        "--setenv",
+        &format!("LD_LIBRARY_PATH={}", libs.display()),
+        &root.join("usr/sbin/NetworkManager").to_string_lossy(),
+        "--no-daemon",
+    ]);
+    let running = wait_until(Duration::from_secs(60), || {
+        Command::new(root.join("usr/bin/nmcli"))
+            .args(["-t", "general", "status"])
+            .env("LD_LIBRARY_PATH", &libs)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(
+        running,
+        "NetworkManager did not start:\n{}",
+        journal("NetworkManager")
+    );
+}
+
+/// What the laptop's servers saw of a TCP connection and a UDP datagram from the client.
+fn seen(bed: &Testbed) -> (Option<String>, Option<String>) {
+    let addr = format!("{FLOATING_IP}:{PORT}");
+    let mut udp = None;
+    wait_until(Duration::from_secs(5), || {
+        udp = bed.cli.udp_exchange(&addr, "who am i");
+        udp.is_some()
+    });
+    (bed.cli.tcp_banner(&addr), udp)
+}
+
+#[test]
+#[ignore = "runs inside the qemu guest that networkmanager_laptop_in_a_qemu_guest boots"]
+fn guest_networkmanager() {
+    assert!(
+        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
+        "meant for the qemu guest with systemd: run networkmanager_laptop_in_a_qemu_guest"
+    );
+    let s = Scenario::laptop_is_this_machine();
+    let keyfile = s.ok(&["show-config", "laptop", "--format", "nm"]);
+    let interface = keyfile
+        .lines()
+        .find_map(|l| l.strip_prefix("interface-name="))
+        .expect("interface-name")
+        .to_string();
+    let started = Instant::now();
+    start_networkmanager(&interface);
+    let path = format!("{}/{interface}.nmconnection", roamgw_common::nm::DIR);
+    std::fs::write(&path, &keyfile).expect("keyfile");
+    sh(&["chmod", "600", &path]);
+    nmcli(&["connection", "reload"]);
+    nmcli(&["connection", "up", &interface]);
+    eprintln!(
+        "NetworkManager started and the connection up in {:?}",
+        started.elapsed()
+    );
+    let bundle = s.ok(&["show-config", "laptop", "--format", "networkd"]);
+    let unit = install_bundle(&bundle, |p| p.ends_with(".service"));
+    assert_eq!(unit.len(), 1, "the UDP reply unit:\n{bundle}");
+    sh(&["systemctl", "daemon-reload"]);
+    sh(&[
+        "systemctl",
+        "start",
+        &format!("roamgw-udp-replies@{interface}"),
+    ]);
+    s.bed.peer_address_server(&s.bed.roam, PORT);
+    s.ok(&["add-port", &format!("{PORT}/tcp+udp")]);
+    let client = Some(CLIENT.to_string());
+    let kept = wait_until(Duration::from_secs(15), || seen(&s.bed).0 == client);
+    assert!(
+        kept,
+        "no forward through NetworkManager's tunnel:\n{}\n{}\n{}",
+        sh(&["wg", "show"]),
+        sh(&["ip", "rule", "show"]),
+        journal("NetworkManager")
+    );
+    assert_eq!(
+        seen(&s.bed),
+        (client.clone(), client.clone()),
+        "the client's own address"
+    );
+
+    // The reply rule removed by someone else: NetworkManager puts its own rules back when the
+    // connection is reapplied (it does not watch them).
+    let table = roamgw_common::replies::table(&interface.parse().expect("name")).to_string();
+    let rule = ["from", "192.168.32.2", "lookup", &table, "priority", "5100"];
+    sh(&[&["ip", "rule", "del"][..], &rule].concat());
+    std::thread::sleep(Duration::from_secs(5));
+    let by_itself =
+        sh(&["ip", "rule", "show"]).contains(&format!("from 192.168.32.2 lookup {table}"));
+    eprintln!("NetworkManager put a removed reply rule back by itself within 5 s: {by_itself}");
+    nmcli(&["device", "reapply", &interface]);
+    let back = wait_until(Duration::from_secs(15), || {
+        seen(&s.bed) == (client.clone(), client.clone())
+    });
+    assert!(
+        back,
+        "no forward after `nmcli device reapply`:\n{}\n{}",
+        sh(&["ip", "rule", "show"]),
+        journal("NetworkManager")
     );
 }
