@@ -339,7 +339,7 @@ impl Testbed {
             &[
                 "socat",
                 &format!("UDP-RECVFROM:{port},fork,reuseaddr"),
-                &format!("SYSTEM:echo {banner}"),
+                &udp_answer(&format!("echo {banner}")),
             ],
         );
         wait_for_listener(ns, port, "udp");
@@ -354,7 +354,7 @@ impl Testbed {
                 &[
                     "socat",
                     &format!("{listen}:{port},fork,reuseaddr"),
-                    "SYSTEM:echo $SOCAT_PEERADDR",
+                    &answer(proto, "echo $SOCAT_PEERADDR"),
                 ],
             );
             wait_for_listener(ns, port, proto);
@@ -370,7 +370,7 @@ impl Testbed {
                 &[
                     "socat",
                     &format!("{listen}:{port},fork,reuseaddr,ipv6only=1"),
-                    "SYSTEM:echo $SOCAT_PEERADDR",
+                    &answer(proto, "echo $SOCAT_PEERADDR"),
                 ],
             );
             crate::ns::wait_for_listener_of(ns, port, proto, "-6");
@@ -715,4 +715,25 @@ impl Drop for Testbed {
             let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", ns.name));
         }
     }
+}
+
+/// socat's `SYSTEM:` answer of a server: for TCP the command as it is (a client that only
+/// reads must get it at once), for UDP [`udp_answer`].
+fn answer(protocol: &str, command: &str) -> String {
+    if protocol == "udp" {
+        udp_answer(command)
+    } else {
+        format!("SYSTEM:{command}")
+    }
+}
+
+/// For a UDP datagram, socat's child writes the payload into the command's stdin after
+/// starting it; a command that never reads (a bare `echo`) may have exited by then, socat's
+/// write fails with EPIPE, and it exits without sending the answer the command printed. On a
+/// loaded machine the command wins that race often enough that every try of an exchange went
+/// unanswered (the "hairpin flake" of issue 30; reproduced by delaying socat's receive with
+/// strace: every datagram lost, `E write(6, …): Broken pipe`). Reading the datagram first
+/// makes the command wait for it.
+fn udp_answer(command: &str) -> String {
+    format!("SYSTEM:cat >/dev/null; {command}")
 }

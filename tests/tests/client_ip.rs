@@ -275,7 +275,7 @@ fn hairpin_from_the_laptop_and_from_the_droplet() {
 }
 
 /// What the kernels on both ends saw of an unanswered UDP hairpin: the droplet's conntrack
-/// and counters, the laptop's UDP flows and rules, the roamer's log.
+/// and counters, the laptop's UDP flows, rules and conntrack, the roamer's log.
 fn hairpin_diagnostics(s: &Scenario) -> String {
     let interface: roamgw_common::names::InterfaceName =
         s.bed.roam_wg.parse().expect("interface name");
@@ -297,6 +297,11 @@ fn hairpin_diagnostics(s: &Scenario) -> String {
                 .output(&["nft", "list", "table", "inet", &laptop_table]),
         ),
         ("laptop rules", s.bed.roam.output(&["ip", "rule"])),
+        // A reply that left past the tunnel shows here with the laptop's own address.
+        (
+            "laptop conntrack",
+            s.bed.roam.output(&["conntrack", "-L", "-p", "udp"]),
+        ),
         ("laptop sockets", s.bed.roam.output(&["ss", "-uanp"])),
         (
             "laptop udp counters",
