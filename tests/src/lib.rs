@@ -67,7 +67,8 @@ pub fn binary(name: &str) -> PathBuf {
         if profile_dir.ends_with("deps") {
             profile_dir.pop();
         }
-        // In the qemu guest the tree is read-only: the host side built them before booting.
+        // Built beforehand: in the qemu guest, whose tree is read-only, by the host side before
+        // booting; for the demo, by scripts/demo in one build with the demo program.
         if std::env::var_os("ROAMGW_E2E_PREBUILT").is_some() {
             return profile_dir;
         }
