@@ -361,6 +361,17 @@ impl Testbed {
         }
     }
 
+    /// What the laptop's [`Testbed::peer_address_server`] saw of a TCP connection and a UDP
+    /// datagram from the client to `addr`. The UDP exchange gets 5 s, as a new server does.
+    pub fn seen_from_client(&self, addr: &str) -> (Option<String>, Option<String>) {
+        let mut udp = None;
+        crate::wait_until(Duration::from_secs(5), || {
+            udp = self.cli.udp_exchange(addr, "who am i");
+            udp.is_some()
+        });
+        (self.cli.tcp_banner(addr), udp)
+    }
+
     /// [`Testbed::peer_address_server`] over IPv6 (beside the IPv4 one on the same port).
     /// socat writes the address in full and in brackets: [`crate::dualstack::peer_ip`] reads it.
     pub fn peer_address_server6(&self, ns: &Ns, port: u16) {

@@ -76,11 +76,7 @@ fn wait_for(mut f: impl FnMut() -> Option<String>) -> Option<String> {
 /// of `udp_exchange`'s ~3 s on a loaded CI machine was the test server's race, not roamgw's:
 /// `udp_answer` in testbed.rs.)
 fn seen(s: &Scenario, port: u16) -> (Option<String>, Option<String>) {
-    let addr = format!("{FLOATING_IP}:{port}");
-    (
-        s.bed.cli.tcp_banner(&addr),
-        wait_for(|| s.bed.cli.udp_exchange(&addr, "who am i")),
-    )
+    s.bed.seen_from_client(&format!("{FLOATING_IP}:{port}"))
 }
 
 fn assert_both_modes(s: &Scenario) {

@@ -31,13 +31,7 @@ fn networkd_laptop_in_a_qemu_guest() {
 
 /// What the laptop's servers saw of a TCP connection and a UDP datagram from the client.
 fn seen(bed: &Testbed) -> (Option<String>, Option<String>) {
-    let addr = format!("{FLOATING_IP}:{PORT}");
-    let mut udp = None;
-    wait_until(Duration::from_secs(5), || {
-        udp = bed.cli.udp_exchange(&addr, "who am i");
-        udp.is_some()
-    });
-    (bed.cli.tcp_banner(&addr), udp)
+    bed.seen_from_client(&format!("{FLOATING_IP}:{PORT}"))
 }
 
 #[test]
