@@ -216,6 +216,15 @@ pub fn run_in_systemd_guest(inner: &str, timeout_secs: u32) -> (bool, String) {
     )
 }
 
+/// The guest half of a qemu test refuses to run anywhere else: it changes the machine it runs
+/// on (its routes, units, packages). `launcher` is the host test that boots the guest for it.
+pub fn assert_in_guest(launcher: &str) {
+    assert!(
+        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
+        "meant for the qemu guest: run {launcher}"
+    );
+}
+
 /// Runs a command of this machine (the guest's, in its own tests) that must succeed; stdout.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])

@@ -26,10 +26,7 @@ fn is_kernel_wireguard(ns: &roamgw_e2e::Ns, interface: &str) -> bool {
 #[test]
 #[ignore = "runs inside the qemu guest that kernel_wireguard_in_a_qemu_guest boots"]
 fn guest_kernel_wireguard() {
-    assert!(
-        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
-        "meant for the qemu guest: run kernel_wireguard_in_a_qemu_guest"
-    );
+    roamgw_e2e::assert_in_guest("kernel_wireguard_in_a_qemu_guest");
     let mut s = Scenario::build_with(GatewayMode::KernelDaemon, Laptop::KernelRoamer, &[], false);
     assert!(
         is_kernel_wireguard(&s.bed.gw, &s.bed.gw_wg),

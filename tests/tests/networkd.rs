@@ -37,10 +37,7 @@ fn seen(bed: &Testbed) -> (Option<String>, Option<String>) {
 #[test]
 #[ignore = "runs inside the qemu guest that networkd_laptop_in_a_qemu_guest boots"]
 fn guest_networkd() {
-    assert!(
-        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
-        "meant for the qemu guest with systemd: run networkd_laptop_in_a_qemu_guest"
-    );
+    roamgw_e2e::assert_in_guest("networkd_laptop_in_a_qemu_guest");
     let s = Scenario::laptop_is_this_machine();
     let bundle = s.ok(&["show-config", "laptop", "--format", "networkd"]);
     let interface = s.bed.gw_wg.clone();

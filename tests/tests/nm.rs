@@ -54,10 +54,17 @@ fn nm_root() -> (PathBuf, PathBuf) {
     (root, libs)
 }
 
+/// The unpacked nmcli, with its libraries.
+fn nmcli_command() -> Command {
+    let (root, libs) = nm_root();
+    let mut command = Command::new(root.join("usr/bin/nmcli"));
+    command.env("LD_LIBRARY_PATH", libs);
+    command
+}
+
 /// The keyfile as nmcli reads and writes it back; Err with nmcli's complaint.
 fn through_nmcli(keyfile: &str) -> Result<String, String> {
-    let (root, libs) = nm_root();
-    let mut child = Command::new(root.join("usr/bin/nmcli"))
+    let mut child = nmcli_command()
         .args([
             "--offline",
             "connection",
@@ -65,7 +72,6 @@ fn through_nmcli(keyfile: &str) -> Result<String, String> {
             "connection.autoconnect",
             "yes",
         ])
-        .env("LD_LIBRARY_PATH", libs)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -168,12 +174,7 @@ fn networkmanager_laptop_in_a_qemu_guest() {
 
 /// nmcli of the unpacked NetworkManager, which must succeed; stdout.
 fn nmcli(args: &[&str]) -> String {
-    let (root, libs) = nm_root();
-    let out = Command::new(root.join("usr/bin/nmcli"))
-        .args(args)
-        .env("LD_LIBRARY_PATH", libs)
-        .output()
-        .expect("nmcli");
+    let out = nmcli_command().args(args).output().expect("nmcli");
     assert!(
         out.status.success(),
         "nmcli {args:?}: {}{}",
@@ -220,9 +221,8 @@ fn start_networkmanager(interface: &str) {
         "--no-daemon",
     ]);
     let running = wait_until(Duration::from_secs(60), || {
-        Command::new(root.join("usr/bin/nmcli"))
+        nmcli_command()
             .args(["-t", "general", "status"])
-            .env("LD_LIBRARY_PATH", &libs)
             .output()
             .is_ok_and(|o| o.status.success())
     });
@@ -241,10 +241,7 @@ fn seen(bed: &Testbed) -> (Option<String>, Option<String>) {
 #[test]
 #[ignore = "runs inside the qemu guest that networkmanager_laptop_in_a_qemu_guest boots"]
 fn guest_networkmanager() {
-    assert!(
-        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
-        "meant for the qemu guest with systemd: run networkmanager_laptop_in_a_qemu_guest"
-    );
+    roamgw_e2e::assert_in_guest("networkmanager_laptop_in_a_qemu_guest");
     let s = Scenario::laptop_is_this_machine();
     let keyfile = s.ok(&["show-config", "laptop", "--format", "nm"]);
     let interface = keyfile
@@ -292,11 +289,19 @@ fn guest_networkmanager() {
     // The reply rule removed by someone else: NetworkManager puts its own rules back when the
     // connection is reapplied (it does not watch them).
     let table = roamgw_common::replies::table(&interface.parse().expect("name")).to_string();
-    let rule = ["from", "192.168.32.2", "lookup", &table, "priority", "5100"];
+    let priority = roamgw_common::replies::RULE_PRIORITY.to_string();
+    let rule = [
+        "from",
+        "192.168.32.2",
+        "lookup",
+        &table,
+        "priority",
+        &priority,
+    ];
     sh(&[&["ip", "rule", "del"][..], &rule].concat());
-    std::thread::sleep(Duration::from_secs(5));
-    let by_itself =
-        sh(&["ip", "rule", "show"]).contains(&format!("from 192.168.32.2 lookup {table}"));
+    let by_itself = wait_until(Duration::from_secs(5), || {
+        sh(&["ip", "rule", "show"]).contains(&format!("from 192.168.32.2 lookup {table}"))
+    });
     eprintln!("NetworkManager put a removed reply rule back by itself within 5 s: {by_itself}");
     nmcli(&["device", "reapply", &interface]);
     let back = wait_until(Duration::from_secs(15), || {

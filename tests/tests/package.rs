@@ -156,10 +156,7 @@ fn sysext_image() -> PathBuf {
 #[test]
 #[ignore = "runs inside the qemu guest that packages_install_and_carry_what_they_should boots"]
 fn guest_sysext() {
-    assert!(
-        std::env::var_os("ROAMGW_IN_GUEST").is_some(),
-        "meant for the qemu guest with systemd: run packages_install_and_carry_what_they_should"
-    );
+    roamgw_e2e::assert_in_guest("packages_install_and_carry_what_they_should");
     let s = Scenario::laptop_is_this_machine();
     let roamer_unit = Path::new("/usr/lib/systemd/system/roamer.service");
     assert!(!roamer_unit.exists(), "roamer.service before the merge");
